@@ -1,0 +1,461 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Agent runs scripts inside one sandbox. Create it with NewAgent and call Serve.
+type Agent struct {
+	conn net.Conn
+	wmu  sync.Mutex // guards writes to conn
+
+	reaper *reaper
+	cg     cgroup
+	pid1   bool
+}
+
+// NewAgent wraps a connection to the host.
+func NewAgent(conn net.Conn) *Agent {
+	return &Agent{conn: conn, reaper: startReaper(), cg: detectCgroup(), pid1: os.Getpid() == 1}
+}
+
+// Dial connects to the host socket, retrying until timeout: the host creates
+// the socket before it starts the container, so retries only cover a slow mount.
+func Dial(path string, timeout time.Duration) (net.Conn, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		c, err := net.Dial("unix", path)
+		if err == nil {
+			return c, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("dial host socket %s: %w", path, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (a *Agent) send(t FrameType, payload []byte) error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	return WriteFrame(a.conn, t, payload)
+}
+
+func (a *Agent) sendJSON(t FrameType, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return a.send(t, b)
+}
+
+// Serve says hello, then runs each Start it receives until the host closes
+// the connection. A cancel frame stops the running script.
+func (a *Agent) Serve() error {
+	if err := a.sendJSON(FrameHello, Hello{Protocol: ProtocolVersion, PID: os.Getpid()}); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	// SIGTERM to the agent (engine stop) cancels the running script.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(term)
+
+	frames := make(chan frame)
+	go func() { // owned by Serve: ends when the connection closes
+		defer close(frames)
+		for {
+			t, p, err := ReadFrame(a.conn)
+			frames <- frame{t, p, err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for f := range frames {
+		if f.err != nil {
+			if errors.Is(f.err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("read frame: %w", f.err)
+		}
+		switch f.t {
+		case FrameStart:
+			var st Start
+			if err := json.Unmarshal(f.p, &st); err != nil {
+				a.sendJSON(FrameReport, Report{Outcome: "engine_error", ExitCode: -1, Error: "agent: bad start message: " + err.Error()})
+				continue
+			}
+			rep := a.run(st, frames, term)
+			if err := a.sendJSON(FrameReport, rep); err != nil {
+				return fmt.Errorf("send report: %w", err)
+			}
+		case FrameCancel:
+			// Nothing runs: nothing to cancel.
+		}
+	}
+	return nil
+}
+
+type frame struct {
+	t   FrameType
+	p   []byte
+	err error
+}
+
+// run executes one script and returns its report. It consumes frames while
+// the script runs so that a cancel is seen at once.
+func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report {
+	begin := time.Now()
+	fail := func(format string, args ...any) Report {
+		return Report{Outcome: "engine_error", ExitCode: -1, Error: fmt.Sprintf(format, args...), RunNS: int64(time.Since(begin))}
+	}
+	if strings.ContainsRune(st.ScriptName, '/') || st.ScriptName == "" || st.ScriptName[0] == '.' {
+		return fail("agent: bad script name %q", st.ScriptName)
+	}
+	// The agent, not the host, writes the script: O_EXCL|O_NOFOLLOW so nothing
+	// planted in the workspace can redirect the write.
+	path := filepath.Join(Workspace, st.ScriptName)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o444)
+	if err != nil {
+		return fail("agent: write script: %v", err)
+	}
+	_, err = f.Write(st.Script)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail("agent: write script: %v", err)
+	}
+	if !hasKey(st.Env, "PATH") {
+		// The image's PATH reaches the agent through the container config.
+		st.Env = append(st.Env, "PATH="+os.Getenv("PATH"))
+	}
+	argv0, err := lookPath(st.Command[0], st.Env)
+	if err != nil {
+		return fail("agent: interpreter %s: %v (is this the right image for the language?)", st.Command[0], err)
+	}
+
+	stdinR, stdinW, err := os.Pipe()
+	if err != nil {
+		return fail("agent: pipe: %v", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fail("agent: pipe: %v", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return fail("agent: pipe: %v", err)
+	}
+	caps, err := capNumbers(st.AmbientCaps)
+	if err != nil {
+		return fail("agent: %v", err)
+	}
+	oomBefore := a.cg.oomKills()
+	ruBefore := childrenCPU()
+
+	attr := &os.ProcAttr{
+		Dir:   Workspace,
+		Env:   st.Env,
+		Files: []*os.File{stdinR, outW, errW},
+		Sys: &syscall.SysProcAttr{
+			Setsid:      true,
+			Credential:  &syscall.Credential{Uid: uint32(st.UID), Gid: uint32(st.GID), Groups: []uint32{}},
+			AmbientCaps: caps,
+		},
+	}
+	a.reaper.mu.Lock()
+	proc, err := os.StartProcess(argv0, st.Command, attr)
+	var exited chan syscall.WaitStatus
+	if err == nil {
+		exited = a.reaper.watch(proc.Pid)
+	}
+	a.reaper.mu.Unlock()
+	stdinR.Close()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		stdinW.Close()
+		outR.Close()
+		errR.Close()
+		return fail("agent: start %s: %v", st.Command[0], err)
+	}
+	pid := proc.Pid
+
+	go func() { // ends when the input is written or the script closes stdin
+		stdinW.Write(st.Input)
+		stdinW.Close()
+	}()
+
+	em := &emitter{a: a, limit: st.OutputCap, killOnCap: st.KillOnCap, capHit: make(chan struct{})}
+	var readers sync.WaitGroup
+	readers.Add(2)
+	go func() { defer readers.Done(); em.pump(1, outR) }()
+	go func() { defer readers.Done(); em.pump(2, errR) }()
+
+	var (
+		reason   string // "timed_out", "cancelled", "output_limit" once a stop began
+		status   syscall.WaitStatus
+		timeout  = time.NewTimer(time.Duration(st.TimeoutMS) * time.Millisecond)
+		graceT   <-chan time.Time
+		stopping = func(why string) {
+			if reason != "" {
+				return
+			}
+			reason = why
+			a.killAll(pid, syscall.SIGTERM)
+			graceT = time.After(time.Duration(st.GraceMS) * time.Millisecond)
+		}
+		capHit = em.capHit
+	)
+	defer timeout.Stop()
+wait:
+	for {
+		select {
+		case status = <-exited:
+			break wait
+		case <-timeout.C:
+			stopping("timed_out")
+		case <-capHit:
+			capHit = nil
+			if st.KillOnCap {
+				stopping("output_limit")
+			}
+		case <-term:
+			stopping("cancelled")
+		case f, ok := <-frames:
+			if !ok || f.err != nil {
+				// The host went away: nobody will read the result.
+				stopping("cancelled")
+				frames = nil
+				continue
+			}
+			if f.t == FrameCancel {
+				stopping("cancelled")
+			}
+		case <-graceT:
+			a.killAll(pid, syscall.SIGKILL)
+			graceT = nil
+		}
+	}
+	runNS := time.Since(begin)
+	// The script's main process is gone; nothing it started may outlive it.
+	a.killAll(pid, syscall.SIGKILL)
+	done := make(chan struct{})
+	go func() { readers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		outR.Close()
+		errR.Close()
+		<-done
+	}
+	outR.Close()
+	errR.Close()
+
+	rep := Report{RunNS: int64(runNS)}
+	rep.OutputBytes, rep.KeptBytes, rep.Truncated = em.totals()
+	rep.CPUSeconds = childrenCPU() - ruBefore
+	rep.PeakMemory = a.cg.peakMemory()
+	if rep.PeakMemory == 0 {
+		rep.PeakMemory = childrenMaxRSS()
+	}
+	rep.OOMKills = a.cg.oomKills() - oomBefore
+	switch {
+	case status.Exited():
+		rep.ExitCode = status.ExitStatus()
+	case status.Signaled():
+		rep.ExitCode = 128 + int(status.Signal())
+		rep.Signal = status.Signal().String()
+	}
+	switch {
+	case reason != "":
+		rep.Outcome = reason
+	case rep.OOMKills > 0 && rep.ExitCode != 0:
+		rep.Outcome = "oom_killed"
+	case rep.ExitCode == 0:
+		rep.Outcome = "succeeded"
+	default:
+		rep.Outcome = "failed"
+	}
+	return rep
+}
+
+// killAll signals every process of the execution. As PID 1 of the sandbox
+// that is every other process (kill -1), which catches double-forked and
+// setsid daemons; outside a sandbox (tests) only the script's session.
+func (a *Agent) killAll(pid int, sig syscall.Signal) {
+	if a.pid1 {
+		syscall.Kill(-1, sig)
+		return
+	}
+	syscall.Kill(-pid, sig)
+}
+
+// emitter numbers output chunks, enforces the cap and sends them.
+type emitter struct {
+	a         *Agent
+	limit     int64
+	killOnCap bool
+	capHit    chan struct{}
+
+	mu        sync.Mutex // guards the fields below
+	seq       uint64
+	total     int64
+	kept      int64
+	truncated bool
+}
+
+func (e *emitter) pump(stream uint8, r io.Reader) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			e.write(stream, buf[:n])
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (e *emitter) write(stream uint8, p []byte) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.total += int64(len(p))
+	if e.truncated {
+		return // past the cap: drained and dropped so the script never blocks
+	}
+	if room := e.limit - e.kept; int64(len(p)) > room {
+		p = p[:room]
+		e.truncated = true
+	}
+	if len(p) > 0 {
+		e.seq++
+		e.kept += int64(len(p))
+		e.a.send(FrameOutput, EncodeOutput(stream, e.seq, p))
+	}
+	if e.truncated {
+		e.seq++
+		msg := fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; further output is dropped\n", e.limit)
+		e.a.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)))
+		close(e.capHit)
+	}
+}
+
+func (e *emitter) totals() (total, kept int64, truncated bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.total, e.kept, e.truncated
+}
+
+// reaper reaps every child of PID 1 (orphans included) and hands the exit
+// status of watched pids to whoever watches them.
+type reaper struct {
+	mu      sync.Mutex // guards watched; held across StartProcess+watch so no exit is missed
+	watched map[int]chan syscall.WaitStatus
+}
+
+func startReaper() *reaper {
+	r := &reaper{watched: map[int]chan syscall.WaitStatus{}}
+	sig := make(chan os.Signal, 16)
+	signal.Notify(sig, syscall.SIGCHLD)
+	go func() { // lives as long as the agent process
+		for range sig {
+			r.reap()
+		}
+	}()
+	return r
+}
+
+func (r *reaper) watch(pid int) chan syscall.WaitStatus {
+	ch := make(chan syscall.WaitStatus, 1)
+	r.watched[pid] = ch
+	return ch
+}
+
+func (r *reaper) reap() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		if pid <= 0 || err != nil {
+			return
+		}
+		if ch, ok := r.watched[pid]; ok {
+			ch <- ws
+			delete(r.watched, pid)
+		}
+	}
+}
+
+func childrenCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru) != nil {
+		return 0
+	}
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
+}
+
+func childrenMaxRSS() int64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru) != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024
+}
+
+func hasKey(env []string, key string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// lookPath finds name in the PATH of env, without following the agent's own PATH.
+func lookPath(name string, env []string) (string, error) {
+	if strings.Contains(name, "/") {
+		return name, nil
+	}
+	path := "/usr/local/bin:/usr/bin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("not found in PATH %s", path)
+}
+
+var capByName = map[string]uintptr{"NET_BIND_SERVICE": 10, "NET_RAW": 13}
+
+func capNumbers(names []string) ([]uintptr, error) {
+	var out []uintptr
+	for _, n := range names {
+		c, ok := capByName[strings.TrimPrefix(strings.ToUpper(n), "CAP_")]
+		if !ok {
+			return nil, fmt.Errorf("capability %s cannot be given to a script", n)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}

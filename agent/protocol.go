@@ -1,0 +1,139 @@
+package agent
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Paths inside the sandbox. Engines mount the agent binary at BinaryPath and
+// the per-sandbox host directory at HostDir.
+const (
+	// BinaryPath is where the agent binary is mounted, read-only.
+	BinaryPath = "/.cronium/agent"
+	// HostDir is where the per-sandbox host directory is mounted.
+	HostDir = "/.cronium/host"
+	// SocketName is the unix socket the host listens on inside HostDir.
+	SocketName = "agent.sock"
+	// Workspace is the script's working directory, a tmpfs.
+	Workspace = "/workspace"
+)
+
+// FrameType says what a frame carries.
+type FrameType uint8
+
+// Frame types.
+const (
+	FrameHello  FrameType = 1 // agent -> host, JSON Hello
+	FrameStart  FrameType = 2 // host -> agent, JSON Start
+	FrameCancel FrameType = 3 // host -> agent, empty
+	FrameOutput FrameType = 4 // agent -> host, [stream][seq][bytes]
+	FrameReport FrameType = 5 // agent -> host, JSON Report
+)
+
+// MaxFrame is the largest payload accepted, which bounds script plus input.
+const MaxFrame = 32 << 20
+
+// ProtocolVersion changes whenever frames or messages change incompatibly.
+const ProtocolVersion = 1
+
+// Hello is the agent's first frame.
+type Hello struct {
+	Protocol int `json:"protocol"`
+	PID      int `json:"pid"`
+}
+
+// Start asks the agent to run one script.
+type Start struct {
+	ExecutionID string   `json:"execution_id"`
+	ScriptName  string   `json:"script_name"`
+	Script      []byte   `json:"script"`
+	Input       []byte   `json:"input"`
+	Command     []string `json:"command"` // interpreter argv; the script path is already in it
+	Env         []string `json:"env"`
+	UID         int      `json:"uid"`
+	GID         int      `json:"gid"`
+	AmbientCaps []string `json:"ambient_caps,omitempty"`
+	TimeoutMS   int64    `json:"timeout_ms"`
+	GraceMS     int64    `json:"grace_ms"`
+	OutputCap   int64    `json:"output_cap"`
+	KillOnCap   bool     `json:"kill_on_cap"`
+}
+
+// Report is the agent's account of one execution.
+type Report struct {
+	Outcome     string  `json:"outcome"`
+	ExitCode    int     `json:"exit_code"`
+	Signal      string  `json:"signal,omitempty"`
+	Truncated   bool    `json:"truncated"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	PeakMemory  int64   `json:"peak_memory"`
+	OOMKills    int64   `json:"oom_kills"`
+	OutputBytes int64   `json:"output_bytes"`
+	KeptBytes   int64   `json:"kept_bytes"`
+	RunNS       int64   `json:"run_ns"`
+	Error       string  `json:"error,omitempty"`
+}
+
+// WriteFrame writes one frame. It is not safe for concurrent use on one writer.
+func WriteFrame(w io.Writer, t FrameType, payload []byte) error {
+	if len(payload) > MaxFrame {
+		return fmt.Errorf("frame of %d bytes exceeds the %d byte maximum", len(payload), MaxFrame)
+	}
+	var hdr [5]byte
+	hdr[0] = byte(t)
+	binary.BigEndian.PutUint32(hdr[1:], uint32(len(payload)))
+	if _, err := w.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := w.Write(payload)
+	return err
+}
+
+// WriteJSON writes v as the JSON payload of a frame.
+func WriteJSON(w io.Writer, t FrameType, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode frame %d: %w", t, err)
+	}
+	return WriteFrame(w, t, b)
+}
+
+// ReadFrame reads one frame.
+func ReadFrame(r io.Reader) (FrameType, []byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > MaxFrame {
+		return 0, nil, fmt.Errorf("frame of %d bytes exceeds the %d byte maximum", n, MaxFrame)
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, err
+	}
+	return FrameType(hdr[0]), payload, nil
+}
+
+// EncodeOutput builds an Output payload.
+func EncodeOutput(stream uint8, seq uint64, data []byte) []byte {
+	b := make([]byte, 9+len(data))
+	b[0] = stream
+	binary.BigEndian.PutUint64(b[1:9], seq)
+	copy(b[9:], data)
+	return b
+}
+
+// DecodeOutput splits an Output payload.
+func DecodeOutput(p []byte) (stream uint8, seq uint64, data []byte, err error) {
+	if len(p) < 9 {
+		return 0, 0, nil, fmt.Errorf("output frame of %d bytes is shorter than its 9 byte header", len(p))
+	}
+	return p[0], binary.BigEndian.Uint64(p[1:9]), p[9:], nil
+}

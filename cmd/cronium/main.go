@@ -1,0 +1,112 @@
+// Command cronium runs scripts in isolated, limited containers.
+//
+//	cronium run hello.py              run one script in a fresh sandbox
+//	cronium images build              build the runtime images offline
+//	cronium gc                        remove sandboxes left by crashed runs
+//	cronium bench cold                cold-start benchmark against docker run
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	cronium "github.com/cronium/executor"
+)
+
+// exitError carries a process exit status up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+
+func (e *exitError) Unwrap() error { return e.err }
+
+// usage marks an error as bad input: exit status 2.
+func usage(err error) error { return &exitError{code: 2, err: err} }
+
+type globals struct {
+	dockerHost string
+	stateDir   string
+	agentPath  string
+}
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "cronium",
+		Short: "Run scripts safely: every execution in a locked-down container with enforced limits",
+		Long: `Cronium Executor runs bash, python and node scripts in fresh containers with
+enforced limits (memory, CPU, pids, disk, time, output), a strict security
+profile by default (nobody user, read-only root, no capabilities, seccomp,
+no new privileges) and no network unless asked for.
+
+Start with:
+  cronium images build        build the runtime images (offline, from the Debian mirror)
+  cronium run examples/hello.py`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usage(fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath()))
+	})
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.dockerHost, "docker-host", "", "container engine address (default: $DOCKER_HOST, then unix:///var/run/docker.sock)")
+	pf.StringVar(&g.stateDir, "state-dir", "", "directory for sandbox sockets and the agent copy (default: /var/lib/cronium as root)")
+	pf.StringVar(&g.agentPath, "agent", "", "path of the cronium-agent binary (default: $CRONIUM_AGENT, then next to cronium)")
+	root.AddCommand(newRunCmd(g), newImagesCmd(g), newGCCmd(g), newBenchCmd(g), newVersionCmd())
+	return root
+}
+
+func main() {
+	err := newRoot().Execute()
+	if err == nil {
+		return
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(os.Stderr, "cronium:", ee.err)
+		}
+		os.Exit(ee.code)
+	}
+	fmt.Fprintln(os.Stderr, "cronium:", err)
+	if errors.Is(err, cronium.ErrInvalid) || isCobraUsage(err) {
+		os.Exit(2)
+	}
+	os.Exit(1)
+}
+
+// isCobraUsage recognises cobra's own argument errors.
+func isCobraUsage(err error) bool {
+	s := err.Error()
+	for _, p := range []string{"unknown command", "accepts ", "requires at least", "unknown flag", "unknown shorthand"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run: func(c *cobra.Command, _ []string) {
+			fmt.Fprintln(c.OutOrStdout(), "cronium", version)
+		},
+	}
+}
+
+// version is set by the linker: -ldflags "-X main.version=..."
+var version = "dev"

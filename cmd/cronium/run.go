@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	cronium "github.com/cronium/executor"
+)
+
+type runFlags struct {
+	lang, image, memory, cpus, pids, timeout, network, profile, input, output, tmp string
+	env                                                                            []string
+	json                                                                           bool
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	f := &runFlags{}
+	c := &cobra.Command{
+		Use:   "run FILE",
+		Short: "Run one script in a fresh, locked-down container",
+		Long: `Run one script in a fresh container and exit with the script's exit code.
+
+The script runs as user 65534 with a read-only root, no capabilities, no
+network and the limits below. Its output streams to your terminal; a summary
+of what it used follows on stderr (or one JSON object with --json).
+
+Exit status: the script's own, or 124 timed_out, 137 oom_killed,
+130 cancelled, 125 engine_error, 2 bad flags.`,
+		Example: `  cronium run examples/hello.py
+  cronium run job.sh --memory 512Mi --cpus 1 --timeout 2m --env MODE=prod
+  cronium run job.js --input '{"user": 42}' --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return runScript(c, g, f, args[0]) },
+	}
+	fl := c.Flags()
+	fl.StringVar(&f.lang, "lang", "", "bash, python or node (default: from the extension or shebang)")
+	fl.StringVar(&f.image, "image", "", "container image (default: the runtime image of the language)")
+	fl.StringVar(&f.memory, "memory", "256Mi", "memory hard limit, no swap: like 512Mi, 1G, 100M")
+	fl.StringVar(&f.cpus, "cpus", "0.5", "CPU burst: most CPU-seconds per wall second, like 0.5 or 2")
+	fl.StringVar(&f.pids, "pids", "100", "most processes and threads")
+	fl.StringVar(&f.timeout, "timeout", "30s", "wall-clock limit: like 30s, 2m, or plain seconds")
+	fl.StringVar(&f.network, "network", "", "none or full (default: the profile's, none for strict)")
+	fl.StringVar(&f.profile, "profile", "strict", "security profile: strict, standard or trusted")
+	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V (repeatable)")
+	fl.StringVar(&f.input, "input", "", "JSON input, or @file to read it from a file; delivered on stdin")
+	fl.StringVar(&f.output, "output-limit", "10Mi", "cap on stdout plus stderr; output past it is dropped")
+	fl.StringVar(&f.tmp, "tmp-size", "100Mi", "size of the /tmp tmpfs")
+	fl.BoolVar(&f.json, "json", false, "print one JSON result object (with the output) instead of streaming")
+	return c
+}
+
+// specFromFlags validates every flag; errors name the flag and the accepted form.
+func specFromFlags(f *runFlags, file string) (cronium.Spec, error) {
+	var spec cronium.Spec
+	script, err := os.ReadFile(file)
+	if err != nil {
+		return spec, cronium.Invalid("FILE", file, "cannot be read: "+err.Error())
+	}
+	spec.Script = script
+	if f.lang != "" {
+		if spec.Language, err = cronium.ParseLanguage("--lang", f.lang); err != nil {
+			return spec, err
+		}
+	} else if spec.Language = cronium.DetectLanguage(file, script); spec.Language == "" {
+		return spec, cronium.Invalid("--lang", "", "is needed: the language cannot be told from the file name or a shebang; pass --lang bash|python|node")
+	}
+	spec.Image = f.image
+	l := &spec.Limits
+	if l.Memory, err = cronium.ParseSize("--memory", f.memory); err != nil {
+		return spec, err
+	}
+	if l.Memory < 16<<20 {
+		return spec, cronium.Invalid("--memory", f.memory, "is too small: give at least 16Mi")
+	}
+	if l.CPUs, err = strconv.ParseFloat(f.cpus, 64); err != nil || l.CPUs < 0.01 || l.CPUs > 1024 {
+		return spec, cronium.Invalid("--cpus", f.cpus, "is not a CPU count: want a number between 0.01 and 1024, like 0.5 or 2")
+	}
+	if l.Pids, err = strconv.ParseInt(f.pids, 10, 64); err != nil || l.Pids < 4 {
+		return spec, cronium.Invalid("--pids", f.pids, "is not a process cap: want a whole number of at least 4, like 100")
+	}
+	if l.Timeout, err = cronium.ParseDuration("--timeout", f.timeout); err != nil {
+		return spec, err
+	}
+	if l.Timeout%time.Second != 0 {
+		return spec, cronium.Invalid("--timeout", f.timeout, "is not whole seconds: timeouts are whole seconds end to end, like 30s or 2m")
+	}
+	if l.Output, err = cronium.ParseSize("--output-limit", f.output); err != nil {
+		return spec, err
+	}
+	if l.TmpSize, err = cronium.ParseSize("--tmp-size", f.tmp); err != nil {
+		return spec, err
+	}
+	if spec.Network, err = cronium.ParseNetwork("--network", f.network); err != nil {
+		return spec, err
+	}
+	if spec.Profile, err = cronium.LookupProfile("--profile", f.profile); err != nil {
+		return spec, err
+	}
+	spec.Env = map[string]string{}
+	for _, kv := range f.env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsAny(k, " \t\x00") {
+			return spec, cronium.Invalid("--env", kv, "is not K=V: like --env MODE=prod")
+		}
+		if strings.HasPrefix(k, "CRONIUM_") {
+			return spec, cronium.Invalid("--env", kv, "uses the reserved CRONIUM_ prefix: pick another name")
+		}
+		spec.Env[k] = v
+	}
+	if f.input != "" {
+		in := []byte(f.input)
+		if name, ok := strings.CutPrefix(f.input, "@"); ok {
+			if in, err = os.ReadFile(name); err != nil {
+				return spec, cronium.Invalid("--input", f.input, "cannot be read: "+err.Error())
+			}
+		}
+		if !json.Valid(in) {
+			return spec, cronium.Invalid("--input", abbreviate(f.input), "is not JSON: give a JSON value like '{\"n\": 1}' or @file.json")
+		}
+		spec.Input = in
+	}
+	spec.Limits = spec.Limits.Defaults()
+	if err := spec.Limits.Validate(); err != nil {
+		return spec, err
+	}
+	return spec, nil
+}
+
+func abbreviate(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// jsonResult is what --json prints.
+type jsonResult struct {
+	cronium.Result
+	Stdout string `json:"stdout"`
+	Stderr string `json:"stderr"`
+}
+
+func runScript(c *cobra.Command, g *globals, f *runFlags, file string) error {
+	spec, err := specFromFlags(f, file)
+	if err != nil {
+		return usage(err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	eng, err := g.engine(ctx)
+	if err != nil {
+		return &exitError{code: 125, err: err}
+	}
+	defer eng.Close()
+	if _, err := eng.GC(ctx, time.Minute); err != nil {
+		fmt.Fprintln(os.Stderr, "cronium: warning: gc:", err)
+	}
+
+	var mu sync.Mutex
+	var stdout, stderr strings.Builder
+	stdoutW, stderrW := io.Writer(c.OutOrStdout()), io.Writer(c.ErrOrStderr())
+	spec.Output = func(ch cronium.OutputChunk) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case f.json && ch.Stream == cronium.Stderr:
+			stderr.Write(ch.Data)
+		case f.json:
+			stdout.Write(ch.Data)
+		case ch.Stream == cronium.Stderr:
+			stderrW.Write(ch.Data)
+		default:
+			stdoutW.Write(ch.Data)
+		}
+	}
+	res, err := eng.Run(ctx, spec)
+	if err != nil {
+		return usage(err)
+	}
+	if f.json {
+		enc := json.NewEncoder(c.OutOrStdout())
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(jsonResult{Result: res, Stdout: stdout.String(), Stderr: stderr.String()}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(stderrW, summary(res))
+	}
+	if code := exitCode(res); code != 0 {
+		return &exitError{code: code}
+	}
+	return nil
+}
+
+// exitCode maps a result to the process exit status.
+func exitCode(r cronium.Result) int {
+	switch r.Outcome {
+	case cronium.Succeeded:
+		return 0
+	case cronium.Failed:
+		if r.ExitCode > 0 && r.ExitCode < 256 {
+			return r.ExitCode
+		}
+		return 1
+	case cronium.TimedOut:
+		return 124
+	case cronium.OOMKilled:
+		return 137
+	case cronium.Cancelled:
+		return 130
+	case cronium.OutputLimit:
+		return 141
+	}
+	return 125
+}
+
+func summary(r cronium.Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cronium: %s", r.Outcome)
+	if r.Outcome == cronium.Failed || r.Outcome == cronium.Succeeded {
+		fmt.Fprintf(&b, " (exit %d)", r.ExitCode)
+	}
+	fmt.Fprintf(&b, " in %s", r.EndedAt.Sub(r.StartedAt).Round(time.Millisecond))
+	if r.Error != "" {
+		fmt.Fprintf(&b, ": %s", r.Error)
+	}
+	p := r.Phases
+	fmt.Fprintf(&b, "\n  phases: create %s, start %s, run %s, cleanup %s",
+		ms(p.Create), ms(p.Start), ms(p.Run), ms(p.Cleanup))
+	u := r.Usage
+	fmt.Fprintf(&b, "\n  usage:  cpu %.3fs, peak memory %s of %s, output %d bytes",
+		u.CPUSeconds, human(u.PeakMemory), r.Limits.Memory, u.OutputBytes)
+	if r.Truncated {
+		fmt.Fprintf(&b, " (truncated at %s)", r.Limits.Output)
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1fGi", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1fMi", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1fKi", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", n)
+}

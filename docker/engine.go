@@ -1,0 +1,656 @@
+// Package docker is the Cronium engine over the Docker Engine API. It also
+// drives Podman through its Docker-compatible socket (set DOCKER_HOST).
+//
+// Each execution gets a fresh container whose PID 1 is the cronium agent,
+// bind-mounted read-only, and a per-sandbox host directory holding the unix
+// socket the agent dials. The engine never writes into a container's files.
+package docker
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/client"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/agent"
+)
+
+// Container labels. Every container the engine creates carries them, so
+// that garbage collection and recovery can find their own.
+const (
+	LabelManaged   = "io.cronium.managed"
+	LabelExecution = "io.cronium.execution"
+	LabelNode      = "io.cronium.node"
+	LabelCreated   = "io.cronium.created"  // unix seconds
+	LabelDeadline  = "io.cronium.deadline" // unix seconds after which the host backstop has fired
+	LabelSandbox   = "io.cronium.sandbox"  // name of the per-sandbox host directory
+)
+
+// Config configures an Engine. The zero value works for a root user with
+// Docker on its default socket, once AgentPath and Images are set.
+type Config struct {
+	// Host is the engine address; empty means DOCKER_HOST, then the default socket.
+	Host string
+	// AgentPath is the cronium-agent binary on this host. Required.
+	AgentPath string
+	// StateDir holds the agent copy and the per-sandbox socket directories.
+	// Default /var/lib/cronium for root, else $XDG_RUNTIME_DIR/cronium or a temp dir.
+	StateDir string
+	// NodeID labels containers so nodes sharing an engine keep apart. Default: the host name.
+	NodeID string
+	// Images maps a language to its runtime image. Required for runs without Spec.Image.
+	Images map[cronium.Language]string
+	// StartTimeout bounds container start until the agent says hello. Default 20s.
+	StartTimeout time.Duration
+	// Backstop is how long past timeout+grace the host waits for the agent
+	// before it removes the container itself. Default 10s.
+	Backstop time.Duration
+	// Logger receives operational logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Engine runs executions in Docker containers. It is safe for concurrent use.
+type Engine struct {
+	cfg       Config
+	cli       *client.Client
+	agentPath string // content-addressed copy of the agent under StateDir
+	log       *slog.Logger
+}
+
+var _ cronium.Engine = (*Engine)(nil)
+
+// New connects to the engine, checks that it answers, and installs the agent
+// binary into the state directory.
+func New(ctx context.Context, cfg Config) (*Engine, error) {
+	if cfg.AgentPath == "" {
+		return nil, cronium.Invalid("agent_path", "", "is empty: point it at the cronium-agent binary (built by `make build` into bin/)")
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = DefaultStateDir()
+	}
+	if cfg.NodeID == "" {
+		cfg.NodeID, _ = os.Hostname()
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 20 * time.Second
+	}
+	if cfg.Backstop == 0 {
+		cfg.Backstop = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts := []client.Opt{client.FromEnv}
+	if cfg.Host != "" {
+		opts = append(opts, client.WithHost(cfg.Host))
+	}
+	cli, err := client.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("%w: no container engine answered at %s (%v). Start Docker (`dockerd &` or `systemctl start docker`), or set DOCKER_HOST to a running engine, e.g. unix:///run/podman/podman.sock for Podman",
+			cronium.ErrUnavailable, cli.DaemonHost(), err)
+	}
+	e := &Engine{cfg: cfg, cli: cli, log: cfg.Logger}
+	if e.agentPath, err = installAgent(cfg.AgentPath, cfg.StateDir); err != nil {
+		cli.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+// DefaultStateDir is where the engine keeps its files when Config.StateDir is empty.
+func DefaultStateDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/cronium"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "cronium")
+	}
+	return filepath.Join(os.TempDir(), "cronium-"+strconv.Itoa(os.Geteuid()))
+}
+
+// installAgent copies the agent to StateDir/agent/cronium-agent-<hash>, owned
+// by us and read-only, so what is mounted into sandboxes cannot change under them.
+func installAgent(src, stateDir string) (string, error) {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return "", fmt.Errorf("read agent binary %s: %w (build it with `make build`)", src, err)
+	}
+	sum := sha256.Sum256(b)
+	dir := filepath.Join(stateDir, "agent")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create agent dir: %w", err)
+	}
+	dst := filepath.Join(dir, "cronium-agent-"+hex.EncodeToString(sum[:6]))
+	if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(b)) {
+		return dst, nil
+	}
+	tmp, err := os.CreateTemp(dir, ".agent-*")
+	if err != nil {
+		return "", fmt.Errorf("install agent: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("install agent: %w", err)
+	}
+	if err := tmp.Chmod(0o555); err != nil {
+		tmp.Close()
+		return "", fmt.Errorf("install agent: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return "", fmt.Errorf("install agent: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return "", fmt.Errorf("install agent: %w", err)
+	}
+	return dst, nil
+}
+
+// Close releases the client connection.
+func (e *Engine) Close() error { return e.cli.Close() }
+
+// Host is the engine address in use.
+func (e *Engine) Host() string { return e.cli.DaemonHost() }
+
+// NewID returns a random execution id.
+func NewID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Run implements cronium.Engine.
+func (e *Engine) Run(ctx context.Context, spec cronium.Spec) (cronium.Result, error) {
+	if err := e.checkSpec(&spec); err != nil {
+		return cronium.Result{}, err
+	}
+	sb := &sandbox{e: e, spec: spec, name: sandboxName(spec.ID)}
+	res := sb.run(ctx)
+	return res, nil
+}
+
+func (e *Engine) checkSpec(spec *cronium.Spec) error {
+	if spec.ID == "" {
+		spec.ID = NewID()
+	}
+	if !validID(spec.ID) {
+		return cronium.Invalid("id", spec.ID, "is not an id: use letters, digits, '-' and '_' only, at most 64")
+	}
+	if _, err := cronium.ParseLanguage("language", string(spec.Language)); err != nil {
+		return err
+	}
+	if len(spec.Script) == 0 {
+		return cronium.Invalid("script", "", "is empty: give the script's source")
+	}
+	if len(spec.Script)+len(spec.Input) > agent.MaxFrame-64<<10 {
+		return cronium.Invalid("script", "", fmt.Sprintf("and input together are %d bytes, above the %d byte maximum", len(spec.Script)+len(spec.Input), agent.MaxFrame-64<<10))
+	}
+	spec.Limits = spec.Limits.Defaults()
+	if err := spec.Limits.Validate(); err != nil {
+		return err
+	}
+	if spec.Profile.Name == "" {
+		p, _ := cronium.LookupProfile("profile", "")
+		spec.Profile = p
+	}
+	if spec.Network == "" {
+		spec.Network = spec.Profile.Network
+	}
+	if spec.Image == "" {
+		spec.Image = e.cfg.Images[spec.Language]
+		if spec.Image == "" {
+			return cronium.Invalid("image", "", "is empty and no runtime image is configured for "+string(spec.Language)+": run `cronium images build`")
+		}
+	}
+	for k := range spec.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return cronium.Invalid("env", k, "is not a variable name: use NAME=value")
+		}
+		if strings.HasPrefix(k, "CRONIUM_") {
+			return cronium.Invalid("env", k, "uses the reserved CRONIUM_ prefix: pick another name")
+		}
+	}
+	return nil
+}
+
+func validID(id string) bool {
+	if len(id) == 0 || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// sandboxName derives a short, unique directory and container name; unix
+// socket paths are limited to 108 bytes.
+func sandboxName(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:8])
+}
+
+// sandbox is one execution's container and host directory.
+type sandbox struct {
+	e    *Engine
+	spec cronium.Spec
+	name string
+	dir  string
+	ln   *net.UnixListener
+	id   string // container id
+}
+
+func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
+	spec := s.spec
+	res = cronium.Result{ID: spec.ID, Image: spec.Image, Limits: spec.Limits, StartedAt: time.Now()}
+	fail := func(err error) cronium.Result {
+		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			res.Outcome, res.Error = cronium.Cancelled, "cancelled before the script started"
+		}
+		return res
+	}
+	defer func() {
+		t := time.Now()
+		s.cleanup()
+		res.Phases.Cleanup = time.Since(t)
+		res.EndedAt = time.Now()
+	}()
+
+	t := time.Now()
+	err := s.create(ctx)
+	res.Phases.Create = time.Since(t)
+	res.Container = s.id
+	if err != nil {
+		return fail(err)
+	}
+
+	t = time.Now()
+	sess, err := s.start(ctx)
+	res.Phases.Start = time.Since(t)
+	if err != nil {
+		return fail(err)
+	}
+	defer sess.Close()
+
+	t = time.Now()
+	rep, err := s.drive(ctx, sess)
+	res.Phases.Run = time.Since(t)
+	if err != nil {
+		return s.explain(res, err)
+	}
+	res.Outcome = cronium.Outcome(rep.Outcome)
+	res.ExitCode = rep.ExitCode
+	res.Signal = rep.Signal
+	res.Truncated = rep.Truncated
+	res.Error = rep.Error
+	res.Usage = cronium.Usage{CPUSeconds: rep.CPUSeconds, PeakMemory: rep.PeakMemory, OutputBytes: rep.OutputBytes, KeptOutputBytes: rep.KeptBytes}
+	return res
+}
+
+func (s *sandbox) create(ctx context.Context) error {
+	e, spec := s.e, s.spec
+	s.dir = filepath.Join(e.cfg.StateDir, "s", s.name)
+	if err := os.MkdirAll(filepath.Dir(s.dir), 0o711); err != nil {
+		return fmt.Errorf("create sandbox parent dir: %w", err)
+	}
+	if err := os.Mkdir(s.dir, 0o700); err != nil {
+		return fmt.Errorf("create sandbox dir for execution %s: %w", spec.ID, err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(s.dir, agent.SocketName), Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("listen on sandbox socket: %w", err)
+	}
+	s.ln = ln
+
+	l, p := spec.Limits, spec.Profile
+	now := time.Now()
+	deadline := now.Add(e.cfg.StartTimeout + l.Timeout + l.Grace + e.cfg.Backstop)
+	labels := map[string]string{
+		LabelManaged:   "true",
+		LabelExecution: spec.ID,
+		LabelNode:      e.cfg.NodeID,
+		LabelCreated:   strconv.FormatInt(now.Unix(), 10),
+		LabelDeadline:  strconv.FormatInt(deadline.Unix(), 10),
+		LabelSandbox:   s.name,
+	}
+	tmpfs := func(size cronium.Size) string {
+		return fmt.Sprintf("rw,nosuid,nodev,noexec,size=%d,mode=1777", int64(size))
+	}
+	pids := l.Pids
+	netMode := container.NetworkMode("none")
+	if spec.Network == cronium.NetworkFull {
+		netMode = "bridge"
+	}
+	var capAdd []string
+	if len(p.DropCaps) == 1 && p.DropCaps[0] == "ALL" {
+		capAdd = p.AgentCaps
+	}
+	var secOpt []string
+	if p.NoNewPrivileges {
+		secOpt = append(secOpt, "no-new-privileges")
+	}
+	shares := int64(l.CPUGuaranteed * 1024)
+	if shares < 2 {
+		shares = 2
+	}
+	cfg := &container.Config{
+		Hostname:   "cronium",
+		User:       "0:0",
+		Entrypoint: []string{agent.BinaryPath},
+		Cmd:        []string{},
+		WorkingDir: agent.Workspace,
+		Labels:     labels,
+	}
+	host := &container.HostConfig{
+		NetworkMode: netMode,
+		Mounts: []mount.Mount{
+			{Type: mount.TypeBind, Source: e.agentPath, Target: agent.BinaryPath, ReadOnly: true},
+			{Type: mount.TypeBind, Source: s.dir, Target: agent.HostDir},
+		},
+		Tmpfs:          map[string]string{"/tmp": tmpfs(l.TmpSize), agent.Workspace: tmpfs(l.WorkspaceSize)},
+		ReadonlyRootfs: p.ReadOnlyRoot,
+		CapDrop:        p.DropCaps,
+		CapAdd:         capAdd,
+		SecurityOpt:    secOpt,
+		OomScoreAdj:    500,
+		Resources: container.Resources{
+			Memory:            int64(l.Memory),
+			MemorySwap:        int64(l.Memory), // equal to Memory: no swap
+			MemoryReservation: int64(l.MemoryReservation),
+			CPUPeriod:         100000,
+			CPUQuota:          int64(l.CPUs * 100000),
+			CPUShares:         shares,
+			PidsLimit:         &pids,
+			Ulimits: []*container.Ulimit{
+				{Name: "nofile", Soft: l.NoFile, Hard: l.NoFile},
+				{Name: "nproc", Soft: l.NProc, Hard: l.NProc},
+			},
+		},
+	}
+	r, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: spec.Image,
+	})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return fmt.Errorf("%w: image %s is not in the engine at %s: build it with `cronium images build` (or `make images`)", cronium.ErrNotFound, spec.Image, e.cli.DaemonHost())
+		}
+		return fmt.Errorf("create container for execution %s: %w", spec.ID, err)
+	}
+	s.id = r.ID
+	return nil
+}
+
+// start starts the container and waits for the agent's hello.
+func (s *sandbox) start(ctx context.Context) (*agent.Session, error) {
+	e := s.e
+	if _, err := e.cli.ContainerStart(ctx, s.id, client.ContainerStartOptions{}); err != nil {
+		return nil, fmt.Errorf("start container for execution %s: %w", s.spec.ID, err)
+	}
+	s.ln.SetDeadline(time.Now().Add(e.cfg.StartTimeout))
+	type accepted struct {
+		sess *agent.Session
+		err  error
+	}
+	ch := make(chan accepted, 1)
+	go func() { // ends at the listener deadline or when cleanup closes the listener
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			ch <- accepted{nil, err}
+			return
+		}
+		c.SetDeadline(time.Now().Add(e.cfg.StartTimeout))
+		sess, err := agent.Handshake(c)
+		if err != nil {
+			c.Close()
+		} else {
+			c.SetDeadline(time.Time{})
+		}
+		ch <- accepted{sess, err}
+	}()
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			return nil, fmt.Errorf("agent in container %.12s did not say hello within %s: %w%s", s.id, e.cfg.StartTimeout, a.err, s.exitNote())
+		}
+		return a.sess, nil
+	case <-ctx.Done():
+		s.ln.Close()
+		if a := <-ch; a.sess != nil {
+			a.sess.Close()
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// exitNote says how the container ended, for error messages.
+func (s *sandbox) exitNote() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, err := s.e.cli.ContainerInspect(ctx, s.id, client.ContainerInspectOptions{})
+	if err != nil || r.Container.State == nil {
+		return ""
+	}
+	st := r.Container.State
+	note := fmt.Sprintf(" (container %s, exit code %d", st.Status, st.ExitCode)
+	if st.Error != "" {
+		note += ", " + st.Error
+	}
+	return note + ")"
+}
+
+// drive runs the script through the agent under the host backstop: if the
+// agent does not report by timeout+grace+Backstop (or grace+Backstop after a
+// cancel), the session is closed and the container removed.
+func (s *sandbox) drive(ctx context.Context, sess *agent.Session) (agent.Report, error) {
+	e, spec := s.e, s.spec
+	l := spec.Limits
+	env := []string{"HOME=" + agent.Workspace}
+	for k, v := range spec.Env {
+		env = append(env, k+"="+v)
+	}
+	env = append(env,
+		"CRONIUM_EXECUTION_ID="+spec.ID,
+		"CRONIUM_LANGUAGE="+string(spec.Language),
+		"CRONIUM_TIMEOUT_SECONDS="+strconv.Itoa(int(l.Timeout/time.Second)),
+		"CRONIUM_PROFILE="+spec.Profile.Name,
+	)
+	st := agent.Start{
+		ExecutionID: spec.ID,
+		ScriptName:  spec.Language.ScriptName(),
+		Script:      spec.Script,
+		Input:       spec.Input,
+		Command:     spec.Language.Command(agent.Workspace + "/" + spec.Language.ScriptName()),
+		Env:         env,
+		UID:         spec.Profile.UID,
+		GID:         spec.Profile.GID,
+		AmbientCaps: spec.Profile.ScriptCaps,
+		TimeoutMS:   l.Timeout.Milliseconds(),
+		GraceMS:     l.Grace.Milliseconds(),
+		OutputCap:   int64(l.Output),
+		KillOnCap:   l.OutputPolicy == cronium.OutputKill,
+	}
+	var once sync.Once
+	backstop := func() {
+		once.Do(func() {
+			e.log.Warn("agent did not report in time; removing container", "execution_id", spec.ID, "container", s.id)
+			sess.Close()
+		})
+	}
+	timer := time.AfterFunc(l.Timeout+l.Grace+e.cfg.Backstop, backstop)
+	defer timer.Stop()
+	stopCancel := context.AfterFunc(ctx, func() { timer.Reset(l.Grace + e.cfg.Backstop) })
+	defer stopCancel()
+
+	var out func(uint8, uint64, []byte)
+	if spec.Output != nil {
+		out = func(stream uint8, seq uint64, data []byte) {
+			spec.Output(cronium.OutputChunk{Seq: seq, Stream: cronium.Stream(stream), Data: data})
+		}
+	}
+	rep, err := sess.Run(ctx, st, out)
+	if err != nil && timer.Stop() == false && ctx.Err() == nil {
+		return rep, errBackstop
+	}
+	if err != nil && ctx.Err() != nil {
+		return rep, fmt.Errorf("%w: %v", context.Canceled, err)
+	}
+	return rep, err
+}
+
+var errBackstop = errors.New("the agent stopped answering; the host backstop removed the container")
+
+// explain turns a lost agent connection into an outcome, asking the engine
+// what happened to the container.
+func (s *sandbox) explain(res cronium.Result, err error) cronium.Result {
+	res.ExitCode = -1
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if r, ierr := s.e.cli.ContainerInspect(ctx, s.id, client.ContainerInspectOptions{}); ierr == nil && r.Container.State != nil {
+		st := r.Container.State
+		if st.OOMKilled {
+			res.Outcome, res.Error = cronium.OOMKilled, "the sandbox ran out of memory and the kernel killed the agent"
+			res.ExitCode = 137
+			return res
+		}
+	}
+	switch {
+	case errors.Is(err, errBackstop):
+		res.Outcome, res.Error = cronium.TimedOut, err.Error()
+	case errors.Is(err, context.Canceled):
+		res.Outcome, res.Error = cronium.Cancelled, "cancelled; the agent did not confirm: "+err.Error()
+	default:
+		res.Outcome, res.Error = cronium.EngineError, "lost the agent: "+err.Error()+s.exitNote()
+	}
+	return res
+}
+
+// cleanup removes the container and the host directory, whatever happened.
+func (s *sandbox) cleanup() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.id != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := s.e.cli.ContainerRemove(ctx, s.id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		cancel()
+		if err != nil && !cerrdefs.IsNotFound(err) {
+			s.e.log.Error("remove container; gc will retry", "container", s.id, "execution_id", s.spec.ID, "err", err)
+		}
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
+// GC implements cronium.Engine: it removes this node's containers that have
+// stopped and are older than grace, or whose deadline passed more than grace
+// ago, and sandbox directories no container uses.
+func (e *Engine) GC(ctx context.Context, grace time.Duration) (int, error) {
+	list, err := e.cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: client.Filters{}.Add("label", LabelManaged+"=true", LabelNode+"="+e.cfg.NodeID),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list cronium containers: %w", err)
+	}
+	now := time.Now()
+	inUse := map[string]bool{}
+	removed := 0
+	for _, c := range list.Items {
+		created := labelTime(c.Labels[LabelCreated], time.Unix(c.Created, 0))
+		deadline := labelTime(c.Labels[LabelDeadline], created)
+		stale := (c.State != container.StateRunning && now.Sub(created) > grace) || now.Sub(deadline) > grace
+		if !stale {
+			inUse[c.Labels[LabelSandbox]] = true
+			continue
+		}
+		if _, err := e.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			return removed, fmt.Errorf("remove orphan container %.12s: %w", c.ID, err)
+		}
+		e.log.Info("removed orphan container", "container", c.ID, "execution_id", c.Labels[LabelExecution])
+		removed++
+	}
+	dirs, _ := os.ReadDir(filepath.Join(e.cfg.StateDir, "s"))
+	for _, d := range dirs {
+		if inUse[d.Name()] {
+			continue
+		}
+		if fi, err := d.Info(); err == nil && now.Sub(fi.ModTime()) > grace {
+			os.RemoveAll(filepath.Join(e.cfg.StateDir, "s", d.Name()))
+		}
+	}
+	return removed, nil
+}
+
+func labelTime(v string, fallback time.Time) time.Time {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		return fallback
+	}
+	return time.Unix(n, 0)
+}
+
+// ImageExists reports whether ref is in the engine.
+func (e *Engine) ImageExists(ctx context.Context, ref string) (bool, error) {
+	_, err := e.cli.ImageInspect(ctx, ref)
+	if err == nil {
+		return true, nil
+	}
+	if cerrdefs.IsNotFound(err) {
+		return false, nil
+	}
+	return false, fmt.Errorf("inspect image %s: %w", ref, err)
+}
+
+// ImageSize returns the size of ref in bytes.
+func (e *Engine) ImageSize(ctx context.Context, ref string) (int64, error) {
+	r, err := e.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return 0, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return r.Size, nil
+}
+
+// ImportImage imports a root file system tarball as ref, applying
+// Dockerfile-style changes (ENV, WORKDIR, CMD).
+func (e *Engine) ImportImage(ctx context.Context, rootfs io.Reader, ref string, changes []string) error {
+	rc, err := e.cli.ImageImport(ctx, client.ImageImportSource{Source: rootfs, SourceName: "-"}, ref, client.ImageImportOptions{Changes: changes})
+	if err != nil {
+		return fmt.Errorf("import image %s: %w", ref, err)
+	}
+	defer rc.Close()
+	body, err := io.ReadAll(rc)
+	if err != nil {
+		return fmt.Errorf("import image %s: %w", ref, err)
+	}
+	if strings.Contains(string(body), `"error"`) {
+		return fmt.Errorf("import image %s: %s", ref, strings.TrimSpace(string(body)))
+	}
+	return nil
+}

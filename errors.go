@@ -1,0 +1,45 @@
+package cronium
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Error kinds shared by every package. Check them with errors.Is.
+var (
+	// ErrInvalid marks input that was rejected; the message names the field and the fix.
+	ErrInvalid = errors.New("invalid")
+	// ErrNotFound marks something that does not exist (an image, a container, an event).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict marks a request that clashes with the current state.
+	ErrConflict = errors.New("conflict")
+	// ErrForbidden marks a request the caller may not make.
+	ErrForbidden = errors.New("forbidden")
+	// ErrUnavailable marks a dependency that did not answer (the container engine, the store).
+	ErrUnavailable = errors.New("unavailable")
+	// ErrInternal marks a bug or an unexpected state.
+	ErrInternal = errors.New("internal")
+)
+
+// FieldError is an ErrInvalid that names the offending field and says what is accepted.
+type FieldError struct {
+	Field   string // Field is the flag, YAML key or JSON field, e.g. "--memory".
+	Value   string // Value is what the user gave.
+	Problem string // Problem says what is wrong and what is accepted.
+}
+
+// Error implements error.
+func (e *FieldError) Error() string {
+	if e.Value == "" {
+		return fmt.Sprintf("%s: %s", e.Field, e.Problem)
+	}
+	return fmt.Sprintf("%s: %q %s", e.Field, e.Value, e.Problem)
+}
+
+// Is reports that every FieldError is an ErrInvalid.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// Invalid returns a FieldError for field.
+func Invalid(field, value, problem string) error {
+	return &FieldError{Field: field, Value: value, Problem: problem}
+}

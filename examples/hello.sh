@@ -1,0 +1,3 @@
+#!/bin/bash
+echo "hello from bash $BASH_VERSION as $(id -u)"
+echo "input: $(cat)"

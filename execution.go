@@ -1,0 +1,131 @@
+package cronium
+
+import (
+	"context"
+	"io"
+	"time"
+)
+
+// Outcome is how an execution ended. Exactly one applies.
+type Outcome string
+
+// Outcomes.
+const (
+	// Succeeded: the script exited 0.
+	Succeeded Outcome = "succeeded"
+	// Failed: the script exited non-zero or was killed by a signal; see ExitCode.
+	Failed Outcome = "failed"
+	// TimedOut: the script ran past its timeout and was stopped.
+	TimedOut Outcome = "timed_out"
+	// OOMKilled: the kernel killed the script (or the whole sandbox) for memory.
+	OOMKilled Outcome = "oom_killed"
+	// OutputLimit: output passed the cap under the kill policy.
+	OutputLimit Outcome = "output_limit"
+	// Cancelled: the execution was cancelled before it finished.
+	Cancelled Outcome = "cancelled"
+	// EngineError: the container engine or the agent failed; see Error.
+	EngineError Outcome = "engine_error"
+)
+
+// Stream identifies stdout or stderr.
+type Stream uint8
+
+// Streams.
+const (
+	Stdout Stream = 1
+	Stderr Stream = 2
+)
+
+// String names the stream.
+func (s Stream) String() string {
+	if s == Stderr {
+		return "stderr"
+	}
+	return "stdout"
+}
+
+// OutputChunk is one framed piece of output, numbered in the order the agent read it.
+type OutputChunk struct {
+	Seq    uint64 `json:"seq"`
+	Stream Stream `json:"stream"`
+	Data   []byte `json:"data"`
+}
+
+// Spec is everything an engine needs to run one execution.
+type Spec struct {
+	// ID identifies the execution; engines label containers with it. Required.
+	ID string
+	// Language picks the interpreter. Required.
+	Language Language
+	// Script is the source code. Required.
+	Script []byte
+	// Input is delivered on the script's stdin.
+	Input []byte
+	// Image is the container image; empty means the runtime image of Language.
+	Image string
+	// Env is the user's environment; CRONIUM_* metadata is added by the engine.
+	Env map[string]string
+	// Limits are enforced; zero fields take defaults.
+	Limits Limits
+	// Profile is the security profile.
+	Profile Profile
+	// Network is the network policy; empty means the profile's default.
+	Network NetworkPolicy
+	// Output receives output chunks as they arrive, in sequence order. May be nil.
+	// It is called from one goroutine at a time.
+	Output func(OutputChunk)
+}
+
+// Phases are how long each step of an execution took.
+type Phases struct {
+	Create  time.Duration `json:"create_ns"`
+	Start   time.Duration `json:"start_ns"`
+	Run     time.Duration `json:"run_ns"`
+	Cleanup time.Duration `json:"cleanup_ns"`
+}
+
+// Usage is what an execution consumed.
+type Usage struct {
+	// CPUSeconds is user plus system CPU time of the script and its children.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// PeakMemory is the container's highest memory use in bytes (0 if the engine cannot tell).
+	PeakMemory int64 `json:"peak_memory_bytes"`
+	// OutputBytes is every byte the script wrote to stdout and stderr, kept or not.
+	OutputBytes int64 `json:"output_bytes"`
+	// KeptOutputBytes is how much of it was delivered before the cap.
+	KeptOutputBytes int64 `json:"kept_output_bytes"`
+}
+
+// Result is what an engine reports when an execution ends.
+type Result struct {
+	ID       string  `json:"id"`
+	Outcome  Outcome `json:"outcome"`
+	ExitCode int     `json:"exit_code"`
+	// Signal is the signal that ended the script, if any (e.g. "killed").
+	Signal string `json:"signal,omitempty"`
+	// Truncated is true when output passed the cap and was cut.
+	Truncated bool `json:"truncated"`
+	// Error explains engine_error outcomes and anything unusual.
+	Error     string    `json:"error,omitempty"`
+	Image     string    `json:"image"`
+	Container string    `json:"container,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at"`
+	Phases    Phases    `json:"phases"`
+	Usage     Usage     `json:"usage"`
+	// Limits are the limits that were in force.
+	Limits Limits `json:"limits"`
+}
+
+// Engine runs executions in isolated sandboxes. Implementations are safe for concurrent use.
+type Engine interface {
+	// Run executes spec and blocks until it ends. A cancelled ctx cancels the
+	// execution (outcome cancelled); the sandbox is removed in every case.
+	// The error is non-nil only when no Result could be produced at all
+	// (bad spec); engine failures during a run come back as EngineError results.
+	Run(ctx context.Context, spec Spec) (Result, error)
+	// GC removes sandboxes left behind by crashed runs that are older than grace.
+	GC(ctx context.Context, grace time.Duration) (removed int, err error)
+	// Close releases the engine's connections.
+	io.Closer
+}

@@ -1,0 +1,220 @@
+// Package images builds Cronium's runtime images offline: a minimal Debian
+// root file system per runtime, made with mmdebstrap from the host's Debian
+// package mirror and imported into the engine. No registry is needed.
+//
+// An image's tag carries a hash of its recipe (suite, packages, trim hook,
+// image config), so an unchanged image is never rebuilt.
+package images
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+//go:embed recipes/hook.sh
+var recipes embed.FS
+
+// Recipe describes one runtime image.
+type Recipe struct {
+	Language cronium.Language
+	// Packages are the Debian packages added to the essential set.
+	Packages []string
+	// Check is a command that must succeed inside the image.
+	Check []string
+}
+
+// Suite is the Debian release the images are built from.
+const Suite = "bookworm"
+
+// recipeVersion changes when the build procedure itself changes.
+const recipeVersion = "1"
+
+// changes are applied on import, as Dockerfile instructions.
+var changes = []string{
+	"ENV PATH=/usr/local/bin:/usr/bin:/bin",
+	"ENV LANG=C.UTF-8",
+	"WORKDIR /workspace",
+	`CMD ["/bin/bash"]`,
+}
+
+// Recipes lists the runtime images, one per language.
+var Recipes = map[cronium.Language]Recipe{
+	cronium.Bash:   {Language: cronium.Bash, Packages: []string{"jq"}, Check: []string{"bash", "-c", "echo ok | jq -R ."}},
+	cronium.Python: {Language: cronium.Python, Packages: []string{"python3"}, Check: []string{"python3", "-c", "import json, socket"}},
+	cronium.Node:   {Language: cronium.Node, Packages: []string{"nodejs"}, Check: []string{"node", "-e", "require('net')"}},
+}
+
+func hook() []byte {
+	b, err := recipes.ReadFile("recipes/hook.sh")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return b
+}
+
+// Hash is the content hash of the recipe, the tag of its image.
+func (r Recipe) Hash() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "v%s\n%s\n%s\n%s\n", recipeVersion, Suite, strings.Join(r.Packages, ","), strings.Join(changes, "\n"))
+	h.Write(hook())
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}
+
+// Ref is the image reference, e.g. cronium/runtime-python:3f2a9c0d11aa.
+func (r Recipe) Ref() string {
+	return "cronium/runtime-" + string(r.Language) + ":" + r.Hash()
+}
+
+// Refs maps each language to its image reference.
+func Refs() map[cronium.Language]string {
+	m := map[cronium.Language]string{}
+	for l, r := range Recipes {
+		m[l] = r.Ref()
+	}
+	return m
+}
+
+// Engine is what the builder needs from a container engine.
+type Engine interface {
+	ImageExists(ctx context.Context, ref string) (bool, error)
+	ImportImage(ctx context.Context, rootfs io.Reader, ref string, changes []string) error
+}
+
+// Builder builds runtime images. The zero value uses the host's apt sources.
+type Builder struct {
+	// Engine receives the images. Required.
+	Engine Engine
+	// Mirror is passed to mmdebstrap: a mirror URL or an apt sources file.
+	// Default: the host's /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list.
+	Mirror string
+	// Progress receives build progress lines. Default: discard.
+	Progress io.Writer
+}
+
+// Build builds the image of each language unless it exists. It reports
+// whether each was built (true) or already present (false).
+func (b *Builder) Build(ctx context.Context, langs ...cronium.Language) (map[cronium.Language]bool, error) {
+	if b.Progress == nil {
+		b.Progress = io.Discard
+	}
+	if len(langs) == 0 {
+		langs = cronium.Languages
+	}
+	built := map[cronium.Language]bool{}
+	for _, l := range langs {
+		r, ok := Recipes[l]
+		if !ok {
+			return built, cronium.Invalid("language", string(l), "has no runtime image: want bash, python or node")
+		}
+		ok, err := b.Engine.ImageExists(ctx, r.Ref())
+		if err != nil {
+			return built, err
+		}
+		if ok {
+			fmt.Fprintf(b.Progress, "%s: up to date\n", r.Ref())
+			built[l] = false
+			continue
+		}
+		if err := b.build(ctx, r); err != nil {
+			return built, fmt.Errorf("build %s: %w", r.Ref(), err)
+		}
+		built[l] = true
+	}
+	return built, nil
+}
+
+func (b *Builder) mirror() (string, error) {
+	if b.Mirror != "" {
+		return b.Mirror, nil
+	}
+	for _, p := range []string{"/etc/apt/sources.list.d/debian.sources", "/etc/apt/sources.list"} {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("no apt sources on this host: pass --mirror with a Debian mirror URL")
+}
+
+func (b *Builder) build(ctx context.Context, r Recipe) error {
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		return errors.New("mmdebstrap is not installed: `apt-get install -y mmdebstrap` (the images are built offline from the Debian mirror)")
+	}
+	mirror, err := b.mirror()
+	if err != nil {
+		return err
+	}
+	hookFile, err := os.CreateTemp("", "cronium-hook-*.sh")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(hookFile.Name())
+	hookFile.Write(hook())
+	hookFile.Close()
+
+	begin := time.Now()
+	fmt.Fprintf(b.Progress, "%s: building from the Debian %s mirror (packages: %s)\n", r.Ref(), Suite, strings.Join(r.Packages, " "))
+	args := []string{
+		"--variant=essential",
+		"--include=" + strings.Join(r.Packages, ","),
+		"--dpkgopt=path-exclude=/usr/share/doc/*",
+		"--dpkgopt=path-exclude=/usr/share/man/*",
+		"--dpkgopt=path-exclude=/usr/share/locale/*",
+		"--dpkgopt=path-exclude=/usr/share/info/*",
+		"--customize-hook=sh " + hookFile.Name() + ` "$1"`,
+		"--skip=cleanup/apt,cleanup/mmdebstrap", // the hook removed apt and dpkg wholesale
+		"--format=tar",
+		Suite, "-", mirror,
+	}
+	// Build into a file first: a failed build must never leave a partial image.
+	tarball, err := os.CreateTemp("", "cronium-rootfs-*.tar")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tarball.Name())
+	defer tarball.Close()
+	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	cmd.Stdout = tarball
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start mmdebstrap: %w", err)
+	}
+	var tail []string
+	s := bufio.NewScanner(stderr)
+	for s.Scan() {
+		line := s.Text()
+		tail = append(tail, line)
+		if len(tail) > 20 {
+			tail = tail[1:]
+		}
+		if strings.HasPrefix(line, "I: ") || strings.HasPrefix(line, "E: ") || strings.HasPrefix(line, "W: ") {
+			fmt.Fprintf(b.Progress, "  %s [%s]\n", line, time.Since(begin).Round(time.Second))
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("mmdebstrap failed: %w\n%s", err, strings.Join(tail, "\n"))
+	}
+	if _, err := tarball.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.Progress, "%s: importing into the engine [%s]\n", r.Ref(), time.Since(begin).Round(time.Second))
+	if err := b.Engine.ImportImage(ctx, tarball, r.Ref(), changes); err != nil {
+		return err
+	}
+	fmt.Fprintf(b.Progress, "%s: built in %s\n", r.Ref(), time.Since(begin).Round(time.Second))
+	return nil
+}
