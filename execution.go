@@ -2,6 +2,7 @@ package cronium
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"time"
 )
@@ -76,12 +77,38 @@ type Spec struct {
 	Output func(OutputChunk)
 }
 
-// Phases are how long each step of an execution took.
+// Phases are how long each step of an execution took: create the sandbox,
+// start it until the agent answers, run the script, clean up.
 type Phases struct {
-	Create  time.Duration `json:"create_ns"`
-	Start   time.Duration `json:"start_ns"`
-	Run     time.Duration `json:"run_ns"`
-	Cleanup time.Duration `json:"cleanup_ns"`
+	Create  time.Duration
+	Start   time.Duration
+	Run     time.Duration
+	Cleanup time.Duration
+}
+
+type phasesJSON struct {
+	Create  float64 `json:"create_ms"`
+	Start   float64 `json:"start_ms"`
+	Run     float64 `json:"run_ms"`
+	Cleanup float64 `json:"cleanup_ms"`
+}
+
+func msOf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// MarshalJSON encodes each phase in milliseconds.
+func (p Phases) MarshalJSON() ([]byte, error) {
+	return json.Marshal(phasesJSON{msOf(p.Create), msOf(p.Start), msOf(p.Run), msOf(p.Cleanup)})
+}
+
+// UnmarshalJSON decodes the form MarshalJSON writes.
+func (p *Phases) UnmarshalJSON(b []byte) error {
+	var j phasesJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	*p = Phases{ms(j.Create), ms(j.Start), ms(j.Run), ms(j.Cleanup)}
+	return nil
 }
 
 // Usage is what an execution consumed.

@@ -1,6 +1,7 @@
 package cronium
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"time"
@@ -22,33 +23,33 @@ const (
 // (timeout, output cap). The zero value means "use the default" for each field.
 type Limits struct {
 	// Memory is the hard memory limit; swap is disabled. Default 256Mi.
-	Memory Size `json:"memory"`
+	Memory Size
 	// MemoryReservation is the soft limit the kernel reclaims towards under
 	// pressure. Default 0.8 of Memory.
-	MemoryReservation Size `json:"memory_reservation"`
+	MemoryReservation Size
 	// CPUs is the burst: the most CPU time per wall second (CFS quota). Default 0.5.
-	CPUs float64 `json:"cpus"`
+	CPUs float64
 	// CPUGuaranteed is the baseline share under contention (CPU shares, 1024 per CPU). Default CPUs/5, at least 0.05.
-	CPUGuaranteed float64 `json:"cpu_guaranteed"`
+	CPUGuaranteed float64
 	// Pids caps the number of processes and threads in the container. Default 100.
-	Pids int64 `json:"pids"`
+	Pids int64
 	// NoFile is the open-files ulimit. Default 1024.
-	NoFile int64 `json:"nofile"`
+	NoFile int64
 	// NProc is the processes-per-user ulimit. The kernel counts it per uid
 	// across the whole host, so it is a backstop; Pids is the real cap. Default 4096.
-	NProc int64 `json:"nproc"`
+	NProc int64
 	// TmpSize is the size of the /tmp tmpfs. Default 100Mi.
-	TmpSize Size `json:"tmp_size"`
+	TmpSize Size
 	// WorkspaceSize is the size of the /workspace tmpfs. Default 100Mi.
-	WorkspaceSize Size `json:"workspace_size"`
+	WorkspaceSize Size
 	// Timeout is the wall-clock limit of the script, in whole seconds end to end. Default 30s.
-	Timeout time.Duration `json:"timeout"`
+	Timeout time.Duration
 	// Grace is how long a script has between SIGTERM and SIGKILL at timeout or cancel. Default 5s.
-	Grace time.Duration `json:"grace"`
+	Grace time.Duration
 	// Output caps stdout plus stderr. Default 10Mi.
-	Output Size `json:"output"`
+	Output Size
 	// OutputPolicy says what happens past the output cap. Default truncate.
-	OutputPolicy OutputPolicy `json:"output_policy"`
+	OutputPolicy OutputPolicy
 }
 
 // Defaults returns l with every zero field set to its default.
@@ -126,6 +127,46 @@ func (l Limits) Validate() error {
 		return Invalid("output", l.Output.String(), "is too small: want at least 1Ki")
 	case l.OutputPolicy != OutputTruncate && l.OutputPolicy != OutputKill:
 		return Invalid("output_policy", string(l.OutputPolicy), "is unknown: want truncate or kill")
+	}
+	return nil
+}
+
+// limitsJSON is the wire form of Limits: sizes in bytes, times in whole seconds.
+type limitsJSON struct {
+	Memory            Size         `json:"memory_bytes"`
+	MemoryReservation Size         `json:"memory_reservation_bytes"`
+	CPUs              float64      `json:"cpus"`
+	CPUGuaranteed     float64      `json:"cpu_guaranteed"`
+	Pids              int64        `json:"pids"`
+	NoFile            int64        `json:"nofile"`
+	NProc             int64        `json:"nproc"`
+	TmpSize           Size         `json:"tmp_bytes"`
+	WorkspaceSize     Size         `json:"workspace_bytes"`
+	TimeoutSeconds    float64      `json:"timeout_seconds"`
+	GraceSeconds      float64      `json:"grace_seconds"`
+	Output            Size         `json:"output_bytes"`
+	OutputPolicy      OutputPolicy `json:"output_policy"`
+}
+
+// MarshalJSON encodes sizes in bytes and times in seconds, with the unit in the field name.
+func (l Limits) MarshalJSON() ([]byte, error) {
+	return json.Marshal(limitsJSON{
+		l.Memory, l.MemoryReservation, l.CPUs, l.CPUGuaranteed, l.Pids, l.NoFile, l.NProc,
+		l.TmpSize, l.WorkspaceSize, l.Timeout.Seconds(), l.Grace.Seconds(), l.Output, l.OutputPolicy,
+	})
+}
+
+// UnmarshalJSON decodes the form MarshalJSON writes.
+func (l *Limits) UnmarshalJSON(b []byte) error {
+	var j limitsJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*l = Limits{
+		Memory: j.Memory, MemoryReservation: j.MemoryReservation, CPUs: j.CPUs, CPUGuaranteed: j.CPUGuaranteed,
+		Pids: j.Pids, NoFile: j.NoFile, NProc: j.NProc, TmpSize: j.TmpSize, WorkspaceSize: j.WorkspaceSize,
+		Timeout: time.Duration(j.TimeoutSeconds * float64(time.Second)), Grace: time.Duration(j.GraceSeconds * float64(time.Second)),
+		Output: j.Output, OutputPolicy: j.OutputPolicy,
 	}
 	return nil
 }

@@ -123,6 +123,12 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	if strings.ContainsRune(st.ScriptName, '/') || st.ScriptName == "" || st.ScriptName[0] == '.' {
 		return fail("agent: bad script name %q", st.ScriptName)
 	}
+	// Engines copy the image's directory mode onto the tmpfs; the workspace must
+	// be writable by the script and sticky, so the script cannot replace the
+	// script file the agent owns.
+	if err := os.Chmod(Workspace, 0o1777); err != nil {
+		return fail("agent: prepare workspace: %v", err)
+	}
 	// The agent, not the host, writes the script: O_EXCL|O_NOFOLLOW so nothing
 	// planted in the workspace can redirect the write.
 	path := filepath.Join(Workspace, st.ScriptName)

@@ -1,0 +1,370 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	cronium "github.com/cronium/executor"
+)
+
+func TestHelloEachLanguage(t *testing.T) {
+	t.Parallel()
+	scripts := map[cronium.Language]string{
+		cronium.Bash:   `read -r line; echo "hi $line"; echo err >&2`,
+		cronium.Python: "import sys\nprint('hi', sys.stdin.read().strip())\nprint('err', file=sys.stderr)",
+		cronium.Node:   "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{console.log('hi '+s.trim());console.error('err')})",
+	}
+	for lang, script := range scripts {
+		t.Run(string(lang), func(t *testing.T) {
+			t.Parallel()
+			var chunks []cronium.OutputChunk
+			res, out := run(t, lang, script, func(s *cronium.Spec) {
+				s.Input = []byte(`{"n":1}`)
+				inner := s.Output
+				s.Output = func(c cronium.OutputChunk) { chunks = append(chunks, c); inner(c) }
+			})
+			wantOutcome(t, res, out, cronium.Succeeded)
+			if !strings.Contains(out, `hi {"n":1}`) || !strings.Contains(out, "err") {
+				t.Errorf("output %q, want the input echoed and a stderr line", out)
+			}
+			for i, c := range chunks {
+				if c.Seq != uint64(i+1) {
+					t.Errorf("chunk %d has seq %d, want %d", i, c.Seq, i+1)
+				}
+			}
+			if res.Phases.Create <= 0 || res.Phases.Start <= 0 || res.Phases.Run <= 0 || res.Phases.Cleanup <= 0 {
+				t.Errorf("phases %+v, want all measured", res.Phases)
+			}
+			if res.Usage.PeakMemory <= 0 || res.Usage.CPUSeconds <= 0 {
+				t.Errorf("usage %+v, want peak memory and CPU measured", res.Usage)
+			}
+		})
+	}
+}
+
+func TestExitCodeFailed(t *testing.T) {
+	t.Parallel()
+	res, out := run(t, cronium.Bash, "echo bye; exit 3", nil)
+	wantOutcome(t, res, out, cronium.Failed)
+	if res.ExitCode != 3 {
+		t.Errorf("exit code %d, want 3", res.ExitCode)
+	}
+}
+
+func TestMemoryBombIsOOMKilled(t *testing.T) {
+	t.Parallel()
+	script := "a = []\nwhile True:\n    a.append(bytearray(8 << 20))\n"
+	res, out := run(t, cronium.Python, script, func(s *cronium.Spec) { s.Limits.Memory = 64 << 20 })
+	wantOutcome(t, res, out, cronium.OOMKilled)
+	if res.Error != "" || res.ExitCode != 137 {
+		t.Errorf("error %q exit %d: want the agent to survive and report the script's SIGKILL (137)", res.Error, res.ExitCode)
+	}
+	if res.Usage.PeakMemory > 64<<20 {
+		t.Errorf("peak memory %d, above the 64Mi limit", res.Usage.PeakMemory)
+	}
+}
+
+func TestForkBombIsContained(t *testing.T) {
+	t.Parallel()
+	// Count how many processes can be created; children sleep so they all stay alive.
+	script := `
+import os, time
+n = 0
+try:
+    while n < 1000:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+except OSError as e:
+    print("fork failed after", n, "children:", e.strerror, flush=True)
+print("children", n, flush=True)
+`
+	res, out := run(t, cronium.Python, script, func(s *cronium.Spec) { s.Limits.Pids = 40 })
+	wantOutcome(t, res, out, cronium.Succeeded)
+	var n int
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "children "); ok {
+			n, _ = strconv.Atoi(v)
+		}
+	}
+	if n == 0 || n >= 40 {
+		t.Fatalf("created %d children under a pids cap of 40, want 1..39; output:\n%s", n, out)
+	}
+
+	// The classic bomb: it must end at the timeout while the host stays responsive.
+	done := make(chan cronium.Result)
+	go func() {
+		r, _ := run(t, cronium.Bash, `b(){ b | b & }; b; sleep 100`, func(s *cronium.Spec) {
+			s.Limits.Pids = 64
+			s.Limits.Timeout = 4 * time.Second
+			s.Limits.Grace = time.Second
+		})
+		done <- r
+	}()
+	time.Sleep(2 * time.Second)
+	begin := time.Now()
+	if err := exec.Command("true").Run(); err != nil {
+		t.Errorf("host could not start a process during the fork bomb: %v", err)
+	}
+	if d := time.Since(begin); d > 2*time.Second {
+		t.Errorf("host took %s to start a process during the fork bomb", d)
+	}
+	r := <-done
+	if r.Outcome != cronium.TimedOut && r.Outcome != cronium.Failed {
+		t.Errorf("fork bomb outcome %s (%s), want timed_out or failed", r.Outcome, r.Error)
+	}
+}
+
+func TestCPUQuota(t *testing.T) {
+	t.Parallel()
+	script := "import time\nend = time.time() + 4\nwhile time.time() < end:\n    pass\n"
+	res, out := run(t, cronium.Python, script, func(s *cronium.Spec) { s.Limits.CPUs = 0.5 })
+	wantOutcome(t, res, out, cronium.Succeeded)
+	rate := res.Usage.CPUSeconds / res.Phases.Run.Seconds()
+	t.Logf("busy loop at --cpus 0.5: %.2f CPU-seconds in %.2fs wall = %.2f", res.Usage.CPUSeconds, res.Phases.Run.Seconds(), rate)
+	if rate > 0.6 {
+		t.Errorf("used %.2f CPU-seconds per wall second, want at most 0.6", rate)
+	}
+	if rate < 0.2 {
+		t.Errorf("used %.2f CPU-seconds per wall second: the busy loop did not run or CPU was not measured", rate)
+	}
+}
+
+func TestTmpFullGetsENOSPC(t *testing.T) {
+	t.Parallel()
+	res, out := run(t, cronium.Bash, "head -c 64M /dev/zero > /tmp/fill; echo status=$?", func(s *cronium.Spec) { s.Limits.TmpSize = 16 << 20 })
+	wantOutcome(t, res, out, cronium.Succeeded)
+	if !strings.Contains(out, "No space left on device") || !strings.Contains(out, "status=1") {
+		t.Errorf("output %q, want ENOSPC from filling /tmp past 16Mi", out)
+	}
+}
+
+func TestSandboxIdentity(t *testing.T) {
+	t.Parallel()
+	script := `
+echo "uid=$(id -u) gid=$(id -g)"
+grep -E '^Cap(Eff|Prm|Amb)' /proc/self/status
+grep NoNewPrivs /proc/self/status
+echo "ifaces=$(ls /sys/class/net | tr '\n' ' ')"
+touch /rootfile 2>&1 || echo "root write failed"
+touch /workspace/ok && echo "workspace writable"
+echo "setuid=$(find / -xdev -type f -perm /6000 2>/dev/null | wc -l)"
+cat /.cronium/host/agent.sock 2>&1 | head -1
+echo x >> /.cronium/agent 2>&1 || echo "agent write failed"
+kill -9 1 2>&1 || echo "kill agent failed"
+`
+	res, out := run(t, cronium.Bash, script, nil)
+	wantOutcome(t, res, out, cronium.Succeeded)
+	for _, want := range []string{
+		"uid=65534 gid=65534",
+		"CapEff:\t0000000000000000",
+		"CapPrm:\t0000000000000000",
+		"CapAmb:\t0000000000000000",
+		"NoNewPrivs:\t1",
+		"ifaces=lo \n",
+		"Read-only file system",
+		"root write failed",
+		"workspace writable",
+		"setuid=0",
+		"Permission denied", // the host socket directory
+		"agent write failed",
+		"kill agent failed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestEnvironmentIsOnlyUserAndCronium(t *testing.T) {
+	t.Parallel()
+	res, out := run(t, cronium.Bash, "env -0 | tr '\\0' '\\n' | cut -d= -f1 | sort", func(s *cronium.Spec) {
+		s.Env = map[string]string{"MODE": "prod"}
+	})
+	wantOutcome(t, res, out, cronium.Succeeded)
+	got := strings.Fields(out)
+	// bash itself adds PWD, SHLVL and _.
+	want := []string{"CRONIUM_EXECUTION_ID", "CRONIUM_LANGUAGE", "CRONIUM_PROFILE", "CRONIUM_TIMEOUT_SECONDS", "HOME", "MODE", "PATH", "PWD", "SHLVL", "_"}
+	sort.Strings(want)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("environment %v, want %v", got, want)
+	}
+}
+
+func TestTimeoutKillsScriptIgnoringTERM(t *testing.T) {
+	t.Parallel()
+	res, out := run(t, cronium.Bash, "trap '' TERM; echo started; while true; do sleep 0.2; done", func(s *cronium.Spec) {
+		s.Limits.Timeout = 2 * time.Second
+		s.Limits.Grace = time.Second
+	})
+	wantOutcome(t, res, out, cronium.TimedOut)
+	if d := res.Phases.Run; d < 3*time.Second || d > 6*time.Second {
+		t.Errorf("run took %s, want about timeout+grace = 3s", d)
+	}
+	if res.Signal != "killed" {
+		t.Errorf("signal %q, want killed", res.Signal)
+	}
+}
+
+func TestDaemonizedChildDoesNotOutlive(t *testing.T) {
+	t.Parallel()
+	// Double fork plus setsid: the grandchild is reparented to PID 1 in its own session.
+	script := `( setsid bash -c 'trap "" TERM HUP; sleep 3; echo still-alive' & ) ; echo parent-done`
+	res, out := run(t, cronium.Bash, script, nil)
+	wantOutcome(t, res, out, cronium.Succeeded)
+	if strings.Contains(out, "still-alive") {
+		t.Errorf("daemonized child outlived its execution: %q", out)
+	}
+	if res.Phases.Run > 2*time.Second {
+		t.Errorf("run took %s: the agent waited for the daemon instead of killing it", res.Phases.Run)
+	}
+}
+
+func TestOutputFloodIsTruncated(t *testing.T) {
+	t.Parallel()
+	var got int64
+	var last string
+	res, _ := run(t, cronium.Bash, "head -c 1G /dev/zero | tr '\\0' a; echo done >&2", func(s *cronium.Spec) {
+		s.Limits.CPUs = 2
+		s.Limits.Timeout = 90 * time.Second
+		s.Output = func(c cronium.OutputChunk) { got += int64(len(c.Data)); last = string(c.Data) }
+	})
+	if res.Outcome != cronium.Succeeded || !res.Truncated {
+		t.Fatalf("outcome %s truncated=%v (%s), want succeeded and truncated", res.Outcome, res.Truncated, res.Error)
+	}
+	if res.Usage.OutputBytes != 1<<30+5 {
+		t.Errorf("output bytes %d, want the whole 1GiB+5 counted", res.Usage.OutputBytes)
+	}
+	if res.Usage.KeptOutputBytes != 10<<20 {
+		t.Errorf("kept %d bytes, want exactly the 10Mi cap", res.Usage.KeptOutputBytes)
+	}
+	if got > 10<<20+200 {
+		t.Errorf("received %d bytes, want at most the cap plus the marker", got)
+	}
+	if !strings.Contains(last, "output truncated") {
+		t.Errorf("last chunk %q, want the truncation marker", last)
+	}
+	if res.Usage.PeakMemory > 128<<20 {
+		t.Errorf("peak memory %d during the flood: output is being buffered", res.Usage.PeakMemory)
+	}
+}
+
+func TestOutputKillPolicy(t *testing.T) {
+	t.Parallel()
+	res, out := run(t, cronium.Bash, "yes", func(s *cronium.Spec) {
+		s.Limits.Output = 64 << 10
+		s.Limits.OutputPolicy = cronium.OutputKill
+	})
+	wantOutcome(t, res, out, cronium.OutputLimit)
+}
+
+func TestCancelRemovesEverything(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan struct{}, 1)
+	spec := cronium.Spec{Language: cronium.Bash, Script: []byte("echo started; sleep 60"), ID: "cancel-" + NewID()}
+	spec.Limits.Grace = time.Second
+	spec.Output = func(cronium.OutputChunk) {
+		select {
+		case started <- struct{}{}:
+		default:
+		}
+	}
+	go func() { <-started; cancel() }()
+	res, err := testEngine.Run(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Outcome != cronium.Cancelled {
+		t.Fatalf("outcome %s (%s), want cancelled", res.Outcome, res.Error)
+	}
+	list, err := testEngine.cli.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", LabelExecution+"="+spec.ID)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 0 {
+		t.Errorf("%d container(s) left after cancel", len(list.Items))
+	}
+}
+
+func TestMissingImageSaysHowToBuild(t *testing.T) {
+	t.Parallel()
+	res, _ := run(t, cronium.Bash, "true", func(s *cronium.Spec) { s.Image = "cronium/runtime-bash:missing000" })
+	if res.Outcome != cronium.EngineError || !strings.Contains(res.Error, "cronium images build") || !strings.Contains(res.Error, "missing000") {
+		t.Errorf("outcome %s error %q, want engine_error naming the image and how to build it", res.Outcome, res.Error)
+	}
+}
+
+func TestUnreachableEngine(t *testing.T) {
+	t.Parallel()
+	_, err := New(context.Background(), Config{Host: "unix:///nonexistent/docker.sock", AgentPath: "/dev/null"})
+	if !errors.Is(err, cronium.ErrUnavailable) {
+		t.Fatalf("err %v, want ErrUnavailable", err)
+	}
+	for _, want := range []string{"/nonexistent/docker.sock", "DOCKER_HOST", "dockerd"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+}
+
+func TestGCRemovesOrphans(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	old := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
+	fresh := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	mk := func(deadline string) string {
+		r, err := testEngine.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Image: testEngine.cfg.Images[cronium.Bash],
+			Config: &container.Config{Cmd: []string{"sleep", "600"}, Labels: map[string]string{
+				LabelManaged: "true", LabelNode: testEngine.cfg.NodeID, LabelExecution: "gc-" + NewID(),
+				LabelCreated: old, LabelDeadline: deadline,
+			}},
+			HostConfig: &container.HostConfig{NetworkMode: "none"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := testEngine.cli.ContainerStart(ctx, r.ID, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	orphan, live := mk(old), mk(fresh)
+	defer testEngine.cli.ContainerRemove(ctx, live, client.ContainerRemoveOptions{Force: true})
+	if _, err := testEngine.GC(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := testEngine.cli.ContainerInspect(ctx, orphan, client.ContainerInspectOptions{}); err == nil {
+		t.Error("orphan past its deadline survived gc")
+	}
+	if _, err := testEngine.cli.ContainerInspect(ctx, live, client.ContainerInspectOptions{}); err != nil {
+		t.Errorf("running container within its deadline was removed: %v", err)
+	}
+}
+
+func TestBadSpecIsRejected(t *testing.T) {
+	t.Parallel()
+	for name, spec := range map[string]cronium.Spec{
+		"no script":    {Language: cronium.Bash},
+		"bad language": {Language: "cobol", Script: []byte("x")},
+		"bad id":       {ID: "../x", Language: cronium.Bash, Script: []byte("x")},
+		"reserved env": {Language: cronium.Bash, Script: []byte("x"), Env: map[string]string{"CRONIUM_X": "1"}},
+		"tiny memory":  {Language: cronium.Bash, Script: []byte("x"), Limits: cronium.Limits{Memory: 1 << 20}},
+	} {
+		if _, err := testEngine.Run(context.Background(), spec); !errors.Is(err, cronium.ErrInvalid) {
+			t.Errorf("%s: err %v, want ErrInvalid", name, err)
+		}
+	}
+}
