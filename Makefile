@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make demo   set up a fresh machine, build everything, run an example script
+#   make test   set up, build, and run every test (the engine tests need Docker)
+GO ?= go
+export CGO_ENABLED = 0
+
+.PHONY: build setup images demo test bench vet
+
+build:
+	$(GO) build -trimpath -o bin/ ./cmd/cronium ./cmd/cronium-agent
+
+setup:
+	./scripts/setup.sh
+
+images: setup build
+	./bin/cronium images build
+
+demo: images
+	./bin/cronium run examples/hello.py --input '{"name": "Cronium"}'
+
+vet:
+	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet ./...
+
+test: images vet
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: images
+	./bin/cronium bench cold --runs 20

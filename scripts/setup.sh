@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs and starts what Cronium needs on a fresh Debian machine: Docker
+# (docker.io) and mmdebstrap for the offline image builds. Idempotent; needs root.
+set -euo pipefail
+
+need=()
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# A docker CLI may exist without a daemon (and on this kind of machine it does):
+# probe the daemon's socket, not the CLI.
+engine_up() { docker version >/dev/null 2>&1; }
+if ! engine_up; then
+  echo "setup: starting dockerd (log: /var/log/cronium-dockerd.log)"
+  nohup dockerd >/var/log/cronium-dockerd.log 2>&1 &
+  for _ in $(seq 1 60); do
+    engine_up && break
+    sleep 1
+  done
+  if ! engine_up; then
+    echo "setup: dockerd did not come up; last log lines:" >&2
+    tail -n 20 /var/log/cronium-dockerd.log >&2
+    exit 1
+  fi
+fi
+echo "setup: docker $(docker version --format '{{.Server.Version}}') is running"
