@@ -27,14 +27,23 @@ func TestHelloEachLanguage(t *testing.T) {
 		t.Run(string(lang), func(t *testing.T) {
 			t.Parallel()
 			var chunks []cronium.OutputChunk
+			var stdout, stderr strings.Builder
 			res, out := run(t, lang, script, func(s *cronium.Spec) {
 				s.Input = []byte(`{"n":1}`)
 				inner := s.Output
-				s.Output = func(c cronium.OutputChunk) { chunks = append(chunks, c); inner(c) }
+				s.Output = func(c cronium.OutputChunk) {
+					chunks = append(chunks, c)
+					inner(c)
+					if c.Stream == cronium.Stderr {
+						stderr.Write(c.Data)
+					} else {
+						stdout.Write(c.Data)
+					}
+				}
 			})
 			wantOutcome(t, res, out, cronium.Succeeded)
-			if !strings.Contains(out, `hi {"n":1}`) || !strings.Contains(out, "err") {
-				t.Errorf("output %q, want the input echoed and a stderr line", out)
+			if stdout.String() != "hi {\"n\":1}\n" || stderr.String() != "err\n" {
+				t.Errorf("stdout %q stderr %q, want the input echoed on stdout and one stderr line", stdout.String(), stderr.String())
 			}
 			for i, c := range chunks {
 				if c.Seq != uint64(i+1) {
