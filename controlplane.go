@@ -1,0 +1,357 @@
+package cronium
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Duration is a time.Duration that reads from JSON and YAML as whole
+// seconds (30) or a Go duration string ("30s", "2m"), and writes as whole
+// seconds, so an API body never leaves the unit in doubt.
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes whole seconds.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.FormatInt(int64(time.Duration(d)/time.Second), 10)), nil
+}
+
+// UnmarshalJSON reads seconds or a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		s = string(b)
+	}
+	if s == "" || s == "null" || s == "0" {
+		*d = 0
+		return nil
+	}
+	v, err := ParseDuration("", s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration: %s", s, DurationForm)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Tier is a plan: what one user's executions may use.
+type Tier struct {
+	Name string `json:"name" yaml:"-"`
+	// CPUGuaranteed is the CPU baseline per execution (shares).
+	CPUGuaranteed float64 `json:"cpu_guaranteed" yaml:"cpu_guaranteed"`
+	// CPUBurst is the most CPUs an execution may ask for.
+	CPUBurst float64 `json:"cpu_burst" yaml:"cpu_burst"`
+	// Memory is the most memory an execution may ask for.
+	Memory Size `json:"memory_bytes" yaml:"memory"`
+	// Concurrency is how many of the user's executions may run at once.
+	Concurrency int `json:"concurrency" yaml:"concurrency"`
+	// MaxTimeout is the longest timeout an event may set.
+	MaxTimeout Duration `json:"max_timeout_seconds" yaml:"max_timeout"`
+}
+
+// DefaultTiers are the brainstorm's tiers.
+func DefaultTiers() map[string]Tier {
+	return map[string]Tier{
+		"free":       {Name: "free", CPUGuaranteed: 0.1, CPUBurst: 0.5, Memory: 512 << 20, Concurrency: 2, MaxTimeout: Duration(5 * time.Minute)},
+		"pro":        {Name: "pro", CPUGuaranteed: 0.5, CPUBurst: 2, Memory: 2 << 30, Concurrency: 10, MaxTimeout: Duration(30 * time.Minute)},
+		"enterprise": {Name: "enterprise", CPUGuaranteed: 2, CPUBurst: 8, Memory: 8 << 30, Concurrency: 50, MaxTimeout: Duration(2 * time.Hour)},
+	}
+}
+
+// User owns events and executions.
+type User struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	Tier      string    `json:"tier"`
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// ConcurrencyPolicy says what a scheduled fire does while the event already has an execution queued or running.
+type ConcurrencyPolicy string
+
+// Concurrency policies.
+const (
+	ConcurrencyAllow   ConcurrencyPolicy = "allow"   // run alongside
+	ConcurrencyForbid  ConcurrencyPolicy = "forbid"  // skip this fire
+	ConcurrencyReplace ConcurrencyPolicy = "replace" // cancel the old, run the new
+)
+
+// RetryPolicy says whether and when a finished execution runs again.
+type RetryPolicy struct {
+	// MaxAttempts counts the first run: 1 means no retry. Default 1.
+	MaxAttempts int `json:"max_attempts" yaml:"max_attempts"`
+	// Backoff is the wait before the first retry; it doubles each attempt, with ±20% jitter. Default 10s.
+	Backoff Duration `json:"backoff" yaml:"backoff"`
+	// MaxBackoff caps the wait. Default 10m.
+	MaxBackoff Duration `json:"max_backoff" yaml:"max_backoff"`
+	// On lists the outcomes that retry. Default failed, timed_out, engine_error.
+	On []Outcome `json:"on" yaml:"on"`
+}
+
+// Resources are what an event asks for; zero fields take the defaults of Limits.
+type Resources struct {
+	Memory string  `json:"memory,omitempty" yaml:"memory"`
+	CPUs   float64 `json:"cpus,omitempty" yaml:"cpus"`
+	Pids   int64   `json:"pids,omitempty" yaml:"pids"`
+}
+
+// Event is a script a user defined once and runs on a schedule or on demand.
+type Event struct {
+	ID       int64    `json:"id"`
+	User     string   `json:"user"`
+	Name     string   `json:"name"`
+	Language Language `json:"language"`
+	Script   string   `json:"script"`
+	// Schedule is a cron expression, "@every 5s" or a descriptor; empty means on demand only.
+	Schedule string `json:"schedule"`
+	// Timezone is the IANA zone of Schedule. Default UTC.
+	Timezone string `json:"timezone"`
+	// Timeout in whole seconds. Default 30.
+	Timeout   Duration          `json:"timeout"`
+	Resources Resources         `json:"resources"`
+	Profile   string            `json:"profile"`
+	Network   NetworkPolicy     `json:"network"`
+	Env       map[string]string `json:"env,omitempty"`
+	// Input is the default JSON input.
+	Input json.RawMessage `json:"input,omitempty"`
+	// Strategy is how sandboxes are provided; only "cold" exists so far.
+	Strategy    string            `json:"strategy"`
+	Enabled     *bool             `json:"enabled,omitempty"`
+	Concurrency ConcurrencyPolicy `json:"concurrency"`
+	Retry       RetryPolicy       `json:"retry"`
+	// MissedRuns is skip or run_once: what happens to fires missed while the server was down.
+	MissedRuns string `json:"missed_runs"`
+	// StartingDeadline bounds how late a missed run may still start under run_once; 0 means no bound.
+	StartingDeadline Duration  `json:"starting_deadline"`
+	Priority         int       `json:"priority"`
+	CreatedAt        time.Time `json:"created_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
+}
+
+// IsEnabled reports whether the event's schedule is active (default true).
+func (e *Event) IsEnabled() bool { return e.Enabled == nil || *e.Enabled }
+
+var eventName = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
+
+// MaxScriptBytes bounds an event's script.
+const MaxScriptBytes = 1 << 20
+
+// Normalize fills defaults and validates e against the owner's tier. It does
+// not parse the schedule (the scheduler does); every error names the field.
+func (e *Event) Normalize(tier Tier) error {
+	if !eventName.MatchString(e.Name) {
+		return Invalid("name", e.Name, "is not a valid name: use 1-64 lowercase letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
+	}
+	lang, err := ParseLanguage("language", string(e.Language))
+	if err != nil {
+		return err
+	}
+	e.Language = lang
+	if strings.TrimSpace(e.Script) == "" {
+		return Invalid("script", "", "is empty: give the script inline (script: |) or with script_file")
+	}
+	if len(e.Script) > MaxScriptBytes {
+		return Invalid("script", "", fmt.Sprintf("is %d bytes, above the %d byte maximum", len(e.Script), MaxScriptBytes))
+	}
+	if e.Timezone == "" {
+		e.Timezone = "UTC"
+	}
+	if e.Timeout == 0 {
+		e.Timeout = Duration(30 * time.Second)
+	}
+	if e.Timeout.D()%time.Second != 0 || e.Timeout.D() < time.Second {
+		return Invalid("timeout", e.Timeout.D().String(), "must be whole seconds, at least 1")
+	}
+	if e.Timeout.D() > tier.MaxTimeout.D() {
+		return Invalid("timeout", e.Timeout.D().String(), fmt.Sprintf("is above the %s tier's maximum of %s", tier.Name, tier.MaxTimeout.D()))
+	}
+	if _, err := e.Limits(tier); err != nil {
+		return err
+	}
+	if _, err := LookupProfile("profile", e.Profile); err != nil {
+		return err
+	}
+	if e.Profile == "" {
+		e.Profile = DefaultProfile
+	}
+	if _, err := ParseNetwork("network", string(e.Network)); err != nil {
+		return err
+	}
+	for k := range e.Env {
+		if k == "" || strings.ContainsAny(k, "= \t\x00") {
+			return Invalid("env", k, "is not a variable name")
+		}
+		if strings.HasPrefix(k, "CRONIUM_") {
+			return Invalid("env."+k, k, "uses the reserved CRONIUM_ prefix: pick another name")
+		}
+	}
+	if len(e.Input) > 0 && !json.Valid(e.Input) {
+		return Invalid("input", "", "is not JSON")
+	}
+	if e.Strategy == "" {
+		e.Strategy = "cold"
+	}
+	if e.Strategy != "cold" {
+		return Invalid("strategy", e.Strategy, "is not available: want cold (warm strategies come with pools)")
+	}
+	switch e.Concurrency {
+	case "":
+		e.Concurrency = ConcurrencyAllow
+	case ConcurrencyAllow, ConcurrencyForbid, ConcurrencyReplace:
+	default:
+		return Invalid("concurrency", string(e.Concurrency), "is not a policy: want allow, forbid or replace")
+	}
+	r := &e.Retry
+	if r.MaxAttempts == 0 {
+		r.MaxAttempts = 1
+	}
+	if r.MaxAttempts < 1 || r.MaxAttempts > 20 {
+		return Invalid("retry.max_attempts", strconv.Itoa(r.MaxAttempts), "is out of range: want 1 (no retry) to 20")
+	}
+	if r.Backoff == 0 {
+		r.Backoff = Duration(10 * time.Second)
+	}
+	if r.MaxBackoff == 0 {
+		r.MaxBackoff = Duration(10 * time.Minute)
+	}
+	if r.MaxBackoff < r.Backoff {
+		return Invalid("retry.max_backoff", r.MaxBackoff.D().String(), "is below retry.backoff")
+	}
+	if len(r.On) == 0 {
+		r.On = []Outcome{Failed, TimedOut, EngineError}
+	}
+	for _, o := range r.On {
+		switch o {
+		case Failed, TimedOut, OOMKilled, OutputLimit, EngineError:
+		default:
+			return Invalid("retry.on", string(o), "is not a retryable outcome: want failed, timed_out, oom_killed, output_limit or engine_error")
+		}
+	}
+	switch e.MissedRuns {
+	case "":
+		e.MissedRuns = "skip"
+	case "skip", "run_once":
+	default:
+		return Invalid("missed_runs", e.MissedRuns, "is not a policy: want skip or run_once")
+	}
+	if e.StartingDeadline < 0 {
+		return Invalid("starting_deadline", e.StartingDeadline.D().String(), "is negative")
+	}
+	if e.Priority < -100 || e.Priority > 100 {
+		return Invalid("priority", strconv.Itoa(e.Priority), "is out of range: want -100 to 100")
+	}
+	return nil
+}
+
+// Limits turns the event's resources into execution limits, checked against tier.
+func (e *Event) Limits(tier Tier) (Limits, error) {
+	var l Limits
+	if e.Resources.Memory != "" {
+		m, err := ParseSize("resources.memory", e.Resources.Memory)
+		if err != nil {
+			return l, err
+		}
+		l.Memory = m
+	}
+	l.CPUs = e.Resources.CPUs
+	l.Pids = e.Resources.Pids
+	l.Timeout = e.Timeout.D()
+	if l.CPUs == 0 {
+		l.CPUs = tier.CPUBurst
+	}
+	l.CPUGuaranteed = tier.CPUGuaranteed
+	if l.CPUGuaranteed > l.CPUs {
+		l.CPUGuaranteed = l.CPUs
+	}
+	l = l.Defaults()
+	if l.Memory > tier.Memory {
+		return l, Invalid("resources.memory", e.Resources.Memory, fmt.Sprintf("is above the %s tier's maximum of %s", tier.Name, tier.Memory))
+	}
+	if l.CPUs > tier.CPUBurst {
+		return l, Invalid("resources.cpus", strconv.FormatFloat(l.CPUs, 'f', -1, 64), fmt.Sprintf("is above the %s tier's maximum of %v CPUs", tier.Name, tier.CPUBurst))
+	}
+	if err := l.Validate(); err != nil {
+		var fe *FieldError
+		if ok := asFieldError(err, &fe); ok {
+			fe.Field = "resources." + fe.Field
+		}
+		return l, err
+	}
+	return l, nil
+}
+
+func asFieldError(err error, fe **FieldError) bool {
+	f, ok := err.(*FieldError)
+	if ok {
+		*fe = f
+	}
+	return ok
+}
+
+// Trigger says why an execution exists.
+type Trigger string
+
+// Triggers.
+const (
+	TriggerSchedule Trigger = "schedule"
+	TriggerManual   Trigger = "manual"
+	TriggerAPI      Trigger = "api"
+	TriggerRetry    Trigger = "retry"
+)
+
+// Status is where an execution is in its life.
+type Status string
+
+// Statuses.
+const (
+	StatusQueued   Status = "queued"
+	StatusRunning  Status = "running"
+	StatusFinished Status = "finished"
+)
+
+// Execution is one run of an event, from queue to result.
+type Execution struct {
+	ID           string          `json:"id"`
+	EventID      int64           `json:"event_id"`
+	Event        string          `json:"event"`
+	User         string          `json:"user"`
+	UserID       int64           `json:"-"`
+	Trigger      Trigger         `json:"trigger"`
+	ScheduledAt  *time.Time      `json:"scheduled_at,omitempty"`
+	QueuedAt     time.Time       `json:"queued_at"`
+	NotBefore    time.Time       `json:"not_before"`
+	StartedAt    *time.Time      `json:"started_at,omitempty"`
+	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
+	Status       Status          `json:"status"`
+	Outcome      Outcome         `json:"outcome,omitempty"`
+	ExitCode     *int            `json:"exit_code,omitempty"`
+	Attempt      int             `json:"attempt"`
+	Reason       string          `json:"reason,omitempty"`
+	Strategy     string          `json:"strategy"`
+	Priority     int             `json:"priority"`
+	Node         string          `json:"node,omitempty"`
+	Error        string          `json:"error,omitempty"`
+	Input        json.RawMessage `json:"input,omitempty"`
+	Result       *Result         `json:"result,omitempty"`
+	LogBytes     int64           `json:"log_bytes"`
+	LogTruncated bool            `json:"log_truncated"`
+	RetryOf      string          `json:"retry_of,omitempty"`
+}
+
+// TierNames lists tier names, sorted.
+func TierNames(tiers map[string]Tier) string {
+	names := make([]string, 0, len(tiers))
+	for n := range tiers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}

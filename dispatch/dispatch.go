@@ -1,0 +1,513 @@
+// Package dispatch turns queued executions into running ones: admission by
+// node capacity and per-user tier concurrency, fairness between users,
+// priority, cancellation, retries with backoff, live logs, and recovery of
+// executions that were running when the node stopped.
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/sqlite"
+)
+
+// Reattacher is implemented by engines that can resume collecting an
+// execution after the node restarted.
+type Reattacher interface {
+	Reattach(ctx context.Context, id string, afterSeq uint64, output func(cronium.OutputChunk)) (cronium.Result, error)
+}
+
+// Config configures a Dispatcher.
+type Config struct {
+	// Store is the durable queue. Required.
+	Store *sqlite.Store
+	// Engine runs executions. Required.
+	Engine cronium.Engine
+	// Tiers maps tier names to limits. Default cronium.DefaultTiers().
+	Tiers map[string]cronium.Tier
+	// Node names this node in the store and on containers. Required.
+	Node string
+	// Capacity is how many executions this node runs at once. Default 8.
+	Capacity int
+	// LogLimit caps the stored logs of one execution. Default 1Mi.
+	LogLimit int64
+	// Poll is how often the queue is checked without a wake-up. Default 250ms.
+	Poll time.Duration
+	// Hub receives live output. Default: a new hub.
+	Hub *Hub
+	// Logger receives operational logs. Default: discard.
+	Logger *slog.Logger
+}
+
+// Dispatcher runs the queue. Start it once; it is safe for concurrent use.
+type Dispatcher struct {
+	cfg  Config
+	log  *slog.Logger
+	wake chan struct{}
+
+	mu       sync.Mutex // guards the fields below
+	running  map[string]*running
+	tiers    map[int64]cronium.Tier // user id -> tier, cached
+	stop     chan struct{}
+	started  bool
+	loopDone chan struct{}
+	work     sync.WaitGroup // running executions
+}
+
+type running struct {
+	userID int64
+	cancel context.CancelCauseFunc
+}
+
+// New validates cfg and returns a stopped dispatcher.
+func New(cfg Config) (*Dispatcher, error) {
+	if cfg.Store == nil || cfg.Engine == nil || cfg.Node == "" {
+		return nil, errors.New("dispatch: Store, Engine and Node are required")
+	}
+	if cfg.Tiers == nil {
+		cfg.Tiers = cronium.DefaultTiers()
+	}
+	if cfg.Capacity <= 0 {
+		cfg.Capacity = 8
+	}
+	if cfg.LogLimit <= 0 {
+		cfg.LogLimit = 1 << 20
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = 250 * time.Millisecond
+	}
+	if cfg.Hub == nil {
+		cfg.Hub = NewHub()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cronium.Tier{}}, nil
+}
+
+// Hub returns the live-output hub.
+func (d *Dispatcher) Hub() *Hub { return d.cfg.Hub }
+
+// Start recovers executions this node was running when it stopped, then
+// starts admitting queued executions. It returns once running.
+func (d *Dispatcher) Start(ctx context.Context) error {
+	d.mu.Lock()
+	if d.started {
+		d.mu.Unlock()
+		return nil
+	}
+	d.started = true
+	d.stop = make(chan struct{})
+	d.loopDone = make(chan struct{})
+	d.mu.Unlock()
+	if err := d.recover(ctx); err != nil {
+		return err
+	}
+	go d.loop()
+	return nil
+}
+
+// Stop stops admitting and waits for running executions until ctx is done.
+// Executions still running then are left alone: their sandboxes keep going
+// and the next start re-attaches to them. Safe to call twice.
+func (d *Dispatcher) Stop(ctx context.Context) error {
+	d.mu.Lock()
+	if !d.started {
+		d.mu.Unlock()
+		return nil
+	}
+	d.started = false
+	close(d.stop)
+	d.mu.Unlock()
+	<-d.loopDone
+	done := make(chan struct{})
+	go func() { d.work.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		d.mu.Lock()
+		n := len(d.running)
+		d.mu.Unlock()
+		return fmt.Errorf("stop dispatcher: %d execution(s) still running are left to recovery: %w", n, ctx.Err())
+	}
+}
+
+// Wake asks the dispatcher to look at the queue now.
+func (d *Dispatcher) Wake() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Cancel cancels a queued or running execution of this node.
+func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) error {
+	d.mu.Lock()
+	r := d.running[id]
+	d.mu.Unlock()
+	if r != nil {
+		r.cancel(errors.New(reason))
+		return nil
+	}
+	ok, err := d.cfg.Store.CancelQueued(ctx, id, reason)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: execution %s is not queued or running", cronium.ErrConflict, id)
+	}
+	d.cfg.Hub.End(id)
+	return nil
+}
+
+// Running returns how many executions this node runs now.
+func (d *Dispatcher) Running() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.running)
+}
+
+func (d *Dispatcher) loop() {
+	defer close(d.loopDone)
+	t := time.NewTicker(d.cfg.Poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+		case <-d.wake:
+		}
+		if err := d.admit(context.Background()); err != nil {
+			d.log.Error("admit queued executions; retrying", "err", err)
+		}
+	}
+}
+
+func (d *Dispatcher) tierOf(ctx context.Context, x cronium.Execution) cronium.Tier {
+	d.mu.Lock()
+	t, ok := d.tiers[x.UserID]
+	d.mu.Unlock()
+	if ok {
+		return t
+	}
+	t = d.cfg.Tiers["free"]
+	if u, err := d.cfg.Store.UserByName(ctx, x.User); err == nil {
+		if tt, ok := d.cfg.Tiers[u.Tier]; ok {
+			t = tt
+		}
+	}
+	d.mu.Lock()
+	d.tiers[x.UserID] = t
+	d.mu.Unlock()
+	return t
+}
+
+// admit starts as many ready executions as capacity and tiers allow, fairly:
+// the user with the fewest running executions goes next, then priority,
+// then age. Everything left waiting gets its reason.
+func (d *Dispatcher) admit(ctx context.Context) error {
+	ready, err := d.cfg.Store.Ready(ctx, time.Now(), 5000)
+	if err != nil {
+		return err
+	}
+	if len(ready) == 0 {
+		return nil
+	}
+	d.mu.Lock()
+	perUser := map[int64]int{}
+	for _, r := range d.running {
+		perUser[r.userID]++
+	}
+	total := len(d.running)
+	d.mu.Unlock()
+
+	queues := map[int64][]cronium.Execution{}
+	var users []int64
+	for _, x := range ready {
+		if _, ok := queues[x.UserID]; !ok {
+			users = append(users, x.UserID)
+		}
+		queues[x.UserID] = append(queues[x.UserID], x)
+	}
+	for total < d.cfg.Capacity {
+		best := int64(-1)
+		for _, u := range users {
+			q := queues[u]
+			if len(q) == 0 || perUser[u] >= d.tierOf(ctx, q[0]).Concurrency {
+				continue
+			}
+			if best < 0 || less(q[0], perUser[u], queues[best][0], perUser[best]) {
+				best = u
+			}
+		}
+		if best < 0 {
+			break
+		}
+		x := queues[best][0]
+		queues[best] = queues[best][1:]
+		ok, err := d.cfg.Store.Claim(ctx, x.ID, d.cfg.Node, time.Now())
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue // cancelled meanwhile
+		}
+		perUser[best]++
+		total++
+		d.launch(x, nil)
+	}
+	reasons := map[string]string{}
+	for _, u := range users {
+		for _, x := range queues[u] {
+			tier := d.tierOf(ctx, x)
+			var r string
+			if perUser[u] >= tier.Concurrency {
+				r = fmt.Sprintf("waiting: %d of %d concurrent executions for your tier (%s) are running", perUser[u], tier.Concurrency, tier.Name)
+			} else {
+				r = fmt.Sprintf("waiting: node at capacity, %d of %d executions running", total, d.cfg.Capacity)
+			}
+			if r != x.Reason {
+				reasons[x.ID] = r
+			}
+		}
+	}
+	return d.cfg.Store.SetReasons(ctx, reasons)
+}
+
+// less orders queue heads: fewer running first, then higher priority, then older.
+func less(a cronium.Execution, ra int, b cronium.Execution, rb int) bool {
+	if ra != rb {
+		return ra < rb
+	}
+	if a.Priority != b.Priority {
+		return a.Priority > b.Priority
+	}
+	return a.QueuedAt.Before(b.QueuedAt)
+}
+
+// launch runs x in its own goroutine. With reattach set it resumes a
+// recovered execution instead of starting it.
+func (d *Dispatcher) launch(x cronium.Execution, reattach Reattacher) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	d.mu.Lock()
+	d.running[x.ID] = &running{userID: x.UserID, cancel: cancel}
+	d.mu.Unlock()
+	d.work.Add(1)
+	go func() { // owned by the dispatcher's work group
+		defer d.work.Done()
+		defer cancel(nil)
+		res := d.execute(ctx, x, reattach)
+		d.finish(x, res)
+	}()
+}
+
+func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach Reattacher) cronium.Result {
+	store := d.cfg.Store
+	fail := func(err error) cronium.Result {
+		now := time.Now()
+		return cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: err.Error(), StartedAt: now, EndedAt: now}
+	}
+	sink := &logSink{d: d, id: x.ID, limit: d.cfg.LogLimit}
+	defer sink.flush()
+	stopFlush := sink.startFlusher()
+	defer stopFlush()
+
+	if reattach != nil {
+		after, err := store.LastSeq(context.Background(), x.ID)
+		if err != nil {
+			return fail(err)
+		}
+		sink.lastSeq = after
+		res, err := reattach.Reattach(ctx, x.ID, after, sink.add)
+		if errors.Is(err, cronium.ErrNotFound) {
+			r := fail(errors.New("lost: node restarted and the execution's sandbox is gone"))
+			return r
+		}
+		if err != nil {
+			return fail(fmt.Errorf("re-attach: %w", err))
+		}
+		return res
+	}
+	ev, err := store.EventByID(ctx, x.EventID)
+	if err != nil {
+		return fail(err)
+	}
+	tier := d.tierOf(ctx, x)
+	limits, err := ev.Limits(tier)
+	if err != nil {
+		return fail(err)
+	}
+	profile, err := cronium.LookupProfile("profile", ev.Profile)
+	if err != nil {
+		return fail(err)
+	}
+	input := x.Input
+	if len(input) == 0 {
+		input = ev.Input
+	}
+	spec := cronium.Spec{
+		ID: x.ID, Language: ev.Language, Script: []byte(ev.Script), Input: input,
+		Env: ev.Env, Limits: limits, Profile: profile, Network: ev.Network, Output: sink.add,
+	}
+	res, err := d.cfg.Engine.Run(ctx, spec)
+	if err != nil {
+		return fail(err)
+	}
+	if res.Outcome == cronium.Cancelled {
+		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+			res.Error = cause.Error()
+		}
+	}
+	return res
+}
+
+func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
+	ctx := context.Background()
+	store := d.cfg.Store
+	if _, err := store.Finish(ctx, x.ID, res, ""); err != nil {
+		d.log.Error("record execution result", "execution_id", x.ID, "err", err)
+	}
+	d.cfg.Hub.End(x.ID)
+	d.mu.Lock()
+	delete(d.running, x.ID)
+	d.mu.Unlock()
+	d.log.Info("execution finished", "execution_id", x.ID, "event", x.Event, "outcome", res.Outcome, "exit_code", res.ExitCode)
+	d.retry(ctx, x, res)
+	d.Wake()
+}
+
+// retry enqueues the next attempt when the event's policy says so.
+func (d *Dispatcher) retry(ctx context.Context, x cronium.Execution, res cronium.Result) {
+	ev, err := d.cfg.Store.EventByID(ctx, x.EventID)
+	if err != nil {
+		return
+	}
+	p := ev.Retry
+	if x.Attempt >= p.MaxAttempts || !retryable(p.On, res.Outcome) {
+		return
+	}
+	wait := Backoff(p, x.Attempt)
+	now := time.Now().UTC()
+	next := cronium.Execution{
+		EventID: x.EventID, UserID: x.UserID, Trigger: cronium.TriggerRetry, Attempt: x.Attempt + 1,
+		Strategy: x.Strategy, Priority: x.Priority, Input: x.Input, RetryOf: x.ID,
+		QueuedAt: now, NotBefore: now.Add(wait),
+		Reason: fmt.Sprintf("waiting: retry %d of %d after %s, not before %s", x.Attempt+1, p.MaxAttempts, res.Outcome, now.Add(wait).Format(time.RFC3339)),
+	}
+	if _, err := d.cfg.Store.Enqueue(ctx, &next, nil); err != nil {
+		d.log.Error("enqueue retry", "execution_id", x.ID, "err", err)
+	}
+}
+
+func retryable(on []cronium.Outcome, o cronium.Outcome) bool {
+	for _, v := range on {
+		if v == o {
+			return true
+		}
+	}
+	return false
+}
+
+// Backoff is the wait before attempt+1: Backoff doubled per attempt, capped, with ±20% jitter.
+func Backoff(p cronium.RetryPolicy, attempt int) time.Duration {
+	base := float64(p.Backoff.D()) * math.Pow(2, float64(attempt-1))
+	if m := float64(p.MaxBackoff.D()); base > m {
+		base = m
+	}
+	return time.Duration(base * (0.8 + 0.4*rand.Float64()))
+}
+
+// recover resumes executions this node was running when it stopped.
+func (d *Dispatcher) recover(ctx context.Context) error {
+	xs, err := d.cfg.Store.Running(ctx, d.cfg.Node)
+	if err != nil {
+		return fmt.Errorf("recover running executions: %w", err)
+	}
+	re, _ := d.cfg.Engine.(Reattacher)
+	for _, x := range xs {
+		if re == nil {
+			now := time.Now()
+			d.finish(x, cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: "lost: node restarted", StartedAt: now, EndedAt: now})
+			continue
+		}
+		d.log.Info("re-attaching to execution", "execution_id", x.ID, "event", x.Event)
+		d.launch(x, re)
+	}
+	return nil
+}
+
+// logSink stores an execution's output in batches, capped, and publishes it live.
+type logSink struct {
+	d     *Dispatcher
+	id    string
+	limit int64
+
+	mu        sync.Mutex // guards the fields below
+	pending   []cronium.OutputChunk
+	stored    int64
+	truncated bool
+	lastSeq   uint64
+}
+
+func (s *logSink) add(c cronium.OutputChunk) {
+	s.mu.Lock()
+	if c.Seq <= s.lastSeq || s.truncated {
+		s.mu.Unlock()
+		return
+	}
+	s.lastSeq = c.Seq
+	if room := s.limit - s.stored; int64(len(c.Data)) > room {
+		c.Data = append(c.Data[:room:room], []byte(fmt.Sprintf("\n[cronium] log truncated: only the first %d bytes are stored\n", s.limit))...)
+		s.truncated = true
+	}
+	c.Data = append([]byte(nil), c.Data...)
+	s.stored += int64(len(c.Data))
+	s.pending = append(s.pending, c)
+	big := len(s.pending) >= 256
+	s.mu.Unlock()
+	s.d.cfg.Hub.Publish(s.id, c)
+	if big {
+		s.flush()
+	}
+}
+
+func (s *logSink) flush() {
+	s.mu.Lock()
+	batch, trunc := s.pending, s.truncated
+	s.pending = nil
+	s.mu.Unlock()
+	if len(batch) == 0 && !trunc {
+		return
+	}
+	if err := s.d.cfg.Store.AppendLogs(context.Background(), s.id, batch, trunc); err != nil {
+		s.d.log.Error("store logs", "execution_id", s.id, "err", err)
+	}
+}
+
+func (s *logSink) startFlusher() (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() { // owned by execute: stopped before it returns
+		defer close(finished)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s.flush()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }
+}

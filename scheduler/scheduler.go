@@ -1,0 +1,316 @@
+// Package scheduler turns event schedules into queued executions, exactly
+// once per (event, scheduled time): the execution insert and the event's
+// last-fire mark are one transaction, and a unique index on (event,
+// scheduled time) stops any duplicate. After downtime the event's missed-run
+// policy decides what runs; at each fire its concurrency policy decides
+// whether to run alongside, skip, or replace what is still active.
+package scheduler
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/schedule"
+	"github.com/cronium/executor/sqlite"
+)
+
+// Dispatcher is what the scheduler needs from the dispatcher.
+type Dispatcher interface {
+	Wake()
+	Cancel(ctx context.Context, id, reason string) error
+}
+
+// Config configures a Scheduler.
+type Config struct {
+	// Store holds events and the queue. Required.
+	Store *sqlite.Store
+	// Dispatcher is woken after fires and cancels replaced executions. Required.
+	Dispatcher Dispatcher
+	// Clock defaults to the wall clock.
+	Clock Clock
+	// Resync is how often events are re-read even without Notify. Default 30s.
+	Resync time.Duration
+	// Logger defaults to discard.
+	Logger *slog.Logger
+}
+
+// Scheduler fires scheduled events. Start it once; it is safe for concurrent use.
+type Scheduler struct {
+	cfg    Config
+	log    *slog.Logger
+	notify chan struct{}
+
+	mu      sync.Mutex // guards the fields below
+	entries map[int64]*entry
+	queue   fireHeap
+	stop    chan struct{}
+	done    chan struct{}
+	started bool
+	fired   int64
+}
+
+type entry struct {
+	ev     cronium.Event
+	userID int64
+	sched  *schedule.Schedule
+	key    string
+	next   time.Time
+	index  int
+}
+
+// New returns a stopped scheduler.
+func New(cfg Config) (*Scheduler, error) {
+	if cfg.Store == nil || cfg.Dispatcher == nil {
+		return nil, fmt.Errorf("scheduler: Store and Dispatcher are required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = RealClock{}
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Scheduler{cfg: cfg, log: cfg.Logger, notify: make(chan struct{}, 1), entries: map[int64]*entry{}}, nil
+}
+
+// Start loads the events, handles runs missed while the scheduler was down,
+// and starts firing. It returns once running.
+func (s *Scheduler) Start(ctx context.Context) error {
+	s.mu.Lock()
+	if s.started {
+		s.mu.Unlock()
+		return nil
+	}
+	s.started = true
+	s.stop, s.done = make(chan struct{}), make(chan struct{})
+	s.mu.Unlock()
+	if err := s.sync(ctx); err != nil {
+		return err
+	}
+	go s.loop()
+	return nil
+}
+
+// Stop stops firing and waits for the loop to end. Safe to call twice.
+func (s *Scheduler) Stop(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.started {
+		s.mu.Unlock()
+		return nil
+	}
+	s.started = false
+	close(s.stop)
+	s.mu.Unlock()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Notify tells the scheduler that events changed; it re-reads them at once.
+func (s *Scheduler) Notify() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Fired returns how many executions the scheduler has enqueued.
+func (s *Scheduler) Fired() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.fired
+}
+
+// Events returns how many events are scheduled.
+func (s *Scheduler) Events() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
+
+func (s *Scheduler) loop() {
+	defer close(s.done)
+	ctx := context.Background()
+	resync := s.cfg.Clock.After(s.cfg.Resync)
+	for {
+		s.mu.Lock()
+		var wait <-chan time.Time
+		if len(s.queue) > 0 {
+			wait = s.cfg.Clock.After(s.queue[0].next.Sub(s.cfg.Clock.Now()))
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.stop:
+			return
+		case <-s.notify:
+			if err := s.sync(ctx); err != nil {
+				s.log.Error("re-read events", "err", err)
+			}
+		case <-resync:
+			resync = s.cfg.Clock.After(s.cfg.Resync)
+			if err := s.sync(ctx); err != nil {
+				s.log.Error("re-read events", "err", err)
+			}
+		case <-wait:
+			if err := s.fireDue(ctx); err != nil {
+				s.log.Error("fire due events; retrying", "err", err)
+			}
+		}
+	}
+}
+
+// sync reconciles the in-memory schedule with the store: new and changed
+// events are (re)planned, with missed runs handled; gone ones are dropped.
+func (s *Scheduler) sync(ctx context.Context) error {
+	evs, err := s.cfg.Store.ScheduledEvents(ctx)
+	if err != nil {
+		return err
+	}
+	now := s.cfg.Clock.Now()
+	seen := map[int64]bool{}
+	var catchUp []fire
+	s.mu.Lock()
+	for _, se := range evs {
+		ev := se.Event
+		seen[ev.ID] = true
+		key := ev.Schedule + "|" + ev.Timezone + "|" + ev.UpdatedAt.String()
+		if e, ok := s.entries[ev.ID]; ok && e.key == key {
+			e.ev = ev
+			continue
+		}
+		sched, err := schedule.Parse(ev.Schedule, ev.Timezone)
+		if err != nil {
+			s.log.Error("event has a bad schedule; not scheduled", "event", ev.Name, "user", ev.User, "err", err)
+			continue
+		}
+		e := &entry{ev: ev, userID: se.UserID, sched: sched, key: key, index: -1}
+		if old, ok := s.entries[ev.ID]; ok {
+			heap.Remove(&s.queue, old.index)
+		}
+		s.entries[ev.ID] = e
+		if se.LastFire.IsZero() {
+			// First sight: from now on, fires count; nothing before now is "missed".
+			e.next = sched.Next(now)
+			catchUp = append(catchUp, fire{e: e, mark: now})
+		} else {
+			policy, _ := schedule.ParseMissedPolicy(ev.MissedRuns)
+			run, next := sched.CatchUp(se.LastFire, now, policy, ev.StartingDeadline.D())
+			e.next = next
+			for _, t := range run {
+				catchUp = append(catchUp, fire{e: e, at: t})
+			}
+			if len(run) == 0 && sched.Next(se.LastFire).Before(next) {
+				catchUp = append(catchUp, fire{e: e, mark: now}) // skipped: remember they were handled
+			}
+		}
+		heap.Push(&s.queue, e)
+	}
+	for id, e := range s.entries {
+		if !seen[id] {
+			heap.Remove(&s.queue, e.index)
+			delete(s.entries, id)
+		}
+	}
+	s.mu.Unlock()
+	return s.fire(ctx, catchUp)
+}
+
+// fire is one scheduled time of one event, or (mark set) a note that times up to mark were handled.
+type fire struct {
+	e    *entry
+	at   time.Time
+	mark time.Time
+}
+
+func (s *Scheduler) fireDue(ctx context.Context) error {
+	now := s.cfg.Clock.Now()
+	var due []fire
+	s.mu.Lock()
+	for len(s.queue) > 0 && !s.queue[0].next.After(now) {
+		e := s.queue[0]
+		due = append(due, fire{e: e, at: e.next})
+		// Fires between e.next and now (a stalled process) are skipped, not burst.
+		e.next = e.sched.Next(now)
+		heap.Fix(&s.queue, 0)
+	}
+	s.mu.Unlock()
+	return s.fire(ctx, due)
+}
+
+// fire applies concurrency policies and enqueues, batching plain fires into one transaction.
+func (s *Scheduler) fire(ctx context.Context, fs []fire) error {
+	store := s.cfg.Store
+	var batch []*cronium.Execution
+	var times []time.Time
+	for _, f := range fs {
+		ev := f.e.ev
+		if !f.mark.IsZero() {
+			if err := store.AdvanceFire(ctx, ev.ID, f.mark); err != nil {
+				return err
+			}
+			continue
+		}
+		if ev.Concurrency == cronium.ConcurrencyForbid || ev.Concurrency == cronium.ConcurrencyReplace {
+			active, err := store.Active(ctx, ev.ID)
+			if err != nil {
+				return err
+			}
+			if len(active) > 0 && ev.Concurrency == cronium.ConcurrencyForbid {
+				s.log.Info("skipped scheduled run: concurrency forbid and an execution is active", "event", ev.Name, "user", ev.User, "scheduled_at", f.at)
+				if err := store.AdvanceFire(ctx, ev.ID, f.at); err != nil {
+					return err
+				}
+				continue
+			}
+			for _, x := range active {
+				reason := "replaced by the run scheduled at " + f.at.UTC().Format(time.RFC3339)
+				if err := s.cfg.Dispatcher.Cancel(ctx, x.ID, reason); err != nil {
+					s.log.Warn("cancel replaced execution", "execution_id", x.ID, "err", err)
+				}
+			}
+		}
+		at := f.at.UTC()
+		batch = append(batch, &cronium.Execution{
+			EventID: ev.ID, UserID: f.e.userID, Trigger: cronium.TriggerSchedule, ScheduledAt: &at,
+			Attempt: 1, Strategy: ev.Strategy, Priority: ev.Priority,
+		})
+		times = append(times, at)
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	n, err := store.EnqueueMany(ctx, batch, times)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.fired += int64(n)
+	s.mu.Unlock()
+	s.cfg.Dispatcher.Wake()
+	return nil
+}
+
+// fireHeap orders entries by next fire time.
+type fireHeap []*entry
+
+func (h fireHeap) Len() int           { return len(h) }
+func (h fireHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h fireHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
+func (h *fireHeap) Push(x any)        { e := x.(*entry); e.index = len(*h); *h = append(*h, e) }
+func (h *fireHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	e.index = -1
+	return e
+}

@@ -1,0 +1,757 @@
+// Package sqlite is Cronium's embedded store: users, API keys, events,
+// executions (the durable queue) and logs in one SQLite file, through the
+// pure-Go modernc.org/sqlite driver (no cgo). Migrations are versioned and
+// run at Open.
+//
+// All writes go through one connection, so SQLite never reports "busy" and
+// every multi-row change is one transaction.
+package sqlite
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // the driver
+
+	cronium "github.com/cronium/executor"
+)
+
+// Store is the SQLite store. It is safe for concurrent use.
+type Store struct {
+	db *sql.DB
+}
+
+var migrations = []string{
+	// 1: the first schema.
+	`CREATE TABLE users (
+		id INTEGER PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE,
+		tier TEXT NOT NULL,
+		admin INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE api_keys (
+		id INTEGER PRIMARY KEY,
+		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		hash TEXT NOT NULL UNIQUE,
+		prefix TEXT NOT NULL,
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE events (
+		id INTEGER PRIMARY KEY,
+		user_id INTEGER NOT NULL REFERENCES users(id),
+		name TEXT NOT NULL,
+		spec TEXT NOT NULL,
+		enabled INTEGER NOT NULL,
+		last_fire INTEGER,
+		deleted INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL
+	);
+	CREATE UNIQUE INDEX events_user_name ON events(user_id, name) WHERE deleted = 0;
+	CREATE TABLE executions (
+		id TEXT PRIMARY KEY,
+		event_id INTEGER NOT NULL REFERENCES events(id),
+		user_id INTEGER NOT NULL REFERENCES users(id),
+		trigger TEXT NOT NULL,
+		scheduled_at INTEGER,
+		queued_at INTEGER NOT NULL,
+		not_before INTEGER NOT NULL,
+		started_at INTEGER,
+		finished_at INTEGER,
+		status TEXT NOT NULL,
+		outcome TEXT NOT NULL DEFAULT '',
+		exit_code INTEGER,
+		attempt INTEGER NOT NULL,
+		reason TEXT NOT NULL DEFAULT '',
+		strategy TEXT NOT NULL,
+		priority INTEGER NOT NULL DEFAULT 0,
+		node TEXT NOT NULL DEFAULT '',
+		error TEXT NOT NULL DEFAULT '',
+		input BLOB,
+		result TEXT,
+		log_bytes INTEGER NOT NULL DEFAULT 0,
+		log_truncated INTEGER NOT NULL DEFAULT 0,
+		retry_of TEXT NOT NULL DEFAULT ''
+	);
+	CREATE UNIQUE INDEX executions_scheduled ON executions(event_id, scheduled_at) WHERE scheduled_at IS NOT NULL;
+	CREATE INDEX executions_status ON executions(status, not_before);
+	CREATE INDEX executions_user ON executions(user_id, queued_at);
+	CREATE INDEX executions_event ON executions(event_id, status);
+	CREATE TABLE logs (
+		execution_id TEXT NOT NULL,
+		seq INTEGER NOT NULL,
+		stream INTEGER NOT NULL,
+		data BLOB NOT NULL,
+		PRIMARY KEY (execution_id, seq)
+	) WITHOUT ROWID;`,
+}
+
+// Open opens (creating if needed) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	var have int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("store schema version %d is newer than this cronium (%d): upgrade cronium", have, len(migrations))
+	}
+	for v := have + 1; v <= len(migrations); v++ {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, time.Now().Unix())
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate store to version %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint")
+}
+
+// ---- users and keys
+
+// CreateUser adds a user.
+func (s *Store) CreateUser(ctx context.Context, name, tier string, admin bool) (cronium.User, error) {
+	u := cronium.User{Name: name, Tier: tier, Admin: admin, CreatedAt: time.Now().UTC().Truncate(time.Second)}
+	r, err := s.db.ExecContext(ctx, `INSERT INTO users(name, tier, admin, created_at) VALUES (?, ?, ?, ?)`, name, tier, admin, u.CreatedAt.Unix())
+	if isUnique(err) {
+		return u, fmt.Errorf("%w: user %s already exists", cronium.ErrConflict, name)
+	}
+	if err != nil {
+		return u, fmt.Errorf("create user %s: %w", name, err)
+	}
+	u.ID, _ = r.LastInsertId()
+	return u, nil
+}
+
+// UserByName returns a user.
+func (s *Store) UserByName(ctx context.Context, name string) (cronium.User, error) {
+	return s.scanUser(s.db.QueryRowContext(ctx, `SELECT id, name, tier, admin, created_at FROM users WHERE name = ?`, name), name)
+}
+
+func (s *Store) scanUser(row *sql.Row, what string) (cronium.User, error) {
+	var u cronium.User
+	var created int64
+	err := row.Scan(&u.ID, &u.Name, &u.Tier, &u.Admin, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return u, fmt.Errorf("%w: user %s", cronium.ErrNotFound, what)
+	}
+	if err != nil {
+		return u, fmt.Errorf("read user %s: %w", what, err)
+	}
+	u.CreatedAt = time.Unix(created, 0).UTC()
+	return u, nil
+}
+
+// Users lists every user.
+func (s *Store) Users(ctx context.Context) ([]cronium.User, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, tier, admin, created_at FROM users ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	var out []cronium.User
+	for rows.Next() {
+		var u cronium.User
+		var created int64
+		if err := rows.Scan(&u.ID, &u.Name, &u.Tier, &u.Admin, &created); err != nil {
+			return nil, err
+		}
+		u.CreatedAt = time.Unix(created, 0).UTC()
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// KeyPrefix starts every API key, so leaked keys are easy to recognise.
+const KeyPrefix = "crn_"
+
+// CreateKey makes a new API key for a user and returns it; only its hash is stored.
+func (s *Store) CreateKey(ctx context.Context, userID int64) (string, error) {
+	var b [24]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	key := KeyPrefix + hex.EncodeToString(b[:])
+	sum := sha256.Sum256([]byte(key))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys(user_id, hash, prefix, created_at) VALUES (?, ?, ?, ?)`,
+		userID, hex.EncodeToString(sum[:]), key[:10], time.Now().Unix())
+	if err != nil {
+		return "", fmt.Errorf("create key: %w", err)
+	}
+	return key, nil
+}
+
+// UserByKey authenticates an API key.
+func (s *Store) UserByKey(ctx context.Context, key string) (cronium.User, error) {
+	sum := sha256.Sum256([]byte(key))
+	return s.scanUser(s.db.QueryRowContext(ctx, `SELECT u.id, u.name, u.tier, u.admin, u.created_at FROM users u JOIN api_keys k ON k.user_id = u.id WHERE k.hash = ?`,
+		hex.EncodeToString(sum[:])), "with that key")
+}
+
+// ---- events
+
+// PutEvent creates or replaces the event (user, name). It reports whether it was created.
+func (s *Store) PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (created bool, err error) {
+	now := time.Now().UTC().Truncate(time.Second)
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var id, createdAt int64
+		var oldSpec string
+		err := tx.QueryRowContext(ctx, `SELECT id, created_at, spec FROM events WHERE user_id = ? AND name = ? AND deleted = 0`, userID, ev.Name).Scan(&id, &createdAt, &oldSpec)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			created = true
+			ev.CreatedAt, ev.UpdatedAt = now, now
+			spec, _ := json.Marshal(ev)
+			r, err := tx.ExecContext(ctx, `INSERT INTO events(user_id, name, spec, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+				userID, ev.Name, spec, ev.IsEnabled(), now.Unix(), now.Unix())
+			if err != nil {
+				return err
+			}
+			ev.ID, _ = r.LastInsertId()
+			return nil
+		case err != nil:
+			return err
+		}
+		ev.ID = id
+		ev.CreatedAt = time.Unix(createdAt, 0).UTC()
+		var old cronium.Event
+		json.Unmarshal([]byte(oldSpec), &old)
+		old.ID, old.CreatedAt = ev.ID, ev.CreatedAt
+		ev.UpdatedAt = old.UpdatedAt
+		if a, b := mustJSON(old), mustJSON(ev); a == b {
+			return nil // unchanged: apply is idempotent
+		}
+		ev.UpdatedAt = now
+		spec, _ := json.Marshal(ev)
+		// A changed schedule starts afresh: fires before now are not "missed".
+		_, err = tx.ExecContext(ctx, `UPDATE events SET spec = ?, enabled = ?, updated_at = ?,
+			last_fire = CASE WHEN json_extract(spec, '$.schedule') IS NOT json_extract(?, '$.schedule') OR json_extract(spec, '$.timezone') IS NOT json_extract(?, '$.timezone') THEN NULL ELSE last_fire END
+			WHERE id = ?`, spec, ev.IsEnabled(), now.Unix(), spec, spec, id)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("save event %s: %w", ev.Name, err)
+	}
+	return created, nil
+}
+
+func mustJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+const eventCols = `e.id, e.spec, e.enabled, u.name, e.created_at, e.updated_at`
+
+func scanEvent(sc interface{ Scan(...any) error }) (cronium.Event, error) {
+	var ev cronium.Event
+	var id, created, updated int64
+	var spec, user string
+	var enabled bool
+	if err := sc.Scan(&id, &spec, &enabled, &user, &created, &updated); err != nil {
+		return ev, err
+	}
+	if err := json.Unmarshal([]byte(spec), &ev); err != nil {
+		return ev, fmt.Errorf("decode event %d: %w", id, err)
+	}
+	ev.ID, ev.User = id, user
+	ev.Enabled = &enabled
+	ev.CreatedAt, ev.UpdatedAt = time.Unix(created, 0).UTC(), time.Unix(updated, 0).UTC()
+	return ev, nil
+}
+
+// Event returns the user's event by name.
+func (s *Store) Event(ctx context.Context, userID int64, name string) (cronium.Event, error) {
+	ev, err := scanEvent(s.db.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events e JOIN users u ON u.id = e.user_id WHERE e.user_id = ? AND e.name = ? AND e.deleted = 0`, userID, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return ev, fmt.Errorf("%w: event %s", cronium.ErrNotFound, name)
+	}
+	return ev, err
+}
+
+// EventByID returns an event, deleted or not.
+func (s *Store) EventByID(ctx context.Context, id int64) (cronium.Event, error) {
+	ev, err := scanEvent(s.db.QueryRowContext(ctx, `SELECT `+eventCols+` FROM events e JOIN users u ON u.id = e.user_id WHERE e.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return ev, fmt.Errorf("%w: event %d", cronium.ErrNotFound, id)
+	}
+	return ev, err
+}
+
+// Events lists events: one user's, or everyone's when userID is 0.
+func (s *Store) Events(ctx context.Context, userID int64) ([]cronium.Event, error) {
+	q := `SELECT ` + eventCols + ` FROM events e JOIN users u ON u.id = e.user_id WHERE e.deleted = 0`
+	args := []any{}
+	if userID != 0 {
+		q += ` AND e.user_id = ?`
+		args = append(args, userID)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY u.name, e.name`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list events: %w", err)
+	}
+	defer rows.Close()
+	var out []cronium.Event
+	for rows.Next() {
+		ev, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+// ScheduledEvent is what the scheduler needs of an event.
+type ScheduledEvent struct {
+	Event    cronium.Event
+	UserID   int64
+	LastFire time.Time // zero when never fired
+}
+
+// ScheduledEvents lists enabled events that have a schedule.
+func (s *Store) ScheduledEvents(ctx context.Context) ([]ScheduledEvent, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+eventCols+`, e.user_id, e.last_fire FROM events e JOIN users u ON u.id = e.user_id
+		WHERE e.deleted = 0 AND e.enabled = 1 AND json_extract(e.spec, '$.schedule') != ''`)
+	if err != nil {
+		return nil, fmt.Errorf("list scheduled events: %w", err)
+	}
+	defer rows.Close()
+	var out []ScheduledEvent
+	for rows.Next() {
+		var se ScheduledEvent
+		var last sql.NullInt64
+		var id, created, updated int64
+		var spec, user string
+		var enabled bool
+		if err := rows.Scan(&id, &spec, &enabled, &user, &created, &updated, &se.UserID, &last); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(spec), &se.Event); err != nil {
+			return nil, fmt.Errorf("decode event %d: %w", id, err)
+		}
+		se.Event.ID, se.Event.User, se.Event.Enabled = id, user, &enabled
+		if last.Valid {
+			se.LastFire = time.Unix(0, last.Int64).UTC()
+		}
+		out = append(out, se)
+	}
+	return out, rows.Err()
+}
+
+// SetEnabled pauses or resumes an event. Resuming starts the schedule afresh.
+func (s *Store) SetEnabled(ctx context.Context, userID int64, name string, enabled bool) error {
+	r, err := s.db.ExecContext(ctx, `UPDATE events SET enabled = ?, spec = json_set(spec, '$.enabled', json(?)), updated_at = ?,
+		last_fire = CASE WHEN ? THEN NULL ELSE last_fire END WHERE user_id = ? AND name = ? AND deleted = 0`,
+		enabled, fmt.Sprint(enabled), time.Now().Unix(), enabled, userID, name)
+	if err != nil {
+		return fmt.Errorf("set event %s enabled=%v: %w", name, enabled, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("%w: event %s", cronium.ErrNotFound, name)
+	}
+	return nil
+}
+
+// DeleteEvent deletes an event; its executions stay, and queued ones are cancelled.
+func (s *Store) DeleteEvent(ctx context.Context, userID int64, name string) (int64, error) {
+	var id int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT id FROM events WHERE user_id = ? AND name = ? AND deleted = 0`, userID, name).Scan(&id); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("%w: event %s", cronium.ErrNotFound, name)
+			}
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE events SET deleted = 1, enabled = 0 WHERE id = ?`, id); err != nil {
+			return err
+		}
+		now := time.Now().UnixNano()
+		_, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = 'cancelled', finished_at = ?, reason = 'event deleted' WHERE event_id = ? AND status = 'queued'`, now, id)
+		return err
+	})
+	return id, err
+}
+
+// ---- executions
+
+// NewExecutionID returns a random execution id.
+func NewExecutionID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func nanos(t *time.Time) any {
+	if t == nil || t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// Enqueue inserts a queued execution. A scheduled execution whose (event,
+// scheduled time) already exists is not inserted again: inserted is false.
+// When fire is set, the event's last fire time is advanced in the same transaction.
+func (s *Store) Enqueue(ctx context.Context, x *cronium.Execution, fire *time.Time) (inserted bool, err error) {
+	var fires []time.Time
+	if fire != nil {
+		fires = []time.Time{*fire}
+	}
+	n, err := s.EnqueueMany(ctx, []*cronium.Execution{x}, fires)
+	return n == 1, err
+}
+
+// EnqueueMany inserts queued executions in one transaction, skipping
+// scheduled ones that exist already, and returns how many were inserted.
+// fires, when given, holds one fire time per execution: each event's last
+// fire time is advanced to it in the same transaction, so a restart can
+// never fire the same (event, time) twice nor forget that it fired.
+func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires []time.Time) (int, error) {
+	inserted := 0
+	now := time.Now().UTC()
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO executions(id, event_id, user_id, trigger, scheduled_at, queued_at, not_before, status, attempt, reason, strategy, priority, input, retry_of)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for i, x := range xs {
+			if x.ID == "" {
+				x.ID = NewExecutionID()
+			}
+			if x.QueuedAt.IsZero() {
+				x.QueuedAt = now
+			}
+			if x.NotBefore.IsZero() {
+				x.NotBefore = x.QueuedAt
+			}
+			x.Status = cronium.StatusQueued
+			r, err := ins.ExecContext(ctx, x.ID, x.EventID, x.UserID, x.Trigger, nanos(x.ScheduledAt), x.QueuedAt.UnixNano(), x.NotBefore.UnixNano(),
+				x.Attempt, x.Reason, x.Strategy, x.Priority, []byte(x.Input), x.RetryOf)
+			if err != nil {
+				return err
+			}
+			if n, _ := r.RowsAffected(); n == 1 {
+				inserted++
+			}
+			if i < len(fires) {
+				if _, err := tx.ExecContext(ctx, `UPDATE events SET last_fire = MAX(COALESCE(last_fire, 0), ?) WHERE id = ?`, fires[i].UnixNano(), x.EventID); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("enqueue %d execution(s): %w", len(xs), err)
+	}
+	return inserted, nil
+}
+
+// AdvanceFire records that fire times up to t were handled without an execution (skipped).
+func (s *Store) AdvanceFire(ctx context.Context, eventID int64, t time.Time) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE events SET last_fire = MAX(COALESCE(last_fire, 0), ?) WHERE id = ?`, t.UnixNano(), eventID)
+	return err
+}
+
+const execCols = `x.id, x.event_id, e.name, u.name, x.user_id, x.trigger, x.scheduled_at, x.queued_at, x.not_before, x.started_at, x.finished_at,
+	x.status, x.outcome, x.exit_code, x.attempt, x.reason, x.strategy, x.priority, x.node, x.error, x.input, x.result, x.log_bytes, x.log_truncated, x.retry_of`
+
+const execFrom = ` FROM executions x JOIN events e ON e.id = x.event_id JOIN users u ON u.id = x.user_id`
+
+func scanExecution(sc interface{ Scan(...any) error }) (cronium.Execution, error) {
+	var x cronium.Execution
+	var sched, started, finished, exit sql.NullInt64
+	var queued, notBefore int64
+	var input []byte
+	var result sql.NullString
+	err := sc.Scan(&x.ID, &x.EventID, &x.Event, &x.User, &x.UserID, &x.Trigger, &sched, &queued, &notBefore, &started, &finished,
+		&x.Status, &x.Outcome, &exit, &x.Attempt, &x.Reason, &x.Strategy, &x.Priority, &x.Node, &x.Error, &input, &result, &x.LogBytes, &x.LogTruncated, &x.RetryOf)
+	if err != nil {
+		return x, err
+	}
+	t := func(n sql.NullInt64) *time.Time {
+		if !n.Valid {
+			return nil
+		}
+		v := time.Unix(0, n.Int64).UTC()
+		return &v
+	}
+	x.ScheduledAt, x.StartedAt, x.FinishedAt = t(sched), t(started), t(finished)
+	x.QueuedAt, x.NotBefore = time.Unix(0, queued).UTC(), time.Unix(0, notBefore).UTC()
+	if exit.Valid {
+		c := int(exit.Int64)
+		x.ExitCode = &c
+	}
+	if len(input) > 0 {
+		x.Input = json.RawMessage(input)
+	}
+	if result.Valid && result.String != "" {
+		var r cronium.Result
+		if json.Unmarshal([]byte(result.String), &r) == nil {
+			x.Result = &r
+		}
+	}
+	return x, nil
+}
+
+// Execution returns one execution. userID 0 means any user (admin).
+func (s *Store) Execution(ctx context.Context, userID int64, id string) (cronium.Execution, error) {
+	q := `SELECT ` + execCols + execFrom + ` WHERE x.id = ?`
+	args := []any{id}
+	if userID != 0 {
+		q += ` AND x.user_id = ?`
+		args = append(args, userID)
+	}
+	x, err := scanExecution(s.db.QueryRowContext(ctx, q, args...))
+	if errors.Is(err, sql.ErrNoRows) {
+		return x, fmt.Errorf("%w: execution %s", cronium.ErrNotFound, id)
+	}
+	return x, err
+}
+
+// ExecutionFilter selects executions to list.
+type ExecutionFilter struct {
+	UserID int64  // 0: every user
+	Event  string // event name
+	Status cronium.Status
+	// Before is a cursor: list executions queued before this (id of the last item of the previous page).
+	Before string
+	Limit  int
+}
+
+// Executions lists executions, newest first.
+func (s *Store) Executions(ctx context.Context, f ExecutionFilter) ([]cronium.Execution, error) {
+	q := `SELECT ` + execCols + execFrom + ` WHERE 1=1`
+	var args []any
+	if f.UserID != 0 {
+		q += ` AND x.user_id = ?`
+		args = append(args, f.UserID)
+	}
+	if f.Event != "" {
+		q += ` AND e.name = ?`
+		args = append(args, f.Event)
+	}
+	if f.Status != "" {
+		q += ` AND x.status = ?`
+		args = append(args, f.Status)
+	}
+	if f.Before != "" {
+		q += ` AND (x.queued_at, x.id) < (SELECT queued_at, id FROM executions WHERE id = ?)`
+		args = append(args, f.Before)
+	}
+	if f.Limit <= 0 || f.Limit > 1000 {
+		f.Limit = 50
+	}
+	q += ` ORDER BY x.queued_at DESC, x.id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	return s.queryExecutions(ctx, q, args...)
+}
+
+func (s *Store) queryExecutions(ctx context.Context, q string, args ...any) ([]cronium.Execution, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list executions: %w", err)
+	}
+	defer rows.Close()
+	var out []cronium.Execution
+	for rows.Next() {
+		x, err := scanExecution(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, rows.Err()
+}
+
+// Ready lists queued executions whose not-before time has come, by priority then age.
+func (s *Store) Ready(ctx context.Context, now time.Time, limit int) ([]cronium.Execution, error) {
+	return s.queryExecutions(ctx, `SELECT `+execCols+execFrom+` WHERE x.status = 'queued' AND x.not_before <= ? ORDER BY x.priority DESC, x.queued_at, x.id LIMIT ?`, now.UnixNano(), limit)
+}
+
+// Running lists running executions, of one node or all when node is "".
+func (s *Store) Running(ctx context.Context, node string) ([]cronium.Execution, error) {
+	q := `SELECT ` + execCols + execFrom + ` WHERE x.status = 'running'`
+	var args []any
+	if node != "" {
+		q += ` AND x.node = ?`
+		args = append(args, node)
+	}
+	return s.queryExecutions(ctx, q, args...)
+}
+
+// Active lists the queued and running executions of an event.
+func (s *Store) Active(ctx context.Context, eventID int64) ([]cronium.Execution, error) {
+	return s.queryExecutions(ctx, `SELECT `+execCols+execFrom+` WHERE x.event_id = ? AND x.status IN ('queued', 'running')`, eventID)
+}
+
+// SetReasons records why queued executions wait, in one transaction.
+func (s *Store) SetReasons(ctx context.Context, reasons map[string]string) error {
+	if len(reasons) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for id, r := range reasons {
+			if _, err := tx.ExecContext(ctx, `UPDATE executions SET reason = ? WHERE id = ? AND status = 'queued'`, r, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Claim moves a queued execution to running on node. It reports false if
+// the execution is no longer queued (cancelled meanwhile).
+func (s *Store) Claim(ctx context.Context, id, node string, at time.Time) (bool, error) {
+	r, err := s.db.ExecContext(ctx, `UPDATE executions SET status = 'running', started_at = ?, node = ?, reason = '' WHERE id = ? AND status = 'queued'`, at.UnixNano(), node, id)
+	if err != nil {
+		return false, fmt.Errorf("claim execution %s: %w", id, err)
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
+}
+
+// Finish records the end of a running execution, and the logs' final size.
+// It reports false if the execution was already finished.
+func (s *Store) Finish(ctx context.Context, id string, res cronium.Result, reason string) (bool, error) {
+	b, _ := json.Marshal(res)
+	at := res.EndedAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	r, err := s.db.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = ?, exit_code = ?, finished_at = ?, error = ?, result = ?, reason = ?
+		WHERE id = ? AND status != 'finished'`, res.Outcome, res.ExitCode, at.UnixNano(), res.Error, string(b), reason, id)
+	if err != nil {
+		return false, fmt.Errorf("finish execution %s: %w", id, err)
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
+}
+
+// CancelQueued cancels an execution that has not started. It reports false if it was not queued.
+func (s *Store) CancelQueued(ctx context.Context, id, reason string) (bool, error) {
+	r, err := s.db.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = 'cancelled', finished_at = ?, reason = ? WHERE id = ? AND status = 'queued'`,
+		time.Now().UnixNano(), reason, id)
+	if err != nil {
+		return false, fmt.Errorf("cancel execution %s: %w", id, err)
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
+}
+
+// Counts returns how many executions are in each status, for health and tests.
+func (s *Store) Counts(ctx context.Context) (map[cronium.Status]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT status, COUNT(*) FROM executions GROUP BY status`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	m := map[cronium.Status]int{}
+	for rows.Next() {
+		var st cronium.Status
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		m[st] = n
+	}
+	return m, rows.Err()
+}
+
+// ---- logs
+
+// LogChunk is one stored piece of output.
+type LogChunk = cronium.OutputChunk
+
+// AppendLogs stores chunks (duplicates by seq are ignored) and adds to the execution's log size.
+func (s *Store) AppendLogs(ctx context.Context, id string, chunks []LogChunk, truncated bool) error {
+	if len(chunks) == 0 && !truncated {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var added int64
+		for _, c := range chunks {
+			r, err := tx.ExecContext(ctx, `INSERT INTO logs(execution_id, seq, stream, data) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`, id, c.Seq, c.Stream, c.Data)
+			if err != nil {
+				return err
+			}
+			if n, _ := r.RowsAffected(); n == 1 {
+				added += int64(len(c.Data))
+			}
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE executions SET log_bytes = log_bytes + ?, log_truncated = MAX(log_truncated, ?) WHERE id = ?`, added, truncated, id)
+		return err
+	})
+}
+
+// Logs returns stored chunks with seq > after, in order, at most limit.
+func (s *Store) Logs(ctx context.Context, id string, after uint64, limit int) ([]LogChunk, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, stream, data FROM logs WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read logs of %s: %w", id, err)
+	}
+	defer rows.Close()
+	var out []LogChunk
+	for rows.Next() {
+		var c LogChunk
+		if err := rows.Scan(&c.Seq, &c.Stream, &c.Data); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// LastSeq returns the highest stored log sequence number of an execution.
+func (s *Store) LastSeq(ctx context.Context, id string) (uint64, error) {
+	var n sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM logs WHERE execution_id = ?`, id).Scan(&n)
+	return uint64(n.Int64), err
+}
