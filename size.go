@@ -1,6 +1,7 @@
 package cronium
 
 import (
+	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
@@ -92,4 +93,23 @@ func ParseDuration(field, s string) (time.Duration, error) {
 		return 0, Invalid(field, s, "must be more than zero: "+DurationForm)
 	}
 	return d, nil
+}
+
+// UnmarshalJSON reads a byte count (536870912) or a size string ("512Mi").
+func (s *Size) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err != nil {
+		var n int64
+		if err := json.Unmarshal(b, &n); err != nil {
+			return fmt.Errorf("%s is not a size: %s", b, SizeForm)
+		}
+		*s = Size(n)
+		return nil
+	}
+	v, err := ParseSize("", str)
+	if err != nil {
+		return fmt.Errorf("%q is not a size: %s", str, SizeForm)
+	}
+	*s = v
+	return nil
 }

@@ -451,6 +451,8 @@ type logSink struct {
 	id    string
 	limit int64
 
+	flushMu sync.Mutex // serialises flushes so chunks are stored and published in order
+
 	mu        sync.Mutex // guards the fields below
 	pending   []cronium.OutputChunk
 	stored    int64
@@ -474,13 +476,14 @@ func (s *logSink) add(c cronium.OutputChunk) {
 	s.pending = append(s.pending, c)
 	big := len(s.pending) >= 256
 	s.mu.Unlock()
-	s.d.cfg.Hub.Publish(s.id, c)
 	if big {
 		s.flush()
 	}
 }
 
 func (s *logSink) flush() {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	s.mu.Lock()
 	batch, trunc := s.pending, s.truncated
 	s.pending = nil
@@ -490,6 +493,11 @@ func (s *logSink) flush() {
 	}
 	if err := s.d.cfg.Store.AppendLogs(context.Background(), s.id, batch, trunc); err != nil {
 		s.d.log.Error("store logs", "execution_id", s.id, "err", err)
+	}
+	// Published only once stored: a follower that subscribes and then reads
+	// the store can never miss a chunk.
+	for _, c := range batch {
+		s.d.cfg.Hub.Publish(s.id, c)
 	}
 }
 

@@ -1,0 +1,568 @@
+// Package api is Cronium's control-plane HTTP API under /v1: JSON bodies,
+// bearer API keys, errors with a stable code and the offending field, and an
+// OpenAPI document at /v1/openapi.json that a test keeps in step with the routes.
+//
+// A user sees and touches only their own events, executions and logs: anything
+// else answers 404, exactly as if it did not exist. Admins see everything and
+// may act for a user with ?user=NAME.
+package api
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/dispatch"
+	"github.com/cronium/executor/schedule"
+	"github.com/cronium/executor/sqlite"
+)
+
+//go:embed openapi.json
+var openapiDoc []byte
+
+// Dispatcher is what the API needs from the dispatcher.
+type Dispatcher interface {
+	Wake()
+	Cancel(ctx context.Context, id, reason string) error
+	Hub() *dispatch.Hub
+}
+
+// Scheduler is told when events change.
+type Scheduler interface{ Notify() }
+
+// Config configures a Server.
+type Config struct {
+	Store      *sqlite.Store // required
+	Dispatcher Dispatcher    // required
+	Scheduler  Scheduler     // required
+	// Tiers maps tier names to limits. Default cronium.DefaultTiers().
+	Tiers map[string]cronium.Tier
+	// MaxBody caps request bodies. Default 2Mi.
+	MaxBody int64
+	// Ready reports whether the server can take work (for /v1/ready). Default: always.
+	Ready func(ctx context.Context) error
+	// Logger defaults to discard.
+	Logger *slog.Logger
+}
+
+// Server is the HTTP handler. It is safe for concurrent use.
+type Server struct {
+	cfg Config
+	mux *http.ServeMux
+	log *slog.Logger
+}
+
+// Route is one endpoint, listed once for the mux and for the OpenAPI test.
+type Route struct {
+	Method, Pattern string
+	Public          bool
+	handle          func(s *Server, w http.ResponseWriter, r *http.Request, u *cronium.User) error
+}
+
+// Routes lists every endpoint.
+func Routes() []Route {
+	return []Route{
+		{"GET", "/v1/health", true, (*Server).health},
+		{"GET", "/v1/ready", true, (*Server).ready},
+		{"GET", "/v1/openapi.json", true, (*Server).openapi},
+		{"GET", "/v1/me", false, (*Server).me},
+		{"POST", "/v1/users", false, (*Server).createUser},
+		{"POST", "/v1/users/{name}/keys", false, (*Server).createKey},
+		{"GET", "/v1/events", false, (*Server).listEvents},
+		{"POST", "/v1/events", false, (*Server).createEvent},
+		{"GET", "/v1/events/{name}", false, (*Server).getEvent},
+		{"PUT", "/v1/events/{name}", false, (*Server).putEvent},
+		{"DELETE", "/v1/events/{name}", false, (*Server).deleteEvent},
+		{"POST", "/v1/events/{name}/pause", false, (*Server).pauseEvent},
+		{"POST", "/v1/events/{name}/resume", false, (*Server).resumeEvent},
+		{"POST", "/v1/events/{name}/trigger", false, (*Server).triggerEvent},
+		{"GET", "/v1/executions", false, (*Server).listExecutions},
+		{"GET", "/v1/executions/{id}", false, (*Server).getExecution},
+		{"POST", "/v1/executions/{id}/cancel", false, (*Server).cancelExecution},
+		{"GET", "/v1/executions/{id}/logs", false, (*Server).logs},
+	}
+}
+
+// New returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil || cfg.Dispatcher == nil || cfg.Scheduler == nil {
+		return nil, errors.New("api: Store, Dispatcher and Scheduler are required")
+	}
+	if cfg.Tiers == nil {
+		cfg.Tiers = cronium.DefaultTiers()
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 2 << 20
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func(context.Context) error { return nil }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	for _, rt := range Routes() {
+		rt := rt
+		s.mux.HandleFunc(rt.Method+" "+rt.Pattern, func(w http.ResponseWriter, r *http.Request) {
+			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+			var u *cronium.User
+			if !rt.Public {
+				user, err := s.authenticate(r)
+				if err != nil {
+					s.fail(w, r, err)
+					return
+				}
+				u = &user
+			}
+			if err := rt.handle(s, w, r, u); err != nil {
+				s.fail(w, r, err)
+			}
+		})
+	}
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.fail(w, r, &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path + " (see /v1/openapi.json)"})
+	})
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Error is the JSON error body: {"error": {"code", "message", "field"}}.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+var errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "missing or unknown API key: send Authorization: Bearer <key> (create one with `cronium key create USER`)"}
+
+func (s *Server) authenticate(r *http.Request) (cronium.User, error) {
+	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || key == "" {
+		return cronium.User{}, errUnauthorized
+	}
+	u, err := s.cfg.Store.UserByKey(r.Context(), strings.TrimSpace(key))
+	if errors.Is(err, cronium.ErrNotFound) {
+		return u, errUnauthorized
+	}
+	return u, err
+}
+
+// fail writes err as JSON, mapping error kinds to statuses in one place.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	var fe *cronium.FieldError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &e):
+	case errors.As(err, &mbe):
+		e = &Error{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: fmt.Sprintf("request body is larger than %d bytes", mbe.Limit)}
+	case errors.As(err, &fe):
+		e = &Error{Status: http.StatusBadRequest, Code: "invalid", Message: fe.Error(), Field: fe.Field}
+	case errors.Is(err, cronium.ErrInvalid):
+		e = &Error{Status: http.StatusBadRequest, Code: "invalid", Message: err.Error()}
+	case errors.Is(err, cronium.ErrNotFound):
+		e = &Error{Status: http.StatusNotFound, Code: "not_found", Message: err.Error()}
+	case errors.Is(err, cronium.ErrConflict):
+		e = &Error{Status: http.StatusConflict, Code: "conflict", Message: err.Error()}
+	case errors.Is(err, cronium.ErrForbidden):
+		e = &Error{Status: http.StatusForbidden, Code: "forbidden", Message: err.Error()}
+	case errors.Is(err, cronium.ErrUnavailable):
+		e = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: err.Error()}
+	default:
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error; the server log has the details"}
+	}
+	writeJSON(w, e.Status, map[string]*Error{"error": e})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// decode reads a JSON body strictly: unknown fields are errors naming the field.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		msg := err.Error()
+		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+			f = strings.Trim(f, `"`)
+			return &Error{Status: http.StatusBadRequest, Code: "invalid", Field: f, Message: fmt.Sprintf("unknown field %q: see the Event schema in /v1/openapi.json", f)}
+		}
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return &Error{Status: http.StatusBadRequest, Code: "invalid", Field: te.Field, Message: fmt.Sprintf("field %s: want a %s, got %s", te.Field, te.Type, te.Value)}
+		}
+		if errors.Is(err, io.EOF) {
+			return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body is empty: send a JSON object"}
+		}
+		return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body is not valid JSON: " + msg}
+	}
+	return nil
+}
+
+// owner resolves whose resources a request touches: the caller, or for an
+// admin the user named by ?user=.
+func (s *Server) owner(r *http.Request, u *cronium.User) (cronium.User, error) {
+	name := r.URL.Query().Get("user")
+	if name == "" || name == u.Name {
+		return *u, nil
+	}
+	if !u.Admin {
+		return cronium.User{}, &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "only admins may act for another user (?user=)"}
+	}
+	return s.cfg.Store.UserByName(r.Context(), name)
+}
+
+func (s *Server) tier(u cronium.User) cronium.Tier {
+	if t, ok := s.cfg.Tiers[u.Tier]; ok {
+		t.Name = u.Tier
+		return t
+	}
+	return s.cfg.Tiers["free"]
+}
+
+// ---- handlers
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request, _ *cronium.User) error {
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request, _ *cronium.User) error {
+	if err := s.cfg.Ready(r.Context()); err != nil {
+		return fmt.Errorf("%w: not ready: %v", cronium.ErrUnavailable, err)
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) openapi(w http.ResponseWriter, r *http.Request, _ *cronium.User) error {
+	w.Header().Set("Content-Type", "application/json")
+	_, err := w.Write(openapiDoc)
+	return err
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	return writeJSON(w, http.StatusOK, u)
+}
+
+type createUserBody struct {
+	Name  string `json:"name"`
+	Tier  string `json:"tier"`
+	Admin bool   `json:"admin"`
+}
+
+var userNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$`)
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	if !u.Admin {
+		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "only admins create users"}
+	}
+	var b createUserBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	if err := ValidateUser(b.Name, b.Tier, s.cfg.Tiers); err != nil {
+		return err
+	}
+	nu, err := s.cfg.Store.CreateUser(r.Context(), b.Name, b.Tier, b.Admin)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, nu)
+}
+
+// ValidateUser checks a new user's name and tier.
+func ValidateUser(name, tier string, tiers map[string]cronium.Tier) error {
+	if !userNameRE.MatchString(name) {
+		return cronium.Invalid("name", name, "is not a valid user name: 1-64 lowercase letters, digits, '.', '_' or '-'")
+	}
+	if _, ok := tiers[tier]; !ok {
+		return cronium.Invalid("tier", tier, "is not a tier: want one of "+cronium.TierNames(tiers))
+	}
+	return nil
+}
+
+func (s *Server) createKey(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	name := r.PathValue("name")
+	if name != u.Name && !u.Admin {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found: user " + name}
+	}
+	target, err := s.cfg.Store.UserByName(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	key, err := s.cfg.Store.CreateKey(r.Context(), target.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusCreated, map[string]string{"user": target.Name, "key": key})
+}
+
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	var id int64
+	if !u.Admin || r.URL.Query().Get("user") != "" {
+		o, err := s.owner(r, u)
+		if err != nil {
+			return err
+		}
+		id = o.ID
+	}
+	evs, err := s.cfg.Store.Events(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if evs == nil {
+		evs = []cronium.Event{}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"items": evs})
+}
+
+// validateEvent normalises ev for its owner and checks its schedule.
+func (s *Server) validateEvent(ev *cronium.Event, owner cronium.User) error {
+	if err := ev.Normalize(s.tier(owner)); err != nil {
+		return err
+	}
+	if ev.Schedule != "" {
+		if _, err := schedule.Parse(ev.Schedule, ev.Timezone); err != nil {
+			return err
+		}
+	} else if _, err := time.LoadLocation(ev.Timezone); err != nil {
+		return cronium.Invalid("timezone", ev.Timezone, `is not an IANA time zone: want a name like "Europe/Berlin" or "UTC"`)
+	}
+	ev.User = owner.Name
+	return nil
+}
+
+func (s *Server) saveEvent(w http.ResponseWriter, r *http.Request, u *cronium.User, name string, mustCreate bool) error {
+	owner, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	var ev cronium.Event
+	if err := decode(r, &ev); err != nil {
+		return err
+	}
+	if name != "" {
+		if ev.Name == "" {
+			ev.Name = name
+		} else if ev.Name != name {
+			return cronium.Invalid("name", ev.Name, "differs from the name in the path "+name)
+		}
+	}
+	ev.ID, ev.CreatedAt, ev.UpdatedAt = 0, time.Time{}, time.Time{}
+	if err := s.validateEvent(&ev, owner); err != nil {
+		return err
+	}
+	if mustCreate {
+		if _, err := s.cfg.Store.Event(r.Context(), owner.ID, ev.Name); err == nil {
+			return fmt.Errorf("%w: event %s already exists: use PUT /v1/events/%s to update it", cronium.ErrConflict, ev.Name, ev.Name)
+		}
+	}
+	created, err := s.cfg.Store.PutEvent(r.Context(), owner.ID, &ev)
+	if err != nil {
+		return err
+	}
+	s.cfg.Scheduler.Notify()
+	saved, err := s.cfg.Store.Event(r.Context(), owner.ID, ev.Name)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	return writeJSON(w, status, saved)
+}
+
+func (s *Server) createEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	return s.saveEvent(w, r, u, "", true)
+}
+
+func (s *Server) putEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	return s.saveEvent(w, r, u, r.PathValue("name"), false)
+}
+
+func (s *Server) event(r *http.Request, u *cronium.User) (cronium.Event, cronium.User, error) {
+	owner, err := s.owner(r, u)
+	if err != nil {
+		return cronium.Event{}, owner, err
+	}
+	ev, err := s.cfg.Store.Event(r.Context(), owner.ID, r.PathValue("name"))
+	return ev, owner, err
+}
+
+func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	ev, _, err := s.event(r, u)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, ev)
+}
+
+func (s *Server) deleteEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	owner, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Store.DeleteEvent(r.Context(), owner.ID, r.PathValue("name")); err != nil {
+		return err
+	}
+	s.cfg.Scheduler.Notify()
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) setEnabled(w http.ResponseWriter, r *http.Request, u *cronium.User, on bool) error {
+	owner, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.SetEnabled(r.Context(), owner.ID, r.PathValue("name"), on); err != nil {
+		return err
+	}
+	s.cfg.Scheduler.Notify()
+	ev, err := s.cfg.Store.Event(r.Context(), owner.ID, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, ev)
+}
+
+func (s *Server) pauseEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	return s.setEnabled(w, r, u, false)
+}
+
+func (s *Server) resumeEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	return s.setEnabled(w, r, u, true)
+}
+
+type triggerBody struct {
+	Input json.RawMessage `json:"input"`
+}
+
+func (s *Server) triggerEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	ev, owner, err := s.event(r, u)
+	if err != nil {
+		return err
+	}
+	var b triggerBody
+	if r.ContentLength != 0 {
+		if err := decode(r, &b); err != nil {
+			return err
+		}
+	}
+	if len(b.Input) > 0 && !json.Valid(b.Input) {
+		return cronium.Invalid("input", "", "is not JSON")
+	}
+	trigger := cronium.TriggerAPI
+	if r.Header.Get("X-Cronium-Client") == "cli" {
+		trigger = cronium.TriggerManual
+	}
+	x := cronium.Execution{EventID: ev.ID, UserID: owner.ID, Trigger: trigger, Attempt: 1, Strategy: ev.Strategy, Priority: ev.Priority, Input: b.Input,
+		Reason: "waiting: queued for admission"}
+	if _, err := s.cfg.Store.Enqueue(r.Context(), &x, nil); err != nil {
+		return err
+	}
+	s.cfg.Dispatcher.Wake()
+	got, err := s.cfg.Store.Execution(r.Context(), owner.ID, x.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, got)
+}
+
+func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	q := r.URL.Query()
+	f := sqlite.ExecutionFilter{Event: q.Get("event"), Status: cronium.Status(q.Get("status")), Before: q.Get("before")}
+	if !u.Admin || q.Get("user") != "" {
+		o, err := s.owner(r, u)
+		if err != nil {
+			return err
+		}
+		f.UserID = o.ID
+	}
+	switch f.Status {
+	case "", cronium.StatusQueued, cronium.StatusRunning, cronium.StatusFinished:
+	default:
+		return cronium.Invalid("status", string(f.Status), "is not a status: want queued, running or finished")
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1000 {
+			return cronium.Invalid("limit", v, "is out of range: want 1 to 1000")
+		}
+		f.Limit = n
+	}
+	if f.Limit == 0 {
+		f.Limit = 50
+	}
+	xs, err := s.cfg.Store.Executions(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	page := map[string]any{"items": xs}
+	if xs == nil {
+		page["items"] = []cronium.Execution{}
+	}
+	if len(xs) == f.Limit {
+		page["next"] = xs[len(xs)-1].ID
+	}
+	return writeJSON(w, http.StatusOK, page)
+}
+
+func (s *Server) execution(r *http.Request, u *cronium.User) (cronium.Execution, error) {
+	var uid int64
+	if !u.Admin {
+		uid = u.ID
+	}
+	return s.cfg.Store.Execution(r.Context(), uid, r.PathValue("id"))
+}
+
+func (s *Server) getExecution(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	x, err := s.execution(r, u)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, x)
+}
+
+func (s *Server) cancelExecution(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	x, err := s.execution(r, u)
+	if err != nil {
+		return err
+	}
+	if x.Status == cronium.StatusFinished {
+		return fmt.Errorf("%w: execution %s already finished (%s)", cronium.ErrConflict, x.ID, x.Outcome)
+	}
+	if err := s.cfg.Dispatcher.Cancel(r.Context(), x.ID, "cancelled by "+u.Name); err != nil {
+		return err
+	}
+	x, err = s.execution(r, u)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusAccepted, x)
+}

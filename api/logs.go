@@ -1,0 +1,138 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+// logChunk is the JSON form of a stored chunk.
+type logChunk struct {
+	Seq    uint64 `json:"seq"`
+	Stream string `json:"stream"`
+	Data   string `json:"data"`
+}
+
+func toChunk(c cronium.OutputChunk) logChunk {
+	return logChunk{Seq: c.Seq, Stream: c.Stream.String(), Data: string(c.Data)}
+}
+
+// logs serves an execution's logs: a JSON page, or with ?follow=true (or
+// Accept: text/event-stream) a Server-Sent Events stream whose event ids are
+// sequence numbers, so a client that reconnects with Last-Event-ID resumes
+// without gaps or duplicates. The stream ends with an "end" event.
+func (s *Server) logs(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	x, err := s.execution(r, u)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	var after uint64
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		q.Set("after", v)
+	}
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return cronium.Invalid("after", v, "is not a sequence number")
+		}
+	}
+	follow := q.Get("follow") == "true" || q.Get("follow") == "1" || r.Header.Get("Accept") == "text/event-stream"
+	if !follow {
+		chunks, err := s.cfg.Store.Logs(r.Context(), x.ID, after, 1000)
+		if err != nil {
+			return err
+		}
+		items := make([]logChunk, 0, len(chunks))
+		for _, c := range chunks {
+			items = append(items, toChunk(c))
+			after = c.Seq
+		}
+		return writeJSON(w, http.StatusOK, map[string]any{
+			"items": items, "next_after": after, "truncated": x.LogTruncated,
+			"done": x.Status == cronium.StatusFinished && len(chunks) < 1000,
+		})
+	}
+	return s.follow(w, r, x.ID, after)
+}
+
+func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after uint64) error {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		return fmt.Errorf("streaming unsupported by this connection")
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	emit := func(c cronium.OutputChunk) {
+		if c.Seq <= after {
+			return // already sent: no duplicates
+		}
+		b, _ := json.Marshal(string(c.Data))
+		fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", c.Seq, c.Stream, b)
+		after = c.Seq
+	}
+	// catchUp sends everything stored past after.
+	catchUp := func() error {
+		for {
+			chunks, err := s.cfg.Store.Logs(r.Context(), id, after, 500)
+			if err != nil {
+				return err
+			}
+			for _, c := range chunks {
+				emit(c)
+			}
+			if len(chunks) < 500 {
+				fl.Flush()
+				return nil
+			}
+		}
+	}
+	ping := time.NewTicker(15 * time.Second)
+	defer ping.Stop()
+	for {
+		// Subscribe before reading the store: chunks are published only
+		// after they are stored, so between the two nothing can slip past.
+		sub, cancel := s.cfg.Dispatcher.Hub().Subscribe(id)
+		if err := catchUp(); err != nil {
+			cancel()
+			return nil
+		}
+		x, err := s.cfg.Store.Execution(r.Context(), 0, id)
+		if err != nil {
+			cancel()
+			return nil
+		}
+		if x.Status == cronium.StatusFinished {
+			cancel()
+			if err := catchUp(); err != nil {
+				return nil
+			}
+			end, _ := json.Marshal(map[string]any{"status": x.Status, "outcome": x.Outcome, "exit_code": x.ExitCode, "truncated": x.LogTruncated})
+			fmt.Fprintf(w, "event: end\ndata: %s\n\n", end)
+			fl.Flush()
+			return nil
+		}
+	live:
+		for {
+			select {
+			case <-r.Context().Done():
+				cancel()
+				return nil
+			case <-ping.C:
+				fmt.Fprint(w, ": keep-alive\n\n")
+				fl.Flush()
+			case c, ok := <-sub:
+				if !ok {
+					break live // ended, or we fell behind: go round and resume from the store
+				}
+				emit(c)
+				fl.Flush()
+			}
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,625 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/sqlite"
+)
+
+// apiClient talks to a cronium server.
+type apiClient struct {
+	server, token, output string
+	http                  *http.Client
+}
+
+func clientFlags(c *cobra.Command) *apiClient {
+	cl := &apiClient{http: &http.Client{}}
+	server := os.Getenv("CRONIUM_SERVER")
+	if server == "" {
+		server = "http://127.0.0.1:8080"
+	}
+	c.PersistentFlags().StringVar(&cl.server, "server", server, "server URL (env CRONIUM_SERVER)")
+	c.PersistentFlags().StringVar(&cl.token, "token", os.Getenv("CRONIUM_TOKEN"), "API key (env CRONIUM_TOKEN)")
+	c.PersistentFlags().StringVarP(&cl.output, "output", "o", "table", "output: table or json")
+	return cl
+}
+
+// apiError is the server's error body.
+type apiError struct {
+	Err struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Field   string `json:"field"`
+	} `json:"error"`
+	status int
+}
+
+func (e *apiError) Error() string {
+	if e.Err.Field != "" && !strings.Contains(e.Err.Message, e.Err.Field) {
+		return fmt.Sprintf("%s (field %s)", e.Err.Message, e.Err.Field)
+	}
+	return e.Err.Message
+}
+
+// do sends a request and decodes the JSON answer into out (if not nil).
+func (cl *apiClient) do(ctx context.Context, method, path string, body, out any) error {
+	if cl.output != "table" && cl.output != "json" {
+		return usage(cronium.Invalid("--output", cl.output, "is not an output format: want table or json"))
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(cl.server, "/")+path, rd)
+	if err != nil {
+		return usage(cronium.Invalid("--server", cl.server, "is not a URL: "+err.Error()))
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Cronium-Client", "cli")
+	if cl.token != "" {
+		req.Header.Set("Authorization", "Bearer "+cl.token)
+	}
+	resp, err := cl.http.Do(req)
+	if err != nil {
+		return &exitError{code: 1, err: fmt.Errorf("no cronium server answered at %s: %v (start one with `cronium serve`, or set --server / CRONIUM_SERVER)", cl.server, err)}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		var e apiError
+		e.status = resp.StatusCode
+		b, _ := io.ReadAll(resp.Body)
+		if json.Unmarshal(b, &e) != nil || e.Err.Message == "" {
+			e.Err.Message = fmt.Sprintf("server answered %s: %s", resp.Status, strings.TrimSpace(string(b)))
+		}
+		code := 1
+		if resp.StatusCode == 400 || resp.StatusCode == 413 {
+			code = 2
+		}
+		return &exitError{code: code, err: &e}
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	return nil
+}
+
+func (cl *apiClient) printJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+func table(w io.Writer, header string, rows [][]string) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, r := range rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t"))
+	}
+	tw.Flush()
+}
+
+// ---- events
+
+func newEventCmd() *cobra.Command {
+	c := &cobra.Command{Use: "event", Short: "Manage events (scripts with a schedule)"}
+	cl := clientFlags(c)
+	var file string
+	apply := &cobra.Command{
+		Use:   "apply -f FILE",
+		Short: "Create or update events from a YAML file (idempotent); several may be separated by ---",
+		Example: `  cronium event apply -f examples/heartbeat.yaml
+  cat event.yaml | cronium event apply -f -`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if file == "" {
+				return usage(cronium.Invalid("-f", "", "is required: the event YAML file, or - for stdin"))
+			}
+			evs, err := readEvents(file)
+			if err != nil {
+				return usage(err)
+			}
+			for _, ev := range evs {
+				name, _ := ev["name"].(string)
+				if name == "" {
+					return usage(cronium.Invalid(file+": name", "", "is required"))
+				}
+				var out cronium.Event
+				if err := cl.do(c.Context(), "PUT", "/v1/events/"+url.PathEscape(name), ev, &out); err != nil {
+					var ee *exitError
+					if errors.As(err, &ee) {
+						ee.err = fmt.Errorf("%s: event %s: %w", file, name, ee.err)
+					}
+					return err
+				}
+				if cl.output == "json" {
+					cl.printJSON(c.OutOrStdout(), out)
+				} else {
+					fmt.Fprintf(c.OutOrStdout(), "event %s applied (schedule %q, enabled %v)\n", out.Name, out.Schedule, out.IsEnabled())
+				}
+			}
+			return nil
+		},
+	}
+	apply.Flags().StringVarP(&file, "file", "f", "", "YAML file, or - for stdin")
+	list := &cobra.Command{
+		Use: "list", Short: "List events", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			var page struct {
+				Items []cronium.Event `json:"items"`
+			}
+			if err := cl.do(c.Context(), "GET", "/v1/events", nil, &page); err != nil {
+				return err
+			}
+			if cl.output == "json" {
+				cl.printJSON(c.OutOrStdout(), page.Items)
+				return nil
+			}
+			var rows [][]string
+			for _, e := range page.Items {
+				rows = append(rows, []string{e.User, e.Name, string(e.Language), e.Schedule, e.Timezone, fmt.Sprint(e.IsEnabled()), string(e.Concurrency)})
+			}
+			table(c.OutOrStdout(), "USER\tNAME\tLANGUAGE\tSCHEDULE\tTIMEZONE\tENABLED\tCONCURRENCY", rows)
+			return nil
+		},
+	}
+	one := func(use, short, method, suffix string) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				var out cronium.Event
+				path := "/v1/events/" + url.PathEscape(args[0]) + suffix
+				if method == "DELETE" {
+					if err := cl.do(c.Context(), method, path, nil, nil); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.OutOrStdout(), "event %s deleted\n", args[0])
+					return nil
+				}
+				if err := cl.do(c.Context(), method, path, nil, &out); err != nil {
+					return err
+				}
+				if cl.output == "json" || use == "get" {
+					cl.printJSON(c.OutOrStdout(), out)
+					return nil
+				}
+				fmt.Fprintf(c.OutOrStdout(), "event %s: enabled %v\n", out.Name, out.IsEnabled())
+				return nil
+			},
+		}
+	}
+	c.AddCommand(apply, list, one("get", "Show an event", "GET", ""), one("delete", "Delete an event", "DELETE", ""),
+		one("pause", "Pause an event's schedule", "POST", "/pause"), one("resume", "Resume an event's schedule", "POST", "/resume"))
+	return c
+}
+
+// readEvents reads one or more YAML documents as JSON-ready maps; script_file
+// is read relative to the YAML file and inlined as script.
+func readEvents(file string) ([]map[string]any, error) {
+	var data []byte
+	var err error
+	if file == "-" {
+		data, err = io.ReadAll(os.Stdin)
+	} else {
+		data, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return nil, cronium.Invalid("-f", file, "cannot be read: "+err.Error())
+	}
+	var out []map[string]any
+	for i, doc := range splitYAML(string(data)) {
+		j, err := yamlToJSON([]byte(doc))
+		if err != nil {
+			return nil, cronium.Invalid("-f", file, fmt.Sprintf("document %d is not valid YAML: %v", i+1, err))
+		}
+		var m map[string]any
+		if err := json.Unmarshal(j, &m); err != nil || m == nil {
+			return nil, cronium.Invalid("-f", file, fmt.Sprintf("document %d is not a YAML mapping of event fields", i+1))
+		}
+		if sf, ok := m["script_file"]; ok {
+			p, _ := sf.(string)
+			if !filepath.IsAbs(p) && file != "-" {
+				p = filepath.Join(filepath.Dir(file), p)
+			}
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return nil, cronium.Invalid("script_file", fmt.Sprint(sf), "cannot be read: "+err.Error())
+			}
+			if _, both := m["script"]; both {
+				return nil, cronium.Invalid("script_file", fmt.Sprint(sf), "and script are both given: keep one")
+			}
+			m["script"] = string(b)
+			delete(m, "script_file")
+		}
+		out = append(out, m)
+	}
+	if len(out) == 0 {
+		return nil, cronium.Invalid("-f", file, "holds no event")
+	}
+	return out, nil
+}
+
+func splitYAML(s string) []string {
+	var docs []string
+	var cur strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(s))
+	sc.Buffer(make([]byte, 1<<20), 4<<20)
+	for sc.Scan() {
+		if strings.TrimRight(sc.Text(), " ") == "---" {
+			if strings.TrimSpace(cur.String()) != "" {
+				docs = append(docs, cur.String())
+			}
+			cur.Reset()
+			continue
+		}
+		cur.WriteString(sc.Text() + "\n")
+	}
+	if strings.TrimSpace(cur.String()) != "" {
+		docs = append(docs, cur.String())
+	}
+	return docs
+}
+
+// ---- trigger
+
+func newTriggerCmd() *cobra.Command {
+	var input string
+	c := &cobra.Command{
+		Use:   "trigger NAME",
+		Short: "Run an event now",
+		Args:  cobra.ExactArgs(1),
+	}
+	cl := clientFlags(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		body := map[string]any{}
+		if input != "" {
+			in := []byte(input)
+			if name, ok := strings.CutPrefix(input, "@"); ok {
+				var err error
+				if in, err = os.ReadFile(name); err != nil {
+					return usage(cronium.Invalid("--input", input, "cannot be read: "+err.Error()))
+				}
+			}
+			if !json.Valid(in) {
+				return usage(cronium.Invalid("--input", abbreviate(input), "is not JSON"))
+			}
+			body["input"] = json.RawMessage(in)
+		}
+		var x cronium.Execution
+		if err := cl.do(c.Context(), "POST", "/v1/events/"+url.PathEscape(args[0])+"/trigger", body, &x); err != nil {
+			return err
+		}
+		if cl.output == "json" {
+			cl.printJSON(c.OutOrStdout(), x)
+			return nil
+		}
+		fmt.Fprintf(c.OutOrStdout(), "execution %s queued\n", x.ID)
+		return nil
+	}
+	c.Flags().StringVar(&input, "input", "", "JSON input, or @file")
+	return c
+}
+
+// ---- executions
+
+func newExecCmd() *cobra.Command {
+	c := &cobra.Command{Use: "exec", Short: "Inspect and cancel executions"}
+	cl := clientFlags(c)
+	var event, status string
+	var limit int
+	list := &cobra.Command{
+		Use: "list", Short: "List executions, newest first", Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			q := url.Values{}
+			if event != "" {
+				q.Set("event", event)
+			}
+			if status != "" {
+				q.Set("status", status)
+			}
+			q.Set("limit", fmt.Sprint(limit))
+			var page struct {
+				Items []cronium.Execution `json:"items"`
+				Next  string              `json:"next"`
+			}
+			if err := cl.do(c.Context(), "GET", "/v1/executions?"+q.Encode(), nil, &page); err != nil {
+				return err
+			}
+			if cl.output == "json" {
+				cl.printJSON(c.OutOrStdout(), page)
+				return nil
+			}
+			var rows [][]string
+			for _, x := range page.Items {
+				rows = append(rows, []string{x.ID, x.Event, string(x.Trigger), string(x.Status), string(x.Outcome), exitStr(x.ExitCode), ago(x.QueuedAt), durStr(x), x.Reason})
+			}
+			table(c.OutOrStdout(), "ID\tEVENT\tTRIGGER\tSTATUS\tOUTCOME\tEXIT\tQUEUED\tDURATION\tREASON", rows)
+			return nil
+		},
+	}
+	list.Flags().StringVar(&event, "event", "", "only this event")
+	list.Flags().StringVar(&status, "status", "", "queued, running or finished")
+	list.Flags().IntVar(&limit, "limit", 20, "how many")
+	get := &cobra.Command{
+		Use: "get ID", Short: "Show an execution: status, why it waits, outcome, usage", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var x cronium.Execution
+			if err := cl.do(c.Context(), "GET", "/v1/executions/"+url.PathEscape(args[0]), nil, &x); err != nil {
+				return err
+			}
+			if cl.output == "json" {
+				cl.printJSON(c.OutOrStdout(), x)
+				return nil
+			}
+			w := c.OutOrStdout()
+			fmt.Fprintf(w, "execution %s of event %s (user %s)\n", x.ID, x.Event, x.User)
+			fmt.Fprintf(w, "  trigger:   %s, attempt %d\n", x.Trigger, x.Attempt)
+			if x.ScheduledAt != nil {
+				fmt.Fprintf(w, "  scheduled: %s\n", x.ScheduledAt.Format(time.RFC3339))
+			}
+			fmt.Fprintf(w, "  status:    %s %s\n", x.Status, x.Outcome)
+			if x.Reason != "" {
+				fmt.Fprintf(w, "  reason:    %s\n", x.Reason)
+			}
+			if x.ExitCode != nil {
+				fmt.Fprintf(w, "  exit code: %d\n", *x.ExitCode)
+			}
+			if x.Error != "" {
+				fmt.Fprintf(w, "  error:     %s\n", x.Error)
+			}
+			if r := x.Result; r != nil {
+				fmt.Fprintf(w, "  phases:    create %s, start %s, run %s, cleanup %s\n", ms(r.Phases.Create), ms(r.Phases.Start), ms(r.Phases.Run), ms(r.Phases.Cleanup))
+				fmt.Fprintf(w, "  usage:     cpu %.3fs, peak memory %s, output %d bytes\n", r.Usage.CPUSeconds, human(r.Usage.PeakMemory), r.Usage.OutputBytes)
+				fmt.Fprintf(w, "  limits:    memory %s, cpus %v, pids %d, timeout %s\n", r.Limits.Memory, r.Limits.CPUs, r.Limits.Pids, r.Limits.Timeout)
+			}
+			fmt.Fprintf(w, "  logs:      %d bytes stored", x.LogBytes)
+			if x.LogTruncated {
+				fmt.Fprint(w, " (truncated)")
+			}
+			fmt.Fprintln(w)
+			return nil
+		},
+	}
+	var follow bool
+	logs := &cobra.Command{
+		Use: "logs ID", Short: "Print an execution's output; -f follows it live", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if follow {
+				return cl.follow(c.Context(), args[0], c.OutOrStdout(), c.ErrOrStderr())
+			}
+			var after uint64
+			for {
+				var page struct {
+					Items []struct {
+						Seq    uint64 `json:"seq"`
+						Stream string `json:"stream"`
+						Data   string `json:"data"`
+					} `json:"items"`
+					NextAfter uint64 `json:"next_after"`
+				}
+				if err := cl.do(c.Context(), "GET", fmt.Sprintf("/v1/executions/%s/logs?after=%d", url.PathEscape(args[0]), after), nil, &page); err != nil {
+					return err
+				}
+				for _, it := range page.Items {
+					w := c.OutOrStdout()
+					if it.Stream == "stderr" {
+						w = c.ErrOrStderr()
+					}
+					io.WriteString(w, it.Data)
+				}
+				if len(page.Items) == 0 {
+					return nil
+				}
+				after = page.NextAfter
+			}
+		},
+	}
+	logs.Flags().BoolVarP(&follow, "follow", "f", false, "stream live until the execution ends")
+	cancel := &cobra.Command{
+		Use: "cancel ID", Short: "Cancel a queued or running execution", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var x cronium.Execution
+			if err := cl.do(c.Context(), "POST", "/v1/executions/"+url.PathEscape(args[0])+"/cancel", nil, &x); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "execution %s: %s %s\n", x.ID, x.Status, x.Outcome)
+			return nil
+		},
+	}
+	c.AddCommand(list, get, logs, cancel)
+	return c
+}
+
+// follow streams logs over Server-Sent Events, reconnecting with
+// Last-Event-ID so nothing is missed or repeated.
+func (cl *apiClient) follow(ctx context.Context, id string, stdout, stderr io.Writer) error {
+	var last string
+	for attempt := 0; ; attempt++ {
+		req, _ := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(cl.server, "/")+"/v1/executions/"+url.PathEscape(id)+"/logs?follow=true", nil)
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Authorization", "Bearer "+cl.token)
+		if last != "" {
+			req.Header.Set("Last-Event-ID", last)
+		}
+		resp, err := cl.http.Do(req)
+		if err != nil {
+			if attempt < 30 && ctx.Err() == nil {
+				time.Sleep(time.Second)
+				continue
+			}
+			return fmt.Errorf("follow logs: %w", err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			var e apiError
+			json.NewDecoder(resp.Body).Decode(&e)
+			resp.Body.Close()
+			return &exitError{code: 1, err: &e}
+		}
+		ended, err := readSSE(resp.Body, func(evID, event, data string) {
+			if evID != "" {
+				last = evID
+			}
+			var text string
+			json.Unmarshal([]byte(data), &text)
+			switch event {
+			case "stdout":
+				io.WriteString(stdout, text)
+			case "stderr":
+				io.WriteString(stderr, text)
+			case "end":
+				fmt.Fprintf(stderr, "[cronium] execution ended: %s\n", data)
+			}
+		})
+		resp.Body.Close()
+		if ended || ctx.Err() != nil {
+			return nil
+		}
+		_ = err // connection dropped: reconnect and resume after the last id
+	}
+}
+
+// readSSE parses a Server-Sent Events stream; it reports whether an "end" event arrived.
+func readSSE(r io.Reader, on func(id, event, data string)) (bool, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	var id, event, data string
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if event != "" || data != "" {
+				on(id, event, data)
+				if event == "end" {
+					return true, nil
+				}
+			}
+			id, event, data = "", "", ""
+		case strings.HasPrefix(line, "id: "):
+			id = line[4:]
+		case strings.HasPrefix(line, "event: "):
+			event = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data += line[6:]
+		}
+	}
+	return false, sc.Err()
+}
+
+func exitStr(p *int) string {
+	if p == nil {
+		return "-"
+	}
+	return fmt.Sprint(*p)
+}
+
+func ago(t time.Time) string { return time.Since(t).Round(time.Second).String() + " ago" }
+
+func durStr(x cronium.Execution) string {
+	if x.StartedAt == nil {
+		return "-"
+	}
+	end := time.Now()
+	if x.FinishedAt != nil {
+		end = *x.FinishedAt
+	}
+	return end.Sub(*x.StartedAt).Round(time.Millisecond).String()
+}
+
+// ---- bootstrap: users and keys, straight on the store (no key exists yet)
+
+func newUserCmd() *cobra.Command {
+	c := &cobra.Command{Use: "user", Short: "Create users (bootstrap: works on the server's data directory directly)"}
+	f := &serveFlags{}
+	var tier string
+	var admin bool
+	create := &cobra.Command{
+		Use: "create NAME", Short: "Create a user and print their first API key", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, err := f.load(c)
+			if err != nil {
+				return usage(err)
+			}
+			if _, ok := cfg.Tiers[tier]; !ok {
+				return usage(cronium.Invalid("--tier", tier, "is not a tier: want one of "+cronium.TierNames(cfg.Tiers)))
+			}
+			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
+				u, err := st.CreateUser(c.Context(), args[0], tier, admin)
+				if err != nil {
+					return err
+				}
+				key, err := st.CreateKey(c.Context(), u.ID)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(c.ErrOrStderr(), "user %s created (tier %s, admin %v); API key (shown once):\n", u.Name, u.Tier, u.Admin)
+				fmt.Fprintln(c.OutOrStdout(), key)
+				return nil
+			})
+		},
+	}
+	f.register(create)
+	create.Flags().StringVar(&tier, "tier", "free", "free, pro or enterprise")
+	create.Flags().BoolVar(&admin, "admin", false, "may see and act for every user")
+	c.AddCommand(create)
+	return c
+}
+
+func newKeyCmd() *cobra.Command {
+	c := &cobra.Command{Use: "key", Short: "Create API keys (bootstrap: works on the server's data directory directly)"}
+	f := &serveFlags{}
+	create := &cobra.Command{
+		Use: "create USER", Short: "Create another API key for a user and print it", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			cfg, err := f.load(c)
+			if err != nil {
+				return usage(err)
+			}
+			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
+				u, err := st.UserByName(c.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				key, err := st.CreateKey(c.Context(), u.ID)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintln(c.OutOrStdout(), key)
+				return nil
+			})
+		},
+	}
+	f.register(create)
+	c.AddCommand(create)
+	return c
+}
+
+func withStore(ctx context.Context, cfg serverConfig, fn func(*sqlite.Store) error) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	st, err := sqlite.Open(ctx, cfg.dbPath())
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(st)
+}

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	cronium "github.com/cronium/executor"
+)
+
+// serverConfig is `cronium serve`'s configuration: YAML file, then
+// CRONIUM_* environment variables, then flags.
+type serverConfig struct {
+	// Listen is the HTTP address. Default 127.0.0.1:8080.
+	Listen string `json:"listen"`
+	// DataDir holds the SQLite store and the sandbox sockets. Default /var/lib/cronium as root.
+	DataDir string `json:"data_dir"`
+	// NodeID names this node on containers and executions. Default: the host name.
+	NodeID string `json:"node_id"`
+	// Capacity is how many executions run at once on this node. Default 2 per CPU.
+	Capacity int `json:"capacity"`
+	// ShutdownGrace is how long SIGTERM waits for running executions. Default 30s.
+	ShutdownGrace cronium.Duration `json:"shutdown_grace"`
+	// LogLimit caps the stored logs of one execution. Default 1Mi.
+	LogLimit cronium.Size `json:"log_limit"`
+	// DockerHost is the engine address. Default: $DOCKER_HOST, then the default socket.
+	DockerHost string `json:"docker_host"`
+	// Tiers override or add tiers; the defaults are free, pro and enterprise.
+	Tiers map[string]cronium.Tier `json:"tiers"`
+}
+
+func defaultServerConfig() serverConfig {
+	host, _ := os.Hostname()
+	dir := "/var/lib/cronium"
+	if os.Geteuid() != 0 {
+		if d, err := os.UserConfigDir(); err == nil {
+			dir = filepath.Join(d, "cronium")
+		}
+	}
+	return serverConfig{
+		Listen: "127.0.0.1:8080", DataDir: dir, NodeID: host, Capacity: 2 * runtime.NumCPU(),
+		ShutdownGrace: cronium.Duration(30 * time.Second), LogLimit: 1 << 20, Tiers: cronium.DefaultTiers(),
+	}
+}
+
+// yamlToJSON decodes YAML and re-encodes it as JSON, so one strict JSON
+// decoder (with field names in its errors) serves files and API bodies alike.
+func yamlToJSON(data []byte) ([]byte, error) {
+	var v any
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	return json.Marshal(normalizeYAML(v))
+}
+
+func normalizeYAML(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			t[k] = normalizeYAML(x)
+		}
+		return t
+	case map[any]any:
+		m := map[string]any{}
+		for k, x := range t {
+			m[fmt.Sprint(k)] = normalizeYAML(x)
+		}
+		return m
+	case []any:
+		for i, x := range t {
+			t[i] = normalizeYAML(x)
+		}
+		return t
+	}
+	return v
+}
+
+// strictJSON decodes b into v, rejecting unknown fields with their name.
+func strictJSON(b []byte, v any, where string) error {
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return cronium.Invalid(where, strings.Trim(f, `"`), "is not a known field")
+		}
+		return cronium.Invalid(where, "", err.Error())
+	}
+	return nil
+}
+
+// loadServerConfig reads the file (if any), then the environment.
+func loadServerConfig(path string) (serverConfig, error) {
+	c := defaultServerConfig()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return c, cronium.Invalid("--config", path, "cannot be read: "+err.Error())
+		}
+		j, err := yamlToJSON(data)
+		if err != nil {
+			return c, cronium.Invalid("--config", path, "is not valid YAML: "+err.Error())
+		}
+		var file serverConfig
+		if err := strictJSON(j, &file, path); err != nil {
+			return c, err
+		}
+		c.merge(file)
+	}
+	env := map[string]func(string) error{
+		"CRONIUM_LISTEN":   func(v string) error { c.Listen = v; return nil },
+		"CRONIUM_DATA_DIR": func(v string) error { c.DataDir = v; return nil },
+		"CRONIUM_NODE_ID":  func(v string) error { c.NodeID = v; return nil },
+		"CRONIUM_CAPACITY": func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return cronium.Invalid("CRONIUM_CAPACITY", v, "is not a positive whole number")
+			}
+			c.Capacity = n
+			return nil
+		},
+		"CRONIUM_SHUTDOWN_GRACE": func(v string) error {
+			d, err := cronium.ParseDuration("CRONIUM_SHUTDOWN_GRACE", v)
+			c.ShutdownGrace = cronium.Duration(d)
+			return err
+		},
+		"CRONIUM_LOG_LIMIT": func(v string) error {
+			s, err := cronium.ParseSize("CRONIUM_LOG_LIMIT", v)
+			c.LogLimit = s
+			return err
+		},
+	}
+	for k, set := range env {
+		if v, ok := os.LookupEnv(k); ok {
+			if err := set(v); err != nil {
+				return c, err
+			}
+		}
+	}
+	return c, c.validate()
+}
+
+func (c *serverConfig) merge(f serverConfig) {
+	if f.Listen != "" {
+		c.Listen = f.Listen
+	}
+	if f.DataDir != "" {
+		c.DataDir = f.DataDir
+	}
+	if f.NodeID != "" {
+		c.NodeID = f.NodeID
+	}
+	if f.Capacity != 0 {
+		c.Capacity = f.Capacity
+	}
+	if f.ShutdownGrace != 0 {
+		c.ShutdownGrace = f.ShutdownGrace
+	}
+	if f.LogLimit != 0 {
+		c.LogLimit = f.LogLimit
+	}
+	if f.DockerHost != "" {
+		c.DockerHost = f.DockerHost
+	}
+	for name, t := range f.Tiers {
+		c.Tiers[name] = t
+	}
+}
+
+func (c *serverConfig) validate() error {
+	if c.Capacity < 1 {
+		return cronium.Invalid("capacity", strconv.Itoa(c.Capacity), "must be at least 1")
+	}
+	if c.LogLimit < 1024 {
+		return cronium.Invalid("log_limit", c.LogLimit.String(), "is too small: want at least 1Ki")
+	}
+	if c.DataDir == "" {
+		return cronium.Invalid("data_dir", "", "is empty")
+	}
+	if _, ok := c.Tiers["free"]; !ok {
+		return cronium.Invalid("tiers", "", "must keep a free tier: it applies to users whose tier is unknown")
+	}
+	for name, t := range c.Tiers {
+		t.Name = name
+		c.Tiers[name] = t
+		switch {
+		case t.Concurrency < 1:
+			return cronium.Invalid("tiers."+name+".concurrency", strconv.Itoa(t.Concurrency), "must be at least 1")
+		case t.CPUBurst <= 0 || t.CPUGuaranteed <= 0 || t.CPUGuaranteed > t.CPUBurst:
+			return cronium.Invalid("tiers."+name+".cpu_guaranteed", fmt.Sprint(t.CPUGuaranteed), "must be more than 0 and at most cpu_burst")
+		case t.Memory < 16<<20:
+			return cronium.Invalid("tiers."+name+".memory", t.Memory.String(), "must be at least 16Mi")
+		case t.MaxTimeout.D() < time.Second:
+			return cronium.Invalid("tiers."+name+".max_timeout", t.MaxTimeout.D().String(), "must be at least 1s")
+		}
+	}
+	return nil
+}
+
+func (c serverConfig) dbPath() string { return filepath.Join(c.DataDir, "cronium.db") }

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/api"
+	"github.com/cronium/executor/dispatch"
+	"github.com/cronium/executor/docker"
+	"github.com/cronium/executor/images"
+	"github.com/cronium/executor/scheduler"
+	"github.com/cronium/executor/sqlite"
+)
+
+type serveFlags struct {
+	config, listen, dataDir string
+	capacity                int
+}
+
+func (f *serveFlags) load(c *cobra.Command) (serverConfig, error) {
+	cfg, err := loadServerConfig(f.config)
+	if err != nil {
+		return cfg, err
+	}
+	if c.Flags().Changed("listen") {
+		cfg.Listen = f.listen
+	}
+	if c.Flags().Changed("data-dir") {
+		cfg.DataDir = f.dataDir
+	}
+	if c.Flags().Changed("capacity") {
+		if f.capacity < 1 {
+			return cfg, cronium.Invalid("--capacity", fmt.Sprint(f.capacity), "must be at least 1")
+		}
+		cfg.Capacity = f.capacity
+	}
+	return cfg, cfg.validate()
+}
+
+func (f *serveFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.config, "config", os.Getenv("CRONIUM_CONFIG"), "YAML configuration file (env CRONIUM_CONFIG)")
+	c.Flags().StringVar(&f.listen, "listen", "", "HTTP address (env CRONIUM_LISTEN; default 127.0.0.1:8080)")
+	c.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory: store and sandbox sockets (env CRONIUM_DATA_DIR)")
+	c.Flags().IntVar(&f.capacity, "capacity", 0, "executions run at once on this node (env CRONIUM_CAPACITY)")
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	f := &serveFlags{}
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the API, the scheduler and the executors in one process (SQLite, local engine)",
+		Long: `Run Cronium as a service: the HTTP API under /v1, the cron scheduler, the
+durable queue and the executors, on the embedded defaults (SQLite in the data
+directory, the local Docker engine).
+
+Configuration comes from a YAML file (--config), overridden by CRONIUM_*
+environment variables, overridden by flags; ` + "`cronium config check`" + ` prints the
+result. On SIGTERM it stops admitting work, lets running executions finish for
+shutdown_grace, and leaves the rest to be re-attached at the next start.`,
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := f.load(c)
+			if err != nil {
+				return usage(err)
+			}
+			return serve(g, cfg)
+		},
+	}
+	f.register(c)
+	return c
+}
+
+func newConfigCmd() *cobra.Command {
+	f := &serveFlags{}
+	c := &cobra.Command{Use: "config", Short: "Inspect the server configuration"}
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate the configuration and print the effective values (secrets masked)",
+		RunE: func(c *cobra.Command, _ []string) error {
+			cfg, err := f.load(c)
+			if err != nil {
+				return usage(err)
+			}
+			if cfg.DockerHost != "" {
+				cfg.DockerHost = maskURL(cfg.DockerHost)
+			}
+			b, _ := json.MarshalIndent(cfg, "", "  ")
+			fmt.Fprintln(c.OutOrStdout(), string(b))
+			return nil
+		},
+	}
+	f.register(check)
+	c.AddCommand(check)
+	return c
+}
+
+// maskURL hides credentials in an address.
+func maskURL(s string) string {
+	if at := strings.LastIndex(s, "@"); at > 0 {
+		if scheme := strings.Index(s, "://"); scheme >= 0 && scheme < at {
+			return s[:scheme+3] + "***" + s[at:]
+		}
+	}
+	return s
+}
+
+func serve(g *globals, cfg serverConfig) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	store, err := sqlite.Open(ctx, cfg.dbPath())
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	agentPath, err := g.findAgent()
+	if err != nil {
+		return err
+	}
+	host := cfg.DockerHost
+	if g.dockerHost != "" {
+		host = g.dockerHost
+	}
+	eng, err := docker.New(ctx, docker.Config{Host: host, AgentPath: agentPath, StateDir: cfg.DataDir, NodeID: cfg.NodeID, Images: images.Refs(), Logger: log})
+	if err != nil {
+		return &exitError{code: 125, err: err}
+	}
+	defer eng.Close()
+	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity, LogLimit: int64(cfg.LogLimit), Logger: log})
+	if err != nil {
+		return err
+	}
+	sched, err := scheduler.New(scheduler.Config{Store: store, Dispatcher: disp, Logger: log})
+	if err != nil {
+		return err
+	}
+	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log,
+		Ready: func(ctx context.Context) error {
+			if _, err := store.Counts(ctx); err != nil {
+				return fmt.Errorf("store: %w", err)
+			}
+			_, err := eng.ImageExists(ctx, images.Refs()[cronium.Bash])
+			return err
+		}})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (set listen, CRONIUM_LISTEN or --listen)", cfg.Listen, err)
+	}
+	// Recovery first: executions that were running are re-attached before anything new starts.
+	if err := disp.Start(ctx); err != nil {
+		return err
+	}
+	if err := sched.Start(ctx); err != nil {
+		return err
+	}
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpSrv.Serve(ln) }()
+	gcDone := make(chan struct{})
+	go func() { // periodic orphan GC, owned by serve
+		defer close(gcDone)
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if n, err := eng.GC(ctx, time.Minute); err != nil {
+					log.Warn("gc", "err", err)
+				} else if n > 0 {
+					log.Info("gc removed orphan containers", "count", n)
+				}
+			}
+		}
+	}()
+	log.Info("cronium serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "node", cfg.NodeID, "capacity", cfg.Capacity, "engine", eng.Host())
+
+	select {
+	case <-ctx.Done():
+	case err := <-httpDone:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+	}
+	log.Info("shutting down: no new executions; waiting for running ones", "grace", cfg.ShutdownGrace.D())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace.D())
+	defer cancel()
+	sched.Stop(sctx)
+	if err := disp.Stop(sctx); err != nil {
+		log.Warn("shutdown", "err", err)
+	}
+	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer hcancel()
+	httpSrv.Shutdown(hctx)
+	<-gcDone
+	log.Info("stopped")
+	return nil
+}
