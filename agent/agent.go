@@ -2,7 +2,6 @@ package agent
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,17 +16,20 @@ import (
 
 // Agent runs scripts inside one sandbox. Create it with NewAgent and call Serve.
 type Agent struct {
-	conn net.Conn
-	wmu  sync.Mutex // guards writes to conn
+	link *link
 
 	reaper *reaper
 	cg     cgroup
 	pid1   bool
 }
 
-// NewAgent wraps a connection to the host.
+// NewAgent wraps a connection to the host, dialled at HostDir/SocketName;
+// the agent redials that socket when the connection breaks during a run.
 func NewAgent(conn net.Conn) *Agent {
-	return &Agent{conn: conn, reaper: startReaper(), cg: detectCgroup(), pid1: os.Getpid() == 1}
+	return &Agent{
+		link:   newLink(conn, filepath.Join(HostDir, SocketName)),
+		reaper: startReaper(), cg: detectCgroup(), pid1: os.Getpid() == 1,
+	}
 }
 
 // Dial connects to the host socket, retrying until timeout: the host creates
@@ -46,24 +48,14 @@ func Dial(path string, timeout time.Duration) (net.Conn, error) {
 	}
 }
 
-func (a *Agent) send(t FrameType, payload []byte) error {
-	a.wmu.Lock()
-	defer a.wmu.Unlock()
-	return WriteFrame(a.conn, t, payload)
-}
-
-func (a *Agent) sendJSON(t FrameType, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return a.send(t, b)
-}
-
 // Serve says hello, then runs each Start it receives until the host closes
-// the connection. A cancel frame stops the running script.
+// the connection with no run outstanding. A cancel frame or SIGTERM stops
+// the running script. When the connection breaks during a run, the script
+// keeps running and the agent redials (see the package documentation); it
+// returns an error when no host came back in time.
 func (a *Agent) Serve() error {
-	if err := a.sendJSON(FrameHello, Hello{Protocol: ProtocolVersion, PID: os.Getpid()}); err != nil {
+	l := a.link
+	if err := WriteJSON(l.conn, FrameHello, Hello{Protocol: ProtocolVersion, PID: os.Getpid()}); err != nil {
 		return fmt.Errorf("send hello: %w", err)
 	}
 	// SIGTERM to the agent (engine stop) cancels the running script.
@@ -71,46 +63,21 @@ func (a *Agent) Serve() error {
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(term)
 
-	frames := make(chan frame)
-	go func() { // owned by Serve: ends when the connection closes
-		defer close(frames)
-		for {
-			t, p, err := ReadFrame(a.conn)
-			frames <- frame{t, p, err}
-			if err != nil {
-				return
-			}
+	go l.serve(l.conn) // ends by closing l.in, which ends the loop below
+	for f := range l.in {
+		if f.t != FrameStart {
+			continue // a cancel with nothing running: nothing to cancel
 		}
-	}()
-	for f := range frames {
-		if f.err != nil {
-			if errors.Is(f.err, io.EOF) {
-				return nil
-			}
-			return fmt.Errorf("read frame: %w", f.err)
+		var rep Report
+		if f.bad != nil {
+			rep = Report{Outcome: "engine_error", ExitCode: -1, Error: "agent: bad start message: " + f.bad.Error()}
+		} else {
+			rep = a.run(f.start, l.in, term)
 		}
-		switch f.t {
-		case FrameStart:
-			var st Start
-			if err := json.Unmarshal(f.p, &st); err != nil {
-				a.sendJSON(FrameReport, Report{Outcome: "engine_error", ExitCode: -1, Error: "agent: bad start message: " + err.Error()})
-				continue
-			}
-			rep := a.run(st, frames, term)
-			if err := a.sendJSON(FrameReport, rep); err != nil {
-				return fmt.Errorf("send report: %w", err)
-			}
-		case FrameCancel:
-			// Nothing runs: nothing to cancel.
-		}
+		b, _ := json.Marshal(rep) // a Report always encodes
+		l.send(FrameReport, b, 0)
 	}
-	return nil
-}
-
-type frame struct {
-	t   FrameType
-	p   []byte
-	err error
+	return l.ended()
 }
 
 // run executes one script and returns its report. It consumes frames while
@@ -241,9 +208,10 @@ wait:
 		case <-term:
 			stopping("cancelled")
 		case f, ok := <-frames:
-			if !ok || f.err != nil {
-				// The host went away: nobody will read the result.
+			if !ok {
+				// No host came back in time: nobody will read the result.
 				stopping("cancelled")
+				a.killAll(pid, syscall.SIGKILL)
 				frames = nil
 				continue
 			}
@@ -309,7 +277,8 @@ func (a *Agent) killAll(pid int, sig syscall.Signal) {
 	syscall.Kill(-pid, sig)
 }
 
-// emitter numbers output chunks, enforces the cap and sends them.
+// emitter numbers output chunks, enforces the cap and sends them. Its lock
+// is taken before the link's.
 type emitter struct {
 	a         *Agent
 	limit     int64
@@ -350,12 +319,12 @@ func (e *emitter) write(stream uint8, p []byte) {
 	if len(p) > 0 {
 		e.seq++
 		e.kept += int64(len(p))
-		e.a.send(FrameOutput, EncodeOutput(stream, e.seq, p))
+		e.a.link.send(FrameOutput, EncodeOutput(stream, e.seq, p), e.seq)
 	}
 	if e.truncated {
 		e.seq++
 		msg := fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; further output is dropped\n", e.limit)
-		e.a.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)))
+		e.a.link.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)), e.seq)
 		close(e.capHit)
 	}
 }

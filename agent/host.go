@@ -35,17 +35,39 @@ func Handshake(conn net.Conn) (*Session, error) {
 	return &Session{conn: conn, hello: h}, nil
 }
 
-// Close closes the connection; the agent then exits.
+// Hello is the agent's hello on this connection. A resumed hello means the
+// agent redialled during a run: call Resume, not Run.
+func (s *Session) Hello() Hello { return s.hello }
+
+// Close closes the connection. An agent with no run outstanding then exits;
+// one whose run is outstanding (the report not yet acknowledged) keeps it
+// and redials, until its wait runs out.
 func (s *Session) Close() error { return s.conn.Close() }
 
-// Run sends st and relays output until the agent's report. When ctx is
-// done it sends a cancel and keeps reading, so the report still arrives;
-// callers bound the whole call with a backstop that closes the session.
-// Output chunks are delivered in sequence order from this goroutine.
+// Run sends st and relays output until the agent's report, which it
+// acknowledges. When ctx is done it sends a cancel and keeps reading, so the
+// report still arrives; callers bound the whole call with a backstop that
+// closes the session. Output chunks are delivered in sequence order from
+// this goroutine.
 func (s *Session) Run(ctx context.Context, st Start, out func(stream uint8, seq uint64, data []byte)) (Report, error) {
 	if err := s.write(FrameStart, st); err != nil {
 		return Report{}, fmt.Errorf("send start: %w", err)
 	}
+	return s.relay(ctx, out)
+}
+
+// Resume relays the output of a run an agent resumed after a resumed hello,
+// until its report, as Run does. The agent writes again up to its last MiB
+// of output already written, so out sees sequence numbers the previous host
+// had: skip those.
+func (s *Session) Resume(ctx context.Context, out func(stream uint8, seq uint64, data []byte)) (Report, error) {
+	if !s.hello.Resume {
+		return Report{}, fmt.Errorf("the agent has no run to resume (pid %d said a fresh hello)", s.hello.PID)
+	}
+	return s.relay(ctx, out)
+}
+
+func (s *Session) relay(ctx context.Context, out func(stream uint8, seq uint64, data []byte)) (Report, error) {
 	stop := context.AfterFunc(ctx, func() { s.writeRaw(FrameCancel, nil) })
 	defer stop()
 	for {
@@ -67,6 +89,9 @@ func (s *Session) Run(ctx context.Context, st Start, out func(stream uint8, seq 
 			if err := json.Unmarshal(p, &r); err != nil {
 				return Report{}, fmt.Errorf("decode agent report: %w", err)
 			}
+			// Unacknowledged, the agent would keep the run for a host to come back.
+			// A lost ack costs nothing: the caller removes the sandbox.
+			s.writeRaw(FrameAck, nil)
 			return r, nil
 		default:
 			return Report{}, fmt.Errorf("agent sent unexpected frame %d", t)

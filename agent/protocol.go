@@ -31,18 +31,26 @@ const (
 	FrameCancel FrameType = 3 // host -> agent, empty
 	FrameOutput FrameType = 4 // agent -> host, [stream][seq][bytes]
 	FrameReport FrameType = 5 // agent -> host, JSON Report
+	FrameAck    FrameType = 6 // host -> agent, empty: the report arrived, the run may be forgotten
 )
 
 // MaxFrame is the largest payload accepted, which bounds script plus input.
 const MaxFrame = 32 << 20
 
 // ProtocolVersion changes whenever frames or messages change incompatibly.
-const ProtocolVersion = 1
+// Version 2 added resumed hellos and FrameAck.
+const ProtocolVersion = 2
 
-// Hello is the agent's first frame.
+// Hello is the agent's first frame on every connection.
 type Hello struct {
 	Protocol int `json:"protocol"`
 	PID      int `json:"pid"`
+	// Resume is set when the agent redialled a host that went away during a
+	// run: it then writes that run's output (again, from up to its last
+	// MiB already written) and, once the run ended, its report, without a new Start.
+	Resume bool `json:"resume,omitempty"`
+	// ExecutionID is the run being resumed.
+	ExecutionID string `json:"execution_id,omitempty"`
 }
 
 // Start asks the agent to run one script.

@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,9 +19,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -41,6 +44,7 @@ const (
 	LabelCreated   = "io.cronium.created"  // unix seconds
 	LabelDeadline  = "io.cronium.deadline" // unix seconds after which the host backstop has fired
 	LabelSandbox   = "io.cronium.sandbox"  // name of the per-sandbox host directory
+	LabelLimits    = "io.cronium.limits"   // the Limits in force, JSON, for Reattach
 )
 
 // Config configures an Engine. The zero value works for a root user with
@@ -72,6 +76,8 @@ type Engine struct {
 	cli       *client.Client
 	agentPath string // content-addressed copy of the agent under StateDir
 	log       *slog.Logger
+
+	onRun func(*sandbox) // test hook: called once Run's agent said hello; nil in production
 }
 
 var _ cronium.Engine = (*Engine)(nil)
@@ -192,6 +198,63 @@ func (e *Engine) Run(ctx context.Context, spec cronium.Spec) (cronium.Result, er
 	return res, nil
 }
 
+// Reattach resumes collecting an execution whose host process died: it listens again on the
+// execution's sandbox socket, waits for the agent to redial, then relays output (chunks with
+// seq <= afterSeq are skipped) until the report, and removes the container as Run does.
+// It returns an error wrapping cronium.ErrNotFound when no container of that execution exists
+// on this node. If the container exists but is no longer running (the agent gave up or
+// crashed) it returns a Result explaining that (oom_killed when the engine says OOMKilled,
+// otherwise engine_error with Error starting "lost: "), and removes the container.
+//
+// The backstop is the container's deadline label, or Config.Backstop from now if that is
+// later: a report the agent kept while no host was attached still arrives. A cancelled ctx
+// cancels the execution, as for Run. Output is called as Spec.Output is; Result.Phases.Run
+// is measured from this call. At most one Run or Reattach may drive an execution.
+func (e *Engine) Reattach(ctx context.Context, id string, afterSeq uint64, output func(cronium.OutputChunk)) (cronium.Result, error) {
+	if !validID(id) {
+		return cronium.Result{}, cronium.Invalid("id", id, "is not an id: use letters, digits, '-' and '_' only, at most 64")
+	}
+	list, err := e.cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: client.Filters{}.Add("label", LabelManaged+"=true", LabelNode+"="+e.cfg.NodeID, LabelExecution+"="+id),
+	})
+	if err != nil {
+		return cronium.Result{}, fmt.Errorf("list containers of execution %s: %w", id, err)
+	}
+	if len(list.Items) == 0 {
+		return cronium.Result{}, fmt.Errorf("%w: no container of execution %s on node %s", cronium.ErrNotFound, id, e.cfg.NodeID)
+	}
+	c := list.Items[0]
+	spec := cronium.Spec{ID: id, Image: c.Image, Output: output}
+	if v, ok := c.Labels[LabelLimits]; ok {
+		if err := json.Unmarshal([]byte(v), &spec.Limits); err != nil {
+			e.log.Warn("unreadable limits label", "execution_id", id, "container", c.ID, "err", err)
+		}
+	}
+	sb := &sandbox{e: e, spec: spec, name: sandboxName(id), id: c.ID, after: afterSeq}
+	backstop := labelTime(c.Labels[LabelDeadline], time.Now())
+	return sb.reattach(ctx, c.State == container.StateRunning, backstop), nil
+}
+
+// Running lists the execution ids of this node's cronium containers (any state), from their labels.
+func (e *Engine) Running(ctx context.Context) ([]string, error) {
+	list, err := e.cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: client.Filters{}.Add("label", LabelManaged+"=true", LabelNode+"="+e.cfg.NodeID),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list cronium containers: %w", err)
+	}
+	ids := make([]string, 0, len(list.Items))
+	for _, c := range list.Items {
+		if id := c.Labels[LabelExecution]; id != "" {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
 func (e *Engine) checkSpec(spec *cronium.Spec) error {
 	if spec.ID == "" {
 		spec.ID = NewID()
@@ -257,12 +320,16 @@ func sandboxName(id string) string {
 
 // sandbox is one execution's container and host directory.
 type sandbox struct {
-	e    *Engine
-	spec cronium.Spec
-	name string
-	dir  string
-	ln   *net.UnixListener
-	id   string // container id
+	e     *Engine
+	spec  cronium.Spec
+	name  string
+	dir   string
+	ln    *net.UnixListener
+	id    string         // container id
+	sess  *agent.Session // once the agent said hello
+	after uint64         // output with seq up to this was delivered before
+
+	abandoned atomic.Bool // set by tests that simulate a host crash: cleanup leaves everything
 }
 
 func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
@@ -275,12 +342,7 @@ func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
 		}
 		return res
 	}
-	defer func() {
-		t := time.Now()
-		s.cleanup()
-		res.Phases.Cleanup = time.Since(t)
-		res.EndedAt = time.Now()
-	}()
+	defer s.end(&res)
 
 	t := time.Now()
 	err := s.create(ctx)
@@ -297,10 +359,31 @@ func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
 		return fail(err)
 	}
 	defer sess.Close()
+	s.sess = sess
+	if s.e.onRun != nil {
+		s.e.onRun(s)
+	}
 
 	t = time.Now()
-	rep, err := s.drive(ctx, sess)
+	l := spec.Limits
+	st := s.startMessage()
+	rep, err := s.drive(ctx, t.Add(l.Timeout+l.Grace+s.e.cfg.Backstop), func(out func(uint8, uint64, []byte)) (agent.Report, error) {
+		return sess.Run(ctx, st, out)
+	})
 	res.Phases.Run = time.Since(t)
+	return s.result(res, rep, err)
+}
+
+// end removes the sandbox and closes the result's timing.
+func (s *sandbox) end(res *cronium.Result) {
+	t := time.Now()
+	s.cleanup()
+	res.Phases.Cleanup = time.Since(t)
+	res.EndedAt = time.Now()
+}
+
+// result fills res from the agent's report, or explains why there is none.
+func (s *sandbox) result(res cronium.Result, rep agent.Report, err error) cronium.Result {
 	if err != nil {
 		return s.explain(res, err)
 	}
@@ -313,6 +396,81 @@ func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
 	return res
 }
 
+// listen creates the sandbox socket the agent dials, replacing a stale one
+// left by a host process that died.
+func (s *sandbox) listen() error {
+	path := filepath.Join(s.dir, agent.SocketName)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale sandbox socket: %w", err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("listen on sandbox socket: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// reattach is run for a sandbox whose host process died: listen again, wait
+// for the agent's resumed hello, relay until the report, clean up.
+func (s *sandbox) reattach(ctx context.Context, running bool, backstop time.Time) (res cronium.Result) {
+	res = cronium.Result{ID: s.spec.ID, Image: s.spec.Image, Limits: s.spec.Limits, Container: s.id, StartedAt: time.Now()}
+	s.dir = filepath.Join(s.e.cfg.StateDir, "s", s.name)
+	defer s.end(&res)
+	if !running {
+		return s.explain(res, errStopped)
+	}
+	t := time.Now()
+	if soon := t.Add(s.e.cfg.Backstop); backstop.Before(soon) {
+		backstop = soon
+	}
+	sess, err := s.rejoin(ctx, backstop)
+	var rep agent.Report
+	if err == nil {
+		defer sess.Close()
+		s.sess = sess
+		rep, err = s.drive(ctx, backstop, func(out func(uint8, uint64, []byte)) (agent.Report, error) {
+			return sess.Resume(ctx, out)
+		})
+	} else if ctx.Err() != nil && !errors.Is(err, context.Canceled) {
+		err = fmt.Errorf("%w: %v", context.Canceled, err)
+	}
+	res.Phases.Run = time.Since(t)
+	return s.result(res, rep, err)
+}
+
+var errStopped = errors.New("the container stopped while no host was attached")
+
+// rejoin listens on the sandbox socket until the agent redials with a
+// resumed hello, the container stops, or backstop passes.
+func (s *sandbox) rejoin(ctx context.Context, backstop time.Time) (*agent.Session, error) {
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create sandbox dir: %w", err)
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	for {
+		wait := min(time.Until(backstop), time.Second)
+		if wait <= 0 {
+			return nil, errBackstop
+		}
+		sess, err := s.accept(ctx, wait)
+		switch {
+		case err == nil && (!sess.Hello().Resume || sess.Hello().ExecutionID != s.spec.ID):
+			sess.Close()
+			return nil, fmt.Errorf("the agent has no run of execution %s to resume (its hello: %+v)", s.spec.ID, sess.Hello())
+		case err == nil:
+			return sess, nil
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, err
+		}
+		if r, err := s.e.cli.ContainerInspect(ctx, s.id, client.ContainerInspectOptions{}); err == nil && r.Container.State != nil && !r.Container.State.Running {
+			return nil, errStopped
+		}
+	}
+}
+
 func (s *sandbox) create(ctx context.Context) error {
 	e, spec := s.e, s.spec
 	s.dir = filepath.Join(e.cfg.StateDir, "s", s.name)
@@ -322,11 +480,9 @@ func (s *sandbox) create(ctx context.Context) error {
 	if err := os.Mkdir(s.dir, 0o700); err != nil {
 		return fmt.Errorf("create sandbox dir for execution %s: %w", spec.ID, err)
 	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(s.dir, agent.SocketName), Net: "unix"})
-	if err != nil {
-		return fmt.Errorf("listen on sandbox socket: %w", err)
+	if err := s.listen(); err != nil {
+		return err
 	}
-	s.ln = ln
 
 	l, p := spec.Limits, spec.Profile
 	now := time.Now()
@@ -338,6 +494,9 @@ func (s *sandbox) create(ctx context.Context) error {
 		LabelCreated:   strconv.FormatInt(now.Unix(), 10),
 		LabelDeadline:  strconv.FormatInt(deadline.Unix(), 10),
 		LabelSandbox:   s.name,
+	}
+	if b, err := json.Marshal(l); err == nil {
+		labels[LabelLimits] = string(b)
 	}
 	tmpfs := func(size cronium.Size) string {
 		return fmt.Sprintf("rw,nosuid,nodev,noexec,size=%d,mode=1777", int64(size))
@@ -412,19 +571,29 @@ func (s *sandbox) start(ctx context.Context) (*agent.Session, error) {
 	if _, err := e.cli.ContainerStart(ctx, s.id, client.ContainerStartOptions{}); err != nil {
 		return nil, fmt.Errorf("start container for execution %s: %w", s.spec.ID, err)
 	}
-	s.ln.SetDeadline(time.Now().Add(e.cfg.StartTimeout))
+	sess, err := s.accept(ctx, e.cfg.StartTimeout)
+	if err != nil && ctx.Err() == nil {
+		return nil, fmt.Errorf("agent in container %.12s did not say hello within %s: %w%s", s.id, e.cfg.StartTimeout, err, s.exitNote())
+	}
+	return sess, err
+}
+
+// accept waits up to timeout for the agent to dial and say hello. A timeout
+// is an error wrapping os.ErrDeadlineExceeded; a done ctx closes the listener.
+func (s *sandbox) accept(ctx context.Context, timeout time.Duration) (*agent.Session, error) {
+	s.ln.SetDeadline(time.Now().Add(timeout))
 	type accepted struct {
 		sess *agent.Session
 		err  error
 	}
 	ch := make(chan accepted, 1)
-	go func() { // ends at the listener deadline or when cleanup closes the listener
+	go func() { // ends at the listener deadline or when the listener is closed
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
 			ch <- accepted{nil, err}
 			return
 		}
-		c.SetDeadline(time.Now().Add(e.cfg.StartTimeout))
+		c.SetDeadline(time.Now().Add(s.e.cfg.StartTimeout))
 		sess, err := agent.Handshake(c)
 		if err != nil {
 			c.Close()
@@ -435,10 +604,7 @@ func (s *sandbox) start(ctx context.Context) (*agent.Session, error) {
 	}()
 	select {
 	case a := <-ch:
-		if a.err != nil {
-			return nil, fmt.Errorf("agent in container %.12s did not say hello within %s: %w%s", s.id, e.cfg.StartTimeout, a.err, s.exitNote())
-		}
-		return a.sess, nil
+		return a.sess, a.err
 	case <-ctx.Done():
 		s.ln.Close()
 		if a := <-ch; a.sess != nil {
@@ -464,11 +630,9 @@ func (s *sandbox) exitNote() string {
 	return note + ")"
 }
 
-// drive runs the script through the agent under the host backstop: if the
-// agent does not report by timeout+grace+Backstop (or grace+Backstop after a
-// cancel), the session is closed and the container removed.
-func (s *sandbox) drive(ctx context.Context, sess *agent.Session) (agent.Report, error) {
-	e, spec := s.e, s.spec
+// startMessage is the Start that hands the script to the agent.
+func (s *sandbox) startMessage() agent.Start {
+	spec := s.spec
 	l := spec.Limits
 	env := []string{"HOME=" + agent.Workspace}
 	for k, v := range spec.Env {
@@ -480,7 +644,7 @@ func (s *sandbox) drive(ctx context.Context, sess *agent.Session) (agent.Report,
 		"CRONIUM_TIMEOUT_SECONDS="+strconv.Itoa(int(l.Timeout/time.Second)),
 		"CRONIUM_PROFILE="+spec.Profile.Name,
 	)
-	st := agent.Start{
+	return agent.Start{
 		ExecutionID: spec.ID,
 		ScriptName:  spec.Language.ScriptName(),
 		Script:      spec.Script,
@@ -495,25 +659,35 @@ func (s *sandbox) drive(ctx context.Context, sess *agent.Session) (agent.Report,
 		OutputCap:   int64(l.Output),
 		KillOnCap:   l.OutputPolicy == cronium.OutputKill,
 	}
+}
+
+// drive relays the run through the agent (call is sess.Run or sess.Resume)
+// under the host backstop: if the agent does not report by backstop (or
+// grace+Backstop after a cancel), the session is closed and the container
+// removed. Output at or below s.after is skipped: the agent may write again
+// what a previous host had.
+func (s *sandbox) drive(ctx context.Context, backstop time.Time, call func(out func(uint8, uint64, []byte)) (agent.Report, error)) (agent.Report, error) {
+	e, spec := s.e, s.spec
 	var once sync.Once
-	backstop := func() {
+	timer := time.AfterFunc(time.Until(backstop), func() {
 		once.Do(func() {
 			e.log.Warn("agent did not report in time; removing container", "execution_id", spec.ID, "container", s.id)
-			sess.Close()
+			s.sess.Close()
 		})
-	}
-	timer := time.AfterFunc(l.Timeout+l.Grace+e.cfg.Backstop, backstop)
+	})
 	defer timer.Stop()
-	stopCancel := context.AfterFunc(ctx, func() { timer.Reset(l.Grace + e.cfg.Backstop) })
+	stopCancel := context.AfterFunc(ctx, func() { timer.Reset(spec.Limits.Grace + e.cfg.Backstop) })
 	defer stopCancel()
 
-	var out func(uint8, uint64, []byte)
-	if spec.Output != nil {
-		out = func(stream uint8, seq uint64, data []byte) {
-			spec.Output(cronium.OutputChunk{Seq: seq, Stream: cronium.Stream(stream), Data: data})
+	last := s.after
+	out := func(stream uint8, seq uint64, data []byte) {
+		if seq <= last || spec.Output == nil {
+			return
 		}
+		last = seq
+		spec.Output(cronium.OutputChunk{Seq: seq, Stream: cronium.Stream(stream), Data: data})
 	}
-	rep, err := sess.Run(ctx, st, out)
+	rep, err := call(out)
 	if err != nil && timer.Stop() == false && ctx.Err() == nil {
 		return rep, errBackstop
 	}
@@ -545,13 +719,17 @@ func (s *sandbox) explain(res cronium.Result, err error) cronium.Result {
 	case errors.Is(err, context.Canceled):
 		res.Outcome, res.Error = cronium.Cancelled, "cancelled; the agent did not confirm: "+err.Error()
 	default:
-		res.Outcome, res.Error = cronium.EngineError, "lost the agent: "+err.Error()+s.exitNote()
+		res.Outcome, res.Error = cronium.EngineError, "lost: "+err.Error()+s.exitNote()
 	}
 	return res
 }
 
-// cleanup removes the container and the host directory, whatever happened.
+// cleanup removes the container and the host directory, whatever happened,
+// unless a test simulates a host crash.
 func (s *sandbox) cleanup() {
+	if s.abandoned.Load() {
+		return
+	}
 	if s.ln != nil {
 		s.ln.Close()
 	}

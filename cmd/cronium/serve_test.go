@@ -1,0 +1,311 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+// server is a `cronium serve` process under test, on its own data dir, port and node id.
+type server struct {
+	t       *testing.T
+	dir     string
+	url     string
+	node    string
+	cmd     *exec.Cmd
+	log     *bytes.Buffer
+	env     []string
+	stopped bool
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func newServer(t *testing.T, capacity int) *server {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "crs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freePort(t)
+	s := &server{t: t, dir: dir, url: "http://" + addr, node: "test-" + filepath.Base(dir)}
+	s.env = append(os.Environ(), "CRONIUM_DATA_DIR="+dir, "CRONIUM_LISTEN="+addr, "CRONIUM_NODE_ID="+s.node,
+		fmt.Sprintf("CRONIUM_CAPACITY=%d", capacity), "CRONIUM_SERVER="+s.url, "CRONIUM_SHUTDOWN_GRACE=20s")
+	t.Cleanup(func() {
+		s.stop()
+		os.RemoveAll(dir)
+	})
+	return s
+}
+
+func (s *server) start() {
+	s.t.Helper()
+	s.log = &bytes.Buffer{}
+	s.cmd = exec.Command(bin, "serve")
+	s.cmd.Env = s.env
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.stopped = false
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(s.url + "/v1/health"); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("server did not start:\n%s", s.log)
+}
+
+// stop ends the server with SIGTERM and waits.
+func (s *server) stop() {
+	if s.cmd == nil || s.stopped {
+		return
+	}
+	s.stopped = true
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	s.cmd.Wait()
+}
+
+// kill ends the server with SIGKILL: no shutdown at all.
+func (s *server) kill() {
+	s.stopped = true
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	s.cmd.Wait()
+}
+
+// cli runs a cronium command against this server.
+func (s *server) cli(args ...string) (string, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = s.env
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String(), fmt.Errorf("cronium %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	}
+	return out.String(), nil
+}
+
+func (s *server) user(name, tier string) string {
+	s.t.Helper()
+	key, err := s.cli("user", "create", name, "--tier", tier)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return strings.TrimSpace(key)
+}
+
+func (s *server) api(key, method, path string, body, out any) int {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.url+path, rd)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		json.NewDecoder(resp.Body).Decode(out)
+	}
+	return resp.StatusCode
+}
+
+func (s *server) executions(key, query string) []cronium.Execution {
+	s.t.Helper()
+	var page struct {
+		Items []cronium.Execution `json:"items"`
+	}
+	if st := s.api(key, "GET", "/v1/executions?limit=1000&"+query, nil, &page); st != 200 {
+		s.t.Fatalf("list executions: %d", st)
+	}
+	return page.Items
+}
+
+// waitAll waits until no execution of key's user is queued or running.
+func (s *server) waitAll(key string, timeout time.Duration) []cronium.Execution {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		xs := s.executions(key, "")
+		done := true
+		for _, x := range xs {
+			if x.Status != cronium.StatusFinished {
+				done = false
+			}
+		}
+		if done {
+			return xs
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("executions still not finished after %s:\n%s", timeout, s.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestServeRunsScheduledEventAndCLIShowsIt(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 4)
+	key := s.user("alice", "free")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	if out, err := s.cli("event", "apply", "-f", "../../examples/heartbeat.yaml"); err != nil || !strings.Contains(out, "heartbeat applied") {
+		t.Fatalf("apply: %q %v", out, err)
+	}
+	// Applying again changes nothing.
+	if _, err := s.cli("event", "apply", "-f", "../../examples/heartbeat.yaml"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var done []cronium.Execution
+	for len(done) < 2 && time.Now().Before(deadline) {
+		time.Sleep(500 * time.Millisecond)
+		done = nil
+		for _, x := range s.executions(key, "status=finished") {
+			if x.Trigger == cronium.TriggerSchedule && x.Outcome == cronium.Succeeded {
+				done = append(done, x)
+			}
+		}
+	}
+	if len(done) < 2 {
+		t.Fatalf("got %d succeeded scheduled executions in 30s, want at least 2:\n%s", len(done), s.log)
+	}
+	if d := done[0].ScheduledAt.Sub(*done[1].ScheduledAt); d != 5*time.Second {
+		t.Errorf("consecutive fires %s apart, want 5s", d)
+	}
+	table, err := s.cli("exec", "list")
+	if err != nil || !strings.Contains(table, "heartbeat") || !strings.Contains(table, "succeeded") {
+		t.Errorf("exec list: %v\n%s", err, table)
+	}
+	logs, err := s.cli("exec", "logs", done[0].ID)
+	if err != nil || !strings.Contains(logs, "heartbeat at") || !strings.Contains(logs, "uid 65534") {
+		t.Errorf("exec logs: %v %q", err, logs)
+	}
+	get, err := s.cli("exec", "get", done[0].ID)
+	if err != nil || !strings.Contains(get, "succeeded") || !strings.Contains(get, "peak memory") {
+		t.Errorf("exec get: %v %q", err, get)
+	}
+	follow, err := s.cli("exec", "logs", "-f", done[0].ID)
+	if err != nil || strings.Count(follow, "heartbeat at") != 1 {
+		t.Errorf("exec logs -f of a finished execution: %v %q", err, follow)
+	}
+	if out, err := s.cli("event", "pause", "heartbeat"); err != nil || !strings.Contains(out, "enabled false") {
+		t.Errorf("pause: %v %q", err, out)
+	}
+}
+
+func TestFairnessAndTierConcurrency(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 4)
+	a := s.user("a", "free") // free: 2 concurrent executions
+	b := s.user("b", "free")
+	s.start()
+	ev := map[string]any{"language": "bash", "script": "sleep 0.3; echo done", "timeout": 30}
+	for _, k := range []string{a, b} {
+		if st := s.api(k, "PUT", "/v1/events/work", ev, nil); st != 201 {
+			t.Fatalf("create event: %d", st)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		if st := s.api(a, "POST", "/v1/events/work/trigger", nil, nil); st != 202 {
+			t.Fatalf("trigger: %d", st)
+		}
+	}
+	if st := s.api(b, "POST", "/v1/events/work/trigger", nil, nil); st != 202 {
+		t.Fatalf("trigger: %d", st)
+	}
+	// While A's backlog waits, its executions say why.
+	time.Sleep(time.Second)
+	var waiting cronium.Execution
+	for _, x := range s.executions(a, "status=queued") {
+		waiting = x
+	}
+	if !strings.Contains(waiting.Reason, "2 of 2 concurrent executions for your tier (free) are running") {
+		t.Errorf("queued reason %q", waiting.Reason)
+	}
+	as := s.waitAll(a, 3*time.Minute)
+	bs := s.waitAll(b, time.Minute)
+	if len(as) != 50 || len(bs) != 1 {
+		t.Fatalf("got %d and %d executions, want 50 and 1", len(as), len(bs))
+	}
+	var lastA time.Time
+	type edge struct {
+		t     time.Time
+		delta int
+	}
+	var edges []edge
+	for _, x := range as {
+		if x.Outcome != cronium.Succeeded {
+			t.Errorf("A's execution %s: %s %s", x.ID, x.Outcome, x.Error)
+			continue
+		}
+		if x.StartedAt.After(lastA) {
+			lastA = *x.StartedAt
+		}
+		edges = append(edges, edge{*x.StartedAt, 1}, edge{*x.FinishedAt, -1})
+	}
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].t.Equal(edges[j].t) {
+			return edges[i].delta < edges[j].delta
+		}
+		return edges[i].t.Before(edges[j].t)
+	})
+	running, peak := 0, 0
+	for _, e := range edges {
+		running += e.delta
+		if running > peak {
+			peak = running
+		}
+	}
+	if peak > 2 {
+		t.Errorf("A ran %d executions at once, above its tier's 2", peak)
+	}
+	if peak < 2 {
+		t.Errorf("A never ran 2 at once (peak %d): the tier limit was not used", peak)
+	}
+	if !bs[0].StartedAt.Before(lastA) {
+		t.Errorf("B started at %s, after A's backlog drained (A's last start %s)", bs[0].StartedAt, lastA)
+	}
+	// B waited for at most a couple of A's runs, not for the backlog.
+	startedBeforeB := 0
+	for _, x := range as {
+		if x.StartedAt.Before(*bs[0].StartedAt) {
+			startedBeforeB++
+		}
+	}
+	if startedBeforeB > 4 {
+		t.Errorf("%d of A's executions started before B's one", startedBeforeB)
+	}
+	t.Logf("B started after %d of A's 50; A's peak concurrency %d", startedBeforeB, peak)
+}
+
+// ensure the context import is used by helpers in other files of this package.
+var _ = context.Background
