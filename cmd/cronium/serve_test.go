@@ -309,3 +309,120 @@ func TestFairnessAndTierConcurrency(t *testing.T) {
 
 // ensure the context import is used by helpers in other files of this package.
 var _ = context.Background
+
+func TestKillNineLosesNothingAndRunsNothingTwice(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	key := s.user("alice", "pro")
+	s.start()
+	slow := map[string]any{"language": "bash", "timeout": 60,
+		"script": `for i in 1 2 3 4 5 6 7 8; do echo "tick $i"; sleep 0.5; done; echo done`}
+	if st := s.api(key, "PUT", "/v1/events/slow", slow, nil); st != 201 {
+		t.Fatalf("create slow: %d", st)
+	}
+	tick := map[string]any{"language": "bash", "script": "echo scheduled", "schedule": "@every 1s", "missed_runs": "run_once"}
+	if st := s.api(key, "PUT", "/v1/events/tick", tick, nil); st != 201 {
+		t.Fatalf("create tick: %d", st)
+	}
+	var ids []string
+	for i := 0; i < 5; i++ {
+		var x cronium.Execution
+		if st := s.api(key, "POST", "/v1/events/slow/trigger", nil, &x); st != 202 {
+			t.Fatalf("trigger: %d", st)
+		}
+		ids = append(ids, x.ID)
+	}
+	// Kill once two slow executions run (capacity 2) and the rest wait.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		running := 0
+		for _, x := range s.executions(key, "event=slow&status=running") {
+			if x.StartedAt != nil && time.Since(*x.StartedAt) > 700*time.Millisecond {
+				running++
+			}
+		}
+		if running >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("two slow executions never ran together:\n%s", s.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	before := s.executions(key, "")
+	queued := len(s.executions(key, "event=slow&status=queued"))
+	if queued == 0 {
+		t.Fatal("nothing was queued at the kill")
+	}
+	s.kill()
+	time.Sleep(1500 * time.Millisecond) // the sandboxes run on without their host
+	s.start()
+	if st := s.api(key, "POST", "/v1/events/tick/pause", nil, nil); st != 200 {
+		t.Fatalf("pause tick: %d", st)
+	}
+	after := s.waitAll(key, 2*time.Minute)
+
+	byID := map[string]cronium.Execution{}
+	for _, x := range after {
+		if _, dup := byID[x.ID]; dup {
+			t.Errorf("execution %s listed twice", x.ID)
+		}
+		byID[x.ID] = x
+	}
+	for _, x := range before {
+		if _, ok := byID[x.ID]; !ok {
+			t.Errorf("execution %s (%s, %s) was lost", x.ID, x.Event, x.Status)
+		}
+	}
+	for _, id := range ids {
+		x := byID[id]
+		if x.Outcome != cronium.Succeeded {
+			t.Errorf("slow execution %s: %s %s (%s)", id, x.Outcome, x.Error, x.Reason)
+			continue
+		}
+		var logs struct {
+			Items []struct {
+				Seq  uint64 `json:"seq"`
+				Data string `json:"data"`
+			} `json:"items"`
+		}
+		s.api(key, "GET", "/v1/executions/"+id+"/logs", nil, &logs)
+		var out strings.Builder
+		for _, it := range logs.Items {
+			out.WriteString(it.Data)
+		}
+		want := "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\ntick 6\ntick 7\ntick 8\ndone\n"
+		if out.String() != want {
+			t.Errorf("slow execution %s logs %q, want every line exactly once: %q", id, out.String(), want)
+		}
+	}
+	seen := map[time.Time]string{}
+	scheduled := 0
+	for _, x := range after {
+		if x.Trigger != cronium.TriggerSchedule {
+			continue
+		}
+		scheduled++
+		if other, dup := seen[*x.ScheduledAt]; dup {
+			t.Errorf("scheduled time %s ran twice: %s and %s", x.ScheduledAt, other, x.ID)
+		}
+		seen[*x.ScheduledAt] = x.ID
+		if x.Outcome != cronium.Succeeded {
+			t.Errorf("scheduled execution %s: %s %s", x.ID, x.Outcome, x.Error)
+		}
+	}
+	t.Logf("%d executions before the kill (%d slow queued), %d after; %d scheduled, all distinct", len(before), queued, len(after), scheduled)
+	s.stop()
+	assertNoContainers(t, s.node)
+}
+
+func assertNoContainers(t *testing.T, node string) {
+	t.Helper()
+	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=io.cronium.node="+node).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(string(out)) != "" {
+		t.Errorf("containers of node %s left behind: %s", node, out)
+	}
+}
