@@ -59,6 +59,8 @@ type Dispatcher struct {
 	started  bool
 	loopDone chan struct{}
 	work     sync.WaitGroup // running executions
+
+	lastReasons time.Time // when waiting reasons were last written; used by the loop goroutine only
 }
 
 type running struct {
@@ -186,8 +188,14 @@ func (d *Dispatcher) loop() {
 		case <-t.C:
 		case <-d.wake:
 		}
-		if err := d.admit(context.Background()); err != nil {
-			d.log.Error("admit queued executions; retrying", "err", err)
+		for {
+			more, err := d.admit(context.Background())
+			if err != nil {
+				d.log.Error("admit queued executions; retrying", "err", err)
+			}
+			if !more {
+				break
+			}
 		}
 	}
 }
@@ -213,15 +221,11 @@ func (d *Dispatcher) tierOf(ctx context.Context, x cronium.Execution) cronium.Ti
 
 // admit starts as many ready executions as capacity and tiers allow, fairly:
 // the user with the fewest running executions goes next, then priority,
-// then age. Everything left waiting gets its reason.
-func (d *Dispatcher) admit(ctx context.Context) error {
-	ready, err := d.cfg.Store.Ready(ctx, time.Now(), 5000)
-	if err != nil {
-		return err
-	}
-	if len(ready) == 0 {
-		return nil
-	}
+// then age. Users left waiting get the reason on their queued executions.
+// It looks only at the first few queued executions of each user; more
+// reports that a user's heads ran out while capacity remains, so the caller
+// should admit again at once.
+func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 	d.mu.Lock()
 	perUser := map[int64]int{}
 	for _, r := range d.running {
@@ -229,7 +233,16 @@ func (d *Dispatcher) admit(ctx context.Context) error {
 	}
 	total := len(d.running)
 	d.mu.Unlock()
-
+	free := d.cfg.Capacity - total
+	now := time.Now()
+	const heads = 4
+	ready, err := d.cfg.Store.ReadyHeads(ctx, now, heads)
+	if err != nil {
+		return false, err
+	}
+	if len(ready) == 0 || free <= 0 {
+		return false, d.setReasons(ctx, now, ready, perUser, total, nil)
+	}
 	queues := map[int64][]cronium.Execution{}
 	var users []int64
 	for _, x := range ready {
@@ -238,6 +251,7 @@ func (d *Dispatcher) admit(ctx context.Context) error {
 		}
 		queues[x.UserID] = append(queues[x.UserID], x)
 	}
+	var picked []cronium.Execution
 	for total < d.cfg.Capacity {
 		best := int64(-1)
 		for _, u := range users {
@@ -252,35 +266,64 @@ func (d *Dispatcher) admit(ctx context.Context) error {
 		if best < 0 {
 			break
 		}
-		x := queues[best][0]
+		picked = append(picked, queues[best][0])
 		queues[best] = queues[best][1:]
-		ok, err := d.cfg.Store.Claim(ctx, x.ID, d.cfg.Node, time.Now())
-		if err != nil {
-			return err
-		}
-		if !ok {
-			continue // cancelled meanwhile
-		}
 		perUser[best]++
 		total++
-		d.launch(x, nil)
 	}
-	reasons := map[string]string{}
-	for _, u := range users {
-		for _, x := range queues[u] {
-			tier := d.tierOf(ctx, x)
-			var r string
-			if perUser[u] >= tier.Concurrency {
-				r = fmt.Sprintf("waiting: %d of %d concurrent executions for your tier (%s) are running", perUser[u], tier.Concurrency, tier.Name)
-			} else {
-				r = fmt.Sprintf("waiting: node at capacity, %d of %d executions running", total, d.cfg.Capacity)
-			}
-			if r != x.Reason {
-				reasons[x.ID] = r
+	if len(picked) > 0 {
+		ids := make([]string, len(picked))
+		for i, x := range picked {
+			ids[i] = x.ID
+		}
+		claimed, err := d.cfg.Store.ClaimMany(ctx, ids, d.cfg.Node, now)
+		if err != nil {
+			return false, err
+		}
+		ok := map[string]bool{}
+		for _, id := range claimed {
+			ok[id] = true
+		}
+		for _, x := range picked {
+			if ok[x.ID] { // an execution cancelled meanwhile is not started
+				d.launch(x, nil)
 			}
 		}
 	}
-	return d.cfg.Store.SetReasons(ctx, reasons)
+	loaded := map[int64]int{}
+	for _, x := range ready {
+		loaded[x.UserID]++
+	}
+	for _, u := range users {
+		if len(queues[u]) == 0 && loaded[u] == heads && total < d.cfg.Capacity {
+			more = true // this user may have more behind the heads we loaded
+		}
+	}
+	return more, d.setReasons(ctx, now, ready, perUser, total, queues)
+}
+
+// setReasons writes, per waiting user, why their queued executions wait. It
+// writes at most twice a second: reasons are for people, and rewriting a deep
+// queue on every admission would cost more than the admission itself.
+func (d *Dispatcher) setReasons(ctx context.Context, now time.Time, ready []cronium.Execution, perUser map[int64]int, total int, queues map[int64][]cronium.Execution) error {
+	if time.Since(d.lastReasons) < 500*time.Millisecond {
+		return nil
+	}
+	d.lastReasons = time.Now()
+	reasons := map[int64]string{}
+	for _, x := range ready {
+		u := x.UserID
+		if _, done := reasons[u]; done || (queues != nil && len(queues[u]) == 0) {
+			continue
+		}
+		tier := d.tierOf(ctx, x)
+		if perUser[u] >= tier.Concurrency {
+			reasons[u] = fmt.Sprintf("waiting: %d of %d concurrent executions for your tier (%s) are running", perUser[u], tier.Concurrency, tier.Name)
+		} else {
+			reasons[u] = fmt.Sprintf("waiting: the node is at capacity (%d of %d executions running)", total, d.cfg.Capacity)
+		}
+	}
+	return d.cfg.Store.SetUserReasons(ctx, now, reasons)
 }
 
 // less orders queue heads: fewer running first, then higher priority, then older.
@@ -387,6 +430,9 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 
 // retry enqueues the next attempt when the event's policy says so.
 func (d *Dispatcher) retry(ctx context.Context, x cronium.Execution, res cronium.Result) {
+	if res.Outcome == cronium.Succeeded || res.Outcome == cronium.Cancelled {
+		return
+	}
 	ev, err := d.cfg.Store.EventByID(ctx, x.EventID)
 	if err != nil {
 		return

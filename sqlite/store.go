@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -26,7 +27,8 @@ import (
 
 // Store is the SQLite store. It is safe for concurrent use.
 type Store struct {
-	db *sql.DB
+	db    *sql.DB
+	heads *sql.Stmt // one user's queue heads, prepared once: admission runs it per user per round
 }
 
 var migrations = []string{
@@ -85,6 +87,7 @@ var migrations = []string{
 	CREATE UNIQUE INDEX executions_scheduled ON executions(event_id, scheduled_at) WHERE scheduled_at IS NOT NULL;
 	CREATE INDEX executions_status ON executions(status, not_before);
 	CREATE INDEX executions_user ON executions(user_id, queued_at);
+	CREATE INDEX executions_queue ON executions(status, user_id, priority DESC, queued_at, id);
 	CREATE INDEX executions_event ON executions(event_id, status);
 	CREATE TABLE logs (
 		execution_id TEXT NOT NULL,
@@ -108,11 +111,23 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	s.heads, err = db.PrepareContext(ctx, `SELECT `+execCols+` FROM executions x INDEXED BY executions_queue
+		JOIN events e ON e.id = x.event_id JOIN users u ON u.id = x.user_id WHERE x.status = 'queued' AND x.user_id = ? AND x.not_before <= ?
+		ORDER BY x.priority DESC, x.queued_at, x.id LIMIT ?`)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("prepare queue query: %w", err)
+	}
 	return s, nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.heads != nil {
+		s.heads.Close()
+	}
+	return s.db.Close()
+}
 
 func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
@@ -453,7 +468,6 @@ func (s *Store) Enqueue(ctx context.Context, x *cronium.Execution, fire *time.Ti
 // never fire the same (event, time) twice nor forget that it fired.
 func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires []time.Time) (int, error) {
 	inserted := 0
-	now := time.Now().UTC()
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO executions(id, event_id, user_id, trigger, scheduled_at, queued_at, not_before, status, attempt, reason, strategy, priority, input, retry_of)
 			VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
@@ -466,7 +480,7 @@ func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires 
 				x.ID = NewExecutionID()
 			}
 			if x.QueuedAt.IsZero() {
-				x.QueuedAt = now
+				x.QueuedAt = time.Now().UTC() // per row: a large batch shows its real spread
 			}
 			if x.NotBefore.IsZero() {
 				x.NotBefore = x.QueuedAt
@@ -595,7 +609,10 @@ func (s *Store) Executions(ctx context.Context, f ExecutionFilter) ([]cronium.Ex
 }
 
 func (s *Store) queryExecutions(ctx context.Context, q string, args ...any) ([]cronium.Execution, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	return scanExecutions(s.db.QueryContext(ctx, q, args...))
+}
+
+func scanExecutions(rows *sql.Rows, err error) ([]cronium.Execution, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list executions: %w", err)
 	}
@@ -614,6 +631,92 @@ func (s *Store) queryExecutions(ctx context.Context, q string, args ...any) ([]c
 // Ready lists queued executions whose not-before time has come, by priority then age.
 func (s *Store) Ready(ctx context.Context, now time.Time, limit int) ([]cronium.Execution, error) {
 	return s.queryExecutions(ctx, `SELECT `+execCols+execFrom+` WHERE x.status = 'queued' AND x.not_before <= ? ORDER BY x.priority DESC, x.queued_at, x.id LIMIT ?`, now.UnixNano(), limit)
+}
+
+// ReadyHeads lists, for every user, at most perUser of their queued
+// executions whose not-before time has come, in admission order (priority,
+// then age). Admission only ever looks at queue heads, so this keeps each
+// round's work proportional to users, not to the backlog.
+func (s *Store) ReadyHeads(ctx context.Context, now time.Time, perUser int) ([]cronium.Execution, error) {
+	// A skip-scan over the queue index finds the users with queued work in
+	// O(users log n); each user's heads then come from the same index.
+	rows, err := s.db.QueryContext(ctx, `WITH RECURSIVE qu(id) AS (
+			SELECT MIN(user_id) FROM executions INDEXED BY executions_queue WHERE status = 'queued'
+			UNION ALL
+			SELECT (SELECT MIN(user_id) FROM executions INDEXED BY executions_queue WHERE status = 'queued' AND user_id > qu.id) FROM qu WHERE qu.id IS NOT NULL)
+		SELECT id FROM qu WHERE id IS NOT NULL`)
+	if err != nil {
+		return nil, fmt.Errorf("list users with queued executions: %w", err)
+	}
+	var users []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		users = append(users, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var out []cronium.Execution
+	for _, u := range users {
+		xs, err := scanExecutions(s.heads.QueryContext(ctx, u, now.UnixNano(), perUser))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, xs...)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Priority != b.Priority {
+			return a.Priority > b.Priority
+		}
+		if !a.QueuedAt.Equal(b.QueuedAt) {
+			return a.QueuedAt.Before(b.QueuedAt)
+		}
+		return a.ID < b.ID
+	})
+	return out, nil
+}
+
+// ClaimMany moves queued executions to running on node in one transaction
+// and returns the ids it claimed (those still queued).
+func (s *Store) ClaimMany(ctx context.Context, ids []string, node string, at time.Time) ([]string, error) {
+	var claimed []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			r, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'running', started_at = ?, node = ?, reason = '' WHERE id = ? AND status = 'queued'`, at.UnixNano(), node, id)
+			if err != nil {
+				return err
+			}
+			if n, _ := r.RowsAffected(); n == 1 {
+				claimed = append(claimed, id)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim %d execution(s): %w", len(ids), err)
+	}
+	return claimed, nil
+}
+
+// SetUserReasons records, per user, why their ready queued executions wait.
+func (s *Store) SetUserReasons(ctx context.Context, now time.Time, reasons map[int64]string) error {
+	if len(reasons) == 0 {
+		return nil
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for uid, r := range reasons {
+			if _, err := tx.ExecContext(ctx, `UPDATE executions INDEXED BY executions_queue SET reason = ? WHERE status = 'queued' AND user_id = ? AND not_before <= ? AND reason != ?`, r, uid, now.UnixNano(), r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Running lists running executions, of one node or all when node is "".

@@ -1,0 +1,125 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+func setup(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "cronium.db")
+	st, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, path
+}
+
+func TestMigrationsRunOnceAndReopen(t *testing.T) {
+	st, path := setup(t)
+	st.Close()
+	st2, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer st2.Close()
+	var n, v int
+	st2.db.QueryRow(`SELECT COUNT(*), MAX(version) FROM schema_migrations`).Scan(&n, &v)
+	if n != len(migrations) || v != len(migrations) {
+		t.Errorf("schema_migrations has %d rows, version %d; want %d", n, v, len(migrations))
+	}
+	st2.db.Exec(`INSERT INTO schema_migrations(version, applied_at) VALUES (999, 0)`)
+	st2.Close()
+	if _, err := Open(context.Background(), path); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Errorf("opening a newer schema: %v, want a clear refusal", err)
+	}
+}
+
+func TestKeysAreHashed(t *testing.T) {
+	st, _ := setup(t)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	key, err := st.CreateKey(ctx, u.ID)
+	if err != nil || !strings.HasPrefix(key, KeyPrefix) || len(key) < 40 {
+		t.Fatalf("key %q %v", key, err)
+	}
+	var stored string
+	st.db.QueryRow(`SELECT hash FROM api_keys`).Scan(&stored)
+	if strings.Contains(stored, key[len(KeyPrefix):]) {
+		t.Error("the API key is stored in plain text")
+	}
+	if got, err := st.UserByKey(ctx, key); err != nil || got.Name != "alice" {
+		t.Errorf("UserByKey: %v %v", got, err)
+	}
+	if _, err := st.UserByKey(ctx, key+"x"); !errors.Is(err, cronium.ErrNotFound) {
+		t.Errorf("wrong key: %v, want not found", err)
+	}
+	if _, err := st.CreateUser(ctx, "alice", "pro", false); !errors.Is(err, cronium.ErrConflict) {
+		t.Errorf("duplicate user: %v, want conflict", err)
+	}
+}
+
+func TestQueueExactlyOnce(t *testing.T) {
+	st, _ := setup(t)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x", Schedule: "@every 5s"}
+	ev.Normalize(cronium.DefaultTiers()["free"])
+	st.PutEvent(ctx, u.ID, &ev)
+	at := time.Date(2026, 6, 1, 10, 0, 0, 0, time.UTC)
+	mk := func() *cronium.Execution {
+		return &cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerSchedule, ScheduledAt: &at, Attempt: 1, Strategy: "cold"}
+	}
+	if ok, err := st.Enqueue(ctx, mk(), &at); !ok || err != nil {
+		t.Fatalf("first enqueue: %v %v", ok, err)
+	}
+	if ok, err := st.Enqueue(ctx, mk(), &at); ok || err != nil {
+		t.Errorf("second enqueue of the same (event, time): inserted=%v err=%v, want ignored", ok, err)
+	}
+	se, _ := st.ScheduledEvents(ctx)
+	if len(se) != 1 || !se[0].LastFire.Equal(at) {
+		t.Errorf("last fire %v, want %v", se, at)
+	}
+	xs, _ := st.Ready(ctx, time.Now(), 10)
+	if len(xs) != 1 {
+		t.Fatalf("ready: %d", len(xs))
+	}
+	id := xs[0].ID
+	claimed, _ := st.ClaimMany(ctx, []string{id, id}, "n1", time.Now())
+	if len(claimed) != 1 {
+		t.Errorf("claimed %v, want the execution once", claimed)
+	}
+	if ok, _ := st.CancelQueued(ctx, id, "x"); ok {
+		t.Error("cancelled a running execution as if it were queued")
+	}
+	res := cronium.Result{ID: id, Outcome: cronium.Succeeded, EndedAt: time.Now()}
+	if ok, _ := st.Finish(ctx, id, res, ""); !ok {
+		t.Error("finish failed")
+	}
+	if ok, _ := st.Finish(ctx, id, cronium.Result{Outcome: cronium.Failed}, ""); ok {
+		t.Error("an execution finished twice")
+	}
+	x, _ := st.Execution(ctx, u.ID, id)
+	if x.Outcome != cronium.Succeeded || x.Result == nil {
+		t.Errorf("stored %+v", x)
+	}
+	// Logs: duplicates by sequence number are ignored.
+	chunks := []LogChunk{{Seq: 1, Stream: 1, Data: []byte("a")}, {Seq: 2, Stream: 2, Data: []byte("bc")}}
+	st.AppendLogs(ctx, id, chunks, false)
+	st.AppendLogs(ctx, id, chunks[1:], true)
+	got, _ := st.Logs(ctx, id, 0, 10)
+	x, _ = st.Execution(ctx, u.ID, id)
+	if len(got) != 2 || x.LogBytes != 3 || !x.LogTruncated {
+		t.Errorf("logs %v, bytes %d truncated %v; want 2 chunks, 3 bytes, truncated", got, x.LogBytes, x.LogTruncated)
+	}
+	if _, err := st.Execution(ctx, u.ID+1, id); !errors.Is(err, cronium.ErrNotFound) {
+		t.Errorf("another user's execution: %v, want not found", err)
+	}
+}
