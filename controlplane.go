@@ -43,17 +43,17 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Tier is a plan: what one user's executions may use.
 type Tier struct {
-	Name string `json:"name" yaml:"-"`
+	Name string `json:"name,omitempty"`
 	// CPUGuaranteed is the CPU baseline per execution (shares).
-	CPUGuaranteed float64 `json:"cpu_guaranteed" yaml:"cpu_guaranteed"`
+	CPUGuaranteed float64 `json:"cpu_guaranteed"`
 	// CPUBurst is the most CPUs an execution may ask for.
-	CPUBurst float64 `json:"cpu_burst" yaml:"cpu_burst"`
+	CPUBurst float64 `json:"cpu_burst"`
 	// Memory is the most memory an execution may ask for.
-	Memory Size `json:"memory_bytes" yaml:"memory"`
+	Memory Size `json:"memory"`
 	// Concurrency is how many of the user's executions may run at once.
-	Concurrency int `json:"concurrency" yaml:"concurrency"`
+	Concurrency int `json:"concurrency"`
 	// MaxTimeout is the longest timeout an event may set.
-	MaxTimeout Duration `json:"max_timeout_seconds" yaml:"max_timeout"`
+	MaxTimeout Duration `json:"max_timeout"`
 }
 
 // DefaultTiers are the brainstorm's tiers.
@@ -87,20 +87,20 @@ const (
 // RetryPolicy says whether and when a finished execution runs again.
 type RetryPolicy struct {
 	// MaxAttempts counts the first run: 1 means no retry. Default 1.
-	MaxAttempts int `json:"max_attempts" yaml:"max_attempts"`
+	MaxAttempts int `json:"max_attempts"`
 	// Backoff is the wait before the first retry; it doubles each attempt, with ±20% jitter. Default 10s.
-	Backoff Duration `json:"backoff" yaml:"backoff"`
+	Backoff Duration `json:"backoff"`
 	// MaxBackoff caps the wait. Default 10m.
-	MaxBackoff Duration `json:"max_backoff" yaml:"max_backoff"`
+	MaxBackoff Duration `json:"max_backoff"`
 	// On lists the outcomes that retry. Default failed, timed_out, engine_error.
-	On []Outcome `json:"on" yaml:"on"`
+	On []Outcome `json:"on"`
 }
 
 // Resources are what an event asks for; zero fields take the defaults of Limits.
 type Resources struct {
-	Memory string  `json:"memory,omitempty" yaml:"memory"`
-	CPUs   float64 `json:"cpus,omitempty" yaml:"cpus"`
-	Pids   int64   `json:"pids,omitempty" yaml:"pids"`
+	Memory string  `json:"memory,omitempty"`
+	CPUs   float64 `json:"cpus,omitempty"`
+	Pids   int64   `json:"pids,omitempty"`
 }
 
 // Event is a script a user defined once and runs on a schedule or on demand.

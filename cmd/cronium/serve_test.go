@@ -426,3 +426,204 @@ func assertNoContainers(t *testing.T, node string) {
 		t.Errorf("containers of node %s left behind: %s", node, out)
 	}
 }
+
+func TestRetriesCancelLogsAndFollow(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 4)
+	s.env = append(s.env, "CRONIUM_LOG_LIMIT=4Ki")
+	key := s.user("alice", "pro")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+
+	// Retries follow the policy: three attempts, 1s backoff doubling, only on failed.
+	flaky := map[string]any{"language": "bash", "script": "echo attempt; exit 3",
+		"retry": map[string]any{"max_attempts": 3, "backoff": "1s", "on": []string{"failed"}}}
+	if st := s.api(key, "PUT", "/v1/events/flaky", flaky, nil); st != 201 {
+		t.Fatalf("create flaky: %d", st)
+	}
+	var first cronium.Execution
+	s.api(key, "POST", "/v1/events/flaky/trigger", nil, &first)
+
+	// A long script to cancel while it runs.
+	s.api(key, "PUT", "/v1/events/long", map[string]any{"language": "bash", "script": "echo started; sleep 60"}, nil)
+	var long cronium.Execution
+	s.api(key, "POST", "/v1/events/long/trigger", nil, &long)
+
+	// A chatty script whose stored log is capped at 4Ki, and which prints slowly enough to follow.
+	s.api(key, "PUT", "/v1/events/chatty", map[string]any{"language": "bash",
+		"script": `for i in $(seq 1 40); do echo "line $i"; sleep 0.05; done; head -c 8000 /dev/zero | tr '\0' x; echo`}, nil)
+	var chatty cronium.Execution
+	s.api(key, "POST", "/v1/events/chatty/trigger", nil, &chatty)
+
+	// Follow chatty over SSE, drop the connection after a few events, resume with Last-Event-ID.
+	lines := map[string]int{}
+	var lastID string
+	read := func(limit int) bool {
+		req, _ := http.NewRequest("GET", s.url+"/v1/executions/"+chatty.ID+"/logs?follow=true", nil)
+		req.Header.Set("Authorization", "Bearer "+key)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		n := 0
+		ended, _ := readSSE(resp.Body, func(id, event, data string) {
+			if event != "stdout" {
+				return
+			}
+			var text string
+			json.Unmarshal([]byte(data), &text)
+			for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+				if strings.HasPrefix(l, "line ") {
+					lines[l]++
+				}
+			}
+			lastID = id
+			n++
+			if limit > 0 && n >= limit {
+				resp.Body.Close() // the client goes away mid-stream
+			}
+		})
+		return ended
+	}
+	read(5)
+	if lastID == "" {
+		t.Fatal("no event before the disconnect")
+	}
+	if !read(0) {
+		t.Error("the resumed stream did not end with an end event")
+	}
+	for i := 1; i <= 40; i++ {
+		if c := lines[fmt.Sprintf("line %d", i)]; c != 1 {
+			t.Errorf("line %d seen %d times across the reconnect, want exactly once", i, c)
+		}
+	}
+
+	// Cancel the long one while it runs.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var x cronium.Execution
+		s.api(key, "GET", "/v1/executions/"+long.ID, nil, &x)
+		if x.Status == cronium.StatusRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("long execution never started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, err := s.cli("exec", "cancel", long.ID); err != nil || !strings.Contains(out, long.ID) {
+		t.Errorf("exec cancel: %v %q", err, out)
+	}
+
+	xs := s.waitAll(key, time.Minute)
+	var attempts []cronium.Execution
+	for _, x := range xs {
+		switch x.Event {
+		case "flaky":
+			attempts = append(attempts, x)
+		case "long":
+			if x.Outcome != cronium.Cancelled || !strings.Contains(x.Error, "cancelled by alice") {
+				t.Errorf("cancelled execution: %s %q", x.Outcome, x.Error)
+			}
+		case "chatty":
+			if !x.LogTruncated || x.LogBytes > 4096+200 || x.Outcome != cronium.Succeeded {
+				t.Errorf("chatty: truncated %v, %d bytes stored, %s; want truncated at about 4Ki", x.LogTruncated, x.LogBytes, x.Outcome)
+			}
+		}
+	}
+	if len(attempts) != 3 {
+		t.Fatalf("flaky ran %d times, want 3 attempts", len(attempts))
+	}
+	sort.Slice(attempts, func(i, j int) bool { return attempts[i].Attempt < attempts[j].Attempt })
+	for i, x := range attempts {
+		if x.Attempt != i+1 || x.Outcome != cronium.Failed || *x.ExitCode != 3 {
+			t.Errorf("attempt %d: %+v", i+1, x)
+		}
+		if i > 0 {
+			if x.Trigger != cronium.TriggerRetry || x.RetryOf != attempts[i-1].ID {
+				t.Errorf("attempt %d: trigger %s retry_of %s", i+1, x.Trigger, x.RetryOf)
+			}
+			if gap := x.StartedAt.Sub(*attempts[i-1].FinishedAt); gap < 700*time.Millisecond {
+				t.Errorf("attempt %d started %s after the previous ended: backoff not respected", i+1, gap)
+			}
+		}
+	}
+	logs, _ := s.cli("exec", "logs", chatty.ID)
+	if !strings.Contains(logs, "log truncated") {
+		t.Errorf("truncated log lacks its marker: %q", logs[max(0, len(logs)-200):])
+	}
+}
+
+func TestBadInputGetsClearErrors(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	key := s.user("alice", "free")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	dir := t.TempDir()
+	for _, c := range []struct{ name, yaml, want string }{
+		{"malformed yaml", "name: x\nlanguage: [bash\n", "not valid YAML"},
+		{"bad cron", "name: x\nlanguage: bash\nscript: echo\nschedule: '99 * * * *'\n", "schedule"},
+		{"unknown zone", "name: x\nlanguage: bash\nscript: echo\nschedule: '@hourly'\ntimezone: Moon/Base\n", "timezone"},
+		{"above tier", "name: x\nlanguage: bash\nscript: echo\nresources:\n  memory: 4Gi\n", "resources.memory"},
+		{"unknown field", "name: x\nlanguage: bash\nscript: echo\nschedul: '@hourly'\n", "schedul"},
+	} {
+		f := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".yaml")
+		os.WriteFile(f, []byte(c.yaml), 0o644)
+		_, err := s.cli("event", "apply", "-f", f)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "exit status 2") {
+			t.Errorf("%s: %v; want exit 2 naming %q", c.name, err, c.want)
+		}
+	}
+	if out, _ := s.cli("event", "list", "-o", "json"); strings.TrimSpace(out) != "[]" {
+		t.Errorf("rejected events were stored: %s", out)
+	}
+	// Configuration errors name the setting.
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("listen: 127.0.0.1:1\ncapacty: 3\n"), 0o644)
+	if _, err := s.cli("config", "check", "--config", bad); err == nil || !strings.Contains(err.Error(), "capacty") {
+		t.Errorf("config with a typo: %v", err)
+	}
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("capacity: 3\ntiers:\n  free:\n    cpu_guaranteed: 0.1\n    cpu_burst: 1\n    memory: 256Mi\n    concurrency: 1\n    max_timeout: 2m\n"), 0o644)
+	out, err := s.cli("config", "check", "--config", good)
+	if err != nil || !strings.Contains(out, `"capacity": 2`) /* CRONIUM_CAPACITY beats the file */ || !strings.Contains(out, `"max_timeout": 120`) || !strings.Contains(out, `"pro"`) {
+		t.Errorf("config check: %v\n%s", err, out)
+	}
+}
+
+func TestSIGTERMLetsRunningFinish(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	key := s.user("alice", "free")
+	s.start()
+	s.api(key, "PUT", "/v1/events/short", map[string]any{"language": "bash", "script": "sleep 2; echo finished"}, nil)
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/short/trigger", nil, &x)
+	for i := 0; i < 200; i++ {
+		var cur cronium.Execution
+		s.api(key, "GET", "/v1/executions/"+x.ID, nil, &cur)
+		if cur.Status == cronium.StatusRunning {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	begin := time.Now()
+	s.stop() // SIGTERM: stop admitting, let the running execution finish
+	if d := time.Since(begin); d < time.Second {
+		t.Errorf("server stopped after %s, before its running execution could finish", d)
+	}
+	if !strings.Contains(s.log.String(), "msg=stopped") {
+		t.Errorf("no clean stop in the log:\n%s", s.log)
+	}
+	s.start()
+	var after cronium.Execution
+	s.api(key, "GET", "/v1/executions/"+x.ID, nil, &after)
+	if after.Outcome != cronium.Succeeded {
+		t.Errorf("execution across SIGTERM: %s %s", after.Outcome, after.Error)
+	}
+}
