@@ -122,6 +122,10 @@ type Event struct {
 	Env       map[string]string `json:"env,omitempty"`
 	// Input is the default JSON input.
 	Input json.RawMessage `json:"input,omitempty"`
+	// Secrets names the owner's secrets delivered as files under /run/secrets.
+	Secrets []string `json:"secrets,omitempty"`
+	// DataMode is api (default: helpers), stdio or files.
+	DataMode string `json:"data_mode"`
 	// Strategy is how sandboxes are provided; only "cold" exists so far.
 	Strategy    string            `json:"strategy"`
 	Enabled     *bool             `json:"enabled,omitempty"`
@@ -195,6 +199,26 @@ func (e *Event) Normalize(tier Tier) error {
 	}
 	if len(e.Input) > 0 && !json.Valid(e.Input) {
 		return Invalid("input", "", "is not JSON")
+	}
+	switch e.DataMode {
+	case "":
+		e.DataMode = DataAPI
+	case DataAPI, DataStdio, DataFiles:
+	default:
+		return Invalid("data_mode", e.DataMode, "is not a data mode: want api, stdio or files")
+	}
+	seen := map[string]bool{}
+	for _, n := range e.Secrets {
+		if !ValidSecretName(n) {
+			return Invalid("secrets", n, "is not a secret name: 1-128 letters, digits, '_', '-' or '.', not starting with '.'")
+		}
+		if seen[n] {
+			return Invalid("secrets", n, "is listed twice")
+		}
+		seen[n] = true
+	}
+	if len(e.Input) > MaxInputBytes {
+		return Invalid("input", "", fmt.Sprintf("is %d bytes, above the %d byte maximum", len(e.Input), MaxInputBytes))
 	}
 	if e.Strategy == "" {
 		e.Strategy = "cold"
@@ -319,31 +343,35 @@ const (
 
 // Execution is one run of an event, from queue to result.
 type Execution struct {
-	ID           string          `json:"id"`
-	EventID      int64           `json:"event_id"`
-	Event        string          `json:"event"`
-	User         string          `json:"user"`
-	UserID       int64           `json:"-"`
-	Trigger      Trigger         `json:"trigger"`
-	ScheduledAt  *time.Time      `json:"scheduled_at,omitempty"`
-	QueuedAt     time.Time       `json:"queued_at"`
-	NotBefore    time.Time       `json:"not_before"`
-	StartedAt    *time.Time      `json:"started_at,omitempty"`
-	FinishedAt   *time.Time      `json:"finished_at,omitempty"`
-	Status       Status          `json:"status"`
-	Outcome      Outcome         `json:"outcome,omitempty"`
-	ExitCode     *int            `json:"exit_code,omitempty"`
-	Attempt      int             `json:"attempt"`
-	Reason       string          `json:"reason,omitempty"`
-	Strategy     string          `json:"strategy"`
-	Priority     int             `json:"priority"`
-	Node         string          `json:"node,omitempty"`
-	Error        string          `json:"error,omitempty"`
-	Input        json.RawMessage `json:"input,omitempty"`
-	Result       *Result         `json:"result,omitempty"`
-	LogBytes     int64           `json:"log_bytes"`
-	LogTruncated bool            `json:"log_truncated"`
-	RetryOf      string          `json:"retry_of,omitempty"`
+	ID          string          `json:"id"`
+	EventID     int64           `json:"event_id"`
+	Event       string          `json:"event"`
+	User        string          `json:"user"`
+	UserID      int64           `json:"-"`
+	Trigger     Trigger         `json:"trigger"`
+	ScheduledAt *time.Time      `json:"scheduled_at,omitempty"`
+	QueuedAt    time.Time       `json:"queued_at"`
+	NotBefore   time.Time       `json:"not_before"`
+	StartedAt   *time.Time      `json:"started_at,omitempty"`
+	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
+	Status      Status          `json:"status"`
+	Outcome     Outcome         `json:"outcome,omitempty"`
+	ExitCode    *int            `json:"exit_code,omitempty"`
+	Attempt     int             `json:"attempt"`
+	Reason      string          `json:"reason,omitempty"`
+	Strategy    string          `json:"strategy"`
+	Priority    int             `json:"priority"`
+	Node        string          `json:"node,omitempty"`
+	Error       string          `json:"error,omitempty"`
+	Input       json.RawMessage `json:"input,omitempty"`
+	// Output is the JSON the script set with the output helper (or the stdio/files mode).
+	Output json.RawMessage `json:"output,omitempty"`
+	// Condition is what the script set with setCondition, for follow-up logic.
+	Condition    *bool   `json:"condition,omitempty"`
+	Result       *Result `json:"result,omitempty"`
+	LogBytes     int64   `json:"log_bytes"`
+	LogTruncated bool    `json:"log_truncated"`
+	RetryOf      string  `json:"retry_of,omitempty"`
 }
 
 // TierNames lists tier names, sorted.
@@ -355,3 +383,25 @@ func TierNames(tiers map[string]Tier) string {
 	sort.Strings(names)
 	return strings.Join(names, ", ")
 }
+
+// ValidSecretName reports whether n can name a secret (it becomes a file name).
+func ValidSecretName(n string) bool {
+	if n == "" || len(n) > 128 || n[0] == '.' {
+		return false
+	}
+	for _, c := range n {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+var variableKey = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,127}$`)
+
+// ValidVariableKey reports whether k is a variable key: 1-128 characters of
+// letters, digits, '_', '.', ':' and '-', starting with a letter, digit or '_'.
+func ValidVariableKey(k string) bool { return variableKey.MatchString(k) }
+
+// MaxVariableBytes caps one variable's JSON value.
+const MaxVariableBytes = 64 << 10

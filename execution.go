@@ -75,6 +75,14 @@ type Spec struct {
 	// Output receives output chunks as they arrive, in sequence order. May be nil.
 	// It is called from one goroutine at a time.
 	Output func(OutputChunk)
+	// Runtime answers the script's runtime API calls; nil disables the API.
+	Runtime RuntimeAPI
+	// Context is the JSON the event helper returns.
+	Context json.RawMessage
+	// Secrets are delivered as files under /run/secrets, never in the environment.
+	Secrets map[string][]byte
+	// DataMode is DataAPI (default), DataStdio or DataFiles.
+	DataMode string
 }
 
 // Phases are how long each step of an execution took: create the sandbox,
@@ -142,6 +150,11 @@ type Result struct {
 	Usage     Usage     `json:"usage"`
 	// Limits are the limits that were in force.
 	Limits Limits `json:"limits"`
+	// Output is the output value found by the stdio or files data mode (the
+	// api mode stores it through RuntimeAPI as the script calls output).
+	Output json.RawMessage `json:"output,omitempty"`
+	// OutputError says why such an output was not stored.
+	OutputError string `json:"output_error,omitempty"`
 }
 
 // Engine runs executions in isolated sandboxes. Implementations are safe for concurrent use.
@@ -156,3 +169,31 @@ type Engine interface {
 	// Close releases the engine's connections.
 	io.Closer
 }
+
+// RuntimeCall is one runtime API call from a script (output, variables,
+// conditions), forwarded by the agent. Input and event are answered in the
+// sandbox from Spec.Input and Spec.Context.
+type RuntimeCall struct {
+	ExecutionID string
+	Op          string
+	Key         string
+	Value       json.RawMessage
+}
+
+// RuntimeAPI answers scripts' runtime calls. Implementations are safe for concurrent use.
+type RuntimeAPI interface {
+	Call(ctx context.Context, c RuntimeCall) (json.RawMessage, error)
+}
+
+// Data modes: how an execution's input and output travel.
+const (
+	DataAPI   = "api"   // helpers over the runtime API socket (default)
+	DataStdio = "stdio" // input on stdin; the last stdout line starting with "::cronium-output::" is the output
+	DataFiles = "files" // input in /workspace/input.json; output read from /workspace/output.json
+)
+
+// MaxOutputBytes caps an execution's output value.
+const MaxOutputBytes = 1 << 20
+
+// MaxInputBytes caps an execution's input value.
+const MaxInputBytes = 1 << 20

@@ -3,6 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/cronium/executor/secrets"
 	"io"
 	"net"
 	"os"
@@ -135,6 +136,29 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	if err != nil {
 		return fail("agent: %v", err)
 	}
+	if err := a.writeSecrets(st); err != nil {
+		return fail("agent: deliver secrets: %v", err)
+	}
+	maxOut := st.MaxOutput
+	if maxOut <= 0 {
+		maxOut = 1 << 20
+	}
+	if st.DataMode == "files" {
+		in := st.Input
+		if len(in) == 0 {
+			in = []byte("{}")
+		}
+		if err := writeFile(filepath.Join(Workspace, "input.json"), in); err != nil {
+			return fail("agent: write input.json: %v", err)
+		}
+	}
+	var rt *runtimeServer
+	if st.Token != "" {
+		if rt, err = startRuntime(st, a.link, APISocket); err != nil {
+			return fail("agent: %v", err)
+		}
+		defer rt.stop()
+	}
 	oomBefore := a.cg.oomKills()
 	ruBefore := childrenCPU()
 
@@ -172,6 +196,16 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	}()
 
 	em := &emitter{a: a, limit: st.OutputCap, killOnCap: st.KillOnCap, capHit: make(chan struct{})}
+	if len(st.Secrets) > 0 {
+		var values [][]byte
+		for _, v := range st.Secrets {
+			values = append(values, v)
+		}
+		em.redact = map[uint8]*secrets.Redactor{1: secrets.NewRedactor(values), 2: secrets.NewRedactor(values)}
+	}
+	if st.DataMode == "stdio" {
+		em.stdio = &outputLine{max: maxOut}
+	}
 	var readers sync.WaitGroup
 	readers.Add(2)
 	go func() { defer readers.Done(); em.pump(1, outR) }()
@@ -215,8 +249,13 @@ wait:
 				frames = nil
 				continue
 			}
-			if f.t == FrameCancel {
+			switch f.t {
+			case FrameCancel:
 				stopping("cancelled")
+			case FrameReply:
+				if rt != nil {
+					rt.deliver(f.reply)
+				}
 			}
 		case <-graceT:
 			a.killAll(pid, syscall.SIGKILL)
@@ -240,6 +279,12 @@ wait:
 
 	rep := Report{RunNS: int64(runNS)}
 	rep.OutputBytes, rep.KeptBytes, rep.Truncated = em.totals()
+	switch st.DataMode {
+	case "stdio":
+		rep.Output, rep.OutputError = em.stdio.result()
+	case "files":
+		rep.Output, rep.OutputError = readOutputFile(filepath.Join(Workspace, "output.json"), maxOut)
+	}
 	rep.CPUSeconds = childrenCPU() - ruBefore
 	rep.PeakMemory = a.cg.peakMemory()
 	if rep.PeakMemory == 0 {
@@ -285,6 +330,9 @@ type emitter struct {
 	killOnCap bool
 	capHit    chan struct{}
 
+	redact map[uint8]*secrets.Redactor // per stream; nil without secrets
+	stdio  *outputLine                 // stdio data mode: the last output line
+
 	mu        sync.Mutex // guards the fields below
 	seq       uint64
 	total     int64
@@ -300,15 +348,38 @@ func (e *emitter) pump(stream uint8, r io.Reader) {
 			e.write(stream, buf[:n])
 		}
 		if err != nil {
+			e.flush(stream)
 			return
 		}
 	}
 }
 
+// write takes raw output: it is counted, secrets are redacted (holding back
+// a possible split secret), and the stdio output line is looked for.
 func (e *emitter) write(stream uint8, p []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.total += int64(len(p))
+	if r := e.redact[stream]; r != nil && r.Active() {
+		p = r.Write(p)
+	}
+	e.emit(stream, p)
+}
+
+// flush emits what redaction held back at the end of a stream.
+func (e *emitter) flush(stream uint8) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if r := e.redact[stream]; r != nil && r.Active() {
+		e.emit(stream, r.Flush())
+	}
+}
+
+// emit sends redacted output within the cap. e.mu is held.
+func (e *emitter) emit(stream uint8, p []byte) {
+	if stream == 1 && e.stdio != nil {
+		e.stdio.write(p)
+	}
 	if e.truncated {
 		return // past the cap: drained and dropped so the script never blocks
 	}
@@ -390,6 +461,19 @@ func childrenMaxRSS() int64 {
 		return 0
 	}
 	return ru.Maxrss * 1024
+}
+
+// writeFile creates path for the script to read, refusing to follow or replace anything.
+func writeFile(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o444)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func hasKey(env []string, key string) bool {

@@ -11,9 +11,10 @@ import (
 // Session is the host's end of one agent connection. Engines share it so
 // that every backend speaks the same protocol.
 type Session struct {
-	conn  net.Conn
-	hello Hello
-	wmu   sync.Mutex // guards writes to conn
+	conn   net.Conn
+	hello  Hello
+	onCall func(ctx context.Context, c Call) Reply
+	wmu    sync.Mutex // guards writes to conn
 }
 
 // Handshake reads the agent's Hello from a fresh connection.
@@ -38,6 +39,11 @@ func Handshake(conn net.Conn) (*Session, error) {
 // Hello is the agent's hello on this connection. A resumed hello means the
 // agent redialled during a run: call Resume, not Run.
 func (s *Session) Hello() Hello { return s.hello }
+
+// OnCall sets the handler of the script's runtime API calls (input and event
+// are answered by the agent itself). It runs on its own goroutine per call.
+// Set it before Run or Resume.
+func (s *Session) OnCall(h func(ctx context.Context, c Call) Reply) { s.onCall = h }
 
 // Close closes the connection. An agent with no run outstanding then exits;
 // one whose run is outstanding (the report not yet acknowledged) keeps it
@@ -84,6 +90,20 @@ func (s *Session) relay(ctx context.Context, out func(stream uint8, seq uint64, 
 			if out != nil {
 				out(stream, seq, data)
 			}
+		case FrameCall:
+			var c Call
+			if err := json.Unmarshal(p, &c); err != nil {
+				continue
+			}
+			h := s.onCall
+			go func() { // answers one runtime API call; the agent times it out if the host is slow
+				rep := Reply{Error: "this host serves no runtime API"}
+				if h != nil {
+					rep = h(ctx, c)
+				}
+				rep.ID = c.ID
+				s.write(FrameReply, rep)
+			}()
 		case FrameReport:
 			var r Report
 			if err := json.Unmarshal(p, &r); err != nil {

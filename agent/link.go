@@ -32,6 +32,7 @@ type frame struct {
 	t     FrameType
 	start Start // FrameStart, decoded
 	bad   error // FrameStart that did not decode
+	reply Reply // FrameReply, decoded
 }
 
 // outFrame is one frame to the host, kept until it is safe to forget.
@@ -160,6 +161,10 @@ func (l *link) read(c net.Conn) error {
 			l.giveUp = time.Now().Add(time.Duration(f.start.TimeoutMS+f.start.GraceMS)*time.Millisecond + l.wait)
 			l.sent, l.sentN = nil, 0
 			l.mu.Unlock()
+		case FrameReply:
+			if json.Unmarshal(p, &f.reply) != nil {
+				continue
+			}
 		case FrameAck:
 			l.mu.Lock()
 			l.busy = false

@@ -19,6 +19,16 @@ const (
 	SocketName = "agent.sock"
 	// Workspace is the script's working directory, a tmpfs.
 	Workspace = "/workspace"
+	// RuntimeDir holds the runtime API socket (a tmpfs).
+	RuntimeDir = "/run/cronium"
+	// APISocket is the runtime API socket the helpers call.
+	APISocket = RuntimeDir + "/api.sock"
+	// SecretsDir holds one file per secret, on a tmpfs owned by the script user.
+	SecretsDir = "/run/secrets"
+	// LibDir is where the helper sources are mounted, read-only.
+	LibDir = "/.cronium/lib"
+	// OutputPrefix marks the stdout line that carries the output in the stdio data mode.
+	OutputPrefix = "::cronium-output::"
 )
 
 // FrameType says what a frame carries.
@@ -32,6 +42,8 @@ const (
 	FrameOutput FrameType = 4 // agent -> host, [stream][seq][bytes]
 	FrameReport FrameType = 5 // agent -> host, JSON Report
 	FrameAck    FrameType = 6 // host -> agent, empty: the report arrived, the run may be forgotten
+	FrameCall   FrameType = 7 // agent -> host, JSON Call: a runtime API call the host answers
+	FrameReply  FrameType = 8 // host -> agent, JSON Reply to a Call
 )
 
 // MaxFrame is the largest payload accepted, which bounds script plus input.
@@ -39,7 +51,7 @@ const MaxFrame = 32 << 20
 
 // ProtocolVersion changes whenever frames or messages change incompatibly.
 // Version 2 added resumed hellos and FrameAck.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // Hello is the agent's first frame on every connection.
 type Hello struct {
@@ -68,6 +80,32 @@ type Start struct {
 	GraceMS     int64    `json:"grace_ms"`
 	OutputCap   int64    `json:"output_cap"`
 	KillOnCap   bool     `json:"kill_on_cap"`
+	// Token authenticates the script's runtime API calls; it dies with the run.
+	Token string `json:"token,omitempty"`
+	// Context is what the event op returns (event and execution metadata).
+	Context []byte `json:"context,omitempty"`
+	// Secrets are written as files under SecretsDir, readable only by the script user.
+	Secrets map[string][]byte `json:"secrets,omitempty"`
+	// DataMode is api (default), stdio or files: how input and output travel.
+	DataMode string `json:"data_mode,omitempty"`
+	// MaxOutput caps the output value of the stdio and files modes.
+	MaxOutput int64 `json:"max_output,omitempty"`
+}
+
+// Call is a runtime API call the agent forwards to the host.
+type Call struct {
+	ID    uint64          `json:"id"`
+	Op    string          `json:"op"`
+	Key   string          `json:"key,omitempty"`
+	Value json.RawMessage `json:"value,omitempty"`
+}
+
+// Reply answers a Call; it is also the wire form of the in-container socket's responses.
+type Reply struct {
+	ID    uint64          `json:"id,omitempty"`
+	OK    bool            `json:"ok"`
+	Value json.RawMessage `json:"value,omitempty"`
+	Error string          `json:"error,omitempty"`
 }
 
 // Report is the agent's account of one execution.
@@ -83,6 +121,10 @@ type Report struct {
 	KeptBytes   int64   `json:"kept_bytes"`
 	RunNS       int64   `json:"run_ns"`
 	Error       string  `json:"error,omitempty"`
+	// Output is the output value found by the stdio or files data mode.
+	Output json.RawMessage `json:"output,omitempty"`
+	// OutputError says why such an output was not taken (too large, not JSON).
+	OutputError string `json:"output_error,omitempty"`
 }
 
 // WriteFrame writes one frame. It is not safe for concurrent use on one writer.

@@ -24,6 +24,7 @@ import (
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/dispatch"
 	"github.com/cronium/executor/schedule"
+	"github.com/cronium/executor/secrets"
 	"github.com/cronium/executor/sqlite"
 )
 
@@ -53,6 +54,8 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Logger defaults to discard.
 	Logger *slog.Logger
+	// Keyring seals secrets. Nil: the secrets endpoints answer 503.
+	Keyring *secrets.Keyring
 }
 
 // Server is the HTTP handler. It is safe for concurrent use.
@@ -90,6 +93,13 @@ func Routes() []Route {
 		{"GET", "/v1/executions/{id}", false, (*Server).getExecution},
 		{"POST", "/v1/executions/{id}/cancel", false, (*Server).cancelExecution},
 		{"GET", "/v1/executions/{id}/logs", false, (*Server).logs},
+		{"GET", "/v1/variables", false, (*Server).listVariables},
+		{"GET", "/v1/variables/{key}", false, (*Server).getVariable},
+		{"PUT", "/v1/variables/{key}", false, (*Server).putVariable},
+		{"DELETE", "/v1/variables/{key}", false, (*Server).deleteVariable},
+		{"GET", "/v1/secrets", false, (*Server).listSecrets},
+		{"PUT", "/v1/secrets/{name}", false, (*Server).putSecret},
+		{"DELETE", "/v1/secrets/{name}", false, (*Server).deleteSecret},
 	}
 }
 
@@ -476,6 +486,9 @@ func (s *Server) triggerEvent(w http.ResponseWriter, r *http.Request, u *cronium
 	}
 	if len(b.Input) > 0 && !json.Valid(b.Input) {
 		return cronium.Invalid("input", "", "is not JSON")
+	}
+	if len(b.Input) > cronium.MaxInputBytes {
+		return cronium.Invalid("input", "", fmt.Sprintf("is %d bytes, above the %d byte limit: nothing was queued", len(b.Input), cronium.MaxInputBytes))
 	}
 	trigger := cronium.TriggerAPI
 	if r.Header.Get("X-Cronium-Client") == "cli" {

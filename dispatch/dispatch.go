@@ -6,6 +6,7 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/runtimeapi"
+	"github.com/cronium/executor/secrets"
 	"github.com/cronium/executor/sqlite"
 )
 
@@ -44,6 +47,10 @@ type Config struct {
 	Hub *Hub
 	// Logger receives operational logs. Default: discard.
 	Logger *slog.Logger
+	// Runtime answers scripts' runtime API calls. Default: a handler over Store.
+	Runtime *runtimeapi.Handler
+	// Keyring decrypts the secrets events reference. Nil: events with secrets fail, saying so.
+	Keyring *secrets.Keyring
 }
 
 // Dispatcher runs the queue. Start it once; it is safe for concurrent use.
@@ -90,6 +97,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Runtime == nil {
+		cfg.Runtime = runtimeapi.New(cfg.Store)
 	}
 	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cronium.Tier{}}, nil
 }
@@ -364,7 +374,12 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	stopFlush := sink.startFlusher()
 	defer stopFlush()
 
+	defer d.cfg.Runtime.Close(x.ID)
 	if reattach != nil {
+		if ev, err := store.EventByID(ctx, x.EventID); err == nil {
+			vals, _ := d.secretValues(ctx, x, ev)
+			d.cfg.Runtime.Open(x.ID, x.UserID, values(vals))
+		}
 		after, err := store.LastSeq(context.Background(), x.ID)
 		if err != nil {
 			return fail(err)
@@ -397,13 +412,26 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	if len(input) == 0 {
 		input = ev.Input
 	}
+	secretMap, err := d.secretValues(ctx, x, ev)
+	if err != nil {
+		return fail(err)
+	}
+	sink.secrets = values(secretMap)
+	d.cfg.Runtime.Open(x.ID, x.UserID, sink.secrets)
 	spec := cronium.Spec{
 		ID: x.ID, Language: ev.Language, Script: []byte(ev.Script), Input: input,
 		Env: ev.Env, Limits: limits, Profile: profile, Network: ev.Network, Output: sink.add,
+		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}
 	res, err := d.cfg.Engine.Run(ctx, spec)
 	if err != nil {
 		return fail(err)
+	}
+	if len(res.Output) > 0 {
+		if err := d.cfg.Runtime.Output(ctx, x.ID, res.Output); err != nil {
+			res.OutputError = err.Error()
+		}
+		res.Output = nil // stored on the execution, redacted
 	}
 	if res.Outcome == cronium.Cancelled {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
@@ -491,6 +519,56 @@ func (d *Dispatcher) recover(ctx context.Context) error {
 	return nil
 }
 
+// secretValues decrypts the secrets the event references, by name.
+func (d *Dispatcher) secretValues(ctx context.Context, x cronium.Execution, ev cronium.Event) (map[string][]byte, error) {
+	if len(ev.Secrets) == 0 {
+		return nil, nil
+	}
+	if d.cfg.Keyring == nil {
+		return nil, errors.New("the event references secrets but no master key is configured (master_key_file or CRONIUM_MASTER_KEYS)")
+	}
+	out := map[string][]byte{}
+	for _, name := range ev.Secrets {
+		sealed, err := d.cfg.Store.Secret(ctx, x.UserID, name)
+		if err != nil {
+			return nil, err
+		}
+		v, err := d.cfg.Keyring.Open(sealed.KeyID, sealed.Blob, SecretAAD(x.UserID, name))
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: %w", name, err)
+		}
+		out[name] = v
+	}
+	return out, nil
+}
+
+// SecretAAD binds a sealed secret to its owner and name.
+func SecretAAD(userID int64, name string) []byte {
+	return []byte(fmt.Sprintf("user:%d/name:%s", userID, name))
+}
+
+func values(m map[string][]byte) [][]byte {
+	var out [][]byte
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// context is what the event helper returns: Cronium's documented fields
+// (id, name, type, runLocation, successCount, failureCount) and ours.
+func (d *Dispatcher) context(ctx context.Context, x cronium.Execution, ev cronium.Event, l cronium.Limits) json.RawMessage {
+	ok, bad, _ := d.cfg.Store.EventCounts(ctx, ev.ID)
+	types := map[cronium.Language]string{cronium.Bash: "BASH", cronium.Python: "PYTHON", cronium.Node: "NODEJS"}
+	b, _ := json.Marshal(map[string]any{
+		"id": ev.ID, "name": ev.Name, "type": types[ev.Language], "runLocation": "local",
+		"successCount": ok, "failureCount": bad, "user": ev.User,
+		"executionId": x.ID, "trigger": x.Trigger, "scheduledAt": x.ScheduledAt, "attempt": x.Attempt,
+		"limits": l, "timezone": ev.Timezone, "schedule": ev.Schedule,
+	})
+	return b
+}
+
 // logSink stores an execution's output in batches, capped, and publishes it live.
 type logSink struct {
 	d     *Dispatcher
@@ -498,6 +576,7 @@ type logSink struct {
 	limit int64
 
 	flushMu sync.Mutex // serialises flushes so chunks are stored and published in order
+	secrets [][]byte   // redacted again here, a second line behind the agent's
 
 	mu        sync.Mutex // guards the fields below
 	pending   []cronium.OutputChunk
@@ -518,6 +597,9 @@ func (s *logSink) add(c cronium.OutputChunk) {
 		s.truncated = true
 	}
 	c.Data = append([]byte(nil), c.Data...)
+	if len(s.secrets) > 0 {
+		c.Data = secrets.RedactBytes(c.Data, s.secrets)
+	}
 	s.stored += int64(len(c.Data))
 	s.pending = append(s.pending, c)
 	big := len(s.pending) >= 256

@@ -33,6 +33,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/agent"
+	"github.com/cronium/executor/helpers"
 )
 
 // Container labels. Every container the engine creates carries them, so
@@ -75,7 +76,11 @@ type Engine struct {
 	cfg       Config
 	cli       *client.Client
 	agentPath string // content-addressed copy of the agent under StateDir
+	libPath   string // content-addressed runtime helpers under StateDir
 	log       *slog.Logger
+
+	mu      sync.Mutex         // guards runtime
+	runtime cronium.RuntimeAPI // answers runtime calls of re-attached executions
 
 	onRun func(*sandbox) // test hook: called once Run's agent said hello; nil in production
 }
@@ -123,7 +128,19 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		cli.Close()
 		return nil, err
 	}
+	if e.libPath, err = helpers.Install(filepath.Join(cfg.StateDir, "lib")); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("install runtime helpers: %w", err)
+	}
 	return e, nil
+}
+
+// SetRuntime sets the runtime API that answers calls of re-attached
+// executions (those started by Run use Spec.Runtime).
+func (e *Engine) SetRuntime(rt cronium.RuntimeAPI) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.runtime = rt
 }
 
 // DefaultStateDir is where the engine keeps its files when Config.StateDir is empty.
@@ -180,6 +197,13 @@ func (e *Engine) Close() error { return e.cli.Close() }
 
 // Host is the engine address in use.
 func (e *Engine) Host() string { return e.cli.DaemonHost() }
+
+// NewToken returns a runtime API token: 128 random bits, hex.
+func NewToken() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // NewID returns a random execution id.
 func NewID() string {
@@ -328,6 +352,7 @@ type sandbox struct {
 	id    string         // container id
 	sess  *agent.Session // once the agent said hello
 	after uint64         // output with seq up to this was delivered before
+	token string         // the runtime API token of this execution
 
 	abandoned atomic.Bool // set by tests that simulate a host crash: cleanup leaves everything
 }
@@ -366,6 +391,10 @@ func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
 
 	t = time.Now()
 	l := spec.Limits
+	if spec.Runtime != nil {
+		s.token = NewToken()
+	}
+	sess.OnCall(s.onCall(spec.Runtime))
 	st := s.startMessage()
 	rep, err := s.drive(ctx, t.Add(l.Timeout+l.Grace+s.e.cfg.Backstop), func(out func(uint8, uint64, []byte)) (agent.Report, error) {
 		return sess.Run(ctx, st, out)
@@ -393,6 +422,7 @@ func (s *sandbox) result(res cronium.Result, rep agent.Report, err error) croniu
 	res.Truncated = rep.Truncated
 	res.Error = rep.Error
 	res.Usage = cronium.Usage{CPUSeconds: rep.CPUSeconds, PeakMemory: rep.PeakMemory, OutputBytes: rep.OutputBytes, KeptOutputBytes: rep.KeptBytes}
+	res.Output, res.OutputError = rep.Output, rep.OutputError
 	return res
 }
 
@@ -429,6 +459,9 @@ func (s *sandbox) reattach(ctx context.Context, running bool, backstop time.Time
 	if err == nil {
 		defer sess.Close()
 		s.sess = sess
+		s.e.mu.Lock()
+		sess.OnCall(s.onCall(s.e.runtime))
+		s.e.mu.Unlock()
 		rep, err = s.drive(ctx, backstop, func(out func(uint8, uint64, []byte)) (agent.Report, error) {
 			return sess.Resume(ctx, out)
 		})
@@ -531,8 +564,15 @@ func (s *sandbox) create(ctx context.Context) error {
 		Mounts: []mount.Mount{
 			{Type: mount.TypeBind, Source: e.agentPath, Target: agent.BinaryPath, ReadOnly: true},
 			{Type: mount.TypeBind, Source: s.dir, Target: agent.HostDir},
+			{Type: mount.TypeBind, Source: e.libPath, Target: agent.LibDir, ReadOnly: true},
 		},
-		Tmpfs:          map[string]string{"/tmp": tmpfs(l.TmpSize), agent.Workspace: tmpfs(l.WorkspaceSize)},
+		Tmpfs: map[string]string{
+			"/tmp": tmpfs(l.TmpSize), agent.Workspace: tmpfs(l.WorkspaceSize),
+			// The runtime API socket; root-owned, the socket itself is open to the script.
+			agent.RuntimeDir: "rw,nosuid,nodev,noexec,size=1m,mode=0755",
+			// Secrets: owned by the script user alone; the agent writes them as that user.
+			agent.SecretsDir: fmt.Sprintf("rw,nosuid,nodev,noexec,size=1m,mode=0700,uid=%d,gid=%d", p.UID, p.GID),
+		},
 		ReadonlyRootfs: p.ReadOnlyRoot,
 		CapDrop:        p.DropCaps,
 		CapAdd:         capAdd,
@@ -634,11 +674,32 @@ func (s *sandbox) exitNote() string {
 func (s *sandbox) startMessage() agent.Start {
 	spec := s.spec
 	l := spec.Limits
-	env := []string{"HOME=" + agent.Workspace}
+	// The helper loaders join what the user set for the same variables
+	// rather than shadow it: ours first on search paths, theirs after.
+	user := map[string]string{}
 	for k, v := range spec.Env {
+		user[k] = v
+	}
+	env := []string{"HOME=" + agent.Workspace}
+	for _, kv := range helpers.Env(agent.LibDir) {
+		k, v, _ := strings.Cut(kv, "=")
+		if u, ok := user[k]; ok && u != "" {
+			switch k {
+			case "PYTHONPATH", "NODE_PATH":
+				v += ":" + u
+			case "NODE_OPTIONS":
+				v += " " + u
+			}
+			delete(user, k)
+		}
+		env = append(env, k+"="+v)
+	}
+	for k, v := range user {
 		env = append(env, k+"="+v)
 	}
 	env = append(env,
+		"CRONIUM_RUNTIME_TOKEN="+s.token,
+		"CRONIUM_API_SOCKET="+agent.APISocket,
 		"CRONIUM_EXECUTION_ID="+spec.ID,
 		"CRONIUM_LANGUAGE="+string(spec.Language),
 		"CRONIUM_TIMEOUT_SECONDS="+strconv.Itoa(int(l.Timeout/time.Second)),
@@ -658,6 +719,28 @@ func (s *sandbox) startMessage() agent.Start {
 		GraceMS:     l.Grace.Milliseconds(),
 		OutputCap:   int64(l.Output),
 		KillOnCap:   l.OutputPolicy == cronium.OutputKill,
+		Token:       s.token,
+		Context:     spec.Context,
+		Secrets:     spec.Secrets,
+		DataMode:    spec.DataMode,
+		MaxOutput:   cronium.MaxOutputBytes,
+	}
+}
+
+// onCall answers the script's runtime API calls through rt.
+func (s *sandbox) onCall(rt cronium.RuntimeAPI) func(ctx context.Context, c agent.Call) agent.Reply {
+	return func(ctx context.Context, c agent.Call) agent.Reply {
+		if rt == nil {
+			return agent.Reply{Error: "the runtime API is not available for this execution"}
+		}
+		v, err := rt.Call(context.WithoutCancel(ctx), cronium.RuntimeCall{ExecutionID: s.spec.ID, Op: c.Op, Key: c.Key, Value: c.Value})
+		if err != nil {
+			return agent.Reply{Error: err.Error()}
+		}
+		if len(v) == 0 {
+			v = json.RawMessage("null")
+		}
+		return agent.Reply{OK: true, Value: v}
 	}
 }
 

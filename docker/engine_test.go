@@ -202,8 +202,10 @@ func TestEnvironmentIsOnlyUserAndCronium(t *testing.T) {
 	})
 	wantOutcome(t, res, out, cronium.Succeeded)
 	got := strings.Fields(out)
-	// bash itself adds PWD, SHLVL and _.
-	want := []string{"CRONIUM_EXECUTION_ID", "CRONIUM_LANGUAGE", "CRONIUM_PROFILE", "CRONIUM_TIMEOUT_SECONDS", "HOME", "MODE", "PATH", "PWD", "SHLVL", "_"}
+	// bash itself adds PWD, SHLVL and _; the helper loaders and the runtime
+	// API token and socket come with every execution that has a runtime API.
+	want := []string{"BASH_ENV", "CRONIUM_API_SOCKET", "CRONIUM_EXECUTION_ID", "CRONIUM_LANGUAGE", "CRONIUM_PROFILE", "CRONIUM_RUNTIME_TOKEN", "CRONIUM_TIMEOUT_SECONDS",
+		"HOME", "MODE", "NODE_OPTIONS", "NODE_PATH", "PATH", "PWD", "PYTHONPATH", "SHLVL", "_"}
 	sort.Strings(want)
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("environment %v, want %v", got, want)

@@ -28,9 +28,7 @@ func (s *sandbox) abandon() {
 
 // hookedEngine is testEngine with its own onRun hook.
 func hookedEngine(onRun func(*sandbox)) *Engine {
-	e := *testEngine
-	e.onRun = onRun
-	return &e
+	return &Engine{cfg: testEngine.cfg, cli: testEngine.cli, agentPath: testEngine.agentPath, libPath: testEngine.libPath, log: testEngine.log, onRun: onRun}
 }
 
 // crashedRun is an execution whose host "died" mid-run.

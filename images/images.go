@@ -51,7 +51,7 @@ var changes = []string{
 
 // Recipes lists the runtime images, one per language.
 var Recipes = map[cronium.Language]Recipe{
-	cronium.Bash:   {Language: cronium.Bash, Packages: []string{"jq"}, Check: []string{"bash", "-c", "echo ok | jq -R ."}},
+	cronium.Bash:   {Language: cronium.Bash, Packages: []string{"jq", "bc"}, Check: []string{"bash", "-c", "echo ok | jq -R . && echo 1+1 | bc"}},
 	cronium.Python: {Language: cronium.Python, Packages: []string{"python3"}, Check: []string{"python3", "-c", "import json, socket"}},
 	cronium.Node:   {Language: cronium.Node, Packages: []string{"nodejs"}, Check: []string{"node", "-e", "require('net')"}},
 }

@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,6 +97,25 @@ var migrations = []string{
 		data BLOB NOT NULL,
 		PRIMARY KEY (execution_id, seq)
 	) WITHOUT ROWID;`,
+	// 2: the runtime API (variables, output, condition) and secrets.
+	`CREATE TABLE variables (
+		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		key TEXT NOT NULL,
+		value TEXT NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (user_id, key)
+	) WITHOUT ROWID;
+	CREATE TABLE secrets (
+		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		key_id TEXT NOT NULL,
+		blob BLOB NOT NULL,
+		created_at INTEGER NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (user_id, name)
+	) WITHOUT ROWID;
+	ALTER TABLE executions ADD COLUMN output TEXT;
+	ALTER TABLE executions ADD COLUMN condition INTEGER;`,
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -515,7 +535,8 @@ func (s *Store) AdvanceFire(ctx context.Context, eventID int64, t time.Time) err
 }
 
 const execCols = `x.id, x.event_id, e.name, u.name, x.user_id, x.trigger, x.scheduled_at, x.queued_at, x.not_before, x.started_at, x.finished_at,
-	x.status, x.outcome, x.exit_code, x.attempt, x.reason, x.strategy, x.priority, x.node, x.error, x.input, x.result, x.log_bytes, x.log_truncated, x.retry_of`
+	x.status, x.outcome, x.exit_code, x.attempt, x.reason, x.strategy, x.priority, x.node, x.error, x.input, x.result, x.log_bytes, x.log_truncated, x.retry_of,
+	x.output, x.condition`
 
 const execFrom = ` FROM executions x JOIN events e ON e.id = x.event_id JOIN users u ON u.id = x.user_id`
 
@@ -524,9 +545,11 @@ func scanExecution(sc interface{ Scan(...any) error }) (cronium.Execution, error
 	var sched, started, finished, exit sql.NullInt64
 	var queued, notBefore int64
 	var input []byte
-	var result sql.NullString
+	var result, output sql.NullString
+	var cond sql.NullBool
 	err := sc.Scan(&x.ID, &x.EventID, &x.Event, &x.User, &x.UserID, &x.Trigger, &sched, &queued, &notBefore, &started, &finished,
-		&x.Status, &x.Outcome, &exit, &x.Attempt, &x.Reason, &x.Strategy, &x.Priority, &x.Node, &x.Error, &input, &result, &x.LogBytes, &x.LogTruncated, &x.RetryOf)
+		&x.Status, &x.Outcome, &exit, &x.Attempt, &x.Reason, &x.Strategy, &x.Priority, &x.Node, &x.Error, &input, &result, &x.LogBytes, &x.LogTruncated, &x.RetryOf,
+		&output, &cond)
 	if err != nil {
 		return x, err
 	}
@@ -545,6 +568,13 @@ func scanExecution(sc interface{ Scan(...any) error }) (cronium.Execution, error
 	}
 	if len(input) > 0 {
 		x.Input = json.RawMessage(input)
+	}
+	if output.Valid {
+		x.Output = json.RawMessage(output.String)
+	}
+	if cond.Valid {
+		c := cond.Bool
+		x.Condition = &c
 	}
 	if result.Valid && result.String != "" {
 		var r cronium.Result
@@ -857,4 +887,185 @@ func (s *Store) LastSeq(ctx context.Context, id string) (uint64, error) {
 	var n sql.NullInt64
 	err := s.db.QueryRowContext(ctx, `SELECT MAX(seq) FROM logs WHERE execution_id = ?`, id).Scan(&n)
 	return uint64(n.Int64), err
+}
+
+// ---- runtime API: output, condition, variables
+
+// SetOutput stores an execution's output value.
+func (s *Store) SetOutput(ctx context.Context, id string, v json.RawMessage) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE executions SET output = ? WHERE id = ?`, string(v), id)
+	return err
+}
+
+// SetCondition stores an execution's condition.
+func (s *Store) SetCondition(ctx context.Context, id string, v bool) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE executions SET condition = ? WHERE id = ?`, v, id)
+	return err
+}
+
+// Variable returns a user's variable, or nil when unset.
+func (s *Store) Variable(ctx context.Context, userID int64, key string) (json.RawMessage, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM variables WHERE user_id = ? AND key = ?`, userID, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read variable %s: %w", key, err)
+	}
+	return json.RawMessage(v), nil
+}
+
+// SetVariable stores a user's variable.
+func (s *Store) SetVariable(ctx context.Context, userID int64, key string, v json.RawMessage) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO variables(user_id, key, value, updated_at) VALUES (?, ?, ?, ?)
+		ON CONFLICT(user_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, userID, key, string(v), time.Now().Unix())
+	if err != nil {
+		return fmt.Errorf("set variable %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteVariable deletes a user's variable; it reports whether it existed.
+func (s *Store) DeleteVariable(ctx context.Context, userID int64, key string) (bool, error) {
+	r, err := s.db.ExecContext(ctx, `DELETE FROM variables WHERE user_id = ? AND key = ?`, userID, key)
+	if err != nil {
+		return false, fmt.Errorf("delete variable %s: %w", key, err)
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
+}
+
+// Variables returns all of a user's variables.
+func (s *Store) Variables(ctx context.Context, userID int64) (map[string]json.RawMessage, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT key, value FROM variables WHERE user_id = ? ORDER BY key`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("list variables: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]json.RawMessage{}
+	for rows.Next() {
+		var k, v string
+		if err := rows.Scan(&k, &v); err != nil {
+			return nil, err
+		}
+		out[k] = json.RawMessage(v)
+	}
+	return out, rows.Err()
+}
+
+// Increment atomically adds delta to a numeric variable (a missing one
+// counts as 0; a number stored as a string, as the bash helper stores
+// values, is accepted) and returns the new value.
+func (s *Store) Increment(ctx context.Context, userID int64, key string, delta float64) (float64, error) {
+	var out float64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM variables WHERE user_id = ? AND key = ?`, userID, key).Scan(&cur)
+		var n float64
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			var v any
+			json.Unmarshal([]byte(cur), &v)
+			switch t := v.(type) {
+			case float64:
+				n = t
+			case string:
+				f, perr := strconv.ParseFloat(t, 64)
+				if perr != nil {
+					return cronium.Invalid("key", key, "holds a value that is not a number: increment needs a number")
+				}
+				n = f
+			default:
+				return cronium.Invalid("key", key, "holds a value that is not a number: increment needs a number")
+			}
+		}
+		out = n + delta
+		b, _ := json.Marshal(out)
+		_, err = tx.ExecContext(ctx, `INSERT INTO variables(user_id, key, value, updated_at) VALUES (?, ?, ?, ?)
+			ON CONFLICT(user_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, userID, key, string(b), time.Now().Unix())
+		return err
+	})
+	return out, err
+}
+
+// ---- secrets (sealed by the caller; the store never sees plaintext)
+
+// SealedSecret is a secret as stored: encrypted.
+type SealedSecret struct {
+	UserID    int64
+	Name      string
+	KeyID     string
+	Blob      []byte
+	UpdatedAt time.Time
+}
+
+// PutSecret stores a sealed secret.
+func (s *Store) PutSecret(ctx context.Context, sec SealedSecret) error {
+	now := time.Now().Unix()
+	_, err := s.db.ExecContext(ctx, `INSERT INTO secrets(user_id, name, key_id, blob, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+		ON CONFLICT(user_id, name) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, updated_at = excluded.updated_at`,
+		sec.UserID, sec.Name, sec.KeyID, sec.Blob, now, now)
+	if err != nil {
+		return fmt.Errorf("store secret %s: %w", sec.Name, err)
+	}
+	return nil
+}
+
+// Secret returns a sealed secret.
+func (s *Store) Secret(ctx context.Context, userID int64, name string) (SealedSecret, error) {
+	sec := SealedSecret{UserID: userID, Name: name}
+	var updated int64
+	err := s.db.QueryRowContext(ctx, `SELECT key_id, blob, updated_at FROM secrets WHERE user_id = ? AND name = ?`, userID, name).Scan(&sec.KeyID, &sec.Blob, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return sec, fmt.Errorf("%w: secret %s is not set (cronium secret set %s)", cronium.ErrNotFound, name, name)
+	}
+	sec.UpdatedAt = time.Unix(updated, 0).UTC()
+	return sec, err
+}
+
+// Secrets lists sealed secrets: one user's, or all when userID is 0.
+func (s *Store) Secrets(ctx context.Context, userID int64) ([]SealedSecret, error) {
+	q := `SELECT user_id, name, key_id, blob, updated_at FROM secrets`
+	var args []any
+	if userID != 0 {
+		q += ` WHERE user_id = ?`
+		args = append(args, userID)
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY user_id, name`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	defer rows.Close()
+	var out []SealedSecret
+	for rows.Next() {
+		var sec SealedSecret
+		var updated int64
+		if err := rows.Scan(&sec.UserID, &sec.Name, &sec.KeyID, &sec.Blob, &updated); err != nil {
+			return nil, err
+		}
+		sec.UpdatedAt = time.Unix(updated, 0).UTC()
+		out = append(out, sec)
+	}
+	return out, rows.Err()
+}
+
+// DeleteSecret deletes a secret; it reports whether it existed.
+func (s *Store) DeleteSecret(ctx context.Context, userID int64, name string) (bool, error) {
+	r, err := s.db.ExecContext(ctx, `DELETE FROM secrets WHERE user_id = ? AND name = ?`, userID, name)
+	if err != nil {
+		return false, fmt.Errorf("delete secret %s: %w", name, err)
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
+}
+
+// EventCounts returns how many of an event's executions succeeded and failed.
+func (s *Store) EventCounts(ctx context.Context, eventID int64) (success, failure int, err error) {
+	err = s.db.QueryRowContext(ctx, `SELECT COUNT(*) FILTER (WHERE outcome = 'succeeded'), COUNT(*) FILTER (WHERE status = 'finished' AND outcome NOT IN ('succeeded', 'cancelled'))
+		FROM executions WHERE event_id = ?`, eventID).Scan(&success, &failure)
+	return success, failure, err
 }

@@ -1,5 +1,9 @@
 // Command cronium-agent is PID 1 of every Cronium sandbox. Engines mount it
 // read-only; it is not meant to be run by hand. See package agent.
+//
+// It has two helper modes: `cronium-agent api ...`, the runtime API client
+// the bash and node helpers call, and `cronium-agent write-secrets DIR`,
+// which the agent runs as the script user to write secret files.
 package main
 
 import (
@@ -12,6 +16,14 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "api":
+			os.Exit(agent.ClientMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		case "write-secrets":
+			os.Exit(agent.SecretsWriterMain(os.Args[2:], os.Stdin))
+		}
+	}
 	conn, err := agent.Dial(filepath.Join(agent.HostDir, agent.SocketName), 10*time.Second)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cronium-agent:", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/cronium/executor/secrets"
 
 	cronium "github.com/cronium/executor"
 )
@@ -34,6 +37,9 @@ type serverConfig struct {
 	DockerHost string `json:"docker_host"`
 	// Tiers override or add tiers; the defaults are free, pro and enterprise.
 	Tiers map[string]cronium.Tier `json:"tiers"`
+	// MasterKeyFile holds the secrets' master keys ("ID:BASE64" lines, first is primary, mode 0600).
+	// Default: $CRONIUM_MASTER_KEYS, else DataDir/master.keys, created on first use.
+	MasterKeyFile string `json:"master_key_file"`
 }
 
 func defaultServerConfig() serverConfig {
@@ -168,6 +174,9 @@ func (c *serverConfig) merge(f serverConfig) {
 	if f.DockerHost != "" {
 		c.DockerHost = f.DockerHost
 	}
+	if f.MasterKeyFile != "" {
+		c.MasterKeyFile = f.MasterKeyFile
+	}
 	for name, t := range f.Tiers {
 		c.Tiers[name] = t
 	}
@@ -204,3 +213,36 @@ func (c *serverConfig) validate() error {
 }
 
 func (c serverConfig) dbPath() string { return filepath.Join(c.DataDir, "cronium.db") }
+
+// keyring loads the secrets' master keys: master_key_file, else
+// CRONIUM_MASTER_KEYS, else DataDir/master.keys, generated (0600) on first use.
+func (c serverConfig) keyring(log *slog.Logger) (*secrets.Keyring, error) {
+	if c.MasterKeyFile != "" {
+		return secrets.LoadKeyring(c.MasterKeyFile)
+	}
+	if os.Getenv("CRONIUM_MASTER_KEYS") != "" {
+		return secrets.LoadKeyring("")
+	}
+	path := filepath.Join(c.DataDir, "master.keys")
+	if _, err := os.Lstat(path); os.IsNotExist(err) {
+		line, err := secrets.GenerateKey("k" + time.Now().UTC().Format("20060102"))
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("create master key file: %w", err)
+		}
+		_, err = f.WriteString(line + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("write master key file: %w", err)
+		}
+		if log != nil {
+			log.Warn("generated a master key for secrets; back it up: without it stored secrets cannot be decrypted", "path", path)
+		}
+	}
+	return secrets.LoadKeyring(path)
+}

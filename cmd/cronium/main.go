@@ -65,7 +65,8 @@ Start with:
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory for sandbox sockets and the agent copy (default: /var/lib/cronium as root)")
 	pf.StringVar(&g.agentPath, "agent", "", "path of the cronium-agent binary (default: $CRONIUM_AGENT, then next to cronium)")
 	root.AddCommand(newRunCmd(g), newImagesCmd(g), newGCCmd(g), newBenchCmd(g), newVersionCmd(),
-		newServeCmd(g), newConfigCmd(), newEventCmd(), newTriggerCmd(), newExecCmd(), newUserCmd(), newKeyCmd())
+		newServeCmd(g), newConfigCmd(), newEventCmd(), newTriggerCmd(), newExecCmd(), newUserCmd(), newKeyCmd(),
+		newVarCmd(), newSecretCmd())
 	return root
 }
 

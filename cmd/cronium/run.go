@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/docker"
 )
 
 type runFlags struct {
@@ -147,8 +148,9 @@ func abbreviate(s string) string {
 // jsonResult is what --json prints.
 type jsonResult struct {
 	cronium.Result
-	Stdout string `json:"stdout"`
-	Stderr string `json:"stderr"`
+	Stdout    string `json:"stdout"`
+	Stderr    string `json:"stderr"`
+	Condition *bool  `json:"condition,omitempty"`
 }
 
 func runScript(c *cobra.Command, g *globals, f *runFlags, file string) error {
@@ -184,14 +186,22 @@ func runScript(c *cobra.Command, g *globals, f *runFlags, file string) error {
 			stdoutW.Write(ch.Data)
 		}
 	}
+	rt := &localRuntime{}
+	spec.Runtime = rt
+	spec.ID = docker.NewID()
+	spec.Context, _ = json.Marshal(map[string]any{"id": 0, "name": file, "type": map[cronium.Language]string{cronium.Bash: "BASH", cronium.Python: "PYTHON", cronium.Node: "NODEJS"}[spec.Language],
+		"runLocation": "local", "successCount": 0, "failureCount": 0, "executionId": spec.ID, "trigger": "manual", "attempt": 1, "limits": spec.Limits})
 	res, err := eng.Run(ctx, spec)
 	if err != nil {
 		return usage(err)
 	}
+	if res.Output == nil {
+		res.Output = rt.output
+	}
 	if f.json {
 		enc := json.NewEncoder(c.OutOrStdout())
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(jsonResult{Result: res, Stdout: stdout.String(), Stderr: stderr.String()}); err != nil {
+		if err := enc.Encode(jsonResult{Result: res, Stdout: stdout.String(), Stderr: stderr.String(), Condition: rt.condition}); err != nil {
 			return err
 		}
 	} else {

@@ -21,6 +21,7 @@ import (
 	"github.com/cronium/executor/dispatch"
 	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
+	"github.com/cronium/executor/runtimeapi"
 	"github.com/cronium/executor/scheduler"
 	"github.com/cronium/executor/sqlite"
 )
@@ -141,7 +142,14 @@ func serve(g *globals, cfg serverConfig) error {
 		return &exitError{code: 125, err: err}
 	}
 	defer eng.Close()
-	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity, LogLimit: int64(cfg.LogLimit), Logger: log})
+	keyring, err := cfg.keyring(log)
+	if err != nil {
+		return err
+	}
+	rt := runtimeapi.New(store)
+	eng.SetRuntime(rt)
+	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity,
+		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring})
 	if err != nil {
 		return err
 	}
@@ -149,7 +157,7 @@ func serve(g *globals, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log,
+	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log, Keyring: keyring,
 		Ready: func(ctx context.Context) error {
 			if _, err := store.Counts(ctx); err != nil {
 				return fmt.Errorf("store: %w", err)

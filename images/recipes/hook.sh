@@ -14,7 +14,9 @@ chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' > "$root/usr/share/cro
 # user of the standard and trusted profiles.
 grep -q '^cronium:' "$root/etc/passwd" || echo 'cronium:x:1000:1000:cronium:/workspace:/usr/sbin/nologin' >> "$root/etc/passwd"
 grep -q '^cronium:' "$root/etc/group" || echo 'cronium:x:1000:' >> "$root/etc/group"
-mkdir -p "$root/workspace" "$root/run/cronium" "$root/run/secrets"
+mkdir -p "$root/workspace" "$root/run/cronium"
+# /run/secrets is not created: the engine mounts it as a tmpfs owned by the
+# script user, and an image directory there would lend the mount its owner.
 
 # No package manager.
 rm -rf "$root"/usr/bin/dpkg* "$root"/usr/bin/apt* "$root"/usr/sbin/dpkg* \

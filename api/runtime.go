@@ -1,0 +1,171 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/dispatch"
+	"github.com/cronium/executor/sqlite"
+)
+
+func (s *Server) listVariables(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	o, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	vars, err := s.cfg.Store.Variables(r.Context(), o.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"items": vars})
+}
+
+func variableKey(r *http.Request) (string, error) {
+	k := r.PathValue("key")
+	if !cronium.ValidVariableKey(k) {
+		return "", cronium.Invalid("key", k, "is not a variable key: 1-128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter, digit or '_'")
+	}
+	return k, nil
+}
+
+func (s *Server) getVariable(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	o, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	k, err := variableKey(r)
+	if err != nil {
+		return err
+	}
+	v, err := s.cfg.Store.Variable(r.Context(), o.ID, k)
+	if err != nil {
+		return err
+	}
+	if v == nil {
+		return fmt.Errorf("%w: variable %s", cronium.ErrNotFound, k)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"key": k, "value": v})
+}
+
+type variableBody struct {
+	Value json.RawMessage `json:"value"`
+}
+
+func (s *Server) putVariable(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	o, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	k, err := variableKey(r)
+	if err != nil {
+		return err
+	}
+	var b variableBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	if len(b.Value) == 0 {
+		return cronium.Invalid("value", "", "is required: any JSON value")
+	}
+	if len(b.Value) > cronium.MaxVariableBytes {
+		return cronium.Invalid("value", "", fmt.Sprintf("is %d bytes, above the %d byte limit: nothing was stored", len(b.Value), cronium.MaxVariableBytes))
+	}
+	if err := s.cfg.Store.SetVariable(r.Context(), o.ID, k, b.Value); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"key": k, "value": b.Value})
+}
+
+func (s *Server) deleteVariable(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	o, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	k, err := variableKey(r)
+	if err != nil {
+		return err
+	}
+	ok, err := s.cfg.Store.DeleteVariable(r.Context(), o.ID, k)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: variable %s", cronium.ErrNotFound, k)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// secretInfo is all the API ever says of a secret: never its value.
+type secretInfo struct {
+	Name      string    `json:"name"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	o, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	list, err := s.cfg.Store.Secrets(r.Context(), o.ID)
+	if err != nil {
+		return err
+	}
+	items := []secretInfo{}
+	for _, sec := range list {
+		items = append(items, secretInfo{Name: sec.Name, UpdatedAt: sec.UpdatedAt})
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+type secretBody struct {
+	Value string `json:"value"`
+}
+
+func (s *Server) putSecret(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	o, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	if !cronium.ValidSecretName(name) {
+		return cronium.Invalid("name", name, "is not a secret name: 1-128 letters, digits, '_', '-' or '.', not starting with '.'")
+	}
+	if s.cfg.Keyring == nil {
+		return fmt.Errorf("%w: secrets are disabled: no master key is configured (master_key_file or CRONIUM_MASTER_KEYS)", cronium.ErrUnavailable)
+	}
+	var b secretBody
+	if err := decode(r, &b); err != nil {
+		return err
+	}
+	if b.Value == "" || len(b.Value) > 64<<10 {
+		return cronium.Invalid("value", "", "must be 1 byte to 64 KiB")
+	}
+	keyID, blob, err := s.cfg.Keyring.Seal([]byte(b.Value), dispatch.SecretAAD(o.ID, name))
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.PutSecret(r.Context(), sqlite.SealedSecret{UserID: o.ID, Name: name, KeyID: keyID, Blob: blob}); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, secretInfo{Name: name, UpdatedAt: time.Now().UTC().Truncate(time.Second)})
+}
+
+func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	o, err := s.owner(r, u)
+	if err != nil {
+		return err
+	}
+	ok, err := s.cfg.Store.DeleteSecret(r.Context(), o.ID, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: secret %s", cronium.ErrNotFound, r.PathValue("name"))
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

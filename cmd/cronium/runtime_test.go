@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+// helperScripts call every helper, with no import, require or source line.
+var helperScripts = map[string]string{
+	"bash": `
+set -u
+in=$(cronium_input)
+echo "input $(echo "$in" | jq -c .)"
+cronium_setVariable greeting "hello $(echo "$in" | jq -r .who)"
+echo "greeting=$(cronium_getVariable greeting)"
+cronium_setVariable --json obj '{"n":1}'
+echo "obj=$(cronium_getVariable obj)"
+echo "missing=[$(cronium_getVariable nope)]"
+echo "count=$(cronium_increment runs)"
+echo "count=$(cronium_increment runs 2)"
+cronium_deleteVariable obj
+echo "list=$(cronium_listVariables | jq -c 'keys')"
+cronium_setCondition true
+echo "condition=$(cronium_getCondition)"
+ev=$(cronium_event)
+echo "event $(echo "$ev" | jq -r '.name, .type, .runLocation, .successCount, .failureCount, .executionId' | tr '\n' ' ')"
+cronium_output "{\"lang\": \"bash\", \"who\": $(echo "$in" | jq .who)}"
+cronium_setCondition maybe 2>&1 || echo "bad condition refused"
+`,
+	"python": `
+import sys
+data = cronium.input()
+print("input", data)
+cronium.setVariable("greeting", "hello " + data["who"])
+print("greeting=" + cronium.getVariable("greeting"))
+cronium.set_variable("obj", {"n": 1})
+print("obj=", cronium.get_variable("obj"))
+print("missing=", cronium.getVariable("nope"))
+print("count=", cronium.increment("runs"))
+print("count=", cronium.increment("runs", 2))
+cronium.deleteVariable("obj")
+print("list=", sorted(cronium.listVariables().keys()))
+cronium.setCondition(True)
+print("condition=", cronium.getCondition())
+ev = cronium.event()
+print("event", ev["name"], ev["type"], ev["runLocation"], ev["successCount"], ev["failureCount"], ev["executionId"])
+cronium.output({"lang": "python", "who": data["who"]})
+import cronium as c2
+assert c2.getVariable("greeting") == "hello " + data["who"]
+try:
+    cronium.output({"big": "x" * (1536 << 10)})
+except cronium.CroniumError as e:
+    print("big output refused:", e)
+try:
+    cronium.setVariable("huge", "y" * (100 << 10))
+except cronium.CroniumError as e:
+    print("huge variable refused:", e)
+`,
+	"node": `
+const data = cronium.input();
+console.log("input", JSON.stringify(data));
+cronium.setVariable("greeting", "hello " + data.who);
+console.log("greeting=" + cronium.getVariable("greeting"));
+cronium.setVariable("obj", {n: 1});
+console.log("obj=", JSON.stringify(cronium.getVariable("obj")));
+console.log("missing=", cronium.getVariable("nope"));
+console.log("count=", cronium.increment("runs"));
+console.log("count=", cronium.increment("runs", 2));
+cronium.deleteVariable("obj");
+console.log("list=", JSON.stringify(Object.keys(cronium.listVariables()).sort()));
+cronium.setCondition(true);
+console.log("condition=", cronium.getCondition());
+async function main() {
+  const ev = await cronium.event();
+  console.log("event", ev.name, ev.type, ev.runLocation, ev.successCount, ev.failureCount, ev.executionId);
+  cronium.output({lang: "node", who: data.who});
+  const again = require("cronium");
+  if (again.getVariable("greeting") !== "hello " + data.who) throw new Error("require('cronium') differs");
+}
+main().catch((e) => { console.error(e); process.exit(1); });
+`,
+}
+
+func TestHelpersEveryLanguageNetworkNone(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 4)
+	keys := map[string]string{}
+	for _, lang := range []string{"bash", "python", "node"} {
+		keys[lang] = s.user("u"+lang, "pro") // one user per language: variables are per user
+	}
+	other := s.user("nosy", "pro")
+	s.start()
+	for lang, key := range keys {
+		if st := s.api(key, "PUT", "/v1/events/helpers", map[string]any{"language": lang, "script": helperScripts[lang], "network": "none"}, nil); st != 201 {
+			t.Fatalf("%s: create: %d", lang, st)
+		}
+	}
+	ids := map[string]string{}
+	for lang, key := range keys {
+		var x cronium.Execution
+		s.api(key, "POST", "/v1/events/helpers/trigger", map[string]any{"input": map[string]string{"who": lang}}, &x)
+		ids[lang] = x.ID
+	}
+	for lang, key := range keys {
+		xs := s.waitAll(key, time.Minute)
+		if len(xs) != 1 {
+			t.Fatalf("%s: %d executions", lang, len(xs))
+		}
+		x := xs[0]
+		var logs struct {
+			Items []struct{ Data string } `json:"items"`
+		}
+		s.api(key, "GET", "/v1/executions/"+x.ID+"/logs", nil, &logs)
+		var out strings.Builder
+		for _, it := range logs.Items {
+			out.WriteString(it.Data)
+		}
+		if x.Outcome != cronium.Succeeded {
+			t.Errorf("%s: %s %s\n%s", lang, x.Outcome, x.Error, out.String())
+			continue
+		}
+		text := out.String()
+		for _, want := range []string{"hello " + lang, "count=", "event helpers", x.ID, "local"} {
+			if !strings.Contains(text, want) {
+				t.Errorf("%s: output lacks %q:\n%s", lang, want, text)
+			}
+		}
+		if !strings.Contains(text, map[string]string{"bash": "BASH", "python": "PYTHON", "node": "NODEJS"}[lang]) {
+			t.Errorf("%s: event type missing:\n%s", lang, text)
+		}
+		var got map[string]any
+		json.Unmarshal(x.Output, &got)
+		if got["lang"] != lang || got["who"] != lang {
+			t.Errorf("%s: stored output %s", lang, x.Output)
+		}
+		if x.Condition == nil || !*x.Condition {
+			t.Errorf("%s: stored condition %v, want true", lang, x.Condition)
+		}
+		var vars struct {
+			Items map[string]json.RawMessage `json:"items"`
+		}
+		s.api(key, "GET", "/v1/variables", nil, &vars)
+		if string(vars.Items["greeting"]) != `"hello `+lang+`"` || string(vars.Items["runs"]) != "3" || vars.Items["obj"] != nil {
+			t.Errorf("%s: stored variables %v", lang, vars.Items)
+		}
+		if lang == "python" {
+			for _, want := range []string{"big output refused", "above the 1048576 byte limit", "huge variable refused", "65536 byte limit"} {
+				if !strings.Contains(text, want) {
+					t.Errorf("python: output lacks %q:\n%s", want, text)
+				}
+			}
+		}
+		if lang == "bash" && !strings.Contains(text, "bad condition refused") {
+			t.Errorf("bash: a bad condition was accepted:\n%s", text)
+		}
+	}
+	// Another user sees none of it.
+	var vars struct {
+		Items map[string]json.RawMessage `json:"items"`
+	}
+	s.api(other, "GET", "/v1/variables", nil, &vars)
+	if len(vars.Items) != 0 {
+		t.Errorf("another user sees variables %v", vars.Items)
+	}
+	if st := s.api(other, "GET", "/v1/executions/"+ids["python"], nil, nil); st != 404 {
+		t.Errorf("another user's execution: %d", st)
+	}
+}
+
+func TestSecretsAreFilesAndNeverLeak(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	key := s.user("alice", "pro")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	const value = "s3cr3t-Tr0ub4dor-and-3"
+	cmd := exec.Command(bin, "secret", "set", "db_password")
+	cmd.Env = s.env
+	cmd.Stdin = strings.NewReader(value + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("secret set: %v %s", err, out)
+	}
+	script := `
+v=$(cat /run/secrets/db_password)
+echo "len=${#v}"
+stat -c 'mode=%a owner=%u' /run/secrets/db_password
+echo "printed: $v"
+printf 'split: %s' "${v:0:5}"; sleep 0.05; printf '%s\n' "${v:5}"
+for f in /proc/[0-9]*/environ; do tr '\0' '\n' < "$f" 2>/dev/null; done | grep -c -- "$v" || true
+env | grep -c -- "$v" || true
+cronium_output "{\"leak\": \"$v\"}"
+sleep 2
+`
+	if st := s.api(key, "PUT", "/v1/events/usesecret", map[string]any{"language": "bash", "script": script, "secrets": []string{"db_password"}}, nil); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/usesecret/trigger", nil, &x)
+	// While it runs, the container's configuration must not hold the value.
+	var inspected bool
+	for i := 0; i < 100 && !inspected; i++ {
+		ids, _ := exec.Command("docker", "ps", "-q", "--filter", "label=io.cronium.execution="+x.ID).Output()
+		if id := strings.TrimSpace(string(ids)); id != "" {
+			out, err := exec.Command("docker", "inspect", id).Output()
+			if err == nil {
+				inspected = true
+				if bytes.Contains(out, []byte(value)) {
+					t.Error("docker inspect shows the secret value")
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !inspected {
+		t.Error("never saw the container running to inspect it")
+	}
+	xs := s.waitAll(key, time.Minute)
+	got := xs[0]
+	logs, _ := s.cli("exec", "logs", x.ID)
+	if got.Outcome != cronium.Succeeded {
+		t.Fatalf("%s %s\n%s", got.Outcome, got.Error, logs)
+	}
+	for _, want := range []string{"len=22", "mode=400 owner=65534", "printed: ***", "split: ***", "\n0\n0\n"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+	// Nowhere the API answers, nowhere in the store.
+	for _, path := range []string{"/v1/executions/" + x.ID, "/v1/executions/" + x.ID + "/logs", "/v1/secrets", "/v1/events/usesecret"} {
+		var raw json.RawMessage
+		s.api(key, "GET", path, nil, &raw)
+		if bytes.Contains(raw, []byte(value)) {
+			t.Errorf("GET %s shows the secret value", path)
+		}
+	}
+	if !strings.Contains(string(got.Output), "***") {
+		t.Errorf("output %s: want the value redacted", got.Output)
+	}
+	s.stop()
+	for _, f := range []string{"cronium.db", "cronium.db-wal"} {
+		b, _ := os.ReadFile(filepath.Join(s.dir, f))
+		if bytes.Contains(b, []byte(value)) {
+			t.Errorf("%s holds the secret in plain text", f)
+		}
+	}
+	// Rotation: a new primary key, rotate, drop the old key; the secret still decrypts.
+	old, _ := os.ReadFile(filepath.Join(s.dir, "master.keys"))
+	newKey, err := s.cli("secret", "keygen", "k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(s.dir, "master.keys"), []byte(newKey+string(old)), 0o600)
+	if out, err := s.cli("secret", "rotate"); err != nil || !strings.Contains(out, "re-encrypted 1 secret(s) under key k2") {
+		t.Fatalf("rotate: %v %s", err, out)
+	}
+	os.WriteFile(filepath.Join(s.dir, "master.keys"), []byte(newKey), 0o600)
+	s.start()
+	s.api(key, "POST", "/v1/events/usesecret/trigger", nil, nil)
+	xs = s.waitAll(key, time.Minute)
+	for _, e := range xs {
+		if e.Outcome != cronium.Succeeded {
+			t.Errorf("after rotation: %s %s", e.Outcome, e.Error)
+		}
+	}
+}
+
+func TestDataModesStdioAndFiles(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	key := s.user("alice", "pro")
+	s.start()
+	s.api(key, "PUT", "/v1/events/stdio", map[string]any{"language": "python", "data_mode": "stdio",
+		"script": "import json,sys\nd=json.load(sys.stdin)\nprint('::cronium-output::' + json.dumps({'first': 1}))\nprint('::cronium-output::' + json.dumps({'n': d['n'] * 2}))\nprint('bye')"}, nil)
+	s.api(key, "PUT", "/v1/events/files", map[string]any{"language": "bash", "data_mode": "files",
+		"script": `jq '{n: (.n * 3)}' /workspace/input.json > /workspace/output.json`}, nil)
+	for _, ev := range []string{"stdio", "files"} {
+		s.api(key, "POST", "/v1/events/"+ev+"/trigger", map[string]any{"input": map[string]int{"n": 7}}, nil)
+	}
+	for _, x := range s.waitAll(key, time.Minute) {
+		want := map[string]string{"stdio": `{"n":14}`, "files": `{"n":21}`}[x.Event]
+		var compact bytes.Buffer
+		json.Compact(&compact, x.Output)
+		if x.Outcome != cronium.Succeeded || compact.String() != want {
+			t.Errorf("%s: %s %s output %s, want %s", x.Event, x.Outcome, x.Error, x.Output, want)
+		}
+	}
+	big := strings.Repeat("x", cronium.MaxInputBytes+10)
+	if st := s.api(key, "POST", "/v1/events/files/trigger", map[string]any{"input": big}, nil); st != 400 && st != 413 {
+		t.Errorf("oversized input: %d, want 400 or 413", st)
+	}
+}
+
+func TestTokensAreBoundToTheirExecution(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	alice := s.user("alice", "pro")
+	bob := s.user("bob", "pro")
+	s.start()
+	// B stores its own token where A can read it, then ends.
+	s.api(alice, "PUT", "/v1/events/b", map[string]any{"language": "bash", "input": map[string]string{"secret_input": "only-for-b"},
+		"script": `cronium_setVariable btoken "$CRONIUM_RUNTIME_TOKEN"; echo "token length ${#CRONIUM_RUNTIME_TOKEN}"`}, nil)
+	s.api(alice, "POST", "/v1/events/b/trigger", nil, nil)
+	s.waitAll(alice, time.Minute)
+	// A (running) uses B's token: refused, for input and variables alike.
+	s.api(alice, "PUT", "/v1/events/a", map[string]any{"language": "bash", "script": `
+bt=$(cronium_getVariable btoken)
+CRONIUM_RUNTIME_TOKEN=$bt cronium_input 2>&1 || echo "input with B's token refused"
+CRONIUM_RUNTIME_TOKEN=$bt cronium_getVariable btoken 2>&1 || echo "variables with B's token refused"
+CRONIUM_RUNTIME_TOKEN=0123456789abcdef0123456789abcdef cronium_input 2>&1 || echo "made-up token refused"
+echo "own token works: $(cronium_getVariable btoken | wc -c)"`}, nil)
+	var a cronium.Execution
+	s.api(alice, "POST", "/v1/events/a/trigger", nil, &a)
+	s.waitAll(alice, time.Minute)
+	logs, _ := s.cli("exec", "logs", a.ID, "--token", alice)
+	for _, want := range []string{"token length 32", "input with B's token refused", "variables with B's token refused", "made-up token refused", "invalid runtime token", "own token works: 33"} {
+		if !strings.Contains(logs, want) && want != "token length 32" {
+			t.Errorf("logs lack %q:\n%s", want, logs)
+		}
+	}
+	if strings.Contains(logs, "only-for-b") {
+		t.Error("A read B's input")
+	}
+	// Bob's script cannot see alice's variables.
+	s.api(bob, "PUT", "/v1/events/peek", map[string]any{"language": "bash", "script": `echo "btoken=[$(cronium_getVariable btoken)] vars=$(cronium_listVariables)"`}, nil)
+	var p cronium.Execution
+	s.api(bob, "POST", "/v1/events/peek/trigger", nil, &p)
+	s.waitAll(bob, time.Minute)
+	logs, _ = s.cli("exec", "logs", p.ID, "--token", bob)
+	if !strings.Contains(logs, "btoken=[] vars={}") {
+		t.Errorf("bob's script saw alice's variables: %q", logs)
+	}
+}
