@@ -386,6 +386,17 @@ func newExecCmd() *cobra.Command {
 			if x.Error != "" {
 				fmt.Fprintf(w, "  error:     %s\n", x.Error)
 			}
+			if len(x.Output) > 0 {
+				var compact bytes.Buffer
+				json.Compact(&compact, x.Output)
+				fmt.Fprintf(w, "  output:    %s\n", compact.String())
+			}
+			if x.Condition != nil {
+				fmt.Fprintf(w, "  condition: %v\n", *x.Condition)
+			}
+			if x.Result != nil && x.Result.OutputError != "" {
+				fmt.Fprintf(w, "  output error: %s\n", x.Result.OutputError)
+			}
 			if r := x.Result; r != nil {
 				fmt.Fprintf(w, "  phases:    create %s, start %s, run %s, cleanup %s\n", ms(r.Phases.Create), ms(r.Phases.Start), ms(r.Phases.Run), ms(r.Phases.Cleanup))
 				fmt.Fprintf(w, "  usage:     cpu %.3fs, peak memory %s, output %d bytes\n", r.Usage.CPUSeconds, human(r.Usage.PeakMemory), r.Usage.OutputBytes)

@@ -501,3 +501,35 @@ func TestCroniumWorkflowExamplesRunUnchanged(t *testing.T) {
 		}
 	}
 }
+
+func TestRuntimeAPIRateLimitAndExecGet(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	key := s.user("alice", "pro")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	script := `
+ok = limited = 0
+for i in range(600):
+    try:
+        cronium.getCondition()
+        ok += 1
+    except cronium.CroniumError as e:
+        if "rate limit" in str(e):
+            limited += 1
+print("ok", ok, "limited", limited)
+import time
+time.sleep(1.5)  # the bucket refills at 100 calls a second
+cronium.setCondition(limited > 0)
+cronium.output({"ok": ok})
+`
+	s.api(key, "PUT", "/v1/events/flood", map[string]any{"language": "python", "script": script}, nil)
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/flood/trigger", nil, &x)
+	s.waitAll(key, time.Minute)
+	out, err := s.cli("exec", "get", x.ID)
+	if err != nil || !strings.Contains(out, "condition: true") || !strings.Contains(out, `output:    {"ok":`) {
+		logs, _ := s.cli("exec", "logs", x.ID)
+		t.Errorf("exec get: %v\n%s\n%s", err, out, logs)
+	}
+}
