@@ -66,6 +66,11 @@ func (a *Agent) Serve() error {
 
 	go l.serve(l.conn) // ends by closing l.in, which ends the loop below
 	for f := range l.in {
+		if f.t == FrameReset {
+			b, _ := json.Marshal(a.reset(f.reset))
+			l.send(FrameClean, b, 0)
+			continue
+		}
 		if f.t != FrameStart {
 			continue // a cancel with nothing running: nothing to cancel
 		}

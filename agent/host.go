@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 )
 
 // Session is the host's end of one agent connection. Engines share it so
@@ -116,6 +117,30 @@ func (s *Session) relay(ctx context.Context, out func(stream uint8, seq uint64, 
 		default:
 			return Report{}, fmt.Errorf("agent sent unexpected frame %d", t)
 		}
+	}
+}
+
+// Reset asks the idle agent to wipe the sandbox for its next run and waits
+// for its account. Frames of the previous run still in flight are skipped.
+func (s *Session) Reset(ctx context.Context, r Reset) (Clean, error) {
+	if err := s.write(FrameReset, r); err != nil {
+		return Clean{}, fmt.Errorf("send reset: %w", err)
+	}
+	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	for {
+		t, p, err := ReadFrame(s.conn)
+		if err != nil {
+			return Clean{}, fmt.Errorf("read reset answer: %w", err)
+		}
+		if t != FrameClean {
+			continue
+		}
+		var c Clean
+		if err := json.Unmarshal(p, &c); err != nil {
+			return Clean{}, fmt.Errorf("decode reset answer: %w", err)
+		}
+		return c, nil
 	}
 }
 

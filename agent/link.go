@@ -33,6 +33,7 @@ type frame struct {
 	start Start // FrameStart, decoded
 	bad   error // FrameStart that did not decode
 	reply Reply // FrameReply, decoded
+	reset Reset // FrameReset, decoded
 }
 
 // outFrame is one frame to the host, kept until it is safe to forget.
@@ -163,6 +164,10 @@ func (l *link) read(c net.Conn) error {
 			l.mu.Unlock()
 		case FrameReply:
 			if json.Unmarshal(p, &f.reply) != nil {
+				continue
+			}
+		case FrameReset:
+			if json.Unmarshal(p, &f.reset) != nil {
 				continue
 			}
 		case FrameAck:

@@ -36,14 +36,16 @@ type FrameType uint8
 
 // Frame types.
 const (
-	FrameHello  FrameType = 1 // agent -> host, JSON Hello
-	FrameStart  FrameType = 2 // host -> agent, JSON Start
-	FrameCancel FrameType = 3 // host -> agent, empty
-	FrameOutput FrameType = 4 // agent -> host, [stream][seq][bytes]
-	FrameReport FrameType = 5 // agent -> host, JSON Report
-	FrameAck    FrameType = 6 // host -> agent, empty: the report arrived, the run may be forgotten
-	FrameCall   FrameType = 7 // agent -> host, JSON Call: a runtime API call the host answers
-	FrameReply  FrameType = 8 // host -> agent, JSON Reply to a Call
+	FrameHello  FrameType = 1  // agent -> host, JSON Hello
+	FrameStart  FrameType = 2  // host -> agent, JSON Start
+	FrameCancel FrameType = 3  // host -> agent, empty
+	FrameOutput FrameType = 4  // agent -> host, [stream][seq][bytes]
+	FrameReport FrameType = 5  // agent -> host, JSON Report
+	FrameAck    FrameType = 6  // host -> agent, empty: the report arrived, the run may be forgotten
+	FrameCall   FrameType = 7  // agent -> host, JSON Call: a runtime API call the host answers
+	FrameReply  FrameType = 8  // host -> agent, JSON Reply to a Call
+	FrameReset  FrameType = 9  // host -> agent, JSON Reset: wipe the sandbox for its next run
+	FrameClean  FrameType = 10 // agent -> host, JSON Clean: how the reset went
 )
 
 // MaxFrame is the largest payload accepted, which bounds script plus input.
@@ -51,7 +53,7 @@ const MaxFrame = 32 << 20
 
 // ProtocolVersion changes whenever frames or messages change incompatibly.
 // Version 2 added resumed hellos and FrameAck.
-const ProtocolVersion = 3
+const ProtocolVersion = 4
 
 // Hello is the agent's first frame on every connection.
 type Hello struct {
@@ -90,6 +92,19 @@ type Start struct {
 	DataMode string `json:"data_mode,omitempty"`
 	// MaxOutput caps the output value of the stdio and files modes.
 	MaxOutput int64 `json:"max_output,omitempty"`
+}
+
+// Reset asks an idle agent to make its sandbox as fresh as a new one.
+type Reset struct {
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+}
+
+// Clean reports a reset: Clean is false when anything of the last run could
+// not be removed (the host then recycles the sandbox).
+type Clean struct {
+	Clean   bool   `json:"clean"`
+	Problem string `json:"problem,omitempty"`
 }
 
 // Call is a runtime API call the agent forwards to the host.

@@ -22,6 +22,8 @@ func main() {
 			os.Exit(agent.ClientMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
 		case "write-secrets":
 			os.Exit(agent.SecretsWriterMain(os.Args[2:], os.Stdin))
+		case "wipe":
+			os.Exit(agent.WipeMain(os.Args[2:]))
 		}
 	}
 	conn, err := agent.Dial(filepath.Join(agent.HostDir, agent.SocketName), 10*time.Second)

@@ -1,0 +1,123 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// wiped are the directories a reset empties: everything a run may write.
+var wiped = []string{"/tmp", Workspace, SecretsDir}
+
+// reset makes an idle sandbox as fresh as a new one for its next run: every
+// process but the agent is killed, and /tmp, the workspace and the secrets
+// are emptied, then checked. Files the script user owns are removed by a
+// child running as that user (the agent has no CAP_DAC_OVERRIDE); the
+// agent removes its own. Anything left is reported, never ignored.
+func (a *Agent) reset(r Reset) Clean {
+	if a.pid1 {
+		syscall.Kill(-1, syscall.SIGKILL)
+	}
+	// Wait for the kernel to take them: a process that survives is an anomaly.
+	deadline := time.Now().Add(2 * time.Second)
+	for a.pid1 {
+		n := others()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return Clean{Problem: fmt.Sprintf("%d process(es) survived SIGKILL", n)}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := a.wipeAs(r); err != nil {
+		return Clean{Problem: err.Error()}
+	}
+	for _, dir := range wiped {
+		emptyDir(dir) // the agent's own files (script, input.json), which the sticky bit kept from the script
+	}
+	for _, dir := range wiped {
+		if left, err := os.ReadDir(dir); err != nil && !os.IsNotExist(err) {
+			return Clean{Problem: fmt.Sprintf("cannot check %s: %v", dir, err)}
+		} else if len(left) > 0 {
+			return Clean{Problem: fmt.Sprintf("%s still holds %s after the reset", dir, left[0].Name())}
+		}
+	}
+	return Clean{Clean: true}
+}
+
+// others counts the processes of the sandbox other than the agent.
+func others() int {
+	ents, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
+			n++
+		}
+	}
+	return n
+}
+
+// wipeAs runs `cronium-agent wipe DIR...` as the script user and waits for it.
+func (a *Agent) wipeAs(r Reset) error {
+	self, err := os.Executable()
+	if err != nil {
+		self = BinaryPath
+	}
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer null.Close()
+	a.reaper.mu.Lock()
+	proc, err := os.StartProcess(self, append([]string{self, "wipe"}, wiped...), &os.ProcAttr{
+		Files: []*os.File{null, os.Stderr, os.Stderr},
+		Sys:   &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(r.UID), Gid: uint32(r.GID), Groups: []uint32{}}},
+	})
+	var exited chan syscall.WaitStatus
+	if err == nil {
+		exited = a.reaper.watch(proc.Pid)
+	}
+	a.reaper.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("start the wiper: %w", err)
+	}
+	select {
+	case ws := <-exited:
+		if !ws.Exited() || ws.ExitStatus() != 0 {
+			return fmt.Errorf("the wiper failed: %v", ws)
+		}
+		return nil
+	case <-time.After(10 * time.Second):
+		proc.Kill()
+		return fmt.Errorf("the wiper did not finish in 10s")
+	}
+}
+
+// WipeMain is `cronium-agent wipe DIR...`: it removes what it can inside each
+// directory, without following symbolic links, and exits 0; what it could not
+// remove is found by the agent's check.
+func WipeMain(dirs []string) int {
+	for _, d := range dirs {
+		emptyDir(d)
+	}
+	return 0
+}
+
+// emptyDir removes the entries of dir. os.RemoveAll never follows symlinks.
+func emptyDir(dir string) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			os.Chmod(p, 0o700) // a directory the script made unwritable to itself
+		}
+		os.RemoveAll(p)
+	}
+}
