@@ -33,13 +33,15 @@ func (a *Agent) reset(r Reset) Clean {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	for _, dir := range wiped {
+		emptyDir(dir) // the agent's own files (script, input.json), which the sticky bit keeps from the script user
+	}
+	// The script user's files, removed and checked by the script user: the
+	// agent may not even look into the secrets directory.
 	if err := a.wipeAs(r); err != nil {
 		return Clean{Problem: err.Error()}
 	}
-	for _, dir := range wiped {
-		emptyDir(dir) // the agent's own files (script, input.json), which the sticky bit kept from the script
-	}
-	for _, dir := range wiped {
+	for _, dir := range []string{"/tmp", Workspace} {
 		if left, err := os.ReadDir(dir); err != nil && !os.IsNotExist(err) {
 			return Clean{Problem: fmt.Sprintf("cannot check %s: %v", dir, err)}
 		} else if len(left) > 0 {
@@ -97,14 +99,23 @@ func (a *Agent) wipeAs(r Reset) error {
 	}
 }
 
-// WipeMain is `cronium-agent wipe DIR...`: it removes what it can inside each
-// directory, without following symbolic links, and exits 0; what it could not
-// remove is found by the agent's check.
+// WipeMain is `cronium-agent wipe DIR...`: it empties each directory,
+// without following symbolic links, then checks it is empty; it exits 1,
+// naming what is left, when one is not.
 func WipeMain(dirs []string) int {
+	code := 0
 	for _, d := range dirs {
 		emptyDir(d)
+		left, err := os.ReadDir(d)
+		if err != nil && !os.IsNotExist(err) {
+			fmt.Fprintf(os.Stderr, "cronium-agent wipe: cannot check %s: %v\n", d, err)
+			code = 1
+		} else if len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "cronium-agent wipe: %s still holds %s\n", d, left[0].Name())
+			code = 1
+		}
 	}
-	return 0
+	return code
 }
 
 // emptyDir removes the entries of dir. os.RemoveAll never follows symlinks.

@@ -354,6 +354,8 @@ type sandbox struct {
 	after uint64         // output with seq up to this was delivered before
 	token string         // the runtime API token of this execution
 
+	lifetime time.Duration // pooled sandboxes: how long past one run's deadline they may live
+
 	abandoned atomic.Bool // set by tests that simulate a host crash: cleanup leaves everything
 }
 
@@ -519,7 +521,7 @@ func (s *sandbox) create(ctx context.Context) error {
 
 	l, p := spec.Limits, spec.Profile
 	now := time.Now()
-	deadline := now.Add(e.cfg.StartTimeout + l.Timeout + l.Grace + e.cfg.Backstop)
+	deadline := now.Add(e.cfg.StartTimeout + l.Timeout + l.Grace + e.cfg.Backstop + s.lifetime)
 	labels := map[string]string{
 		LabelManaged:   "true",
 		LabelExecution: spec.ID,

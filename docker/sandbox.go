@@ -1,0 +1,154 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/agent"
+)
+
+// Sandbox is a started container whose agent is connected and idle: what
+// warm pools hold. It runs one execution at a time; Reset makes it fresh
+// for the next. Its container is labelled with the sandbox id, and its
+// deadline label covers lifetime, so GC leaves a pooled sandbox alone while
+// it may live.
+type Sandbox struct {
+	s       *sandbox
+	created time.Time
+
+	mu     sync.Mutex // guards broken and closed
+	broken error      // set when the sandbox must not be used again
+	closed bool
+}
+
+// NewSandbox creates and starts a sandbox for template's image, limits,
+// profile and network (its script fields are ignored) and waits for the
+// agent's hello. lifetime bounds how long it may be kept.
+func (e *Engine) NewSandbox(ctx context.Context, template cronium.Spec, lifetime time.Duration) (*Sandbox, error) {
+	template.ID = "sbx-" + NewID()[:16]
+	if template.Script == nil {
+		template.Script = []byte(" ")
+	}
+	if template.Language == "" {
+		template.Language = cronium.Bash
+	}
+	if err := e.checkSpec(&template); err != nil {
+		return nil, err
+	}
+	sb := &sandbox{e: e, spec: template, name: sandboxName(template.ID), lifetime: lifetime}
+	if err := sb.create(ctx); err != nil {
+		sb.cleanup()
+		return nil, err
+	}
+	sess, err := sb.start(ctx)
+	if err != nil {
+		sb.cleanup()
+		return nil, err
+	}
+	sb.sess = sess
+	return &Sandbox{s: sb, created: time.Now()}, nil
+}
+
+// ID names the sandbox (also its container's execution label).
+func (x *Sandbox) ID() string { return x.s.spec.ID }
+
+// Container is the container id.
+func (x *Sandbox) Container() string { return x.s.id }
+
+// Run runs one execution. The sandbox's image, limits, profile and network
+// apply, whatever spec says; the script, input, environment, runtime API,
+// secrets and data mode come from spec. Phases.Create and Start are left
+// to the caller (the pool measures acquiring).
+func (x *Sandbox) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
+	s := x.s
+	now := time.Now()
+	res := cronium.Result{ID: spec.ID, Image: s.spec.Image, Limits: s.spec.Limits, Container: s.id, StartedAt: now}
+	if err := x.usable(); err != nil {
+		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
+		res.EndedAt = time.Now()
+		return res
+	}
+	run := s.spec
+	run.ID, run.Language, run.Script, run.Input = spec.ID, spec.Language, spec.Script, spec.Input
+	run.Env, run.Output, run.Runtime = spec.Env, spec.Output, spec.Runtime
+	run.Context, run.Secrets, run.DataMode = spec.Context, spec.Secrets, spec.DataMode
+	s.spec, s.after, s.token = run, 0, ""
+	if run.Runtime != nil {
+		s.token = NewToken()
+	}
+	s.sess.OnCall(s.onCall(run.Runtime))
+	st := s.startMessage()
+	l := run.Limits
+	rep, err := s.drive(ctx, now.Add(l.Timeout+l.Grace+s.e.cfg.Backstop), func(out func(uint8, uint64, []byte)) (agent.Report, error) {
+		return s.sess.Run(ctx, st, out)
+	})
+	res.Phases.Run = time.Since(now)
+	if err != nil {
+		x.breakWith(err)
+	}
+	res = s.result(res, rep, err)
+	res.EndedAt = time.Now()
+	return res
+}
+
+// Reset asks the agent to make the sandbox fresh for another run: every
+// process killed, /tmp, the workspace and the secrets emptied and checked.
+// An error means the sandbox must be recycled.
+func (x *Sandbox) Reset(ctx context.Context) error {
+	if err := x.usable(); err != nil {
+		return err
+	}
+	p := x.s.spec.Profile
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := x.s.sess.Reset(ctx, agent.Reset{UID: p.UID, GID: p.GID})
+	if err == nil && !c.Clean {
+		err = fmt.Errorf("sandbox %s is not clean after reset: %s", x.ID(), c.Problem)
+	}
+	if err != nil {
+		x.breakWith(err)
+	}
+	return err
+}
+
+// Close removes the container and its host directory. Safe to call twice.
+func (x *Sandbox) Close() {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		return
+	}
+	x.closed = true
+	x.mu.Unlock()
+	if x.s.sess != nil {
+		x.s.sess.Close()
+	}
+	x.s.cleanup()
+}
+
+// Age is how long ago the sandbox was created.
+func (x *Sandbox) Age() time.Duration { return time.Since(x.created) }
+
+func (x *Sandbox) usable() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	switch {
+	case x.closed:
+		return errors.New("sandbox closed")
+	case x.broken != nil:
+		return fmt.Errorf("sandbox unusable: %w", x.broken)
+	}
+	return nil
+}
+
+func (x *Sandbox) breakWith(err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.broken == nil {
+		x.broken = err
+	}
+}
