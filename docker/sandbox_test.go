@@ -39,7 +39,10 @@ echo leftover > /tmp/x; mkdir -p /workspace/d/e; echo y > /workspace/d/e/y; chmo
 ( setsid bash -c 'trap "" TERM HUP; exec sleep 1000' & )
 export LEAK=1; echo "export LEAK=1" >> ~/.bashrc 2>/dev/null
 cat /run/secrets/tok
-`, func(s *cronium.Spec) { s.Secrets = map[string][]byte{"tok": []byte("abcd1234secret")}; s.Runtime = nopRuntime{} })
+`, func(s *cronium.Spec) {
+		s.Secrets = map[string][]byte{"tok": []byte("abcd1234secret")}
+		s.Runtime = nopRuntime{}
+	})
 	if res.Outcome != cronium.Succeeded || !strings.Contains(out, "***") {
 		t.Fatalf("run N: %s %s %q", res.Outcome, res.Error, out)
 	}
