@@ -126,11 +126,14 @@ type Event struct {
 	Secrets []string `json:"secrets,omitempty"`
 	// DataMode is api (default: helpers), stdio or files.
 	DataMode string `json:"data_mode"`
-	// Strategy is how sandboxes are provided; only "cold" exists so far.
-	Strategy    string            `json:"strategy"`
-	Enabled     *bool             `json:"enabled,omitempty"`
-	Concurrency ConcurrencyPolicy `json:"concurrency"`
-	Retry       RetryPolicy       `json:"retry"`
+	// Strategy is auto (the hybrid rule decides), cold, prewarmed or reuse.
+	Strategy string `json:"strategy"`
+	// RequiresIsolation and Untrusted keep the event out of reused sandboxes.
+	RequiresIsolation bool              `json:"requires_isolation,omitempty"`
+	Untrusted         bool              `json:"untrusted,omitempty"`
+	Enabled           *bool             `json:"enabled,omitempty"`
+	Concurrency       ConcurrencyPolicy `json:"concurrency"`
+	Retry             RetryPolicy       `json:"retry"`
 	// MissedRuns is skip or run_once: what happens to fires missed while the server was down.
 	MissedRuns string `json:"missed_runs"`
 	// StartingDeadline bounds how late a missed run may still start under run_once; 0 means no bound.
@@ -220,11 +223,12 @@ func (e *Event) Normalize(tier Tier) error {
 	if len(e.Input) > MaxInputBytes {
 		return Invalid("input", "", fmt.Sprintf("is %d bytes, above the %d byte maximum", len(e.Input), MaxInputBytes))
 	}
-	if e.Strategy == "" {
-		e.Strategy = "cold"
-	}
-	if e.Strategy != "cold" {
-		return Invalid("strategy", e.Strategy, "is not available: want cold (warm strategies come with pools)")
+	switch e.Strategy {
+	case "":
+		e.Strategy = StrategyAuto
+	case StrategyAuto, StrategyCold, StrategyPrewarmed, StrategyReuse:
+	default:
+		return Invalid("strategy", e.Strategy, "is not a strategy: want auto, cold, prewarmed or reuse")
 	}
 	switch e.Concurrency {
 	case "":
@@ -343,27 +347,29 @@ const (
 
 // Execution is one run of an event, from queue to result.
 type Execution struct {
-	ID          string          `json:"id"`
-	EventID     int64           `json:"event_id"`
-	Event       string          `json:"event"`
-	User        string          `json:"user"`
-	UserID      int64           `json:"-"`
-	Trigger     Trigger         `json:"trigger"`
-	ScheduledAt *time.Time      `json:"scheduled_at,omitempty"`
-	QueuedAt    time.Time       `json:"queued_at"`
-	NotBefore   time.Time       `json:"not_before"`
-	StartedAt   *time.Time      `json:"started_at,omitempty"`
-	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
-	Status      Status          `json:"status"`
-	Outcome     Outcome         `json:"outcome,omitempty"`
-	ExitCode    *int            `json:"exit_code,omitempty"`
-	Attempt     int             `json:"attempt"`
-	Reason      string          `json:"reason,omitempty"`
-	Strategy    string          `json:"strategy"`
-	Priority    int             `json:"priority"`
-	Node        string          `json:"node,omitempty"`
-	Error       string          `json:"error,omitempty"`
-	Input       json.RawMessage `json:"input,omitempty"`
+	ID          string     `json:"id"`
+	EventID     int64      `json:"event_id"`
+	Event       string     `json:"event"`
+	User        string     `json:"user"`
+	UserID      int64      `json:"-"`
+	Trigger     Trigger    `json:"trigger"`
+	ScheduledAt *time.Time `json:"scheduled_at,omitempty"`
+	QueuedAt    time.Time  `json:"queued_at"`
+	NotBefore   time.Time  `json:"not_before"`
+	StartedAt   *time.Time `json:"started_at,omitempty"`
+	FinishedAt  *time.Time `json:"finished_at,omitempty"`
+	Status      Status     `json:"status"`
+	Outcome     Outcome    `json:"outcome,omitempty"`
+	ExitCode    *int       `json:"exit_code,omitempty"`
+	Attempt     int        `json:"attempt"`
+	Reason      string     `json:"reason,omitempty"`
+	Strategy    string     `json:"strategy"`
+	// StrategyReason says why the strategy was chosen.
+	StrategyReason string          `json:"strategy_reason,omitempty"`
+	Priority       int             `json:"priority"`
+	Node           string          `json:"node,omitempty"`
+	Error          string          `json:"error,omitempty"`
+	Input          json.RawMessage `json:"input,omitempty"`
 	// Output is the JSON the script set with the output helper (or the stdio/files mode).
 	Output json.RawMessage `json:"output,omitempty"`
 	// Condition is what the script set with setCondition, for follow-up logic.

@@ -23,6 +23,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/dispatch"
+	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/schedule"
 	"github.com/cronium/executor/secrets"
 	"github.com/cronium/executor/sqlite"
@@ -56,6 +57,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Keyring seals secrets. Nil: the secrets endpoints answer 503.
 	Keyring *secrets.Keyring
+	// Pools are the warm pools, for GET /v1/pools. Nil: none.
+	Pools *pool.Manager
 }
 
 // Server is the HTTP handler. It is safe for concurrent use.
@@ -93,6 +96,7 @@ func Routes() []Route {
 		{"GET", "/v1/executions/{id}", false, (*Server).getExecution},
 		{"POST", "/v1/executions/{id}/cancel", false, (*Server).cancelExecution},
 		{"GET", "/v1/executions/{id}/logs", false, (*Server).logs},
+		{"GET", "/v1/pools", false, (*Server).listPools},
 		{"GET", "/v1/variables", false, (*Server).listVariables},
 		{"GET", "/v1/variables/{key}", false, (*Server).getVariable},
 		{"PUT", "/v1/variables/{key}", false, (*Server).putVariable},
@@ -272,6 +276,19 @@ func (s *Server) openapi(w http.ResponseWriter, r *http.Request, _ *cronium.User
 	w.Header().Set("Content-Type", "application/json")
 	_, err := w.Write(openapiDoc)
 	return err
+}
+
+func (s *Server) listPools(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	items := []pool.Stats{}
+	if s.cfg.Pools != nil {
+		for _, st := range s.cfg.Pools.Stats() {
+			// Reuse pools are per user: a user sees the shared ones and their own.
+			if u.Admin || !strings.HasPrefix(st.Name, "reuse/") || strings.HasPrefix(st.Name, fmt.Sprintf("reuse/user%d/", u.ID)) {
+				items = append(items, st)
+			}
+		}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"items": items})
 }
 
 func (s *Server) me(w http.ResponseWriter, r *http.Request, u *cronium.User) error {

@@ -16,7 +16,9 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/runtimeapi"
+	"github.com/cronium/executor/schedule"
 	"github.com/cronium/executor/secrets"
 	"github.com/cronium/executor/sqlite"
 )
@@ -51,6 +53,12 @@ type Config struct {
 	Runtime *runtimeapi.Handler
 	// Keyring decrypts the secrets events reference. Nil: events with secrets fail, saying so.
 	Keyring *secrets.Keyring
+	// Rules is the hybrid rule that picks each execution's strategy.
+	Rules cronium.StrategyRules
+	// Pools serve the warm strategies; nil makes every execution cold (and says so).
+	Pools *pool.Manager
+	// Sandboxes creates a warm sandbox for a template (image from the language, limits, profile, network).
+	Sandboxes func(ctx context.Context, template cronium.Spec) (pool.Sandbox, error)
 }
 
 // Dispatcher runs the queue. Start it once; it is safe for concurrent use.
@@ -62,6 +70,7 @@ type Dispatcher struct {
 	mu       sync.Mutex // guards the fields below
 	running  map[string]*running
 	tiers    map[int64]cronium.Tier // user id -> tier, cached
+	rates    map[string]float64     // schedule|zone -> fires per minute, cached
 	stop     chan struct{}
 	started  bool
 	loopDone chan struct{}
@@ -101,7 +110,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Runtime == nil {
 		cfg.Runtime = runtimeapi.New(cfg.Store)
 	}
-	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cronium.Tier{}}, nil
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cronium.Tier{}, rates: map[string]float64{}}, nil
 }
 
 // Hub returns the live-output hub.
@@ -423,9 +432,26 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		Env: ev.Env, Limits: limits, Profile: profile, Network: ev.Network, Output: sink.add,
 		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}
-	res, err := d.cfg.Engine.Run(ctx, spec)
-	if err != nil {
+	strategy, why := d.cfg.Rules.Choose(ev, d.perMinute(ev))
+	if strategy != cronium.StrategyCold && (d.cfg.Pools == nil || d.cfg.Sandboxes == nil) {
+		strategy, why = cronium.StrategyCold, why+"; this node has no warm pools: cold"
+	}
+	if err := store.SetStrategy(ctx, x.ID, strategy, why); err != nil {
 		return fail(err)
+	}
+	var res cronium.Result
+	if strategy == cronium.StrategyCold {
+		if res, err = d.cfg.Engine.Run(ctx, spec); err != nil {
+			return fail(err)
+		}
+	} else {
+		template := cronium.Spec{Language: ev.Language, Limits: limits, Profile: profile, Network: ev.Network}
+		mode, owner := pool.Prewarmed, "shared"
+		if strategy == cronium.StrategyReuse {
+			mode, owner = pool.Reuse, fmt.Sprintf("user%d", x.UserID) // users never share a reused sandbox
+		}
+		key := fmt.Sprintf("%s/%s/%s/%s/%gcpu/%dpids/%s/%s", mode, owner, ev.Language, limits.Memory, limits.CPUs, limits.Pids, profile.Name, ev.Network)
+		res, _ = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) { return d.cfg.Sandboxes(ctx, template) }, spec)
 	}
 	if len(res.Output) > 0 {
 		if err := d.cfg.Runtime.Output(ctx, x.ID, res.Output); err != nil {
@@ -517,6 +543,29 @@ func (d *Dispatcher) recover(ctx context.Context) error {
 		d.launch(x, re)
 	}
 	return nil
+}
+
+// perMinute is how often ev fires, for the hybrid rule (0: on demand).
+func (d *Dispatcher) perMinute(ev cronium.Event) float64 {
+	if ev.Schedule == "" {
+		return 0
+	}
+	key := ev.Schedule + "|" + ev.Timezone
+	d.mu.Lock()
+	v, ok := d.rates[key]
+	d.mu.Unlock()
+	if ok {
+		return v
+	}
+	sched, err := schedule.Parse(ev.Schedule, ev.Timezone)
+	if err != nil {
+		return 0
+	}
+	v = sched.PerMinute(time.Now())
+	d.mu.Lock()
+	d.rates[key] = v
+	d.mu.Unlock()
+	return v
 }
 
 // secretValues decrypts the secrets the event references, by name.

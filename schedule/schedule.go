@@ -252,3 +252,8 @@ func offsets(u, zoneStart time.Time) (prev, now int) {
 	}
 	return prev, now
 }
+
+// PerMinute is how often the schedule fires, on average over the hour after from.
+func (s *Schedule) PerMinute(from time.Time) float64 {
+	return float64(len(s.Between(from, from.Add(time.Hour), 3600))) / 60
+}

@@ -377,6 +377,9 @@ func newExecCmd() *cobra.Command {
 				fmt.Fprintf(w, "  scheduled: %s\n", x.ScheduledAt.Format(time.RFC3339))
 			}
 			fmt.Fprintf(w, "  status:    %s %s\n", x.Status, x.Outcome)
+			if x.StrategyReason != "" {
+				fmt.Fprintf(w, "  strategy:  %s (%s)\n", x.Strategy, x.StrategyReason)
+			}
 			if x.Reason != "" {
 				fmt.Fprintf(w, "  reason:    %s\n", x.Reason)
 			}

@@ -40,6 +40,31 @@ type serverConfig struct {
 	// MasterKeyFile holds the secrets' master keys ("ID:BASE64" lines, first is primary, mode 0600).
 	// Default: $CRONIUM_MASTER_KEYS, else DataDir/master.keys, created on first use.
 	MasterKeyFile string `json:"master_key_file"`
+	// StrategyRules is the hybrid rule: which executions get warm sandboxes.
+	StrategyRules cronium.StrategyRules `json:"strategy_rules"`
+	// Pools size the warm pools, per strategy; each distinct spec (and, for
+	// reuse, user) gets its own pool of this size.
+	Pools poolsConfig `json:"pools"`
+}
+
+// poolsConfig sizes warm pools.
+type poolsConfig struct {
+	Prewarmed poolSize `json:"prewarmed"`
+	Reuse     poolSize `json:"reuse"`
+}
+
+// poolSize is one strategy's pool size; zero fields take the defaults.
+type poolSize struct {
+	// Min sandboxes kept ready. Default 1 (the brainstorm's 5 is too many for 2 cores).
+	Min int `json:"min"`
+	// Max sandboxes of one pool at once. Default 4, or the capacity if smaller.
+	Max int `json:"max"`
+	// IdleTimeout closes idle sandboxes above Min. Default 300s.
+	IdleTimeout cronium.Duration `json:"idle_timeout"`
+	// MaxRuns (reuse) recycles a sandbox after this many runs. Default 100.
+	MaxRuns int `json:"max_runs"`
+	// MaxAge (reuse) recycles a sandbox after this long. Default 10m.
+	MaxAge cronium.Duration `json:"max_age"`
 }
 
 func defaultServerConfig() serverConfig {
@@ -177,6 +202,12 @@ func (c *serverConfig) merge(f serverConfig) {
 	if f.MasterKeyFile != "" {
 		c.MasterKeyFile = f.MasterKeyFile
 	}
+	if f.StrategyRules != (cronium.StrategyRules{}) {
+		c.StrategyRules = f.StrategyRules
+	}
+	if f.Pools != (poolsConfig{}) {
+		c.Pools = f.Pools
+	}
 	for name, t := range f.Tiers {
 		c.Tiers[name] = t
 	}
@@ -191,6 +222,36 @@ func (c *serverConfig) validate() error {
 	}
 	if c.DataDir == "" {
 		return cronium.Invalid("data_dir", "", "is empty")
+	}
+	c.StrategyRules = c.StrategyRules.WithDefaults()
+	if err := c.StrategyRules.Validate(); err != nil {
+		return err
+	}
+	for name, p := range map[string]*poolSize{"pools.prewarmed": &c.Pools.Prewarmed, "pools.reuse": &c.Pools.Reuse} {
+		if p.Min == 0 {
+			p.Min = 1
+		}
+		if p.Max == 0 {
+			p.Max = min(4, c.Capacity)
+		}
+		if p.Min > p.Max && p.Min == 1 {
+			p.Min = p.Max
+		}
+		if p.IdleTimeout == 0 {
+			p.IdleTimeout = cronium.Duration(300 * time.Second)
+		}
+		if p.MaxRuns == 0 {
+			p.MaxRuns = 100
+		}
+		if p.MaxAge == 0 {
+			p.MaxAge = cronium.Duration(10 * time.Minute)
+		}
+		if p.Min < 0 || p.Max < 1 || p.Min > p.Max {
+			return cronium.Invalid(name+".min", strconv.Itoa(p.Min), fmt.Sprintf("must be between 0 and max (%d)", p.Max))
+		}
+		if p.Max > c.Capacity {
+			return cronium.Invalid(name+".max", strconv.Itoa(p.Max), fmt.Sprintf("is above the node's capacity (%d)", c.Capacity))
+		}
 	}
 	if _, ok := c.Tiers["free"]; !ok {
 		return cronium.Invalid("tiers", "", "must keep a free tier: it applies to users whose tier is unknown")

@@ -66,7 +66,7 @@ Start with:
 	pf.StringVar(&g.agentPath, "agent", "", "path of the cronium-agent binary (default: $CRONIUM_AGENT, then next to cronium)")
 	root.AddCommand(newRunCmd(g), newImagesCmd(g), newGCCmd(g), newBenchCmd(g), newVersionCmd(),
 		newServeCmd(g), newConfigCmd(), newEventCmd(), newTriggerCmd(), newExecCmd(), newUserCmd(), newKeyCmd(),
-		newVarCmd(), newSecretCmd())
+		newVarCmd(), newSecretCmd(), newPoolCmd())
 	return root
 }
 

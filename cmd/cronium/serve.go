@@ -21,6 +21,7 @@ import (
 	"github.com/cronium/executor/dispatch"
 	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
+	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/runtimeapi"
 	"github.com/cronium/executor/scheduler"
 	"github.com/cronium/executor/sqlite"
@@ -148,8 +149,17 @@ func serve(g *globals, cfg serverConfig) error {
 	}
 	rt := runtimeapi.New(store)
 	eng.SetRuntime(rt)
+	pools := pool.NewManager(map[pool.Mode]pool.Config{
+		pool.Prewarmed: cfg.Pools.Prewarmed.config(pool.Prewarmed, log),
+		pool.Reuse:     cfg.Pools.Reuse.config(pool.Reuse, log),
+	})
+	lifetime := cfg.Pools.Reuse.MaxAge.D() + cfg.Pools.Prewarmed.IdleTimeout.D() + time.Hour
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity,
-		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring})
+		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
+		Rules: cfg.StrategyRules, Pools: pools,
+		Sandboxes: func(ctx context.Context, t cronium.Spec) (pool.Sandbox, error) {
+			return eng.NewSandbox(ctx, t, lifetime)
+		}})
 	if err != nil {
 		return err
 	}
@@ -157,7 +167,7 @@ func serve(g *globals, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log, Keyring: keyring,
+	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log, Keyring: keyring, Pools: pools,
 		Ready: func(ctx context.Context) error {
 			if _, err := store.Counts(ctx); err != nil {
 				return fmt.Errorf("store: %w", err)
@@ -216,10 +226,17 @@ func serve(g *globals, cfg serverConfig) error {
 	if err := disp.Stop(sctx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
+	if err := pools.Stop(sctx); err != nil {
+		log.Warn("drain pools", "err", err)
+	}
 	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer hcancel()
 	httpSrv.Shutdown(hctx)
 	<-gcDone
 	log.Info("stopped")
 	return nil
+}
+
+func (p poolSize) config(mode pool.Mode, log *slog.Logger) pool.Config {
+	return pool.Config{Mode: mode, Min: p.Min, Max: p.Max, IdleTimeout: p.IdleTimeout.D(), MaxRuns: p.MaxRuns, MaxAge: p.MaxAge.D(), Logger: log}
 }

@@ -1,0 +1,114 @@
+package pool
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+// Manager holds pools by key, creating each on first use from its mode's
+// template Config. Pools live until Stop. It is safe for concurrent use.
+type Manager struct {
+	templates map[Mode]Config
+
+	mu      sync.Mutex
+	pools   map[string]*Pool
+	stopped bool
+}
+
+// NewManager returns a manager whose pools take Min, Max, IdleTimeout,
+// MaxRuns, MaxAge, Logger and Clock from templates[mode]; a mode without a
+// template gets the Config defaults. Name, Mode and Factory of a template
+// are ignored.
+func NewManager(templates map[Mode]Config) *Manager {
+	t := make(map[Mode]Config, len(templates))
+	for mode, cfg := range templates {
+		t[mode] = cfg
+	}
+	return &Manager{templates: t, pools: map[string]*Pool{}}
+}
+
+// Run runs spec in the pool for key, creating and starting the pool on
+// first use with factory and the mode's template (its Name is key). Later
+// calls for the same key use the pool's first factory. A key already used
+// with another mode, or a bad template, gives an engine_error result.
+func (m *Manager) Run(ctx context.Context, mode Mode, key string, factory Factory, spec cronium.Spec) (cronium.Result, bool) {
+	p, err := m.pool(mode, key, factory)
+	if err != nil {
+		now := time.Now()
+		return cronium.Result{ID: spec.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: err.Error(),
+			Image: spec.Image, StartedAt: now, EndedAt: now}, false
+	}
+	return p.Run(ctx, spec)
+}
+
+// pool finds or creates the pool for key.
+func (m *Manager) pool(mode Mode, key string, factory Factory) (*Pool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return nil, fmt.Errorf("pool %q: %w", key, ErrStopped)
+	}
+	if p, ok := m.pools[key]; ok {
+		if p.cfg.Mode != mode {
+			return nil, fmt.Errorf("pool %q is a %s pool, not %s", key, p.cfg.Mode, mode)
+		}
+		return p, nil
+	}
+	cfg := m.templates[mode]
+	cfg.Name, cfg.Mode, cfg.Factory = key, mode, factory
+	p, err := New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Start(context.Background()); err != nil {
+		return nil, err
+	}
+	m.pools[key] = p
+	return p, nil
+}
+
+// Stats returns a snapshot of every pool, sorted by name.
+func (m *Manager) Stats() []Stats {
+	m.mu.Lock()
+	pools := make([]*Pool, 0, len(m.pools))
+	for _, p := range m.pools {
+		pools = append(pools, p)
+	}
+	m.mu.Unlock()
+	out := make([]Stats, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, p.Stats())
+	}
+	slices.SortFunc(out, func(a, b Stats) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Stop stops every pool in parallel (see Pool.Stop) and refuses new runs.
+// Safe to call more than once.
+func (m *Manager) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	m.stopped = true
+	pools := make([]*Pool, 0, len(m.pools))
+	for _, p := range m.pools {
+		pools = append(pools, p)
+	}
+	m.mu.Unlock()
+	errs := make([]error, len(pools))
+	var wg sync.WaitGroup
+	for i, p := range pools {
+		wg.Go(func() {
+			if err := p.Stop(ctx); err != nil {
+				errs[i] = fmt.Errorf("pool %q: %w", p.cfg.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
