@@ -83,6 +83,15 @@ type Spec struct {
 	Secrets map[string][]byte
 	// DataMode is DataAPI (default), DataStdio or DataFiles.
 	DataMode string
+	// Workspace, when set, is a named volume mounted at /workspace that
+	// outlives the sandbox: the user strategy's persistent workspace.
+	Workspace *Volume
+}
+
+// Volume is a named workspace volume with a size quota.
+type Volume struct {
+	Name string
+	Size Size
 }
 
 // Phases are how long each step of an execution took: create the sandbox,

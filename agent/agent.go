@@ -105,6 +105,9 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	// The agent, not the host, writes the script: O_EXCL|O_NOFOLLOW so nothing
 	// planted in the workspace can redirect the write.
 	path := filepath.Join(Workspace, st.ScriptName)
+	// A persistent workspace may hold the previous container's script.
+	os.Remove(path)
+	os.Remove(filepath.Join(Workspace, "input.json"))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o444)
 	if err != nil {
 		return fail("agent: write script: %v", err)

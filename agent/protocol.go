@@ -98,6 +98,9 @@ type Start struct {
 type Reset struct {
 	UID int `json:"uid"`
 	GID int `json:"gid"`
+	// KeepWorkspace keeps the script's files in the workspace (the user
+	// strategy's persistent workspace); only the agent's own files go.
+	KeepWorkspace bool `json:"keep_workspace,omitempty"`
 }
 
 // Clean reports a reset: Clean is false when anything of the last run could

@@ -33,15 +33,20 @@ func (a *Agent) reset(r Reset) Clean {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	for _, dir := range wiped {
+	dirs, checked := wiped, []string{"/tmp", Workspace}
+	if r.KeepWorkspace {
+		dirs, checked = []string{"/tmp", SecretsDir}, []string{"/tmp"}
+		removeOwn(Workspace)
+	}
+	for _, dir := range dirs {
 		emptyDir(dir) // the agent's own files (script, input.json), which the sticky bit keeps from the script user
 	}
 	// The script user's files, removed and checked by the script user: the
 	// agent may not even look into the secrets directory.
-	if err := a.wipeAs(r); err != nil {
+	if err := a.wipeAs(r, dirs); err != nil {
 		return Clean{Problem: err.Error()}
 	}
-	for _, dir := range []string{"/tmp", Workspace} {
+	for _, dir := range checked {
 		if left, err := os.ReadDir(dir); err != nil && !os.IsNotExist(err) {
 			return Clean{Problem: fmt.Sprintf("cannot check %s: %v", dir, err)}
 		} else if len(left) > 0 {
@@ -64,7 +69,7 @@ func others() int {
 }
 
 // wipeAs runs `cronium-agent wipe DIR...` as the script user and waits for it.
-func (a *Agent) wipeAs(r Reset) error {
+func (a *Agent) wipeAs(r Reset, dirs []string) error {
 	self, err := os.Executable()
 	if err != nil {
 		self = BinaryPath
@@ -75,7 +80,7 @@ func (a *Agent) wipeAs(r Reset) error {
 	}
 	defer null.Close()
 	a.reaper.mu.Lock()
-	proc, err := os.StartProcess(self, append([]string{self, "wipe"}, wiped...), &os.ProcAttr{
+	proc, err := os.StartProcess(self, append([]string{self, "wipe"}, dirs...), &os.ProcAttr{
 		Files: []*os.File{null, os.Stderr, os.Stderr},
 		Sys:   &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(r.UID), Gid: uint32(r.GID), Groups: []uint32{}}},
 	})
@@ -130,5 +135,20 @@ func emptyDir(dir string) {
 			os.Chmod(p, 0o700) // a directory the script made unwritable to itself
 		}
 		os.RemoveAll(p)
+	}
+}
+
+// removeOwn removes the regular files root owns at the top of dir: what the
+// agent wrote there (the script, input.json), never the script's files.
+func removeOwn(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		fi, err := e.Info()
+		if err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid == 0 {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
 	}
 }

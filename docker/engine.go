@@ -569,7 +569,7 @@ func (s *sandbox) create(ctx context.Context) error {
 			{Type: mount.TypeBind, Source: e.libPath, Target: agent.LibDir, ReadOnly: true},
 		},
 		Tmpfs: map[string]string{
-			"/tmp": tmpfs(l.TmpSize), agent.Workspace: tmpfs(l.WorkspaceSize),
+			"/tmp": tmpfs(l.TmpSize),
 			// The runtime API socket; root-owned, the socket itself is open to the script.
 			agent.RuntimeDir: "rw,nosuid,nodev,noexec,size=1m,mode=0755",
 			// Secrets: owned by the script user alone; the agent writes them as that user.
@@ -593,6 +593,20 @@ func (s *sandbox) create(ctx context.Context) error {
 				{Name: "nproc", Soft: l.NProc, Hard: l.NProc},
 			},
 		},
+	}
+	if ws := spec.Workspace; ws != nil {
+		// A persistent workspace: a tmpfs-backed volume, so the quota holds on
+		// any file system; it outlives sandboxes (not a restart of the engine).
+		if _, err := e.cli.VolumeCreate(ctx, client.VolumeCreateOptions{
+			Name: ws.Name, Driver: "local",
+			DriverOpts: map[string]string{"type": "tmpfs", "device": "tmpfs", "o": fmt.Sprintf("size=%d,mode=1777,nosuid,nodev", int64(ws.Size))},
+			Labels:     map[string]string{LabelManaged: "true", LabelNode: e.cfg.NodeID},
+		}); err != nil {
+			return fmt.Errorf("create workspace volume %s: %w", ws.Name, err)
+		}
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: ws.Name, Target: agent.Workspace})
+	} else {
+		host.Tmpfs[agent.Workspace] = tmpfs(l.WorkspaceSize)
 	}
 	r, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: spec.Image,

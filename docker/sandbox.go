@@ -105,7 +105,7 @@ func (x *Sandbox) Reset(ctx context.Context) error {
 	p := x.s.spec.Profile
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := x.s.sess.Reset(ctx, agent.Reset{UID: p.UID, GID: p.GID})
+	c, err := x.s.sess.Reset(ctx, agent.Reset{UID: p.UID, GID: p.GID, KeepWorkspace: x.s.spec.Workspace != nil})
 	if err == nil && !c.Clean {
 		err = fmt.Errorf("sandbox %s is not clean after reset: %s", x.ID(), c.Problem)
 	}
