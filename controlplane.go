@@ -226,9 +226,9 @@ func (e *Event) Normalize(tier Tier) error {
 	switch e.Strategy {
 	case "":
 		e.Strategy = StrategyAuto
-	case StrategyAuto, StrategyCold, StrategyPrewarmed, StrategyReuse:
+	case StrategyAuto, StrategyCold, StrategyPrewarmed, StrategyReuse, StrategyUser:
 	default:
-		return Invalid("strategy", e.Strategy, "is not a strategy: want auto, cold, prewarmed or reuse")
+		return Invalid("strategy", e.Strategy, "is not a strategy: want auto, cold, prewarmed, reuse or user")
 	}
 	switch e.Concurrency {
 	case "":

@@ -19,6 +19,9 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrInternal marks a bug or an unexpected state.
 	ErrInternal = errors.New("internal")
+	// ErrNeverStarted says an execution's script never started (its sandbox
+	// came up after its host died): it can be started now without running twice.
+	ErrNeverStarted = errors.New("never started")
 )
 
 // FieldError is an ErrInvalid that names the offending field and says what is accepted.

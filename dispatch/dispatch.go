@@ -57,6 +57,8 @@ type Config struct {
 	Rules cronium.StrategyRules
 	// Pools serve the warm strategies; nil makes every execution cold (and says so).
 	Pools *pool.Manager
+	// UserWorkspace is the size quota of a user strategy's persistent workspace. Default 1Gi.
+	UserWorkspace cronium.Size
 	// Sandboxes creates a warm sandbox for a template (image from the language, limits, profile, network).
 	Sandboxes func(ctx context.Context, template cronium.Spec) (pool.Sandbox, error)
 }
@@ -109,6 +111,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.Runtime == nil {
 		cfg.Runtime = runtimeapi.New(cfg.Store)
+	}
+	if cfg.UserWorkspace == 0 {
+		cfg.UserWorkspace = 1 << 30
 	}
 	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cronium.Tier{}, rates: map[string]float64{}}, nil
 }
@@ -395,14 +400,17 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		}
 		sink.lastSeq = after
 		res, err := reattach.Reattach(ctx, x.ID, after, sink.add)
-		if errors.Is(err, cronium.ErrNotFound) {
-			r := fail(errors.New("lost: node restarted and the execution's sandbox is gone"))
-			return r
-		}
-		if err != nil {
+		switch {
+		case errors.Is(err, cronium.ErrNotFound):
+			return fail(errors.New("lost: node restarted and the execution's sandbox is gone"))
+		case errors.Is(err, cronium.ErrNeverStarted):
+			// The script never ran: start it now, once.
+			d.log.Info("re-attached execution never started; starting it", "execution_id", x.ID)
+		case err != nil:
 			return fail(fmt.Errorf("re-attach: %w", err))
+		default:
+			return res
 		}
-		return res
 	}
 	ev, err := store.EventByID(ctx, x.EventID)
 	if err != nil {
@@ -432,7 +440,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		Env: ev.Env, Limits: limits, Profile: profile, Network: ev.Network, Output: sink.add,
 		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}
-	strategy, why := d.cfg.Rules.Choose(ev, d.perMinute(ev))
+	strategy, why := d.cfg.Rules.Choose(ev, tier.Name, d.perMinute(ev))
 	if strategy != cronium.StrategyCold && (d.cfg.Pools == nil || d.cfg.Sandboxes == nil) {
 		strategy, why = cronium.StrategyCold, why+"; this node has no warm pools: cold"
 	}
@@ -447,8 +455,12 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	} else {
 		template := cronium.Spec{Language: ev.Language, Limits: limits, Profile: profile, Network: ev.Network}
 		mode, owner := pool.Prewarmed, "shared"
-		if strategy == cronium.StrategyReuse {
+		switch strategy {
+		case cronium.StrategyReuse:
 			mode, owner = pool.Reuse, fmt.Sprintf("user%d", x.UserID) // users never share a reused sandbox
+		case cronium.StrategyUser:
+			mode, owner = pool.User, fmt.Sprintf("user%d", x.UserID)
+			template.Workspace = &cronium.Volume{Name: fmt.Sprintf("cronium-ws-%s-user%d", d.cfg.Node, x.UserID), Size: d.cfg.UserWorkspace}
 		}
 		key := fmt.Sprintf("%s/%s/%s/%s/%gcpu/%dpids/%s/%s", mode, owner, ev.Language, limits.Memory, limits.CPUs, limits.Pids, profile.Name, ev.Network)
 		res, _ = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) { return d.cfg.Sandboxes(ctx, template) }, spec)

@@ -257,7 +257,11 @@ func (e *Engine) Reattach(ctx context.Context, id string, afterSeq uint64, outpu
 	}
 	sb := &sandbox{e: e, spec: spec, name: sandboxName(id), id: c.ID, after: afterSeq}
 	backstop := labelTime(c.Labels[LabelDeadline], time.Now())
-	return sb.reattach(ctx, c.State == container.StateRunning, backstop), nil
+	res := sb.reattach(ctx, c.State == container.StateRunning, backstop)
+	if sb.neverStarted {
+		return res, fmt.Errorf("%w: execution %s", cronium.ErrNeverStarted, id)
+	}
+	return res, nil
 }
 
 // Running lists the execution ids of this node's cronium containers (any state), from their labels.
@@ -355,6 +359,8 @@ type sandbox struct {
 	token string         // the runtime API token of this execution
 
 	lifetime time.Duration // pooled sandboxes: how long past one run's deadline they may live
+
+	neverStarted bool // reattach found a fresh agent: the script never ran
 
 	abandoned atomic.Bool // set by tests that simulate a host crash: cleanup leaves everything
 }
@@ -492,7 +498,12 @@ func (s *sandbox) rejoin(ctx context.Context, backstop time.Time) (*agent.Sessio
 		}
 		sess, err := s.accept(ctx, wait)
 		switch {
-		case err == nil && (!sess.Hello().Resume || sess.Hello().ExecutionID != s.spec.ID):
+		case err == nil && !sess.Hello().Resume:
+			// A fresh agent: its host died before handing it the script.
+			sess.Close()
+			s.neverStarted = true
+			return nil, fmt.Errorf("%w: the agent of execution %s never received its script", cronium.ErrNeverStarted, s.spec.ID)
+		case err == nil && sess.Hello().ExecutionID != s.spec.ID:
 			sess.Close()
 			return nil, fmt.Errorf("the agent has no run of execution %s to resume (its hello: %+v)", s.spec.ID, sess.Hello())
 		case err == nil:
@@ -595,12 +606,13 @@ func (s *sandbox) create(ctx context.Context) error {
 		},
 	}
 	if ws := spec.Workspace; ws != nil {
-		// A persistent workspace: a tmpfs-backed volume, so the quota holds on
-		// any file system; it outlives sandboxes (not a restart of the engine).
+		// A persistent workspace: a named, disk-backed volume that outlives
+		// sandboxes, idle shutdowns and restarts. Its size is NOT enforced by
+		// the kernel yet (a tmpfs volume would be, but loses its data when no
+		// container uses it); see the README.
 		if _, err := e.cli.VolumeCreate(ctx, client.VolumeCreateOptions{
 			Name: ws.Name, Driver: "local",
-			DriverOpts: map[string]string{"type": "tmpfs", "device": "tmpfs", "o": fmt.Sprintf("size=%d,mode=1777,nosuid,nodev", int64(ws.Size))},
-			Labels:     map[string]string{LabelManaged: "true", LabelNode: e.cfg.NodeID},
+			Labels: map[string]string{LabelManaged: "true", LabelNode: e.cfg.NodeID},
 		}); err != nil {
 			return fmt.Errorf("create workspace volume %s: %w", ws.Name, err)
 		}

@@ -38,15 +38,19 @@ const (
 	Prewarmed Mode = "prewarmed"
 	// Reuse sandboxes serve many runs of one user and spec, reset between runs.
 	Reuse Mode = "reuse"
+	// User sandboxes are reuse sandboxes dedicated to one user, whose
+	// workspace persists between runs (the sandbox keeps it at reset); the
+	// pool is usually Min 0, Max 1, so an idle user's sandbox shuts down.
+	User Mode = "user"
 )
 
 // Defaults of Config.
 const (
-	DefaultMin         = 1
-	DefaultMax         = 4
-	DefaultIdleTimeout = 300 * time.Second
-	DefaultMaxRuns     = 100
-	DefaultMaxAge      = 10 * time.Minute
+	DefaultMin         = 1                 // Config.Min
+	DefaultMax         = 4                 // Config.Max
+	DefaultIdleTimeout = 300 * time.Second // Config.IdleTimeout
+	DefaultMaxRuns     = 100               // Config.MaxRuns
+	DefaultMaxAge      = 10 * time.Minute  // Config.MaxAge
 )
 
 // Refill backoff after a failed creation, and the bound on Reset.
@@ -88,8 +92,8 @@ type Config struct {
 
 // withDefaults fills zero fields and checks the rest.
 func (c Config) withDefaults() (Config, error) {
-	if c.Mode != Prewarmed && c.Mode != Reuse {
-		return c, fmt.Errorf("pool %q: mode %q: want %q or %q", c.Name, c.Mode, Prewarmed, Reuse)
+	if c.Mode != Prewarmed && c.Mode != Reuse && c.Mode != User {
+		return c, fmt.Errorf("pool %q: mode %q: want %q, %q or %q", c.Name, c.Mode, Prewarmed, Reuse, User)
 	}
 	if c.Factory == nil {
 		return c, fmt.Errorf("pool %q: no factory", c.Name)
@@ -126,17 +130,24 @@ func (c Config) withDefaults() (Config, error) {
 
 // Stats is a snapshot of a pool.
 type Stats struct {
+	// Name is Config.Name.
 	Name string `json:"name"`
-	Mode Mode   `json:"mode"`
+	// Mode is Config.Mode.
+	Mode Mode `json:"mode"`
 	// Size is every sandbox of the pool: idle + in use + creating + closing. Never above Max.
-	Size     int `json:"size"`
-	Idle     int `json:"idle"`
-	InUse    int `json:"in_use"`
+	Size int `json:"size"`
+	// Idle sandboxes are ready to serve.
+	Idle int `json:"idle"`
+	// InUse sandboxes are running (or resetting after) an execution.
+	InUse int `json:"in_use"`
+	// Creating sandboxes are being made by the Factory.
 	Creating int `json:"creating"`
-	// Closing are sandboxes being destroyed; they still count against Max.
+	// Closing sandboxes are being destroyed; they still count against Max.
 	Closing int `json:"closing"`
-	Min     int `json:"min"`
-	Max     int `json:"max"`
+	// Min is the effective Config.Min.
+	Min int `json:"min"`
+	// Max is the effective Config.Max.
+	Max int `json:"max"`
 	// Hits are runs served by a ready sandbox.
 	Hits int64 `json:"hits"`
 	// Misses are runs that had to wait for a sandbox to be created (or for
@@ -289,7 +300,7 @@ func (p *Pool) recycleReason(e *entry, res cronium.Result) string {
 
 // expired tells whether a reuse sandbox is too old to serve.
 func (p *Pool) expired(e *entry, now time.Time) bool {
-	return p.cfg.Mode == Reuse && now.Sub(e.created) >= p.cfg.MaxAge
+	return p.cfg.Mode != Prewarmed && now.Sub(e.created) >= p.cfg.MaxAge
 }
 
 // failed is the result of a run that got no sandbox.

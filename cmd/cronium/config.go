@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -51,6 +52,11 @@ type serverConfig struct {
 type poolsConfig struct {
 	Prewarmed poolSize `json:"prewarmed"`
 	Reuse     poolSize `json:"reuse"`
+	// User is the per-user dedicated sandbox pool (one pool per user and spec).
+	User poolSize `json:"user"`
+	// UserWorkspace is the intended size of a user's persistent workspace. Default 1Gi.
+	// NOT enforced yet: the workspace is a disk-backed volume without a quota.
+	UserWorkspace cronium.Size `json:"user_workspace"`
 }
 
 // poolSize is one strategy's pool size; zero fields take the defaults.
@@ -202,7 +208,7 @@ func (c *serverConfig) merge(f serverConfig) {
 	if f.MasterKeyFile != "" {
 		c.MasterKeyFile = f.MasterKeyFile
 	}
-	if f.StrategyRules != (cronium.StrategyRules{}) {
+	if !reflect.DeepEqual(f.StrategyRules, cronium.StrategyRules{}) {
 		c.StrategyRules = f.StrategyRules
 	}
 	if f.Pools != (poolsConfig{}) {
@@ -227,7 +233,14 @@ func (c *serverConfig) validate() error {
 	if err := c.StrategyRules.Validate(); err != nil {
 		return err
 	}
-	for name, p := range map[string]*poolSize{"pools.prewarmed": &c.Pools.Prewarmed, "pools.reuse": &c.Pools.Reuse} {
+	if c.Pools.User == (poolSize{}) {
+		// A dedicated sandbox: at most one per user and spec, none while idle for 10 minutes.
+		c.Pools.User = poolSize{Min: -1, Max: 1, IdleTimeout: cronium.Duration(10 * time.Minute), MaxRuns: 10000, MaxAge: cronium.Duration(24 * time.Hour)}
+	}
+	if c.Pools.UserWorkspace == 0 {
+		c.Pools.UserWorkspace = 1 << 30
+	}
+	for name, p := range map[string]*poolSize{"pools.prewarmed": &c.Pools.Prewarmed, "pools.reuse": &c.Pools.Reuse, "pools.user": &c.Pools.User} {
 		if p.Min == 0 {
 			p.Min = 1
 		}
@@ -246,7 +259,7 @@ func (c *serverConfig) validate() error {
 		if p.MaxAge == 0 {
 			p.MaxAge = cronium.Duration(10 * time.Minute)
 		}
-		if p.Min < 0 || p.Max < 1 || p.Min > p.Max {
+		if p.Min < -1 || p.Max < 1 || p.Min > p.Max {
 			return cronium.Invalid(name+".min", strconv.Itoa(p.Min), fmt.Sprintf("must be between 0 and max (%d)", p.Max))
 		}
 		if p.Max > c.Capacity {

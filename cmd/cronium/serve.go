@@ -152,11 +152,12 @@ func serve(g *globals, cfg serverConfig) error {
 	pools := pool.NewManager(map[pool.Mode]pool.Config{
 		pool.Prewarmed: cfg.Pools.Prewarmed.config(pool.Prewarmed, log),
 		pool.Reuse:     cfg.Pools.Reuse.config(pool.Reuse, log),
+		pool.User:      cfg.Pools.User.config(pool.User, log),
 	})
 	lifetime := cfg.Pools.Reuse.MaxAge.D() + cfg.Pools.Prewarmed.IdleTimeout.D() + time.Hour
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
-		Rules: cfg.StrategyRules, Pools: pools,
+		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace,
 		Sandboxes: func(ctx context.Context, t cronium.Spec) (pool.Sandbox, error) {
 			return eng.NewSandbox(ctx, t, lifetime)
 		}})

@@ -2,6 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -92,5 +96,70 @@ func TestFrequentEventIsServedWarm(t *testing.T) {
 	table, _ := s.cli("pool", "list")
 	if !strings.Contains(table, "HITS") || !strings.Contains(table, "reuse/") {
 		t.Errorf("pool list table:\n%s", table)
+	}
+}
+
+func TestUserStrategyKeepsTheWorkspace(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 4)
+	cfg := filepath.Join(s.dir, "cronium.yaml")
+	os.WriteFile(cfg, []byte("pools:\n  user: {min: -1, max: 1, idle_timeout: 3s, max_runs: 100, max_age: 1h}\n"), 0o600)
+	s.env = append(s.env, "CRONIUM_CONFIG="+cfg)
+	alice := s.user("alice", "enterprise")
+	bob := s.user("bob", "enterprise")
+	s.start()
+	t.Cleanup(func() {
+		out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "label=io.cronium.node="+s.node).Output()
+		for _, v := range strings.Fields(string(out)) {
+			exec.Command("docker", "volume", "rm", "-f", v).Run()
+		}
+	})
+	script := `n=$(cat /workspace/counter 2>/dev/null || echo 0); n=$((n+1)); echo $n > /workspace/counter
+echo "counter=$n tmp=$(ls -A /tmp | wc -l)"; touch /tmp/scratch`
+	for _, k := range []string{alice, bob} {
+		s.api(k, "PUT", "/v1/events/counter", map[string]any{"language": "bash", "script": script}, nil)
+	}
+	run := func(key string) (cronium.Execution, string) {
+		var x cronium.Execution
+		s.api(key, "POST", "/v1/events/counter/trigger", nil, &x)
+		s.waitAll(key, time.Minute)
+		s.api(key, "GET", "/v1/executions/"+x.ID, nil, &x)
+		logs, _ := s.cli("exec", "logs", x.ID, "--token", key)
+		return x, logs
+	}
+	var containers []string
+	for i := 1; i <= 3; i++ {
+		x, logs := run(alice)
+		if x.Strategy != cronium.StrategyUser || !strings.Contains(x.StrategyReason, "enterprise tier") {
+			t.Fatalf("strategy %s (%s), want user for the enterprise tier", x.Strategy, x.StrategyReason)
+		}
+		want := fmt.Sprintf("counter=%d tmp=0", i)
+		if !strings.Contains(logs, want) {
+			t.Errorf("run %d: %q, want %q", i, logs, want)
+		}
+		containers = append(containers, x.Result.Container)
+	}
+	if containers[0] != containers[1] || containers[1] != containers[2] {
+		t.Errorf("alice's runs used containers %v, want her one dedicated sandbox", containers)
+	}
+	// Bob has his own workspace.
+	if _, logs := run(bob); !strings.Contains(logs, "counter=1 ") {
+		t.Errorf("bob's first run: %q, want his own fresh workspace", logs)
+	}
+	// Idle shutdown, then a new sandbox finds the workspace as it was.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, _ := exec.Command("docker", "ps", "-q", "--filter", "id="+containers[0]).Output()
+		if strings.TrimSpace(string(out)) == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("alice's idle sandbox was not shut down")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	x, logs := run(alice)
+	if x.Result.Container == containers[0] || !strings.Contains(logs, "counter=4 ") {
+		t.Errorf("after the idle shutdown: container %.12s, %q; want a new sandbox and counter=4", x.Result.Container, logs)
 	}
 }
