@@ -82,6 +82,8 @@ type Engine struct {
 	mu      sync.Mutex         // guards runtime
 	runtime cronium.RuntimeAPI // answers runtime calls of re-attached executions
 
+	wsMu sync.Mutex // serialises creating and mounting persistent workspaces
+
 	onRun func(*sandbox) // test hook: called once Run's agent said hello; nil in production
 }
 
@@ -606,17 +608,11 @@ func (s *sandbox) create(ctx context.Context) error {
 		},
 	}
 	if ws := spec.Workspace; ws != nil {
-		// A persistent workspace: a named, disk-backed volume that outlives
-		// sandboxes, idle shutdowns and restarts. Its size is NOT enforced by
-		// the kernel yet (a tmpfs volume would be, but loses its data when no
-		// container uses it); see the README.
-		if _, err := e.cli.VolumeCreate(ctx, client.VolumeCreateOptions{
-			Name: ws.Name, Driver: "local",
-			Labels: map[string]string{LabelManaged: "true", LabelNode: e.cfg.NodeID},
-		}); err != nil {
-			return fmt.Errorf("create workspace volume %s: %w", ws.Name, err)
+		dir, err := e.workspaceDir(ws)
+		if err != nil {
+			return err
 		}
-		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Source: ws.Name, Target: agent.Workspace})
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: dir, Target: agent.Workspace})
 	} else {
 		host.Tmpfs[agent.Workspace] = tmpfs(l.WorkspaceSize)
 	}

@@ -54,8 +54,8 @@ type poolsConfig struct {
 	Reuse     poolSize `json:"reuse"`
 	// User is the per-user dedicated sandbox pool (one pool per user and spec).
 	User poolSize `json:"user"`
-	// UserWorkspace is the intended size of a user's persistent workspace. Default 1Gi.
-	// NOT enforced yet: the workspace is a disk-backed volume without a quota.
+	// UserWorkspace is the size quota of a user's persistent workspace (its
+	// own ext4 file system, so the kernel enforces it). Default 1Gi.
 	UserWorkspace cronium.Size `json:"user_workspace"`
 }
 

@@ -53,6 +53,13 @@ func newServer(t *testing.T, capacity int) *server {
 		fmt.Sprintf("CRONIUM_CAPACITY=%d", capacity), "CRONIUM_SERVER="+s.url, "CRONIUM_SHUTDOWN_GRACE=20s")
 	t.Cleanup(func() {
 		s.stop()
+		// Persistent user workspaces are file systems mounted under the data dir.
+		mounts, _ := filepath.Glob(filepath.Join(dir, "ws", "*"))
+		for _, m := range mounts {
+			if !strings.HasSuffix(m, ".img") {
+				exec.Command("umount", m).Run()
+			}
+		}
 		os.RemoveAll(dir)
 	})
 	return s

@@ -103,19 +103,14 @@ func TestUserStrategyKeepsTheWorkspace(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, 4)
 	cfg := filepath.Join(s.dir, "cronium.yaml")
-	os.WriteFile(cfg, []byte("pools:\n  user: {min: -1, max: 1, idle_timeout: 3s, max_runs: 100, max_age: 1h}\n"), 0o600)
+	os.WriteFile(cfg, []byte("pools:\n  user: {min: -1, max: 1, idle_timeout: 3s, max_runs: 100, max_age: 1h}\n  user_workspace: 16Mi\n"), 0o600)
 	s.env = append(s.env, "CRONIUM_CONFIG="+cfg)
 	alice := s.user("alice", "enterprise")
 	bob := s.user("bob", "enterprise")
 	s.start()
-	t.Cleanup(func() {
-		out, _ := exec.Command("docker", "volume", "ls", "-q", "--filter", "label=io.cronium.node="+s.node).Output()
-		for _, v := range strings.Fields(string(out)) {
-			exec.Command("docker", "volume", "rm", "-f", v).Run()
-		}
-	})
 	script := `n=$(cat /workspace/counter 2>/dev/null || echo 0); n=$((n+1)); echo $n > /workspace/counter
-echo "counter=$n tmp=$(ls -A /tmp | wc -l)"; touch /tmp/scratch`
+echo "counter=$n tmp=$(ls -A /tmp | wc -l)"; touch /tmp/scratch
+head -c 40M /dev/zero > /workspace/big 2>/dev/null || echo "quota enforced"; rm -f /workspace/big`
 	for _, k := range []string{alice, bob} {
 		s.api(k, "PUT", "/v1/events/counter", map[string]any{"language": "bash", "script": script}, nil)
 	}
@@ -134,8 +129,8 @@ echo "counter=$n tmp=$(ls -A /tmp | wc -l)"; touch /tmp/scratch`
 			t.Fatalf("strategy %s (%s), want user for the enterprise tier", x.Strategy, x.StrategyReason)
 		}
 		want := fmt.Sprintf("counter=%d tmp=0", i)
-		if !strings.Contains(logs, want) {
-			t.Errorf("run %d: %q, want %q", i, logs, want)
+		if !strings.Contains(logs, want) || !strings.Contains(logs, "quota enforced") {
+			t.Errorf("run %d: %q, want %q and the 16Mi quota enforced", i, logs, want)
 		}
 		containers = append(containers, x.Result.Container)
 	}
