@@ -17,9 +17,99 @@ import (
 type Manager struct {
 	templates map[Mode]Config
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards pools and stopped
 	pools   map[string]*Pool
 	stopped bool
+
+	bmu      sync.Mutex // guards live and maxTotal
+	maxTotal int        // sandboxes of all pools together; 0: no bound
+	live     int
+}
+
+// LimitTotal bounds the sandboxes of all pools together (the node's
+// capacity). A run that needs a new sandbox at the bound evicts another
+// pool's oldest idle one, or waits; a background refill at the bound does
+// not evict and retries later. Call it before the first Run.
+func (m *Manager) LimitTotal(n int) {
+	m.bmu.Lock()
+	defer m.bmu.Unlock()
+	m.maxTotal = n
+}
+
+// budgeted wraps a factory so every sandbox holds one unit of the budget
+// from its creation until it is closed.
+func (m *Manager) budgeted(self *Pool, f Factory) Factory {
+	return func(ctx context.Context) (Sandbox, error) {
+		for {
+			m.bmu.Lock()
+			if m.maxTotal <= 0 || m.live < m.maxTotal {
+				m.live++
+				m.bmu.Unlock()
+				break
+			}
+			m.bmu.Unlock()
+			if IsRefill(ctx) {
+				return nil, errors.New("the node's sandbox budget is full")
+			}
+			if !m.evictOther(self) {
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		}
+		sb, err := f(ctx)
+		if err != nil || sb == nil {
+			m.release()
+			return sb, err
+		}
+		return &budgetedSandbox{Sandbox: sb, release: m.release}, nil
+	}
+}
+
+func (m *Manager) release() {
+	m.bmu.Lock()
+	defer m.bmu.Unlock()
+	m.live--
+}
+
+// evictOther closes an idle sandbox of a pool other than self.
+func (m *Manager) evictOther(self *Pool) bool {
+	m.mu.Lock()
+	pools := make([]*Pool, 0, len(m.pools))
+	for _, p := range m.pools {
+		if p != self {
+			pools = append(pools, p)
+		}
+	}
+	m.mu.Unlock()
+	for _, p := range pools {
+		if p.evictIdle() {
+			return true
+		}
+	}
+	return false
+}
+
+// Live returns how many sandboxes all pools hold together.
+func (m *Manager) Live() int {
+	m.bmu.Lock()
+	defer m.bmu.Unlock()
+	return m.live
+}
+
+// budgetedSandbox gives its unit of the budget back when closed.
+type budgetedSandbox struct {
+	Sandbox
+	once    sync.Once
+	release func()
+}
+
+// Close closes the sandbox and releases its budget.
+func (b *budgetedSandbox) Close() {
+	b.Sandbox.Close()
+	b.once.Do(b.release)
 }
 
 // NewManager returns a manager whose pools take Min, Max, IdleTimeout,
@@ -62,7 +152,9 @@ func (m *Manager) pool(mode Mode, key string, factory Factory) (*Pool, error) {
 		return p, nil
 	}
 	cfg := m.templates[mode]
-	cfg.Name, cfg.Mode, cfg.Factory = key, mode, factory
+	cfg.Name, cfg.Mode = key, mode
+	var p *Pool
+	cfg.Factory = func(ctx context.Context) (Sandbox, error) { return m.budgeted(p, factory)(ctx) }
 	p, err := New(cfg)
 	if err != nil {
 		return nil, err

@@ -521,7 +521,7 @@ func (p *Pool) refiller() {
 // createIdle creates one sandbox for the refill and makes it idle.
 func (p *Pool) createIdle() {
 	defer p.wg.Done()
-	sb, err := p.cfg.Factory(p.bg)
+	sb, err := p.cfg.Factory(context.WithValue(p.bg, refillKey{}, true))
 	if err == nil && sb == nil {
 		err = errors.New("factory returned no sandbox")
 	}
@@ -688,4 +688,27 @@ func (p *Pool) Stats() Stats {
 		Min: p.cfg.Min, Max: p.cfg.Max,
 		Hits: p.hits, Misses: p.misses, Created: p.created, Recycled: p.recycled, Runs: p.runs,
 	}
+}
+
+type refillKey struct{}
+
+// IsRefill reports whether a Factory call is the pool's background refill
+// (as opposed to a run waiting for a sandbox).
+func IsRefill(ctx context.Context) bool {
+	v, _ := ctx.Value(refillKey{}).(bool)
+	return v
+}
+
+// evictIdle closes the pool's oldest idle sandbox, if any and the pool runs,
+// to make room for another pool. It reports whether it did.
+func (p *Pool) evictIdle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped || len(p.idle) == 0 {
+		return false
+	}
+	e := p.idle[0]
+	p.idle = p.idle[1:]
+	p.closeAsyncLocked(e, "evicted: the node's sandbox budget is full", true)
+	return true
 }

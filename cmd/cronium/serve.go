@@ -154,6 +154,7 @@ func serve(g *globals, cfg serverConfig) error {
 		pool.Reuse:     cfg.Pools.Reuse.config(pool.Reuse, log),
 		pool.User:      cfg.Pools.User.config(pool.User, log),
 	})
+	pools.LimitTotal(cfg.Capacity) // warm sandboxes of all pools together never exceed the node's capacity
 	lifetime := cfg.Pools.Reuse.MaxAge.D() + cfg.Pools.Prewarmed.IdleTimeout.D() + time.Hour
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,

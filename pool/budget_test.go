@@ -1,0 +1,54 @@
+package pool
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+// TestManagerBoundsAllPools: pools together never hold more sandboxes than
+// the node's budget; a run evicts another pool's idle sandbox to get one.
+func TestManagerBoundsAllPools(t *testing.T) {
+	f := newFake()
+	m := NewManager(map[Mode]Config{Reuse: {Min: 2, Max: 3, IdleTimeout: time.Hour}, Prewarmed: {Min: 2, Max: 3, IdleTimeout: time.Hour}})
+	m.LimitTotal(2) // pool a alone fills it: the others must evict
+	ctx := context.Background()
+	// Pool a fills its Min of 2 in the background.
+	if res, _ := m.Run(ctx, Reuse, "a", f.New, spec("x1")); res.Outcome != cronium.Succeeded {
+		t.Fatalf("a: %+v", res)
+	}
+	waitFor(t, time.Second, "pool a to hold 2", func() bool { return m.Live() >= 2 })
+	done := make(chan struct{})
+	time.AfterFunc(20*time.Second, func() {
+		select {
+		case <-done:
+		default:
+			panic("runs did not get sandboxes: eviction does not work")
+		}
+	})
+	defer close(done)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			key := []string{"b", "c"}[i%2]
+			if res, _ := m.Run(ctx, Prewarmed, key, f.New, spec("y")); res.Outcome != cronium.Succeeded {
+				t.Errorf("%s: %s %s", key, res.Outcome, res.Error)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if got := f.maxLive.Load(); got > 2 {
+		t.Errorf("%d sandboxes alive at once across pools, above the budget of 2", got)
+	}
+	if err := m.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m.Live() != 0 {
+		t.Errorf("%d sandboxes still counted after Stop", m.Live())
+	}
+}
