@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/agent"
 )
@@ -20,9 +22,46 @@ type Sandbox struct {
 	s       *sandbox
 	created time.Time
 
-	mu     sync.Mutex // guards broken and closed
+	mu     sync.Mutex // guards broken, closed and paused; held across pause and unpause
 	broken error      // set when the sandbox must not be used again
 	closed bool
+	paused bool
+}
+
+// Pause freezes the idle sandbox's processes (cgroup freezer), so it holds
+// no CPU while it waits. Run, Reset and Close resume it first.
+func (x *Sandbox) Pause(ctx context.Context) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed || x.paused || x.broken != nil {
+		return nil
+	}
+	if _, err := x.s.e.cli.ContainerPause(ctx, x.s.id, client.ContainerPauseOptions{}); err != nil {
+		return fmt.Errorf("pause sandbox %s: %w", x.ID(), err)
+	}
+	x.paused = true
+	return nil
+}
+
+// Paused reports whether the sandbox is frozen.
+func (x *Sandbox) Paused() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.paused
+}
+
+// resume unpauses a paused sandbox. x.mu is held.
+func (x *Sandbox) resumeLocked() error {
+	if !x.paused {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := x.s.e.cli.ContainerUnpause(ctx, x.s.id, client.ContainerUnpauseOptions{}); err != nil {
+		return fmt.Errorf("unpause sandbox %s: %w", x.ID(), err)
+	}
+	x.paused = false
+	return nil
 }
 
 // NewSandbox creates and starts a sandbox for template's image, limits,
@@ -123,6 +162,7 @@ func (x *Sandbox) Close() {
 		return
 	}
 	x.closed = true
+	x.resumeLocked() // a paused container cannot be killed
 	x.mu.Unlock()
 	if x.s.sess != nil {
 		x.s.sess.Close()
@@ -141,6 +181,10 @@ func (x *Sandbox) usable() error {
 		return errors.New("sandbox closed")
 	case x.broken != nil:
 		return fmt.Errorf("sandbox unusable: %w", x.broken)
+	}
+	if err := x.resumeLocked(); err != nil {
+		x.broken = err
+		return err
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	cronium "github.com/cronium/executor"
 )
 
@@ -93,4 +95,29 @@ func TestPrewarmedSandboxRunsFast(t *testing.T) {
 		t.Fatalf("%+v", res)
 	}
 	t.Logf("warm run phase: %s", res.Phases.Run)
+}
+
+func TestPausedSandboxResumesForItsRun(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sb, err := testEngine.NewSandbox(ctx, cronium.Spec{Language: cronium.Bash}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	if err := sb.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r, err := testEngine.cli.ContainerInspect(ctx, sb.Container(), client.ContainerInspectOptions{})
+	if err != nil || !r.Container.State.Paused {
+		t.Fatalf("container not paused: %v", err)
+	}
+	res := sb.Run(ctx, cronium.Spec{ID: NewID(), Language: cronium.Bash, Script: []byte("echo awake")})
+	if res.Outcome != cronium.Succeeded || sb.Paused() {
+		t.Fatalf("run of a paused sandbox: %s %s (paused %v)", res.Outcome, res.Error, sb.Paused())
+	}
+	// Pause again and close while paused: nothing is left behind (TestMain checks).
+	if err := sb.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
 }

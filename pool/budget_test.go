@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,4 +52,34 @@ func TestManagerBoundsAllPools(t *testing.T) {
 	if m.Live() != 0 {
 		t.Errorf("%d sandboxes still counted after Stop", m.Live())
 	}
+}
+
+type pausable struct {
+	Sandbox
+	paused *atomic.Int64
+}
+
+func (p pausable) Pause(context.Context) error { p.paused.Add(1); return nil }
+
+func TestPauseIdle(t *testing.T) {
+	f := newFake()
+	var paused atomic.Int64
+	factory := func(ctx context.Context) (Sandbox, error) {
+		sb, err := f.New(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return pausable{Sandbox: sb, paused: &paused}, nil
+	}
+	p, err := New(Config{Mode: Reuse, Min: 2, Max: 2, Factory: factory, PauseIdle: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Start(context.Background())
+	defer p.Stop(context.Background())
+	waitFor(t, time.Second, "two idle sandboxes paused", func() bool { return paused.Load() >= 2 })
+	if res, _ := p.Run(context.Background(), spec("x")); res.Outcome != cronium.Succeeded {
+		t.Fatalf("%+v", res)
+	}
+	waitFor(t, time.Second, "the returned sandbox paused again", func() bool { return paused.Load() >= 3 })
 }

@@ -88,6 +88,15 @@ type Config struct {
 	// Clock tells the time for ages and idle timeouts. Default time.Now;
 	// tests may fake it. Phases are always measured with the real clock.
 	Clock func() time.Time
+	// PauseIdle pauses idle sandboxes that can be paused (Pauser), so they
+	// hold no CPU while they wait; the sandbox resumes itself when used.
+	PauseIdle bool
+}
+
+// Pauser is a Sandbox that can be frozen while idle. A paused sandbox
+// resumes by itself on Run, Reset or Close.
+type Pauser interface {
+	Pause(ctx context.Context) error
 }
 
 // withDefaults fills zero fields and checks the rest.
@@ -420,7 +429,23 @@ func (p *Pool) release(e *entry, reason string) {
 	default:
 		e.idleSince = p.cfg.Clock()
 		p.idle = append(p.idle, e)
+		p.pauseLocked(e)
 	}
+}
+
+// pauseLocked freezes an idle sandbox in a goroutine owned by the pool.
+func (p *Pool) pauseLocked(e *entry) {
+	pz, ok := e.sb.(Pauser)
+	if !p.cfg.PauseIdle || !ok || p.stopped {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		if err := pz.Pause(p.bg); err != nil {
+			p.log.Warn("pause idle sandbox", "sandbox", e.sb.ID(), "err", err)
+		}
+	}()
 }
 
 // sizeLocked counts every sandbox of the pool.
@@ -550,7 +575,9 @@ func (p *Pool) createIdle() {
 		return
 	}
 	now := p.cfg.Clock()
-	p.idle = append(p.idle, &entry{sb: sb, created: now, idleSince: now})
+	e := &entry{sb: sb, created: now, idleSince: now}
+	p.idle = append(p.idle, e)
+	p.pauseLocked(e)
 	p.log.Debug("sandbox ready", "sandbox", sb.ID())
 }
 

@@ -71,6 +71,8 @@ type poolSize struct {
 	MaxRuns int `json:"max_runs"`
 	// MaxAge (reuse) recycles a sandbox after this long. Default 10m.
 	MaxAge cronium.Duration `json:"max_age"`
+	// PauseIdle freezes idle sandboxes so they hold no CPU (a resume costs ~10 ms). Default false.
+	PauseIdle bool `json:"pause_idle"`
 }
 
 func defaultServerConfig() serverConfig {

@@ -240,5 +240,5 @@ func serve(g *globals, cfg serverConfig) error {
 }
 
 func (p poolSize) config(mode pool.Mode, log *slog.Logger) pool.Config {
-	return pool.Config{Mode: mode, Min: p.Min, Max: p.Max, IdleTimeout: p.IdleTimeout.D(), MaxRuns: p.MaxRuns, MaxAge: p.MaxAge.D(), Logger: log}
+	return pool.Config{Mode: mode, Min: p.Min, Max: p.Max, IdleTimeout: p.IdleTimeout.D(), MaxRuns: p.MaxRuns, MaxAge: p.MaxAge.D(), Logger: log, PauseIdle: p.PauseIdle}
 }
