@@ -365,11 +365,13 @@ type Execution struct {
 	Reason      string     `json:"reason,omitempty"`
 	Strategy    string     `json:"strategy"`
 	// StrategyReason says why the strategy was chosen.
-	StrategyReason string          `json:"strategy_reason,omitempty"`
-	Priority       int             `json:"priority"`
-	Node           string          `json:"node,omitempty"`
-	Error          string          `json:"error,omitempty"`
-	Input          json.RawMessage `json:"input,omitempty"`
+	StrategyReason string `json:"strategy_reason,omitempty"`
+	// Sandbox is the warm sandbox the execution ran in (empty when cold).
+	Sandbox  string          `json:"sandbox,omitempty"`
+	Priority int             `json:"priority"`
+	Node     string          `json:"node,omitempty"`
+	Error    string          `json:"error,omitempty"`
+	Input    json.RawMessage `json:"input,omitempty"`
 	// Output is the JSON the script set with the output helper (or the stdio/files mode).
 	Output json.RawMessage `json:"output,omitempty"`
 	// Condition is what the script set with setCondition, for follow-up logic.

@@ -83,6 +83,10 @@ type Spec struct {
 	Secrets map[string][]byte
 	// DataMode is DataAPI (default), DataStdio or DataFiles.
 	DataMode string
+	// Attached, when set, is called by a warm sandbox with its id just before
+	// it hands the script to its agent, so that the execution can be
+	// re-attached to that sandbox after a crash of the host.
+	Attached func(sandboxID string)
 	// Workspace, when set, is a named volume mounted at /workspace that
 	// outlives the sandbox: the user strategy's persistent workspace.
 	Workspace *Volume

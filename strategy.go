@@ -25,8 +25,8 @@ type StrategyRules struct {
 	// Tiers maps a tier to the strategy all its users' events get (unless they
 	// require isolation). Default: enterprise -> user.
 	Tiers map[string]string `json:"tiers"`
-	// Default is everyone else's strategy. Default cold: a cold execution can
-	// be re-attached after a crash of the server, a pooled one not yet.
+	// Default is everyone else's strategy. Default cold: no idle sandbox is
+	// kept for events that rarely run.
 	Default string `json:"default"`
 }
 

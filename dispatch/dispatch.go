@@ -29,6 +29,12 @@ type Reattacher interface {
 	Reattach(ctx context.Context, id string, afterSeq uint64, output func(cronium.OutputChunk)) (cronium.Result, error)
 }
 
+// SandboxReattacher is a Reattacher that can also resume an execution that
+// ran in a warm sandbox, found by the sandbox's id.
+type SandboxReattacher interface {
+	ReattachIn(ctx context.Context, sandboxID, executionID string, afterSeq uint64, output func(cronium.OutputChunk)) (cronium.Result, error)
+}
+
 // Config configures a Dispatcher.
 type Config struct {
 	// Store is the durable queue. Required.
@@ -399,7 +405,12 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 			return fail(err)
 		}
 		sink.lastSeq = after
-		res, err := reattach.Reattach(ctx, x.ID, after, sink.add)
+		var res cronium.Result
+		if sr, ok := reattach.(SandboxReattacher); ok && x.Sandbox != "" {
+			res, err = sr.ReattachIn(ctx, x.Sandbox, x.ID, after, sink.add)
+		} else {
+			res, err = reattach.Reattach(ctx, x.ID, after, sink.add)
+		}
 		switch {
 		case errors.Is(err, cronium.ErrNotFound):
 			return fail(errors.New("lost: node restarted and the execution's sandbox is gone"))
@@ -463,6 +474,11 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 			template.Workspace = &cronium.Volume{Name: fmt.Sprintf("cronium-ws-%s-user%d", d.cfg.Node, x.UserID), Size: d.cfg.UserWorkspace}
 		}
 		key := fmt.Sprintf("%s/%s/%s/%s/%gcpu/%dpids/%s/%s", mode, owner, ev.Language, limits.Memory, limits.CPUs, limits.Pids, profile.Name, ev.Network)
+		spec.Attached = func(sandbox string) {
+			if err := store.SetSandbox(context.WithoutCancel(ctx), x.ID, sandbox); err != nil {
+				d.log.Error("record the execution's sandbox", "execution_id", x.ID, "err", err)
+			}
+		}
 		res, _ = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) { return d.cfg.Sandboxes(ctx, template) }, spec)
 	}
 	if len(res.Output) > 0 {

@@ -237,7 +237,15 @@ func (e *Engine) Run(ctx context.Context, spec cronium.Spec) (cronium.Result, er
 // cancels the execution, as for Run. Output is called as Spec.Output is; Result.Phases.Run
 // is measured from this call. At most one Run or Reattach may drive an execution.
 func (e *Engine) Reattach(ctx context.Context, id string, afterSeq uint64, output func(cronium.OutputChunk)) (cronium.Result, error) {
-	if !validID(id) {
+	return e.ReattachIn(ctx, id, id, afterSeq, output)
+}
+
+// ReattachIn is Reattach for an execution that ran in a warm sandbox: the
+// container is found by the sandbox's id, and the agent must resume that
+// execution.
+func (e *Engine) ReattachIn(ctx context.Context, sandboxID, executionID string, afterSeq uint64, output func(cronium.OutputChunk)) (cronium.Result, error) {
+	id := sandboxID
+	if !validID(id) || !validID(executionID) {
 		return cronium.Result{}, cronium.Invalid("id", id, "is not an id: use letters, digits, '-' and '_' only, at most 64")
 	}
 	list, err := e.cli.ContainerList(ctx, client.ContainerListOptions{
@@ -251,7 +259,7 @@ func (e *Engine) Reattach(ctx context.Context, id string, afterSeq uint64, outpu
 		return cronium.Result{}, fmt.Errorf("%w: no container of execution %s on node %s", cronium.ErrNotFound, id, e.cfg.NodeID)
 	}
 	c := list.Items[0]
-	spec := cronium.Spec{ID: id, Image: c.Image, Output: output}
+	spec := cronium.Spec{ID: executionID, Image: c.Image, Output: output}
 	if v, ok := c.Labels[LabelLimits]; ok {
 		if err := json.Unmarshal([]byte(v), &spec.Limits); err != nil {
 			e.log.Warn("unreadable limits label", "execution_id", id, "container", c.ID, "err", err)
@@ -261,7 +269,7 @@ func (e *Engine) Reattach(ctx context.Context, id string, afterSeq uint64, outpu
 	backstop := labelTime(c.Labels[LabelDeadline], time.Now())
 	res := sb.reattach(ctx, c.State == container.StateRunning, backstop)
 	if sb.neverStarted {
-		return res, fmt.Errorf("%w: execution %s", cronium.ErrNeverStarted, id)
+		return res, fmt.Errorf("%w: execution %s", cronium.ErrNeverStarted, executionID)
 	}
 	return res, nil
 }

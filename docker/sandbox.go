@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 // it may live.
 type Sandbox struct {
 	s       *sandbox
+	id      string // the sandbox's own id; s.spec.ID is the running execution's
 	created time.Time
 
 	mu     sync.Mutex // guards broken, closed and paused; held across pause and unpause
@@ -89,11 +92,11 @@ func (e *Engine) NewSandbox(ctx context.Context, template cronium.Spec, lifetime
 		return nil, err
 	}
 	sb.sess = sess
-	return &Sandbox{s: sb, created: time.Now()}, nil
+	return &Sandbox{s: sb, id: template.ID, created: time.Now()}, nil
 }
 
 // ID names the sandbox (also its container's execution label).
-func (x *Sandbox) ID() string { return x.s.spec.ID }
+func (x *Sandbox) ID() string { return x.id }
 
 // Container is the container id.
 func (x *Sandbox) Container() string { return x.s.id }
@@ -121,6 +124,9 @@ func (x *Sandbox) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 	}
 	s.sess.OnCall(s.onCall(run.Runtime))
 	st := s.startMessage()
+	if spec.Attached != nil {
+		spec.Attached(x.ID())
+	}
 	l := run.Limits
 	rep, err := s.drive(ctx, now.Add(l.Timeout+l.Grace+s.e.cfg.Backstop), func(out func(uint8, uint64, []byte)) (agent.Report, error) {
 		return s.sess.Run(ctx, st, out)
@@ -195,4 +201,28 @@ func (x *Sandbox) breakWith(err error) {
 	if x.broken == nil {
 		x.broken = err
 	}
+}
+
+// RemoveSandboxesExcept removes this node's warm sandboxes (left by a host
+// process that died) whose ids are not in keep: those are being re-attached.
+func (e *Engine) RemoveSandboxesExcept(ctx context.Context, keep map[string]bool) (int, error) {
+	list, err := e.cli.ContainerList(ctx, client.ContainerListOptions{
+		All:     true,
+		Filters: client.Filters{}.Add("label", LabelManaged+"=true", LabelNode+"="+e.cfg.NodeID),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("list sandboxes: %w", err)
+	}
+	n := 0
+	for _, c := range list.Items {
+		id := c.Labels[LabelExecution]
+		if len(id) < 4 || id[:4] != "sbx-" || keep[id] {
+			continue
+		}
+		if _, err := e.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true}); err == nil {
+			n++
+		}
+		os.RemoveAll(filepath.Join(e.cfg.StateDir, "s", c.Labels[LabelSandbox]))
+	}
+	return n, nil
 }

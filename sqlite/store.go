@@ -118,6 +118,8 @@ var migrations = []string{
 	ALTER TABLE executions ADD COLUMN condition INTEGER;`,
 	// 3: why an execution got its sandbox strategy.
 	`ALTER TABLE executions ADD COLUMN strategy_reason TEXT NOT NULL DEFAULT '';`,
+	// 4: the warm sandbox an execution runs in, to re-attach after a crash.
+	`ALTER TABLE executions ADD COLUMN sandbox TEXT NOT NULL DEFAULT '';`,
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -538,7 +540,7 @@ func (s *Store) AdvanceFire(ctx context.Context, eventID int64, t time.Time) err
 
 const execCols = `x.id, x.event_id, e.name, u.name, x.user_id, x.trigger, x.scheduled_at, x.queued_at, x.not_before, x.started_at, x.finished_at,
 	x.status, x.outcome, x.exit_code, x.attempt, x.reason, x.strategy, x.priority, x.node, x.error, x.input, x.result, x.log_bytes, x.log_truncated, x.retry_of,
-	x.output, x.condition, x.strategy_reason`
+	x.output, x.condition, x.strategy_reason, x.sandbox`
 
 const execFrom = ` FROM executions x JOIN events e ON e.id = x.event_id JOIN users u ON u.id = x.user_id`
 
@@ -551,7 +553,7 @@ func scanExecution(sc interface{ Scan(...any) error }) (cronium.Execution, error
 	var cond sql.NullBool
 	err := sc.Scan(&x.ID, &x.EventID, &x.Event, &x.User, &x.UserID, &x.Trigger, &sched, &queued, &notBefore, &started, &finished,
 		&x.Status, &x.Outcome, &exit, &x.Attempt, &x.Reason, &x.Strategy, &x.Priority, &x.Node, &x.Error, &input, &result, &x.LogBytes, &x.LogTruncated, &x.RetryOf,
-		&output, &cond, &x.StrategyReason)
+		&output, &cond, &x.StrategyReason, &x.Sandbox)
 	if err != nil {
 		return x, err
 	}
@@ -902,6 +904,12 @@ func (s *Store) SetOutput(ctx context.Context, id string, v json.RawMessage) err
 // SetStrategy records the strategy an execution got and why.
 func (s *Store) SetStrategy(ctx context.Context, id, strategy, reason string) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE executions SET strategy = ?, strategy_reason = ? WHERE id = ?`, strategy, reason, id)
+	return err
+}
+
+// SetSandbox records the warm sandbox an execution runs in.
+func (s *Store) SetSandbox(ctx context.Context, id, sandbox string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE executions SET sandbox = ? WHERE id = ?`, sandbox, id)
 	return err
 }
 

@@ -184,6 +184,19 @@ func serve(g *globals, cfg serverConfig) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (set listen, CRONIUM_LISTEN or --listen)", cfg.Listen, err)
 	}
+	// Warm sandboxes a dead predecessor left idle are removed; those whose
+	// execution was running are kept for re-attach.
+	if running, err := store.Running(ctx, cfg.NodeID); err == nil {
+		keep := map[string]bool{}
+		for _, x := range running {
+			keep[x.Sandbox] = x.Sandbox != ""
+		}
+		if n, err := eng.RemoveSandboxesExcept(ctx, keep); err != nil {
+			log.Warn("remove orphaned warm sandboxes", "err", err)
+		} else if n > 0 {
+			log.Info("removed warm sandboxes left by the previous process", "count", n)
+		}
+	}
 	// Recovery first: executions that were running are re-attached before anything new starts.
 	if err := disp.Start(ctx); err != nil {
 		return err

@@ -158,3 +158,59 @@ head -c 40M /dev/zero > /workspace/big 2>/dev/null || echo "quota enforced"; rm 
 		t.Errorf("after the idle shutdown: container %.12s, %q; want a new sandbox and counter=4", x.Result.Container, logs)
 	}
 }
+
+func TestKillNineReattachesWarmExecutions(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 4)
+	key := s.user("alice", "pro")
+	s.start()
+	script := `for i in 1 2 3 4 5 6 7 8; do echo "tick $i"; sleep 0.4; done; echo done`
+	for _, st := range []string{"prewarmed", "reuse"} {
+		if code := s.api(key, "PUT", "/v1/events/"+st, map[string]any{"language": "bash", "strategy": st, "script": script}, nil); code != 201 {
+			t.Fatalf("create %s: %d", st, code)
+		}
+	}
+	ids := map[string]string{}
+	for _, st := range []string{"prewarmed", "reuse"} {
+		var x cronium.Execution
+		s.api(key, "POST", "/v1/events/"+st+"/trigger", nil, &x)
+		ids[st] = x.ID
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		printing := 0
+		for _, id := range ids {
+			var x cronium.Execution
+			s.api(key, "GET", "/v1/executions/"+id, nil, &x)
+			if x.LogBytes > 0 && x.Sandbox != "" {
+				printing++
+			}
+		}
+		if printing == len(ids) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("warm executions never started:\n%s", s.log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.kill()
+	time.Sleep(time.Second)
+	s.start()
+	for _, x := range s.waitAll(key, time.Minute) {
+		var logs struct {
+			Items []struct{ Data string } `json:"items"`
+		}
+		s.api(key, "GET", "/v1/executions/"+x.ID+"/logs", nil, &logs)
+		var out strings.Builder
+		for _, it := range logs.Items {
+			out.WriteString(it.Data)
+		}
+		want := "tick 1\ntick 2\ntick 3\ntick 4\ntick 5\ntick 6\ntick 7\ntick 8\ndone\n"
+		if x.Outcome != cronium.Succeeded || out.String() != want || x.Sandbox == "" {
+			t.Errorf("%s (%s, sandbox %q): %s %s, logs %q", x.Event, x.Strategy, x.Sandbox, x.Outcome, x.Error, out.String())
+		}
+	}
+	s.stop()
+	assertNoContainers(t, s.node)
+}
