@@ -7,6 +7,11 @@ need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs) # user workspaces are ext4 file systems
+# The helper tests run the helpers on the host too, with these interpreters and tools.
+command -v jq >/dev/null 2>&1 || need+=(jq)
+command -v bc >/dev/null 2>&1 || need+=(bc)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq
