@@ -108,6 +108,7 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	// A persistent workspace may hold the previous container's script.
 	os.Remove(path)
 	os.Remove(filepath.Join(Workspace, "input.json"))
+	os.Remove(filepath.Join(Workspace, "output.json")) // a previous run's, in a persistent workspace
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o444)
 	if err != nil {
 		return fail("agent: write script: %v", err)

@@ -10,7 +10,7 @@ import (
 )
 
 // wiped are the directories a reset empties: everything a run may write.
-var wiped = []string{"/tmp", Workspace, SecretsDir}
+var wiped = []string{"/tmp", "/dev/shm", "/dev/mqueue", Workspace, SecretsDir}
 
 // reset makes an idle sandbox as fresh as a new one for its next run: every
 // process but the agent is killed, and /tmp, the workspace and the secrets
@@ -33,9 +33,9 @@ func (a *Agent) reset(r Reset) Clean {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	dirs, checked := wiped, []string{"/tmp", Workspace}
+	dirs, checked := wiped, []string{"/tmp", "/dev/shm", "/dev/mqueue", Workspace}
 	if r.KeepWorkspace {
-		dirs, checked = []string{"/tmp", SecretsDir}, []string{"/tmp"}
+		dirs, checked = []string{"/tmp", "/dev/shm", "/dev/mqueue", SecretsDir}, []string{"/tmp", "/dev/shm", "/dev/mqueue"}
 		removeOwn(Workspace)
 	}
 	for _, dir := range dirs {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -27,6 +28,9 @@ const (
 	callTimeout = 30 * time.Second
 )
 
+// callIDs numbers forwarded calls across every run of this agent.
+var callIDs atomic.Uint64
+
 // runtimeServer serves the runtime API on APISocket for one run: it checks
 // the run's token, rate-limits, answers input and event itself and forwards
 // the rest to the host as Call frames. It stops with the run, so the token
@@ -37,7 +41,6 @@ type runtimeServer struct {
 	ln   net.Listener
 
 	mu      sync.Mutex // guards the fields below
-	nextID  uint64
 	waiting map[uint64]chan Reply
 	tokens  float64
 	last    time.Time
@@ -168,8 +171,7 @@ func (r *runtimeServer) forward(call Call) Reply {
 		r.mu.Unlock()
 		return fail("the execution ended")
 	}
-	r.nextID++
-	call.ID = r.nextID
+	call.ID = callIDs.Add(1) // unique across runs: a late reply cannot answer the next run's call
 	r.waiting[call.ID] = ch
 	r.mu.Unlock()
 	b, _ := json.Marshal(call)

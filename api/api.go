@@ -283,7 +283,8 @@ func (s *Server) listPools(w http.ResponseWriter, r *http.Request, u *cronium.Us
 	if s.cfg.Pools != nil {
 		for _, st := range s.cfg.Pools.Stats() {
 			// Reuse pools are per user: a user sees the shared ones and their own.
-			if u.Admin || !strings.HasPrefix(st.Name, "reuse/") || strings.HasPrefix(st.Name, fmt.Sprintf("reuse/user%d/", u.ID)) {
+			own := strings.HasPrefix(st.Name, fmt.Sprintf("reuse/user%d/", u.ID)) || strings.HasPrefix(st.Name, fmt.Sprintf("user/user%d/", u.ID))
+			if u.Admin || strings.HasPrefix(st.Name, "prewarmed/") || own {
 				items = append(items, st)
 			}
 		}

@@ -452,6 +452,10 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}
 	strategy, why := d.cfg.Rules.Choose(ev, tier.Name, d.perMinute(ev))
+	if !profile.ReadOnlyRoot && (strategy == cronium.StrategyReuse || strategy == cronium.StrategyUser) {
+		// A writable root file system cannot be wiped between runs.
+		strategy, why = cronium.StrategyPrewarmed, why+"; the "+profile.Name+" profile has a writable root, which a reset cannot wipe: prewarmed instead"
+	}
 	if strategy != cronium.StrategyCold && (d.cfg.Pools == nil || d.cfg.Sandboxes == nil) {
 		strategy, why = cronium.StrategyCold, why+"; this node has no warm pools: cold"
 	}
@@ -473,7 +477,10 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 			mode, owner = pool.User, fmt.Sprintf("user%d", x.UserID)
 			template.Workspace = &cronium.Volume{Name: fmt.Sprintf("cronium-ws-%s-user%d", d.cfg.Node, x.UserID), Size: d.cfg.UserWorkspace}
 		}
-		key := fmt.Sprintf("%s/%s/%s/%s/%gcpu/%dpids/%s/%s", mode, owner, ev.Language, limits.Memory, limits.CPUs, limits.Pids, profile.Name, ev.Network)
+		// Every limit the container itself enforces is part of the key; the
+		// ones the agent enforces per run (timeout, output) travel with the run.
+		key := fmt.Sprintf("%s/%s/%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/%s/%s", mode, owner, ev.Language,
+			limits.Memory, limits.CPUs, limits.CPUGuaranteed, limits.Pids, limits.NoFile, limits.NProc, limits.TmpSize, limits.WorkspaceSize, profile.Name, ev.Network)
 		spec.Attached = func(sandbox string) {
 			if err := store.SetSandbox(context.WithoutCancel(ctx), x.ID, sandbox); err != nil {
 				d.log.Error("record the execution's sandbox", "execution_id", x.ID, "err", err)

@@ -761,11 +761,12 @@ func (s *sandbox) startMessage() agent.Start {
 
 // onCall answers the script's runtime API calls through rt.
 func (s *sandbox) onCall(rt cronium.RuntimeAPI) func(ctx context.Context, c agent.Call) agent.Reply {
+	id := s.spec.ID // bound now: a reused sandbox's next run must not receive this run's calls
 	return func(ctx context.Context, c agent.Call) agent.Reply {
 		if rt == nil {
 			return agent.Reply{Error: "the runtime API is not available for this execution"}
 		}
-		v, err := rt.Call(context.WithoutCancel(ctx), cronium.RuntimeCall{ExecutionID: s.spec.ID, Op: c.Op, Key: c.Key, Value: c.Value})
+		v, err := rt.Call(context.WithoutCancel(ctx), cronium.RuntimeCall{ExecutionID: id, Op: c.Op, Key: c.Key, Value: c.Value})
 		if err != nil {
 			return agent.Reply{Error: err.Error()}
 		}

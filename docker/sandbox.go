@@ -118,7 +118,13 @@ func (x *Sandbox) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 	run.ID, run.Language, run.Script, run.Input = spec.ID, spec.Language, spec.Script, spec.Input
 	run.Env, run.Output, run.Runtime = spec.Env, spec.Output, spec.Runtime
 	run.Context, run.Secrets, run.DataMode = spec.Context, spec.Secrets, spec.DataMode
+	if spec.Limits.Timeout > 0 {
+		// The agent enforces these per run; the container's own limits stay the sandbox's.
+		l := spec.Limits.Defaults()
+		run.Limits.Timeout, run.Limits.Grace, run.Limits.Output, run.Limits.OutputPolicy = l.Timeout, l.Grace, l.Output, l.OutputPolicy
+	}
 	s.spec, s.after, s.token = run, 0, ""
+	res.Limits = run.Limits
 	if run.Runtime != nil {
 		s.token = NewToken()
 	}

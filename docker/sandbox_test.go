@@ -37,7 +37,7 @@ func TestReusedSandboxIsClean(t *testing.T) {
 	// Run N leaves everything it can behind.
 	res, out := run(`
 echo "token=$CRONIUM_RUNTIME_TOKEN"
-echo leftover > /tmp/x; mkdir -p /workspace/d/e; echo y > /workspace/d/e/y; chmod 500 /workspace/d
+echo leftover > /tmp/x; echo shm > /dev/shm/shmleak; mkdir -p /workspace/d/e; echo y > /workspace/d/e/y; chmod 500 /workspace/d
 ( setsid bash -c 'trap "" TERM HUP; exec sleep 1000' & )
 export LEAK=1; echo "export LEAK=1" >> ~/.bashrc 2>/dev/null
 cat /run/secrets/tok
@@ -54,7 +54,7 @@ cat /run/secrets/tok
 	}
 	// Run N+1 sees none of it.
 	res2, out2 := run(`
-ls -A /tmp /workspace /run/secrets | grep -v '^/' | grep -v '^$' | grep -v '^script.sh$' || true
+ls -A /tmp /dev/shm /workspace /run/secrets | grep -v '^/' | grep -v '^$' | grep -v '^script.sh$' || true
 echo "daemons=$(for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c 'sleep 10[0]0')"
 echo "leak=[${LEAK:-}]"
 CRONIUM_RUNTIME_TOKEN=`+oldToken+` cronium_getCondition 2>&1 || echo "old token refused"
@@ -70,7 +70,7 @@ echo "same container: $(cat /proc/1/cgroup | head -c 0)ok"
 	for _, l := range strings.Split(out2, "\n") {
 		lines[strings.TrimSpace(l)] = true
 	}
-	for _, bad := range []string{"x", "d", "tok", "leak=[1]"} {
+	for _, bad := range []string{"x", "d", "tok", "shmleak", "leak=[1]"} {
 		if lines[bad] {
 			t.Errorf("run N+1 sees %q from run N:\n%s", bad, out2)
 		}
@@ -119,5 +119,23 @@ func TestPausedSandboxResumesForItsRun(t *testing.T) {
 	// Pause again and close while paused: nothing is left behind (TestMain checks).
 	if err := sb.Pause(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestWarmRunTakesItsOwnTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	tmpl := cronium.Spec{Language: cronium.Bash}
+	tmpl.Limits.Timeout = 2 * time.Second
+	sb, err := testEngine.NewSandbox(ctx, tmpl, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	spec := cronium.Spec{ID: NewID(), Language: cronium.Bash, Script: []byte("sleep 3; echo done")}
+	spec.Limits.Timeout = 10 * time.Second
+	res := sb.Run(ctx, spec)
+	if res.Outcome != cronium.Succeeded || res.Limits.Timeout != 10*time.Second {
+		t.Errorf("outcome %s with limits %v: the run must keep its own 10s timeout, not the sandbox creator's 2s", res.Outcome, res.Limits.Timeout)
 	}
 }

@@ -21,9 +21,11 @@ type Manager struct {
 	pools   map[string]*Pool
 	stopped bool
 
-	bmu      sync.Mutex // guards live and maxTotal
+	bmu      sync.Mutex // guards live, evicting and maxTotal
 	maxTotal int        // sandboxes of all pools together; 0: no bound
 	live     int
+	evicting int // evicted sandboxes whose budget unit is not back yet
+	reserved int // units freed by an eviction, kept for the runs that evicted (refills may not take them)
 }
 
 // LimitTotal bounds the sandboxes of all pools together (the node's
@@ -42,21 +44,37 @@ func (m *Manager) budgeted(self *Pool, f Factory) Factory {
 	return func(ctx context.Context) (Sandbox, error) {
 		for {
 			m.bmu.Lock()
+			refill := IsRefill(ctx)
 			if m.maxTotal <= 0 || m.live < m.maxTotal {
 				m.live++
 				m.bmu.Unlock()
 				break
 			}
+			if !refill && m.reserved > 0 { // a unit an eviction freed for a run
+				m.reserved--
+				m.bmu.Unlock()
+				break
+			}
+			pending := m.evicting > 0 // an eviction already frees a unit: wait for it
 			m.bmu.Unlock()
-			if IsRefill(ctx) {
+			if refill {
 				return nil, errors.New("the node's sandbox budget is full")
 			}
-			if !m.evictOther(self) {
-				select {
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				case <-time.After(20 * time.Millisecond):
+			if !pending && m.evictOther(self) {
+				m.bmu.Lock()
+				m.evicting++
+				m.bmu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+				m.bmu.Lock()
+				if m.reserved > 0 && m.evicting == 0 { // the unit waited for this run: give it back
+					m.reserved--
+					m.live--
 				}
+				m.bmu.Unlock()
+				return nil, ctx.Err()
+			case <-time.After(10 * time.Millisecond):
 			}
 		}
 		sb, err := f(ctx)
@@ -71,6 +89,12 @@ func (m *Manager) budgeted(self *Pool, f Factory) Factory {
 func (m *Manager) release() {
 	m.bmu.Lock()
 	defer m.bmu.Unlock()
+	if m.evicting > 0 {
+		// Handed to the run that evicted: it stays counted in live.
+		m.evicting--
+		m.reserved++
+		return
+	}
 	m.live--
 }
 
@@ -104,6 +128,14 @@ type budgetedSandbox struct {
 	Sandbox
 	once    sync.Once
 	release func()
+}
+
+// Pause pauses the sandbox when it can be paused.
+func (b *budgetedSandbox) Pause(ctx context.Context) error {
+	if p, ok := b.Sandbox.(Pauser); ok {
+		return p.Pause(ctx)
+	}
+	return nil
 }
 
 // Close closes the sandbox and releases its budget.

@@ -309,7 +309,7 @@ func (p *Pool) recycleReason(e *entry, res cronium.Result) string {
 
 // expired tells whether a reuse sandbox is too old to serve.
 func (p *Pool) expired(e *entry, now time.Time) bool {
-	return p.cfg.Mode != Prewarmed && now.Sub(e.created) >= p.cfg.MaxAge
+	return now.Sub(e.created) >= p.cfg.MaxAge // prewarmed ones too: an idle sandbox must not outlive its deadline label
 }
 
 // failed is the result of a run that got no sandbox.

@@ -163,7 +163,12 @@ func (s *Scheduler) loop() {
 			}
 		case <-wait:
 			if err := s.fireDue(ctx); err != nil {
-				s.log.Error("fire due events; retrying", "err", err)
+				s.log.Error("fire due events; retrying in a second", "err", err)
+				select {
+				case <-s.stop:
+					return
+				case <-s.cfg.Clock.After(time.Second):
+				}
 			}
 		}
 	}
@@ -244,7 +249,20 @@ func (s *Scheduler) fireDue(ctx context.Context) error {
 		heap.Fix(&s.queue, 0)
 	}
 	s.mu.Unlock()
-	return s.fire(ctx, due)
+	if err := s.fire(ctx, due); err != nil {
+		// Nothing of the batch is stored: put the times back so the next
+		// wake-up fires them again (the unique index makes that safe).
+		s.mu.Lock()
+		for _, f := range due {
+			if f.e.index >= 0 && f.at.Before(f.e.next) {
+				f.e.next = f.at
+				heap.Fix(&s.queue, f.e.index)
+			}
+		}
+		s.mu.Unlock()
+		return err
+	}
+	return nil
 }
 
 // fire applies concurrency policies and enqueues, batching plain fires into one transaction.

@@ -155,7 +155,13 @@ func serve(g *globals, cfg serverConfig) error {
 		pool.User:      cfg.Pools.User.config(pool.User, log),
 	})
 	pools.LimitTotal(cfg.Capacity) // warm sandboxes of all pools together never exceed the node's capacity
-	lifetime := cfg.Pools.Reuse.MaxAge.D() + cfg.Pools.Prewarmed.IdleTimeout.D() + time.Hour
+	// A pooled sandbox lives at most its pool's max age while idle, plus one
+	// run; its deadline label (for GC) must cover the longest of them.
+	var longestTimeout time.Duration
+	for _, t := range cfg.Tiers {
+		longestTimeout = max(longestTimeout, t.MaxTimeout.D())
+	}
+	lifetime := max(cfg.Pools.Prewarmed.MaxAge.D(), cfg.Pools.Reuse.MaxAge.D(), cfg.Pools.User.MaxAge.D()) + longestTimeout + time.Hour
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
 		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace,
@@ -239,10 +245,15 @@ func serve(g *globals, cfg serverConfig) error {
 	defer cancel()
 	sched.Stop(sctx)
 	if err := disp.Stop(sctx); err != nil {
+		// Warm sandboxes still running executions stay for the next start to
+		// re-attach (the idle ones are removed then too).
 		log.Warn("shutdown", "err", err)
-	}
-	if err := pools.Stop(sctx); err != nil {
-		log.Warn("drain pools", "err", err)
+	} else {
+		pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := pools.Stop(pctx); err != nil {
+			log.Warn("drain pools", "err", err)
+		}
+		pcancel()
 	}
 	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer hcancel()
