@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,7 +28,7 @@ func TestManagerBoundsAllPools(t *testing.T) {
 		select {
 		case <-done:
 		default:
-			panic("runs did not get sandboxes: eviction does not work")
+			panic(fmt.Sprintf("runs did not get sandboxes: eviction does not work: live %d evicting %d reserved %d stats %+v", m.live, m.evicting, m.reserved, m.Stats()))
 		}
 	})
 	defer close(done)

@@ -21,11 +21,12 @@ type Manager struct {
 	pools   map[string]*Pool
 	stopped bool
 
-	bmu      sync.Mutex // guards live, evicting and maxTotal
+	bmu      sync.Mutex // guards live, evicting, reserved, waiters and maxTotal
 	maxTotal int        // sandboxes of all pools together; 0: no bound
 	live     int
 	evicting int // evicted sandboxes whose budget unit is not back yet
-	reserved int // units freed by an eviction, kept for the runs that evicted (refills may not take them)
+	reserved int // units freed by an eviction, kept for the runs that wait (refills may not take them)
+	waiters  int // runs waiting for a unit
 }
 
 // LimitTotal bounds the sandboxes of all pools together (the node's
@@ -42,40 +43,8 @@ func (m *Manager) LimitTotal(n int) {
 // from its creation until it is closed.
 func (m *Manager) budgeted(self *Pool, f Factory) Factory {
 	return func(ctx context.Context) (Sandbox, error) {
-		for {
-			m.bmu.Lock()
-			refill := IsRefill(ctx)
-			if m.maxTotal <= 0 || m.live < m.maxTotal {
-				m.live++
-				m.bmu.Unlock()
-				break
-			}
-			if !refill && m.reserved > 0 { // a unit an eviction freed for a run
-				m.reserved--
-				m.bmu.Unlock()
-				break
-			}
-			pending := m.evicting > 0 // an eviction already frees a unit: wait for it
-			m.bmu.Unlock()
-			if refill {
-				return nil, errors.New("the node's sandbox budget is full")
-			}
-			if !pending && m.evictOther(self) {
-				m.bmu.Lock()
-				m.evicting++
-				m.bmu.Unlock()
-			}
-			select {
-			case <-ctx.Done():
-				m.bmu.Lock()
-				if m.reserved > 0 && m.evicting == 0 { // the unit waited for this run: give it back
-					m.reserved--
-					m.live--
-				}
-				m.bmu.Unlock()
-				return nil, ctx.Err()
-			case <-time.After(10 * time.Millisecond):
-			}
+		if err := m.acquireUnit(ctx, self); err != nil {
+			return nil, err
 		}
 		sb, err := f(ctx)
 		if err != nil || sb == nil {
@@ -86,19 +55,86 @@ func (m *Manager) budgeted(self *Pool, f Factory) Factory {
 	}
 }
 
+// acquireUnit takes one unit of the budget. A refill takes a free unit or
+// fails; a run takes a unit an eviction freed for it, or a free one, or
+// evicts an idle sandbox (another pool's first) and waits for its unit.
+func (m *Manager) acquireUnit(ctx context.Context, self *Pool) error {
+	refill := IsRefill(ctx)
+	m.bmu.Lock()
+	if m.maxTotal <= 0 || m.live < m.maxTotal {
+		m.live++
+		m.bmu.Unlock()
+		return nil
+	}
+	if refill {
+		m.bmu.Unlock()
+		return errors.New("the node's sandbox budget is full")
+	}
+	m.waiters++
+	m.bmu.Unlock()
+	defer func() {
+		m.bmu.Lock()
+		m.waiters--
+		m.settleLocked()
+		m.bmu.Unlock()
+	}()
+	for {
+		m.bmu.Lock()
+		if m.reserved > 0 { // a unit an eviction freed for a run: already counted in live
+			m.reserved--
+			m.bmu.Unlock()
+			return nil
+		}
+		if m.live < m.maxTotal {
+			m.live++
+			m.bmu.Unlock()
+			return nil
+		}
+		evict := m.evicting == 0 // an eviction in flight already frees a unit: wait for it
+		if evict {
+			// Counted before it happens: its close may release the unit before evictOther returns.
+			m.evicting++
+		}
+		m.bmu.Unlock()
+		if evict && !m.evictOther(self) {
+			m.bmu.Lock()
+			if m.evicting > 0 {
+				m.evicting--
+			}
+			m.bmu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// settleLocked frees reserved units no run waits for any more. m.bmu is held.
+func (m *Manager) settleLocked() {
+	for m.reserved > m.waiters {
+		m.reserved--
+		m.live--
+	}
+}
+
 func (m *Manager) release() {
 	m.bmu.Lock()
 	defer m.bmu.Unlock()
 	if m.evicting > 0 {
-		// Handed to the run that evicted: it stays counted in live.
 		m.evicting--
-		m.reserved++
-		return
+		if m.waiters > 0 {
+			m.reserved++ // handed to a waiting run: it stays counted in live
+			return
+		}
 	}
 	m.live--
 }
 
-// evictOther closes an idle sandbox of a pool other than self.
+// evictOther closes an idle sandbox of another pool or, failing that, of
+// self: a run of self may be waiting for a unit that self's own idle
+// sandboxes hold (a prewarmed pool refilled while the run was starting).
 func (m *Manager) evictOther(self *Pool) bool {
 	m.mu.Lock()
 	pools := make([]*Pool, 0, len(m.pools))
@@ -108,6 +144,9 @@ func (m *Manager) evictOther(self *Pool) bool {
 		}
 	}
 	m.mu.Unlock()
+	if self != nil {
+		pools = append(pools, self)
+	}
 	for _, p := range pools {
 		if p.evictIdle() {
 			return true
