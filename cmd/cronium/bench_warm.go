@@ -127,10 +127,7 @@ func benchWarm(ctx context.Context, w io.Writer, g *globals, langs []cronium.Lan
 		template := cronium.Spec{Language: l, Limits: limits, Profile: strict, Network: cronium.NetworkNone}
 		factory := func(ctx context.Context) (pool.Sandbox, error) { return eng.NewSandbox(ctx, template, time.Hour) }
 		spec := func(script string) cronium.Spec {
-			var buf strings.Builder
-			var mu sync.Mutex
-			return cronium.Spec{ID: docker.NewID(), Language: l, Script: []byte(script), Limits: limits, Profile: strict,
-				Output: func(c cronium.OutputChunk) { mu.Lock(); buf.Write(c.Data); mu.Unlock() }}
+			return cronium.Spec{ID: docker.NewID(), Language: l, Script: []byte(script), Limits: limits, Profile: strict}
 		}
 		capture := func(s cronium.Spec) (*strings.Builder, cronium.Spec) {
 			var buf strings.Builder
