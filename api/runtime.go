@@ -31,12 +31,18 @@ func variableKey(r *http.Request) (string, error) {
 	return k, nil
 }
 
-func (s *Server) getVariable(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+// ownerAndKey resolves whose variable a request names, and its key.
+func (s *Server) ownerAndKey(r *http.Request, u *cronium.User) (cronium.User, string, error) {
 	o, err := s.owner(r, u)
 	if err != nil {
-		return err
+		return o, "", err
 	}
 	k, err := variableKey(r)
+	return o, k, err
+}
+
+func (s *Server) getVariable(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	o, k, err := s.ownerAndKey(r, u)
 	if err != nil {
 		return err
 	}
@@ -55,11 +61,7 @@ type variableBody struct {
 }
 
 func (s *Server) putVariable(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
-	o, err := s.owner(r, u)
-	if err != nil {
-		return err
-	}
-	k, err := variableKey(r)
+	o, k, err := s.ownerAndKey(r, u)
 	if err != nil {
 		return err
 	}
@@ -80,11 +82,7 @@ func (s *Server) putVariable(w http.ResponseWriter, r *http.Request, u *cronium.
 }
 
 func (s *Server) deleteVariable(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
-	o, err := s.owner(r, u)
-	if err != nil {
-		return err
-	}
-	k, err := variableKey(r)
+	o, k, err := s.ownerAndKey(r, u)
 	if err != nil {
 		return err
 	}
