@@ -54,6 +54,9 @@ type Tier struct {
 	Concurrency int `json:"concurrency"`
 	// MaxTimeout is the longest timeout an event may set.
 	MaxTimeout Duration `json:"max_timeout"`
+	// NetworkModes are the network modes its events may use. Default:
+	// none, egress and internal (full needs the trusted profile or a tier listing it).
+	NetworkModes []NetworkMode `json:"network_modes,omitempty"`
 }
 
 // DefaultTiers are the brainstorm's tiers.
@@ -61,7 +64,8 @@ func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
 		"free":       {Name: "free", CPUGuaranteed: 0.1, CPUBurst: 0.5, Memory: 512 << 20, Concurrency: 2, MaxTimeout: Duration(5 * time.Minute)},
 		"pro":        {Name: "pro", CPUGuaranteed: 0.5, CPUBurst: 2, Memory: 2 << 30, Concurrency: 10, MaxTimeout: Duration(30 * time.Minute)},
-		"enterprise": {Name: "enterprise", CPUGuaranteed: 2, CPUBurst: 8, Memory: 8 << 30, Concurrency: 50, MaxTimeout: Duration(2 * time.Hour)},
+		"enterprise": {Name: "enterprise", CPUGuaranteed: 2, CPUBurst: 8, Memory: 8 << 30, Concurrency: 50, MaxTimeout: Duration(2 * time.Hour),
+			NetworkModes: []NetworkMode{NetworkNone, NetworkEgress, NetworkInternal, NetworkFull}},
 	}
 }
 
@@ -189,7 +193,7 @@ func (e *Event) Normalize(tier Tier) error {
 	if e.Profile == "" {
 		e.Profile = DefaultProfile
 	}
-	if _, err := ParseNetwork("network", string(e.Network)); err != nil {
+	if err := e.Network.Normalize("network"); err != nil {
 		return err
 	}
 	for k := range e.Env {

@@ -142,6 +142,8 @@ type Usage struct {
 	OutputBytes int64 `json:"output_bytes"`
 	// KeptOutputBytes is how much of it was delivered before the cap.
 	KeptOutputBytes int64 `json:"kept_output_bytes"`
+	// Network is the traffic and refusals of a networked execution.
+	Network *NetworkUsage `json:"network,omitempty"`
 }
 
 // Result is what an engine reports when an execution ends.

@@ -24,8 +24,8 @@ type Profile struct {
 	NoNewPrivileges bool `json:"no_new_privileges"`
 	// Seccomp is "default" for the engine's default profile.
 	Seccomp string `json:"seccomp"`
-	// Network is the default network policy when the run does not choose one.
-	Network NetworkPolicy `json:"network"`
+	// Network is the default network mode when the run does not choose one.
+	Network NetworkMode `json:"network"`
 }
 
 // agentCaps are what PID 1 needs in the strict profile: drop to the script
@@ -94,22 +94,3 @@ func joinKeys[V any](m map[string]V) string {
 	return s
 }
 
-// NetworkPolicy says what network an execution gets.
-type NetworkPolicy string
-
-// Network policies. Egress-only and internal come with the control plane.
-const (
-	// NetworkNone gives the container only a loopback interface.
-	NetworkNone NetworkPolicy = "none"
-	// NetworkFull attaches the engine's default bridge network.
-	NetworkFull NetworkPolicy = "full"
-)
-
-// ParseNetwork validates a network policy name. Empty means "the profile's default".
-func ParseNetwork(field, s string) (NetworkPolicy, error) {
-	switch NetworkPolicy(s) {
-	case "", NetworkNone, NetworkFull:
-		return NetworkPolicy(s), nil
-	}
-	return "", Invalid(field, s, "is not a network policy: want none or full")
-}

@@ -59,6 +59,8 @@ type Config struct {
 	Keyring *secrets.Keyring
 	// Pools are the warm pools, for GET /v1/pools. Nil: none.
 	Pools *pool.Manager
+	// Network are the operator's network rules events are checked against.
+	Network cronium.NetworkRules
 }
 
 // Server is the HTTP handler. It is safe for concurrent use.
@@ -370,7 +372,15 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, u *cronium.U
 
 // validateEvent normalises ev for its owner and checks its schedule.
 func (s *Server) validateEvent(ev *cronium.Event, owner cronium.User) error {
-	if err := ev.Normalize(s.tier(owner)); err != nil {
+	tier := s.tier(owner)
+	if err := ev.Normalize(tier); err != nil {
+		return err
+	}
+	profile, err := cronium.LookupProfile("profile", ev.Profile)
+	if err != nil {
+		return err
+	}
+	if _, err := s.cfg.Network.Resolve("network", ev.Network, profile, tier); err != nil {
 		return err
 	}
 	if ev.Schedule != "" {

@@ -41,6 +41,8 @@ type Config struct {
 	Store *sqlite.Store
 	// Engine runs executions. Required.
 	Engine cronium.Engine
+	// Network are the operator's network rules (default modes, services) each execution's policy is resolved with.
+	Network cronium.NetworkRules
 	// Tiers maps tier names to limits. Default cronium.DefaultTiers().
 	Tiers map[string]cronium.Tier
 	// Node names this node in the store and on containers. Required.
@@ -436,6 +438,10 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	if err != nil {
 		return fail(err)
 	}
+	netPolicy, err := d.cfg.Network.Resolve("network", ev.Network, profile, tier)
+	if err != nil {
+		return fail(err)
+	}
 	input := x.Input
 	if len(input) == 0 {
 		input = ev.Input
@@ -448,7 +454,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	d.cfg.Runtime.Open(x.ID, x.UserID, sink.secrets)
 	spec := cronium.Spec{
 		ID: x.ID, Language: ev.Language, Script: []byte(ev.Script), Input: input,
-		Env: ev.Env, Limits: limits, Profile: profile, Network: ev.Network, Output: sink.add,
+		Env: ev.Env, Limits: limits, Profile: profile, Network: netPolicy, Output: sink.add,
 		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}
 	strategy, why := d.cfg.Rules.Choose(ev, tier.Name, d.perMinute(ev))
@@ -468,7 +474,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 			return fail(err)
 		}
 	} else {
-		template := cronium.Spec{Language: ev.Language, Limits: limits, Profile: profile, Network: ev.Network}
+		template := cronium.Spec{Language: ev.Language, Limits: limits, Profile: profile, Network: netPolicy}
 		mode, owner := pool.Prewarmed, "shared"
 		switch strategy {
 		case cronium.StrategyReuse:
@@ -480,7 +486,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		// Every limit the container itself enforces is part of the key; the
 		// ones the agent enforces per run (timeout, output) travel with the run.
 		key := fmt.Sprintf("%s/%s/%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/%s/%s", mode, owner, ev.Language,
-			limits.Memory, limits.CPUs, limits.CPUGuaranteed, limits.Pids, limits.NoFile, limits.NProc, limits.TmpSize, limits.WorkspaceSize, profile.Name, ev.Network)
+			limits.Memory, limits.CPUs, limits.CPUGuaranteed, limits.Pids, limits.NoFile, limits.NProc, limits.TmpSize, limits.WorkspaceSize, profile.Name, netPolicy)
 		spec.Attached = func(sandbox string) {
 			if err := store.SetSandbox(context.WithoutCancel(ctx), x.ID, sandbox); err != nil {
 				d.log.Error("record the execution's sandbox", "execution_id", x.ID, "err", err)

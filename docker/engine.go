@@ -29,11 +29,13 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/agent"
 	"github.com/cronium/executor/helpers"
+	"github.com/cronium/executor/netguard"
 )
 
 // Container labels. Every container the engine creates carries them, so
@@ -46,6 +48,7 @@ const (
 	LabelDeadline  = "io.cronium.deadline" // unix seconds after which the host backstop has fired
 	LabelSandbox   = "io.cronium.sandbox"  // name of the per-sandbox host directory
 	LabelLimits    = "io.cronium.limits"   // the Limits in force, JSON, for Reattach
+	LabelNetwork   = "io.cronium.network"  // the network policy in force, for people and tools
 )
 
 // Config configures an Engine. The zero value works for a root user with
@@ -69,6 +72,8 @@ type Config struct {
 	Backstop time.Duration
 	// Logger receives operational logs. Default: discard.
 	Logger *slog.Logger
+	// Network is how network policies are enforced (the sandbox network, resolver, proxy).
+	Network NetworkConfig
 }
 
 // Engine runs executions in Docker containers. It is safe for concurrent use.
@@ -83,6 +88,12 @@ type Engine struct {
 	runtime cronium.RuntimeAPI // answers runtime calls of re-attached executions
 
 	wsMu sync.Mutex // serialises creating and mounting persistent workspaces
+
+	netMu      sync.Mutex      // guards the fields below
+	netGuard   *netguard.Guard // enforces network policies; created on the first networked run
+	netName    string          // the sandbox network's name
+	resolvConf string          // mounted as the sandboxes' /etc/resolv.conf
+	closed     bool            // Close was called: no new guard
 
 	onRun func(*sandbox) // test hook: called once Run's agent said hello; nil in production
 }
@@ -194,8 +205,11 @@ func installAgent(src, stateDir string) (string, error) {
 	return dst, nil
 }
 
-// Close releases the client connection.
-func (e *Engine) Close() error { return e.cli.Close() }
+// Close removes the sandbox network and its rules and releases the client connection.
+func (e *Engine) Close() error {
+	e.closeNetwork()
+	return e.cli.Close()
+}
 
 // Host is the engine address in use.
 func (e *Engine) Host() string { return e.cli.DaemonHost() }
@@ -317,8 +331,14 @@ func (e *Engine) checkSpec(spec *cronium.Spec) error {
 		p, _ := cronium.LookupProfile("profile", "")
 		spec.Profile = p
 	}
-	if spec.Network == "" {
-		spec.Network = spec.Profile.Network
+	if err := spec.Network.Normalize("network"); err != nil {
+		return err
+	}
+	if spec.Network.Mode == "" {
+		spec.Network.Mode = spec.Profile.Network
+	}
+	if spec.Network.Mode == "" {
+		spec.Network.Mode = cronium.NetworkNone
 	}
 	if spec.Image == "" {
 		spec.Image = e.cfg.Images[spec.Language]
@@ -363,10 +383,11 @@ type sandbox struct {
 	name  string
 	dir   string
 	ln    *net.UnixListener
-	id    string         // container id
-	sess  *agent.Session // once the agent said hello
-	after uint64         // output with seq up to this was delivered before
-	token string         // the runtime API token of this execution
+	id    string          // container id
+	sess  *agent.Session  // once the agent said hello
+	after uint64          // output with seq up to this was delivered before
+	token string          // the runtime API token of this execution
+	lease *netguard.Lease // the sandbox's address and network rules, if it has a network
 
 	lifetime time.Duration // pooled sandboxes: how long past one run's deadline they may live
 
@@ -418,7 +439,20 @@ func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
 		return sess.Run(ctx, st, out)
 	})
 	res.Phases.Run = time.Since(t)
-	return s.result(res, rep, err)
+	res = s.result(res, rep, err)
+	s.netUsage(&res)
+	return res
+}
+
+// netUsage adds the network usage of the run to res.
+func (s *sandbox) netUsage(res *cronium.Result) {
+	if s.lease == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u := s.lease.Usage(ctx)
+	res.Usage.Network = &u
 }
 
 // end removes the sandbox and closes the result's timing.
@@ -559,12 +593,35 @@ func (s *sandbox) create(ctx context.Context) error {
 	}
 	pids := l.Pids
 	netMode := container.NetworkMode("none")
-	if spec.Network == cronium.NetworkFull {
-		netMode = "bridge"
-	}
+	var netCfg *network.NetworkingConfig
+	var sysctls map[string]string
+	capDrop := p.DropCaps
 	var capAdd []string
 	if len(p.DropCaps) == 1 && p.DropCaps[0] == "ALL" {
 		capAdd = p.AgentCaps
+	}
+	var resolv string
+	if spec.Network.Networked() {
+		// Fail closed: the rules exist before the container does.
+		g, err := e.guard(ctx)
+		if err != nil {
+			return fmt.Errorf("network policy: %w", err)
+		}
+		if s.lease, err = g.Attach(ctx, spec.ID, spec.Network); err != nil {
+			return fmt.Errorf("network policy: %w", err)
+		}
+		e.netMu.Lock()
+		netMode, resolv = container.NetworkMode(e.netName), e.resolvConf
+		e.netMu.Unlock()
+		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+			string(netMode): {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: s.lease.IP()}},
+		}}
+		sysctls = map[string]string{"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+		if len(capAdd) == 0 && spec.Network.Mode != cronium.NetworkFull {
+			// Raw sockets could forge another sandbox's source address.
+			capDrop = append(append([]string(nil), capDrop...), "NET_RAW")
+		}
+		labels[LabelNetwork] = spec.Network.String()
 	}
 	var secOpt []string
 	if p.NoNewPrivileges {
@@ -597,7 +654,8 @@ func (s *sandbox) create(ctx context.Context) error {
 			agent.SecretsDir: fmt.Sprintf("rw,nosuid,nodev,noexec,size=1m,mode=0700,uid=%d,gid=%d", p.UID, p.GID),
 		},
 		ReadonlyRootfs: p.ReadOnlyRoot,
-		CapDrop:        p.DropCaps,
+		Sysctls:        sysctls,
+		CapDrop:        capDrop,
 		CapAdd:         capAdd,
 		SecurityOpt:    secOpt,
 		OomScoreAdj:    500,
@@ -615,6 +673,9 @@ func (s *sandbox) create(ctx context.Context) error {
 			},
 		},
 	}
+	if resolv != "" {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: resolv, Target: "/etc/resolv.conf", ReadOnly: true})
+	}
 	if ws := spec.Workspace; ws != nil {
 		dir, err := e.workspaceDir(ws)
 		if err != nil {
@@ -625,7 +686,7 @@ func (s *sandbox) create(ctx context.Context) error {
 		host.Tmpfs[agent.Workspace] = tmpfs(l.WorkspaceSize)
 	}
 	r, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: spec.Image,
+		Config: cfg, HostConfig: host, NetworkingConfig: netCfg, Name: "cronium-" + s.name, Image: spec.Image,
 	})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
@@ -647,7 +708,26 @@ func (s *sandbox) start(ctx context.Context) (*agent.Session, error) {
 	if err != nil && ctx.Err() == nil {
 		return nil, fmt.Errorf("agent in container %.12s did not say hello within %s: %w%s", s.id, e.cfg.StartTimeout, err, s.exitNote())
 	}
+	if err == nil && s.lease != nil {
+		// Before the script exists: isolate the link and cap its bandwidth, or fail.
+		if err = s.link(ctx); err != nil {
+			sess.Close()
+			return nil, fmt.Errorf("network policy: %w", err)
+		}
+	}
 	return sess, err
+}
+
+// link finishes the sandbox's network on the host end of its link.
+func (s *sandbox) link(ctx context.Context) error {
+	r, err := s.e.cli.ContainerInspect(ctx, s.id, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect container: %w", err)
+	}
+	if r.Container.State == nil || r.Container.State.Pid == 0 {
+		return fmt.Errorf("container %.12s is not running", s.id)
+	}
+	return s.lease.Link(ctx, r.Container.State.Pid)
 }
 
 // accept waits up to timeout for the agent to dial and say hello. A timeout
@@ -857,6 +937,9 @@ func (s *sandbox) cleanup() {
 			s.e.log.Error("remove container; gc will retry", "container", s.id, "execution_id", s.spec.ID, "err", err)
 		}
 	}
+	if s.lease != nil {
+		s.lease.Release()
+	}
 	if s.dir != "" {
 		os.RemoveAll(s.dir)
 	}
@@ -889,6 +972,9 @@ func (e *Engine) GC(ctx context.Context, grace time.Duration) (int, error) {
 		}
 		e.log.Info("removed orphan container", "container", c.ID, "execution_id", c.Labels[LabelExecution])
 		removed++
+	}
+	if _, err := e.sweepNetworks(ctx); err != nil {
+		e.log.Warn("sweep sandbox networks", "err", err)
 	}
 	dirs, _ := os.ReadDir(filepath.Join(e.cfg.StateDir, "s"))
 	for _, d := range dirs {

@@ -130,6 +130,9 @@ func (x *Sandbox) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 	}
 	s.sess.OnCall(s.onCall(run.Runtime))
 	st := s.startMessage()
+	if s.lease != nil {
+		s.lease.StartRun(ctx)
+	}
 	if spec.Attached != nil {
 		spec.Attached(x.ID())
 	}
@@ -142,6 +145,7 @@ func (x *Sandbox) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 		x.breakWith(err)
 	}
 	res = s.result(res, rep, err)
+	s.netUsage(&res)
 	res.EndedAt = time.Now()
 	return res
 }
@@ -159,6 +163,10 @@ func (x *Sandbox) Reset(ctx context.Context) error {
 	c, err := x.s.sess.Reset(ctx, agent.Reset{UID: p.UID, GID: p.GID, KeepWorkspace: x.s.spec.Workspace != nil})
 	if err == nil && !c.Clean {
 		err = fmt.Errorf("sandbox %s is not clean after reset: %s", x.ID(), c.Problem)
+	}
+	if x.s.lease != nil {
+		// The processes are gone, so are their sockets; the proxy's ends go too.
+		x.s.lease.DropConnections()
 	}
 	if err != nil {
 		x.breakWith(err)

@@ -124,7 +124,7 @@ func benchWarm(ctx context.Context, w io.Writer, g *globals, langs []cronium.Lan
 			return fmt.Errorf("start the docker exec container: %w", err)
 		}
 		execID := strings.TrimSpace(string(out))
-		template := cronium.Spec{Language: l, Limits: limits, Profile: strict, Network: cronium.NetworkNone}
+		template := cronium.Spec{Language: l, Limits: limits, Profile: strict, Network: cronium.Net(cronium.NetworkNone)}
 		factory := func(ctx context.Context) (pool.Sandbox, error) { return eng.NewSandbox(ctx, template, time.Hour) }
 		spec := func(script string) cronium.Spec {
 			return cronium.Spec{ID: docker.NewID(), Language: l, Script: []byte(script), Limits: limits, Profile: strict}
@@ -272,7 +272,7 @@ func benchCPU(ctx context.Context, w io.Writer, eng *docker.Engine, dockerCLI st
 		n *= 2
 	}
 	script := strings.Replace(busy[l], "N", strconv.Itoa(n), 1)
-	template := cronium.Spec{Language: l, Limits: limits, Profile: p, Network: cronium.NetworkNone}
+	template := cronium.Spec{Language: l, Limits: limits, Profile: p, Network: cronium.Net(cronium.NetworkNone)}
 	factory := func(ctx context.Context) (pool.Sandbox, error) { return eng.NewSandbox(ctx, template, time.Hour) }
 	var dock, cron, cold []time.Duration
 	for i := 0; i < 5; i++ {

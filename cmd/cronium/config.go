@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/secrets"
 
 	cronium "github.com/cronium/executor"
@@ -46,6 +48,72 @@ type serverConfig struct {
 	// Pools size the warm pools, per strategy; each distinct spec (and, for
 	// reuse, user) gets its own pool of this size.
 	Pools poolsConfig `json:"pools"`
+	// Network is how network policies are enforced on this node.
+	Network networkConfig `json:"network"`
+}
+
+// networkConfig is the operator's network settings.
+type networkConfig struct {
+	// UpstreamDNS are the name servers cronium's resolver asks ("IP" or "IP:port"). Default: the host's /etc/resolv.conf.
+	UpstreamDNS []string `json:"upstream_dns,omitempty"`
+	// Pool is the range each cronium process takes a /24 from for its sandbox network. Default 10.213.0.0/16.
+	Pool string `json:"pool,omitempty"`
+	// BlockedPorts are refused in every networked mode; events can only add to them. Default [25, 465, 587].
+	BlockedPorts []int `json:"blocked_ports,omitempty"`
+	// AllowMetadata lets full mode reach the link-local metadata range. Default false.
+	AllowMetadata bool `json:"allow_metadata,omitempty"`
+	// InternalServices are what internal mode may reach, by name.
+	InternalServices map[string]cronium.InternalService `json:"internal_services,omitempty"`
+	// DefaultModes is the mode per profile for events that name none (strict stays none unless set here).
+	DefaultModes map[string]cronium.NetworkMode `json:"default_modes,omitempty"`
+}
+
+// rules is the part of the network settings the control plane checks events against.
+func (n networkConfig) rules() cronium.NetworkRules {
+	return cronium.NetworkRules{Services: n.InternalServices, DefaultModes: n.DefaultModes}
+}
+
+// engineConfig is the part the engine enforces.
+func (n networkConfig) engineConfig() docker.NetworkConfig {
+	c := docker.NetworkConfig{UpstreamDNS: n.UpstreamDNS, BlockedPorts: n.BlockedPorts, AllowMetadata: n.AllowMetadata, Services: n.InternalServices}
+	c.Pool, _ = netip.ParsePrefix(n.Pool)
+	return c
+}
+
+// validate checks every field, naming it in errors.
+func (n networkConfig) validate() error {
+	if err := n.rules().Validate("network"); err != nil {
+		return err
+	}
+	for _, s := range n.UpstreamDNS {
+		if _, err := netip.ParseAddrPort(s); err != nil {
+			if _, err := netip.ParseAddr(s); err != nil {
+				return cronium.Invalid("network.upstream_dns", s, "is not an IP address or IP:port, like 192.0.2.53 or 192.0.2.53:53")
+			}
+		}
+	}
+	if n.Pool != "" {
+		p, err := netip.ParsePrefix(n.Pool)
+		if err != nil || !p.Addr().Is4() || p.Bits() > 24 {
+			return cronium.Invalid("network.pool", n.Pool, "is not an IPv4 range of /24 or larger, like 10.213.0.0/16")
+		}
+	}
+	for _, p := range n.BlockedPorts {
+		if p < 1 || p > 65535 {
+			return cronium.Invalid("network.blocked_ports", strconv.Itoa(p), "is not a port: want 1 to 65535")
+		}
+	}
+	return nil
+}
+
+// loadNetworkConfig reads only the network section of a server config file
+// (for `cronium run --config`).
+func loadNetworkConfig(path string) (networkConfig, error) {
+	if path == "" {
+		return networkConfig{}, nil
+	}
+	c, err := loadServerConfig(path)
+	return c.Network, err
 }
 
 // poolsConfig sizes warm pools.
@@ -216,6 +284,9 @@ func (c *serverConfig) merge(f serverConfig) {
 	if f.Pools != (poolsConfig{}) {
 		c.Pools = f.Pools
 	}
+	if !reflect.DeepEqual(f.Network, networkConfig{}) {
+		c.Network = f.Network
+	}
 	for name, t := range f.Tiers {
 		c.Tiers[name] = t
 	}
@@ -230,6 +301,9 @@ func (c *serverConfig) validate() error {
 	}
 	if c.DataDir == "" {
 		return cronium.Invalid("data_dir", "", "is empty")
+	}
+	if err := c.Network.validate(); err != nil {
+		return err
 	}
 	c.StrategyRules = c.StrategyRules.WithDefaults()
 	if err := c.StrategyRules.Validate(); err != nil {
@@ -283,6 +357,11 @@ func (c *serverConfig) validate() error {
 			return cronium.Invalid("tiers."+name+".memory", t.Memory.String(), "must be at least 16Mi")
 		case t.MaxTimeout.D() < time.Second:
 			return cronium.Invalid("tiers."+name+".max_timeout", t.MaxTimeout.D().String(), "must be at least 1s")
+		}
+		for _, m := range t.NetworkModes {
+			if _, err := cronium.ParseNetworkMode("tiers."+name+".network_modes", string(m)); err != nil || m == "" {
+				return cronium.Invalid("tiers."+name+".network_modes", string(m), "is not a network mode: want none, egress, internal or full")
+			}
 		}
 	}
 	return nil

@@ -39,6 +39,7 @@ func (g *globals) engine(ctx context.Context) (*docker.Engine, error) {
 		AgentPath: agentPath,
 		StateDir:  g.stateDir,
 		Images:    images.Refs(),
+		Network:   g.network,
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 }

@@ -9,6 +9,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"github.com/cronium/executor/docker"
 	"os"
 	"strings"
 
@@ -39,6 +40,7 @@ type globals struct {
 	dockerHost string
 	stateDir   string
 	agentPath  string
+	network    docker.NetworkConfig // how network policies are enforced (from --config)
 }
 
 func newRoot() *cobra.Command {

@@ -23,6 +23,10 @@ type runFlags struct {
 	lang, image, memory, cpus, pids, timeout, network, profile, input, output, tmp string
 	env                                                                            []string
 	json                                                                           bool
+	allowDomains, allowServices                                                    []string
+	blockPorts                                                                     []string
+	bandwidth, config                                                              string
+	netRules                                                                       cronium.NetworkRules
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -51,7 +55,12 @@ Exit status: the script's own, or 124 timed_out, 137 oom_killed,
 	fl.StringVar(&f.cpus, "cpus", "0.5", "CPU burst: most CPU-seconds per wall second, like 0.5 or 2")
 	fl.StringVar(&f.pids, "pids", "100", "most processes and threads")
 	fl.StringVar(&f.timeout, "timeout", "30s", "wall-clock limit: like 30s, 2m, or plain seconds")
-	fl.StringVar(&f.network, "network", "", "none or full (default: the profile's, none for strict)")
+	fl.StringVar(&f.network, "network", "", "none, egress, internal or full (default: the profile's, none for strict; egress if other network flags are given)")
+	fl.StringArrayVar(&f.allowDomains, "allow-domain", nil, "egress only to this name, through the filtering proxy; *.example.com for subdomains (repeatable)")
+	fl.StringArrayVar(&f.allowServices, "allow-service", nil, "internal mode: a service named in the config's network.internal_services (repeatable)")
+	fl.StringArrayVar(&f.blockPorts, "block-port", nil, "refuse this destination port too, on top of the operator's list (repeatable)")
+	fl.StringVar(&f.bandwidth, "bandwidth", "", "cap traffic each way, like 10Mbps or 512kbps")
+	fl.StringVar(&f.config, "config", os.Getenv("CRONIUM_CONFIG"), "server config file whose network section applies (internal services, upstream DNS, blocked ports)")
 	fl.StringVar(&f.profile, "profile", "strict", "security profile: strict, standard or trusted")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V (repeatable)")
 	fl.StringVar(&f.input, "input", "", "JSON input, or @file to read it from a file; delivered on stdin")
@@ -102,10 +111,10 @@ func specFromFlags(f *runFlags, file string) (cronium.Spec, error) {
 	if l.TmpSize, err = cronium.ParseSize("--tmp-size", f.tmp); err != nil {
 		return spec, err
 	}
-	if spec.Network, err = cronium.ParseNetwork("--network", f.network); err != nil {
+	if spec.Profile, err = cronium.LookupProfile("--profile", f.profile); err != nil {
 		return spec, err
 	}
-	if spec.Profile, err = cronium.LookupProfile("--profile", f.profile); err != nil {
+	if spec.Network, err = networkFromFlags(f, spec.Profile); err != nil {
 		return spec, err
 	}
 	spec.Env = map[string]string{}
@@ -138,6 +147,28 @@ func specFromFlags(f *runFlags, file string) (cronium.Spec, error) {
 	return spec, nil
 }
 
+// networkFromFlags builds and checks the run's network policy: the same
+// rules as for an event, with the default tier's modes (full needs the
+// trusted profile).
+func networkFromFlags(f *runFlags, profile cronium.Profile) (cronium.NetworkPolicy, error) {
+	p := cronium.NetworkPolicy{Mode: cronium.NetworkMode(f.network), AllowDomains: f.allowDomains, AllowServices: f.allowServices}
+	if _, err := cronium.ParseNetworkMode("--network", f.network); err != nil {
+		return p, err
+	}
+	for _, s := range f.blockPorts {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 65535 {
+			return p, cronium.Invalid("--block-port", s, "is not a port: want a number from 1 to 65535, like 25")
+		}
+		p.BlockedPorts = append(p.BlockedPorts, n)
+	}
+	var err error
+	if p.Bandwidth, err = cronium.ParseBandwidth("--bandwidth", f.bandwidth); err != nil {
+		return p, err
+	}
+	return f.netRules.Resolve("--network", p, profile, cronium.Tier{Name: "local"})
+}
+
 func abbreviate(s string) string {
 	if len(s) > 40 {
 		return s[:40] + "..."
@@ -154,10 +185,16 @@ type jsonResult struct {
 }
 
 func runScript(c *cobra.Command, g *globals, f *runFlags, file string) error {
+	netCfg, err := loadNetworkConfig(f.config)
+	if err != nil {
+		return usage(err)
+	}
+	f.netRules = netCfg.rules()
 	spec, err := specFromFlags(f, file)
 	if err != nil {
 		return usage(err)
 	}
+	g.network = netCfg.engineConfig()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	eng, err := g.engine(ctx)
@@ -253,6 +290,12 @@ func summary(r cronium.Result) string {
 		u.CPUSeconds, human(u.PeakMemory), r.Limits.Memory, u.OutputBytes)
 	if r.Truncated {
 		fmt.Fprintf(&b, " (truncated at %s)", r.Limits.Output)
+	}
+	if n := u.Network; n != nil {
+		fmt.Fprintf(&b, "\n  network: %s in, %s out, %d refused", human(n.BytesIn), human(n.BytesOut), n.Refused)
+		for _, r := range n.Refusals {
+			fmt.Fprintf(&b, "\n    refused: %s", r)
+		}
 	}
 	return b.String()
 }

@@ -138,7 +138,8 @@ func serve(g *globals, cfg serverConfig) error {
 	if g.dockerHost != "" {
 		host = g.dockerHost
 	}
-	eng, err := docker.New(ctx, docker.Config{Host: host, AgentPath: agentPath, StateDir: cfg.DataDir, NodeID: cfg.NodeID, Images: images.Refs(), Logger: log})
+	eng, err := docker.New(ctx, docker.Config{Host: host, AgentPath: agentPath, StateDir: cfg.DataDir, NodeID: cfg.NodeID, Images: images.Refs(), Logger: log,
+		Network: cfg.Network.engineConfig()})
 	if err != nil {
 		return &exitError{code: 125, err: err}
 	}
@@ -164,7 +165,7 @@ func serve(g *globals, cfg serverConfig) error {
 	lifetime := max(cfg.Pools.Prewarmed.MaxAge.D(), cfg.Pools.Reuse.MaxAge.D(), cfg.Pools.User.MaxAge.D()) + longestTimeout + time.Hour
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
-		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace,
+		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace, Network: cfg.Network.rules(),
 		Sandboxes: func(ctx context.Context, t cronium.Spec) (pool.Sandbox, error) {
 			return eng.NewSandbox(ctx, t, lifetime)
 		}})
@@ -176,6 +177,7 @@ func serve(g *globals, cfg serverConfig) error {
 		return err
 	}
 	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log, Keyring: keyring, Pools: pools,
+		Network: cfg.Network.rules(),
 		Ready: func(ctx context.Context) error {
 			if _, err := store.Counts(ctx); err != nil {
 				return fmt.Errorf("store: %w", err)

@@ -1,0 +1,100 @@
+package netguard
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Link finishes a lease once its sandbox runs: it finds the host end of
+// the sandbox's link (from the interface index of eth0 in the sandbox's
+// network namespace, through pid), isolates it on the bridge so no other
+// sandbox can reach it even at layer 2, and caps the bandwidth both ways
+// when the policy asks: a token bucket on the host end for traffic into
+// the sandbox, and for traffic out of it, the host end's ingress mirrored
+// to an IFB device with its own token bucket.
+func (l *Lease) Link(ctx context.Context, pid int) error {
+	veth, err := hostVeth(pid)
+	if err != nil {
+		return fmt.Errorf("netguard: find the sandbox's link: %w", err)
+	}
+	if _, err := run(ctx, nil, "ip", "link", "set", "dev", veth, "type", "bridge_slave", "isolated", "on"); err != nil {
+		return fmt.Errorf("netguard: isolate the sandbox's link: %w", err)
+	}
+	bw := int64(l.policy.Bandwidth)
+	if bw == 0 {
+		return nil
+	}
+	rate := strconv.FormatInt(bw, 10) + "bit"
+	// The bucket holds about 20 ms of traffic, at least a few full packets.
+	burst := strconv.FormatInt(max(bw/8/50, 16<<10), 10)
+	b := l.ip.As4()
+	ifb := fmt.Sprintf("crn%s%02x%02x", l.g.cfg.ID, b[2], b[3]) // 13 bytes: interface names stop at 15
+	l.mu.Lock()
+	l.ifb = ifb
+	l.mu.Unlock()
+	steps := [][]string{
+		{"tc", "qdisc", "replace", "dev", veth, "root", "tbf", "rate", rate, "burst", burst, "latency", "100ms"},
+		{"ip", "link", "add", ifb, "type", "ifb"},
+		{"ip", "link", "set", ifb, "up"},
+		{"tc", "qdisc", "replace", "dev", ifb, "root", "tbf", "rate", rate, "burst", burst, "latency", "100ms"},
+		{"tc", "qdisc", "add", "dev", veth, "handle", "ffff:", "ingress"},
+		{"tc", "filter", "add", "dev", veth, "parent", "ffff:", "protocol", "all", "u32", "match", "u32", "0", "0",
+			"action", "mirred", "egress", "redirect", "dev", ifb},
+	}
+	for _, s := range steps {
+		if _, err := run(ctx, nil, s[0], s[1:]...); err != nil {
+			return fmt.Errorf("netguard: bandwidth %s: %w", l.policy.Bandwidth, err)
+		}
+	}
+	return nil
+}
+
+// hostVeth returns the host-side interface of the sandbox's eth0.
+func hostVeth(pid int) (string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/sys/class/net/eth0/iflink", pid))
+	if err != nil {
+		return "", err
+	}
+	idx, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return "", fmt.Errorf("iflink %q: %w", b, err)
+	}
+	ifi, err := net.InterfaceByIndex(idx)
+	if err != nil {
+		return "", fmt.Errorf("interface %d: %w", idx, err)
+	}
+	return ifi.Name, nil
+}
+
+func deleteLink(name string) {
+	run(context.Background(), nil, "ip", "link", "del", name)
+}
+
+// removeLinks deletes the IFB devices whose names start with prefix.
+func removeLinks(prefix string) {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return
+	}
+	for _, i := range ifs {
+		if strings.HasPrefix(i.Name, prefix) {
+			deleteLink(i.Name)
+		}
+	}
+}
+
+// Links lists the host's interfaces whose names start with prefix (for tests and checks).
+func Links(prefix string) []string {
+	var out []string
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		if strings.HasPrefix(i.Name, prefix) {
+			out = append(out, i.Name)
+		}
+	}
+	return out
+}
