@@ -62,8 +62,8 @@ type Tier struct {
 // DefaultTiers are the brainstorm's tiers.
 func DefaultTiers() map[string]Tier {
 	return map[string]Tier{
-		"free":       {Name: "free", CPUGuaranteed: 0.1, CPUBurst: 0.5, Memory: 512 << 20, Concurrency: 2, MaxTimeout: Duration(5 * time.Minute)},
-		"pro":        {Name: "pro", CPUGuaranteed: 0.5, CPUBurst: 2, Memory: 2 << 30, Concurrency: 10, MaxTimeout: Duration(30 * time.Minute)},
+		"free": {Name: "free", CPUGuaranteed: 0.1, CPUBurst: 0.5, Memory: 512 << 20, Concurrency: 2, MaxTimeout: Duration(5 * time.Minute)},
+		"pro":  {Name: "pro", CPUGuaranteed: 0.5, CPUBurst: 2, Memory: 2 << 30, Concurrency: 10, MaxTimeout: Duration(30 * time.Minute)},
 		"enterprise": {Name: "enterprise", CPUGuaranteed: 2, CPUBurst: 8, Memory: 8 << 30, Concurrency: 50, MaxTimeout: Duration(2 * time.Hour),
 			NetworkModes: []NetworkMode{NetworkNone, NetworkEgress, NetworkInternal, NetworkFull}},
 	}

@@ -93,4 +93,3 @@ func joinKeys[V any](m map[string]V) string {
 	}
 	return s
 }
-

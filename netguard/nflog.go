@@ -24,17 +24,17 @@ type nflog struct {
 
 // Netlink constants of nfnetlink_log (linux/netfilter/nfnetlink_log.h).
 const (
-	nfnlSubsysULOG    = 4
-	nfulnlMsgPacket   = 0
-	nfulnlMsgConfig   = 1
-	nfulaCfgCmd       = 1
-	nfulaCfgMode      = 2
-	nfulaCfgTimeout   = 3
-	nfulaCfgQThresh   = 4
-	nfulnlCfgCmdBind  = 1
-	nfulnlCopyPacket  = 2
-	nfulaPayload      = 9
-	nfulaPrefix       = 10
+	nfnlSubsysULOG   = 4
+	nfulnlMsgPacket  = 0
+	nfulnlMsgConfig  = 1
+	nfulaCfgCmd      = 1
+	nfulaCfgMode     = 2
+	nfulaCfgTimeout  = 3
+	nfulaCfgQThresh  = 4
+	nfulnlCfgCmdBind = 1
+	nfulnlCopyPacket = 2
+	nfulaPayload     = 9
+	nfulaPrefix      = 10
 )
 
 type packetFunc func(reason string, src, dst netip.Addr, proto string, port int)
