@@ -211,6 +211,9 @@ func (e *Engine) Close() error {
 	return e.cli.Close()
 }
 
+// NodeID is the node label of the engine's containers and networks.
+func (e *Engine) NodeID() string { return e.cfg.NodeID }
+
 // Host is the engine address in use.
 func (e *Engine) Host() string { return e.cli.DaemonHost() }
 

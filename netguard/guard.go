@@ -385,6 +385,7 @@ type Lease struct {
 	proxyOut int64
 	conns    map[net.Conn]bool
 	ifb      string
+	veth     string // the host end of the sandbox's link, once Link ran
 	base     cronium.NetworkUsage // counters at the start of the current run
 	released bool
 }
@@ -677,12 +678,26 @@ func (l *Lease) total(ctx context.Context) cronium.NetworkUsage {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return cronium.NetworkUsage{
-		BytesIn:  cs[I].acceptBytes + l.proxyIn,
-		BytesOut: cs[O].acceptBytes + l.proxyOut,
-		Refused:  pkts + l.refused,
-		Refusals: l.details,
+	u := cronium.NetworkUsage{Refused: pkts + l.refused, Refusals: l.details}
+	// Bytes are what crossed the sandbox's link, as IP packets, after any
+	// shaping: the host end's transmit counters for traffic in; for traffic
+	// out, the IFB's transmit counters when shaped (packets the bucket
+	// dropped are retransmitted and must not count twice), else the host
+	// end's receive counters. The link layer's 14 bytes a packet are not counted.
+	if _, _, tx, txp, ok := linkStats(l.veth); ok && l.veth != "" {
+		u.BytesIn = tx - 14*txp
+		if rx, rxp, _, _, ok := linkStats(l.veth); ok {
+			u.BytesOut = rx - 14*rxp
+		}
+		if l.ifb != "" {
+			if _, _, tx, txp, ok := linkStats(l.ifb); ok {
+				u.BytesOut = tx - 14*txp
+			}
+		}
+	} else {
+		u.BytesIn, u.BytesOut = cs[I].acceptBytes+l.proxyIn, cs[O].acceptBytes+l.proxyOut
 	}
+	return u
 }
 
 // StartRun marks the start of a run in a reused sandbox: Usage then counts from here.

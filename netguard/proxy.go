@@ -2,6 +2,7 @@ package netguard
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -123,6 +124,12 @@ func (p *proxy) handle(l *Lease, c *net.TCPConn) {
 		c.SetLinger(0)
 		return
 	}
+	for _, b := range l.ports {
+		if int(dst.Port()) == b {
+			p.refuse(l, c, nil, refusal{dst.String(), "blocked port"})
+			return
+		}
+	}
 	c.SetReadDeadline(time.Now().Add(15 * time.Second))
 	br := bufio.NewReaderSize(c, 16<<10)
 	first, err := br.Peek(1)
@@ -151,6 +158,7 @@ func (p *proxy) handle(l *Lease, c *net.TCPConn) {
 // same allowed host in Host and in an absolute URI. CONNECT tunnels to an
 // allowed name; TLS inside must name the same host.
 func (p *proxy) http(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrPort) {
+	hosts := rawHosts(br)
 	req, err := http.ReadRequest(br)
 	if err != nil {
 		p.refuse(l, c, nil, refusal{dst.String(), "neither TLS with SNI nor HTTP: allow_domains needs a name to check"})
@@ -188,8 +196,8 @@ func (p *proxy) http(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrP
 		p.refuse(l, c, req, refusal{dst.String(), "HTTP request without a Host"})
 		return
 	}
-	if req.URL.IsAbs() && !strings.EqualFold(req.URL.Host, req.Host) {
-		p.refuse(l, c, req, refusal{req.Host, "the request's URI names " + req.URL.Host + " but its Host header " + req.Host})
+	if err := checkHosts(req, hosts); err != nil {
+		p.refuse(l, c, req, err)
 		return
 	}
 	up, err := p.dial(l, host, port)
@@ -220,15 +228,58 @@ func (p *proxy) http(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrP
 			return
 		}
 		c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		hosts = rawHosts(br)
 		if req, err = http.ReadRequest(br); err != nil {
 			return
 		}
+		if err := checkHosts(req, hosts); err != nil {
+			p.refuse(l, c, req, err)
+			return
+		}
 		h, _, _ := splitHostPort(req.Host, port)
-		if mustNormalize(h) != first || (req.URL.IsAbs() && !strings.EqualFold(req.URL.Host, req.Host)) {
+		if mustNormalize(h) != first {
 			p.refuse(l, c, req, refusal{req.Host, "a second request on the connection names another host than " + first})
 			return
 		}
 	}
+}
+
+// rawHosts returns the Host header values of the request at the head of br,
+// as sent: net/http drops the header when the request line has an absolute URI.
+func rawHosts(br *bufio.Reader) []string {
+	var head []byte
+	for {
+		b, _ := br.Peek(br.Buffered())
+		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
+			head = b[:i]
+			break
+		}
+		// Wait for one byte more than is buffered: Peek returns as soon as it arrives.
+		if _, err := br.Peek(len(b) + 1); err != nil || len(b)+1 >= br.Size() {
+			head = b
+			break
+		}
+	}
+	var hosts []string
+	for _, line := range strings.Split(string(head), "\r\n")[1:] {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(k), "host") {
+			hosts = append(hosts, strings.TrimSpace(v))
+		}
+	}
+	return hosts
+}
+
+// checkHosts refuses a request whose Host headers disagree with each other
+// or with the authority of an absolute URI.
+func checkHosts(req *http.Request, hosts []string) error {
+	if len(hosts) > 1 {
+		return refusal{req.Host, "more than one Host header"}
+	}
+	if req.URL.IsAbs() && len(hosts) == 1 && !strings.EqualFold(hosts[0], req.URL.Host) {
+		return refusal{hosts[0], "the request's URI names " + req.URL.Host + " but its Host header " + hosts[0]}
+	}
+	return nil
 }
 
 func mustNormalize(h string) string {

@@ -24,6 +24,9 @@ func (l *Lease) Link(ctx context.Context, pid int) error {
 	if _, err := run(ctx, nil, "ip", "link", "set", "dev", veth, "type", "bridge_slave", "isolated", "on"); err != nil {
 		return fmt.Errorf("netguard: isolate the sandbox's link: %w", err)
 	}
+	l.mu.Lock()
+	l.veth = veth
+	l.mu.Unlock()
 	bw := int64(l.policy.Bandwidth)
 	if bw == 0 {
 		return nil
@@ -51,6 +54,22 @@ func (l *Lease) Link(ctx context.Context, pid int) error {
 		}
 	}
 	return nil
+}
+
+// linkStats reads an interface's byte and packet counters; ok is false when it is gone.
+func linkStats(name string) (rxBytes, rxPkts, txBytes, txPkts int64, ok bool) {
+	read := func(f string) int64 {
+		b, err := os.ReadFile("/sys/class/net/" + name + "/statistics/" + f)
+		if err != nil {
+			ok = false
+			return 0
+		}
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		return n
+	}
+	ok = true
+	rxBytes, rxPkts, txBytes, txPkts = read("rx_bytes"), read("rx_packets"), read("tx_bytes"), read("tx_packets")
+	return
 }
 
 // hostVeth returns the host-side interface of the sandbox's eth0.
