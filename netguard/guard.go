@@ -385,7 +385,7 @@ type Lease struct {
 	proxyOut int64
 	conns    map[net.Conn]bool
 	ifb      string
-	veth     string // the host end of the sandbox's link, once Link ran
+	veth     string               // the host end of the sandbox's link, once Link ran
 	base     cronium.NetworkUsage // counters at the start of the current run
 	released bool
 }
