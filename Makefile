@@ -24,6 +24,8 @@ vet:
 
 test: images vet
 	$(GO) test -count=1 -timeout 20m ./...
+	# Restarts dockerd, so it runs alone, after everything else.
+	$(GO) test -count=1 -timeout 5m -tags enginerestart -run TestEngineRestart ./nettest
 
 bench: images
 	./bin/cronium bench cold --runs 20

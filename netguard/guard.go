@@ -522,7 +522,24 @@ func portRanges(ports []int) []string {
 	return out
 }
 
+// faults are setup steps made to fail by InjectFault.
+var faults sync.Map
+
+// InjectFault makes the next setup step named step ("rules" or "link")
+// fail with err. Tests use it to prove that a failed setup fails the run.
+func InjectFault(step string, err error) { faults.Store(step, err) }
+
+func fault(step string) error {
+	if v, ok := faults.LoadAndDelete(step); ok {
+		return v.(error)
+	}
+	return nil
+}
+
 func (l *Lease) apply(ctx context.Context) error {
+	if err := fault("rules"); err != nil {
+		return fmt.Errorf("netguard: rules for %s: %w", l.id, err)
+	}
 	f, n := l.rules()
 	if err := restore(ctx, false, f); err != nil {
 		return fmt.Errorf("netguard: rules for %s: %w", l.id, err)

@@ -27,6 +27,9 @@ func (l *Lease) Link(ctx context.Context, pid int) error {
 	l.mu.Lock()
 	l.veth = veth
 	l.mu.Unlock()
+	if err := fault("link"); err != nil {
+		return fmt.Errorf("netguard: %w", err)
+	}
 	bw := int64(l.policy.Bandwidth)
 	if bw == 0 {
 		return nil

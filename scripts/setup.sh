@@ -7,6 +7,9 @@ need=()
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 command -v mkfs.ext4 >/dev/null 2>&1 || need+=(e2fsprogs) # user workspaces are ext4 file systems
+# Network policies: iptables rules, tc shaping, and the tests' network namespaces.
+command -v iptables-restore >/dev/null 2>&1 || need+=(iptables)
+command -v tc >/dev/null 2>&1 || need+=(iproute2)
 # The helper tests run the helpers on the host too, with these interpreters and tools.
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v bc >/dev/null 2>&1 || need+=(bc)

@@ -1,0 +1,99 @@
+//go:build enginerestart
+
+package nettest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/internal/fakenet"
+)
+
+// restartDockerd stops dockerd and starts it again, as a crash and restart
+// of the container engine would. It runs alone (`make test` runs it after
+// the other packages): every container on the machine stops.
+func restartDockerd(t *testing.T) {
+	t.Helper()
+	pid, err := exec.Command("pidof", "dockerd").Output()
+	if err != nil {
+		t.Fatalf("dockerd is not running: %v", err)
+	}
+	if out, err := exec.Command("kill", strings.Fields(string(pid))[0]).CombinedOutput(); err != nil {
+		t.Fatalf("stop dockerd: %v %s", err, out)
+	}
+	for i := 0; i < 60 && exec.Command("pidof", "dockerd").Run() == nil; i++ {
+		time.Sleep(500 * time.Millisecond)
+	}
+	log, err := os.OpenFile("/var/log/cronium-dockerd.log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	cmd := exec.Command("dockerd")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start dockerd: %v", err)
+	}
+	cmd.Process.Release()
+	for i := 0; i < 60; i++ {
+		if exec.Command("docker", "version").Run() == nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatal("dockerd did not come back")
+}
+
+// Restarting the container engine while an egress execution runs does not
+// open a hole: the running script never reaches the host, and afterwards
+// the rules are in place for new executions.
+func TestEngineRestartOpensNoHole(t *testing.T) {
+	ctx := context.Background()
+	got, _ := runProbe(t, cronium.Net(cronium.NetworkEgress), `R["ns"] = open("/etc/resolv.conf").read().split()[1]`)
+	gw := got["ns"]
+	ln, err := fakenet.Listen(ctx, gw+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := ln.Addr().String()[strings.LastIndex(ln.Addr().String(), ":")+1:]
+	done := make(chan string, 1)
+	go func() {
+		var out strings.Builder
+		spec := cronium.Spec{Language: cronium.Python, Network: cronium.Net(cronium.NetworkEgress),
+			Script: []byte(probe + fmt.Sprintf(`
+end = time.time() + 25
+while time.time() < end:
+    for name, (h, p) in {"host": (%q, %s), "private": ("10.99.0.5", 5432)}.items():
+        r = tcp(h, p, timeout=0.3)
+        if r.startswith("ok:"):
+            print("REACHED", name, r, flush=True)
+    time.sleep(0.1)
+print("done", flush=True)
+`, gw, port)),
+			Output: func(c cronium.OutputChunk) { out.Write(c.Data) }}
+		spec.Limits.Timeout = 40 * time.Second
+		engine.Run(ctx, spec)
+		done <- out.String()
+	}()
+	time.Sleep(3 * time.Second)
+	restartDockerd(t)
+	out := <-done
+	if strings.Contains(out, "REACHED") {
+		t.Errorf("the sandbox reached a forbidden destination around the restart:\n%s", out)
+	}
+	time.Sleep(3 * time.Second) // the guard checks its rules every 2 s
+	got, res := runProbe(t, cronium.Net(cronium.NetworkEgress), fmt.Sprintf(`
+R["public"] = http("http://api.example.test/")
+R["host"] = tcp(%q, %s)
+R["private"] = tcp("10.99.0.5", 5432)
+`, gw, port))
+	want(t, got, map[string]string{"public": "ok:host=api.example.test", "host": "err:ConnectionRefusedError", "private": "err:ConnectionRefusedError"})
+	refused(t, res, "(the host's own address)", "10.99.0.5:5432/tcp (private address)")
+}
