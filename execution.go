@@ -165,6 +165,8 @@ type Result struct {
 	Usage     Usage     `json:"usage"`
 	// Limits are the limits that were in force.
 	Limits Limits `json:"limits"`
+	// NetworkPolicy is the network policy that was in force.
+	NetworkPolicy *NetworkPolicy `json:"network_policy,omitempty"`
 	// Output is the output value found by the stdio or files data mode (the
 	// api mode stores it through RuntimeAPI as the script calls output).
 	Output json.RawMessage `json:"output,omitempty"`

@@ -319,11 +319,15 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	_, page := e.call(t, e.alice, "GET", "/v1/executions?limit=1", nil)
 	check("ExecutionPage", page)
 	// A full result, as stored by a finished execution.
-	res, _ := json.Marshal(cronium.Result{Outcome: cronium.Succeeded})
+	res, _ := json.Marshal(cronium.Result{Outcome: cronium.Succeeded, NetworkPolicy: &cronium.NetworkPolicy{Mode: cronium.NetworkEgress,
+		AllowDomains: []string{"a.example.com"}, BlockedPorts: []int{2525}, Bandwidth: 1e6},
+		Usage: cronium.Usage{Network: &cronium.NetworkUsage{BytesIn: 1, Refusals: []string{"x"}}}})
 	var rm map[string]any
 	json.Unmarshal(res, &rm)
 	check("Result", rm)
 	check("Phases", rm["phases"].(map[string]any))
 	check("Usage", rm["usage"].(map[string]any))
 	check("Limits", rm["limits"].(map[string]any))
+	check("NetworkPolicy", rm["network_policy"].(map[string]any))
+	check("NetworkUsage", rm["usage"].(map[string]any)["network"].(map[string]any))
 }

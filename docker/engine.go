@@ -401,7 +401,8 @@ type sandbox struct {
 
 func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
 	spec := s.spec
-	res = cronium.Result{ID: spec.ID, Image: spec.Image, Limits: spec.Limits, StartedAt: time.Now()}
+	np := spec.Network
+	res = cronium.Result{ID: spec.ID, Image: spec.Image, Limits: spec.Limits, NetworkPolicy: &np, StartedAt: time.Now()}
 	fail := func(err error) cronium.Result {
 		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {

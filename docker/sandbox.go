@@ -108,7 +108,8 @@ func (x *Sandbox) Container() string { return x.s.id }
 func (x *Sandbox) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 	s := x.s
 	now := time.Now()
-	res := cronium.Result{ID: spec.ID, Image: s.spec.Image, Limits: s.spec.Limits, Container: s.id, StartedAt: now}
+	np := s.spec.Network
+	res := cronium.Result{ID: spec.ID, Image: s.spec.Image, Limits: s.spec.Limits, NetworkPolicy: &np, Container: s.id, StartedAt: now}
 	if err := x.usable(); err != nil {
 		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
 		res.EndedAt = time.Now()

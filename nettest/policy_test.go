@@ -151,6 +151,16 @@ R["private_name"] = http("http://private.example.test/")
 R["udp"] = udp("203.0.113.10", 5353)
 R["canary"] = resolve("leak.evil.example.test")
 R["smtp"] = tcp("203.0.113.10", 25, b"EHLO x\r\n")
+import struct
+def hello(name, ech):
+    sn = name.encode()
+    exts = struct.pack(">HHHBH", 0, len(sn) + 5, len(sn) + 3, 0, len(sn)) + sn
+    if ech:
+        exts += struct.pack(">HH", 0xfe0d, 3) + b"\x00\x01\x02"
+    body = b"\x03\x03" + b"\x00" * 32 + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00" + struct.pack(">H", len(exts)) + exts
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack(">H", len(hs)) + hs
+R["ech"] = tcp("203.0.113.10", 443, hello("api.example.test", True))
 `)
 	want(t, got, map[string]string{
 		"http":                "ok:host=api.example.test path=/a",
@@ -168,6 +178,7 @@ R["smtp"] = tcp("203.0.113.10", 25, b"EHLO x\r\n")
 		"private_name":        "err:URLError",
 		"udp":                 "err:",
 		"canary":              "err:gaierror",
+		"ech":                 "err:ConnectionResetError",
 	})
 	if !strings.Contains(got["keepalive_switch"], "host=api.example.test path=/1") || !strings.Contains(got["keepalive_switch"], "403 Forbidden") {
 		t.Errorf("keep-alive: got %q, want the first request answered and the second (another host) refused", got["keepalive_switch"])
@@ -180,6 +191,7 @@ R["smtp"] = tcp("203.0.113.10", 25, b"EHLO x\r\n")
 		"203.0.113.10:5353/udp (only TCP through the proxy with allow_domains)",
 		"dns leak.evil.example.test (not in allow_domains)",
 		"(blocked port)",
+		"(TLS Encrypted Client Hello hides the real name)",
 	)
 	for _, q := range inet.Queries()[before:] {
 		if strings.Contains(q, "evil") || strings.Contains(q, "private.example") {

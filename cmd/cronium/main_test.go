@@ -72,6 +72,16 @@ func TestRunBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"--lang", "cobol"}, "--lang"},
 		{[]string{"--output-limit", "x"}, "--output-limit"},
 		{[]string{"--no-such-flag"}, "unknown flag"},
+		{[]string{"--network", "open"}, "--network"},
+		{[]string{"--network", "full"}, "full needs the trusted profile"},
+		{[]string{"--allow-domain", "*.com"}, "--allow-domain"},
+		{[]string{"--allow-domain", "https://x.example.com/"}, "--allow-domain"},
+		{[]string{"--allow-domain", "x.example.com", "--network", "full", "--profile", "trusted"}, "--allow-domain"},
+		{[]string{"--allow-service", "ledger"}, "--allow-service"},
+		{[]string{"--block-port", "0"}, "--block-port"},
+		{[]string{"--block-port", "smtp"}, "--block-port"},
+		{[]string{"--bandwidth", "10"}, "--bandwidth"},
+		{[]string{"--bandwidth", "10MB"}, "--bandwidth"},
 	} {
 		args := append([]string{"run", "../../examples/hello.py"}, c.args...)
 		_, stderr, code := cronium_(t, args...)

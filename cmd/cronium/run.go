@@ -291,8 +291,11 @@ func summary(r cronium.Result) string {
 	if r.Truncated {
 		fmt.Fprintf(&b, " (truncated at %s)", r.Limits.Output)
 	}
+	if r.NetworkPolicy != nil && r.NetworkPolicy.Networked() {
+		fmt.Fprintf(&b, "\n  network: %s", r.NetworkPolicy)
+	}
 	if n := u.Network; n != nil {
-		fmt.Fprintf(&b, "\n  network: %s in, %s out, %d refused", human(n.BytesIn), human(n.BytesOut), n.Refused)
+		fmt.Fprintf(&b, "\n  traffic: %s in, %s out, %d refused", human(n.BytesIn), human(n.BytesOut), n.Refused)
 		for _, r := range n.Refusals {
 			fmt.Fprintf(&b, "\n    refused: %s", r)
 		}

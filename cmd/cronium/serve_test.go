@@ -578,6 +578,15 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 		{"unknown zone", "name: x\nlanguage: bash\nscript: echo\nschedule: '@hourly'\ntimezone: Moon/Base\n", "timezone"},
 		{"above tier", "name: x\nlanguage: bash\nscript: echo\nresources:\n  memory: 4Gi\n", "resources.memory"},
 		{"unknown field", "name: x\nlanguage: bash\nscript: echo\nschedul: '@hourly'\n", "schedul"},
+		{"network mode", "name: x\nlanguage: bash\nscript: echo\nnetwork: {mode: open}\n", "network.mode"},
+		{"network bare mode", "name: x\nlanguage: bash\nscript: echo\nnetwork: internet\n", "network.mode"},
+		{"domain pattern", "name: x\nlanguage: bash\nscript: echo\nnetwork: {mode: egress, allow_domains: ['*.com']}\n", "network.allow_domains"},
+		{"malformed domain", "name: x\nlanguage: bash\nscript: echo\nnetwork: {allow_domains: ['https://api.github.com/']}\n", "network.allow_domains"},
+		{"undefined service", "name: x\nlanguage: bash\nscript: echo\nnetwork: {mode: internal, allow_services: [ledger]}\n", "network.allow_services"},
+		{"port range", "name: x\nlanguage: bash\nscript: echo\nnetwork: {mode: egress, blocked_ports: [70000]}\n", "network.blocked_ports"},
+		{"bandwidth unit", "name: x\nlanguage: bash\nscript: echo\nnetwork: {mode: egress, bandwidth: '10'}\n", "bandwidth"},
+		{"mode not in tier", "name: x\nlanguage: bash\nscript: echo\nnetwork: full\n", "not allowed for the free tier"},
+		{"network field typo", "name: x\nlanguage: bash\nscript: echo\nnetwork: {mode: egress, allow_domain: [a.example.com]}\n", "allow_domain"},
 	} {
 		f := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_")+".yaml")
 		os.WriteFile(f, []byte(c.yaml), 0o644)
@@ -600,6 +609,43 @@ func TestBadInputGetsClearErrors(t *testing.T) {
 	out, err := s.cli("config", "check", "--config", good)
 	if err != nil || !strings.Contains(out, `"capacity": 2`) /* CRONIUM_CAPACITY beats the file */ || !strings.Contains(out, `"max_timeout": 120`) || !strings.Contains(out, `"pro"`) {
 		t.Errorf("config check: %v\n%s", err, out)
+	}
+}
+
+// An event's network policy is enforced and what it refused shows in `exec get`.
+func TestServeNetworkRefusalsShown(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	key := s.user("alice", "free")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	f := filepath.Join(t.TempDir(), "net.yaml")
+	os.WriteFile(f, []byte(`name: net
+language: bash
+script: |
+  if timeout 3 bash -c 'echo > /dev/tcp/10.99.0.5/5432'; then echo REACHED; else echo refused; fi
+  if timeout 3 bash -c 'echo > /dev/tcp/169.254.169.254/80'; then echo REACHED; else echo refused; fi
+network: {mode: egress, bandwidth: 5Mbps, blocked_ports: [2525]}
+`), 0o644)
+	if out, err := s.cli("event", "apply", "-f", f); err != nil {
+		t.Fatalf("apply: %v %s", err, out)
+	}
+	if out, err := s.cli("trigger", "net"); err != nil {
+		t.Fatalf("trigger: %v %s", err, out)
+	}
+	xs := s.waitAll(key, 60*time.Second)
+	if len(xs) != 1 || xs[0].Outcome != cronium.Succeeded {
+		t.Fatalf("executions %+v\n%s", xs, s.log)
+	}
+	get, err := s.cli("exec", "get", xs[0].ID)
+	for _, w := range []string{"network:   egress blocked_ports=2525 bandwidth=5Mbps", "refused:   10.99.0.5:5432/tcp (private address)",
+		"refused:   169.254.169.254:80/tcp (metadata address)", "2 refused"} {
+		if err != nil || !strings.Contains(get, w) {
+			t.Errorf("exec get lacks %q: %v\n%s", w, err, get)
+		}
+	}
+	if logs, _ := s.cli("exec", "logs", xs[0].ID); strings.Contains(logs, "REACHED") {
+		t.Errorf("the script reached a denied address:\n%s", logs)
 	}
 }
 
