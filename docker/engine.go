@@ -29,7 +29,6 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
-	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	cronium "github.com/cronium/executor"
@@ -91,7 +90,6 @@ type Engine struct {
 
 	netMu      sync.Mutex      // guards the fields below
 	netGuard   *netguard.Guard // enforces network policies; created on the first networked run
-	netName    string          // the sandbox network's name
 	resolvConf string          // mounted as the sandboxes' /etc/resolv.conf
 	closed     bool            // Close was called: no new guard
 
@@ -596,8 +594,7 @@ func (s *sandbox) create(ctx context.Context) error {
 		return fmt.Sprintf("rw,nosuid,nodev,noexec,size=%d,mode=1777", int64(size))
 	}
 	pids := l.Pids
-	netMode := container.NetworkMode("none")
-	var netCfg *network.NetworkingConfig
+	netMode := container.NetworkMode("none") // networked sandboxes are plugged in by the guard
 	var sysctls map[string]string
 	capDrop := p.DropCaps
 	var capAdd []string
@@ -615,11 +612,8 @@ func (s *sandbox) create(ctx context.Context) error {
 			return fmt.Errorf("network policy: %w", err)
 		}
 		e.netMu.Lock()
-		netMode, resolv = container.NetworkMode(e.netName), e.resolvConf
+		resolv = e.resolvConf
 		e.netMu.Unlock()
-		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			string(netMode): {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: s.lease.IP()}},
-		}}
 		sysctls = map[string]string{"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 		if len(capAdd) == 0 && spec.Network.Mode != cronium.NetworkFull {
 			// Raw sockets could forge another sandbox's source address.
@@ -690,7 +684,7 @@ func (s *sandbox) create(ctx context.Context) error {
 		host.Tmpfs[agent.Workspace] = tmpfs(l.WorkspaceSize)
 	}
 	r, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: cfg, HostConfig: host, NetworkingConfig: netCfg, Name: "cronium-" + s.name, Image: spec.Image,
+		Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: spec.Image,
 	})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
@@ -977,7 +971,7 @@ func (e *Engine) GC(ctx context.Context, grace time.Duration) (int, error) {
 		e.log.Info("removed orphan container", "container", c.ID, "execution_id", c.Labels[LabelExecution])
 		removed++
 	}
-	if _, err := e.sweepNetworks(ctx); err != nil {
+	if err := e.sweepNetworks(ctx); err != nil {
 		e.log.Warn("sweep sandbox networks", "err", err)
 	}
 	dirs, _ := os.ReadDir(filepath.Join(e.cfg.StateDir, "s"))

@@ -29,7 +29,7 @@ type resolver struct {
 
 func startResolver(g *Guard) (*resolver, error) {
 	r := &resolver{g: g, client: &dns.Client{Timeout: 3 * time.Second}}
-	addr := net.JoinHostPort(g.cfg.Gateway.String(), "53")
+	addr := net.JoinHostPort(g.gateway.String(), "53")
 	pc, err := net.ListenPacket("udp4", addr)
 	if err != nil {
 		return nil, err

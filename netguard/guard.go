@@ -3,10 +3,12 @@
 // (Docker, rootful Podman). The script keeps no capability: every rule,
 // the resolver, the filtering proxy and the bandwidth shaping live on the host.
 //
-// One Guard owns one bridge network (a /24). Each networked sandbox gets a
-// fixed address on it and a Lease: its own iptables chains (keyed by that
-// address), an entry in the resolver and proxy, and optionally a bandwidth
-// cap. Traffic from an address without a lease is dropped, so a missing
+// One Guard owns one Linux bridge and a /24 on it; the container engine
+// is not involved (sandboxes are created without a network, and the guard
+// plumbs a veth into each, as a CNI plugin would). Each networked sandbox
+// gets a fixed address and a Lease: its own iptables chains (keyed by that
+// address), an entry in the resolver and proxy, an isolated bridge port and
+// optionally a bandwidth cap. Traffic from an address without a lease is dropped, so a missing
 // rule fails closed. Refused packets are logged to an NFLOG group the guard
 // reads, so a user sees what was refused and why.
 package netguard
@@ -18,8 +20,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,11 +40,8 @@ var DefaultBlockedPorts = []int{25, 465, 587}
 type Config struct {
 	// ID names the guard's chains ("CRN-<ID>-...") and devices. 6 hex digits; default random.
 	ID string
-	// Bridge is the host interface of the sandboxes' network. Required.
-	Bridge string
-	// Subnet is the network's address range; Gateway the host's address on it. Required.
-	Subnet  netip.Prefix
-	Gateway netip.Addr
+	// Pool is the range the guard takes a free /24 from. Default 10.213.0.0/16.
+	Pool netip.Prefix
 	// UpstreamDNS are the servers the resolver asks ("IP:port"). Default: the host's /etc/resolv.conf.
 	UpstreamDNS []string
 	// BlockedPorts are refused in every networked mode; a policy can only add to them. Default DefaultBlockedPorts.
@@ -56,6 +57,9 @@ type Config struct {
 // Guard enforces policies for the sandboxes of one bridge network.
 type Guard struct {
 	cfg      Config
+	bridge   string
+	subnet   netip.Prefix
+	gateway  netip.Addr
 	log      *slog.Logger
 	services map[string][]cronium.ServiceEndpoint
 	group    uint16 // NFLOG group of refused packets
@@ -68,9 +72,13 @@ type Guard struct {
 	leases map[netip.Addr]*Lease
 	free   []netip.Addr
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	pending sync.WaitGroup // lease removals in the background
 }
+
+// Settle waits until every released lease's rules and devices are gone.
+func (g *Guard) Settle() { g.pending.Wait() }
 
 // ChainPrefix is the prefix of every iptables chain guards create.
 const ChainPrefix = "CRN-"
@@ -83,11 +91,11 @@ func New(ctx context.Context, cfg Config) (g *Guard, err error) {
 		rand.Read(b[:])
 		cfg.ID = hex.EncodeToString(b[:])
 	}
-	if cfg.Bridge == "" || !cfg.Subnet.IsValid() || !cfg.Gateway.IsValid() {
-		return nil, errors.New("netguard: bridge, subnet and gateway are required")
+	if !cfg.Pool.IsValid() {
+		cfg.Pool = netip.MustParsePrefix("10.213.0.0/16")
 	}
-	if cfg.Subnet.Bits() < 16 || !cfg.Subnet.Addr().Is4() {
-		return nil, fmt.Errorf("netguard: subnet %s: want an IPv4 range of /16 to /30", cfg.Subnet)
+	if cfg.Pool.Bits() > 24 || !cfg.Pool.Addr().Is4() {
+		return nil, fmt.Errorf("netguard: pool %s: want an IPv4 range of /24 or larger", cfg.Pool)
 	}
 	if cfg.BlockedPorts == nil {
 		cfg.BlockedPorts = DefaultBlockedPorts
@@ -106,26 +114,30 @@ func New(ctx context.Context, cfg Config) (g *Guard, err error) {
 		}
 		g.services[name] = eps
 	}
-	for a := cfg.Subnet.Addr().Next(); cfg.Subnet.Contains(a); a = a.Next() {
-		if a != cfg.Gateway && a.Next().IsValid() && cfg.Subnet.Contains(a.Next()) { // skip the broadcast address
-			g.free = append(g.free, a)
-		}
-	}
+	g.bridge = "br-crn" + cfg.ID
 	defer func() {
 		if err != nil {
 			g.Close()
 			g = nil
 		}
 	}()
+	if err = g.makeBridge(ctx); err != nil {
+		return g, err
+	}
+	for a := g.subnet.Addr().Next(); g.subnet.Contains(a); a = a.Next() {
+		if a != g.gateway && a.Next().IsValid() && g.subnet.Contains(a.Next()) { // skip the broadcast address
+			g.free = append(g.free, a)
+		}
+	}
 	if g.nflog, err = openNflog(g.refusedPacket); err != nil {
 		return g, fmt.Errorf("netguard: refusal log: %w", err)
 	}
 	g.group = g.nflog.group
 	if g.dns, err = startResolver(g); err != nil {
-		return g, fmt.Errorf("netguard: resolver on %s: %w", cfg.Gateway, err)
+		return g, fmt.Errorf("netguard: resolver on %s: %w", g.gateway, err)
 	}
 	if g.proxy, err = startProxy(g); err != nil {
-		return g, fmt.Errorf("netguard: proxy on %s: %w", cfg.Gateway, err)
+		return g, fmt.Errorf("netguard: proxy on %s: %w", g.gateway, err)
 	}
 	if err = g.install(ctx); err != nil {
 		return g, err
@@ -139,7 +151,13 @@ func New(ctx context.Context, cfg Config) (g *Guard, err error) {
 func (g *Guard) ID() string { return g.cfg.ID }
 
 // Resolver is the address sandboxes use as their only name server.
-func (g *Guard) Resolver() netip.Addr { return g.cfg.Gateway }
+func (g *Guard) Resolver() netip.Addr { return g.gateway }
+
+// Bridge is the host interface the sandboxes are plugged into.
+func (g *Guard) Bridge() string { return g.bridge }
+
+// Subnet is the sandboxes' address range.
+func (g *Guard) Subnet() netip.Prefix { return g.subnet }
 
 func (g *Guard) chain(suffix string) string { return ChainPrefix + g.cfg.ID + "-" + suffix }
 
@@ -159,10 +177,10 @@ var refuseReasons = map[string]string{
 // the jumps from the built-in chains. Traffic of an address with no lease
 // falls through to a drop.
 func (g *Guard) base() (filter, nat, filter6 string) {
-	br, gw := g.cfg.Bridge, g.cfg.Gateway.String()
+	br, gw := g.bridge, g.gateway.String()
 	var f, n, f6 strings.Builder
 	f.WriteString("*filter\n")
-	for _, c := range []string{"F", "H"} {
+	for _, c := range []string{"F", "H", "FL", "HL"} {
 		fmt.Fprintf(&f, ":%s - [0:0]\n", g.chain(c))
 	}
 	reasons := make([]string, 0, len(refuseReasons))
@@ -177,25 +195,35 @@ func (g *Guard) base() (filter, nat, filter6 string) {
 		fmt.Fprintf(&f, "-A %s -p tcp -j REJECT --reject-with tcp-reset\n", c)
 		fmt.Fprintf(&f, "-A %s -j REJECT --reject-with icmp-port-unreachable\n", c)
 	}
-	// Per-lease jumps are inserted above these defaults.
+	// Per-lease jumps are appended to FL and HL (appends need no rule
+	// positions, which concurrent changes would make stale); what they do
+	// not take falls through to the drops and refusals after them.
+	fmt.Fprintf(&f, "-A %s -j %s\n", g.chain("F"), g.chain("FL"))
 	fmt.Fprintf(&f, "-A %s -i %s -j DROP\n", g.chain("F"), br)
 	fmt.Fprintf(&f, "-A %s -o %s -j DROP\n", g.chain("F"), br)
 	fmt.Fprintf(&f, "-A %s -d %s -p udp --dport 53 -j ACCEPT\n", g.chain("H"), gw)
 	fmt.Fprintf(&f, "-A %s -d %s -p tcp --dport 53 -j ACCEPT\n", g.chain("H"), gw)
 	fmt.Fprintf(&f, "-A %s -d %s -p tcp --dport %d -j ACCEPT\n", g.chain("H"), gw, g.proxy.port)
 	fmt.Fprintf(&f, "-A %s -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n", g.chain("H"))
+	fmt.Fprintf(&f, "-A %s -j %s\n", g.chain("H"), g.chain("HL"))
 	// Per-lease host chains are inserted here; an address without one is refused.
 	fmt.Fprintf(&f, "-A %s -j %s\n", g.chain("H"), g.chain("R-host"))
 	fmt.Fprintf(&f, "-I INPUT 1 -i %s -j %s\n", br, g.chain("H"))
 	fmt.Fprintf(&f, "-I DOCKER-USER 1 -i %s -j %s\n", br, g.chain("F"))
 	fmt.Fprintf(&f, "-I DOCKER-USER 1 -o %s -j %s\n", br, g.chain("F"))
+	// A backstop at the end of FORWARD: if the jumps above are lost (an
+	// engine restart, a firewall tool), the bridge's traffic is still dropped
+	// rather than left to the chain's policy.
+	fmt.Fprintf(&f, ":%s - [0:0]\n-A %s -j DROP\n", g.chain("X"), g.chain("X"))
+	fmt.Fprintf(&f, "-A FORWARD -i %s -j %s\n", br, g.chain("X"))
+	fmt.Fprintf(&f, "-A FORWARD -o %s -j %s\n", br, g.chain("X"))
 	f.WriteString("COMMIT\n")
 
 	n.WriteString("*nat\n")
 	fmt.Fprintf(&n, ":%s - [0:0]\n", g.chain("P"))
 	fmt.Fprintf(&n, "-I PREROUTING 1 -i %s -j %s\n", br, g.chain("P"))
 	fmt.Fprintf(&n, ":%s - [0:0]\n", g.chain("M"))
-	fmt.Fprintf(&n, "-A %s -s %s ! -o %s -j MASQUERADE\n", g.chain("M"), g.cfg.Subnet, br)
+	fmt.Fprintf(&n, "-A %s -s %s ! -o %s -j MASQUERADE\n", g.chain("M"), g.subnet, br)
 	fmt.Fprintf(&n, "-I POSTROUTING 1 -j %s\n", g.chain("M"))
 	n.WriteString("COMMIT\n")
 
@@ -286,9 +314,9 @@ func (g *Guard) watch() {
 // intact reports whether the jumps into the guard's chains are in place.
 func (g *Guard) intact(ctx context.Context) bool {
 	for _, c := range [][]string{
-		{"-C", "INPUT", "-i", g.cfg.Bridge, "-j", g.chain("H")},
-		{"-C", "DOCKER-USER", "-i", g.cfg.Bridge, "-j", g.chain("F")},
-		{"-C", "DOCKER-USER", "-o", g.cfg.Bridge, "-j", g.chain("F")},
+		{"-C", "INPUT", "-i", g.bridge, "-j", g.chain("H")},
+		{"-C", "DOCKER-USER", "-i", g.bridge, "-j", g.chain("F")},
+		{"-C", "DOCKER-USER", "-o", g.bridge, "-j", g.chain("F")},
 	} {
 		if _, err := run(ctx, nil, "iptables", append([]string{"-w", "5"}, c...)...); err != nil {
 			return false
@@ -325,6 +353,7 @@ func (g *Guard) Close() error {
 	for _, l := range leases {
 		l.Release()
 	}
+	g.pending.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	g.removeRules(ctx)
@@ -338,12 +367,26 @@ func (g *Guard) Close() error {
 		g.nflog.close()
 	}
 	removeLinks("crn" + g.cfg.ID)
+	removeLinks("crv" + g.cfg.ID)
+	deleteLink(g.bridge)
 	return nil
 }
 
-// Sweep removes the rules and devices of guards whose ids are not in live:
-// what a process that died left behind.
-func Sweep(ctx context.Context, live map[string]bool) (removed []string, err error) {
+// Sweep removes the bridges, rules and devices of guards whose process
+// has died (unless a sandbox is still plugged into the bridge: a
+// re-attached execution), and of guards that have no bridge any more.
+func Sweep(ctx context.Context) (removed []string, err error) {
+	live := map[string]bool{}
+	for _, br := range Links("br-crn") {
+		id := strings.TrimPrefix(br, "br-crn")
+		owner, _ := os.ReadFile("/sys/class/net/" + br + "/ifalias")
+		ports, _ := os.ReadDir("/sys/class/net/" + br + "/brif")
+		if ownerAlive(strings.TrimPrefix(strings.TrimSpace(string(owner)), "cronium owner=")) || len(ports) > 0 {
+			live[id] = true
+			continue
+		}
+		deleteLink(br)
+	}
 	dump, err := save(ctx, false, "filter")
 	if err != nil {
 		return nil, err
@@ -361,6 +404,7 @@ func Sweep(ctx context.Context, live map[string]bool) (removed []string, err err
 			}
 		}
 		removeLinks("crn" + id)
+		removeLinks("crv" + id)
 		removed = append(removed, id)
 	}
 	return removed, err
@@ -381,8 +425,6 @@ type Lease struct {
 	logged   int64 // refusals the NFLOG reader attributed to this lease
 	details  []string
 	seen     map[string]bool
-	proxyIn  int64
-	proxyOut int64
 	conns    map[net.Conn]bool
 	ifb      string
 	veth     string               // the host end of the sandbox's link, once Link ran
@@ -412,7 +454,7 @@ func (g *Guard) Attach(ctx context.Context, id string, p cronium.NetworkPolicy) 
 	g.mu.Lock()
 	if len(g.free) == 0 {
 		g.mu.Unlock()
-		return nil, fmt.Errorf("netguard: no free address on %s", g.cfg.Subnet)
+		return nil, fmt.Errorf("netguard: no free address on %s", g.subnet)
 	}
 	l.ip, g.free = g.free[0], g.free[1:]
 	g.leases[l.ip] = l
@@ -437,7 +479,7 @@ func (l *Lease) chain(kind string) string { return l.g.chain(l.n + "-" + kind) }
 // rules returns the lease's filter and nat rules.
 func (l *Lease) rules() (filter, nat string) {
 	g, p := l.g, l.policy
-	br, ip, gw := g.cfg.Bridge, l.ip.String(), g.cfg.Gateway.String()
+	br, ip, gw := g.bridge, l.ip.String(), g.gateway.String()
 	O, I, H, N := l.chain("O"), l.chain("I"), l.chain("H"), l.chain("N")
 	refuse := func(r string) string { return g.chain("R-" + r) }
 	var f, n strings.Builder
@@ -445,10 +487,10 @@ func (l *Lease) rules() (filter, nat string) {
 	for _, c := range []string{O, I, H} {
 		fmt.Fprintf(&f, ":%s - [0:0]\n", c)
 	}
-	fmt.Fprintf(&f, "-I %s 1 -i %s -s %s -j %s\n", g.chain("F"), br, ip, O)
-	fmt.Fprintf(&f, "-I %s 1 -o %s -d %s -j %s\n", g.chain("F"), br, ip, I)
+	fmt.Fprintf(&f, "-A %s -i %s -s %s -j %s\n", g.chain("FL"), br, ip, O)
+	fmt.Fprintf(&f, "-A %s -o %s -d %s -j %s\n", g.chain("FL"), br, ip, I)
 	// Host chain: after the shared accepts (resolver, proxy, replies).
-	fmt.Fprintf(&f, "-I %s 5 -s %s -j %s\n", g.chain("H"), ip, H)
+	fmt.Fprintf(&f, "-A %s -s %s -j %s\n", g.chain("HL"), ip, H)
 	if p.Mode == cronium.NetworkFull {
 		for _, r := range portRanges(l.ports) {
 			fmt.Fprintf(&f, "-A %s -p tcp -m multiport --dports %s -j %s\n", H, r, refuse("port"))
@@ -499,7 +541,7 @@ func (l *Lease) rules() (filter, nat string) {
 
 	n.WriteString("*nat\n")
 	fmt.Fprintf(&n, ":%s - [0:0]\n", N)
-	fmt.Fprintf(&n, "-I %s 1 -s %s -j %s\n", g.chain("P"), ip, N)
+	fmt.Fprintf(&n, "-A %s -s %s -j %s\n", g.chain("P"), ip, N)
 	if p.Allowlist() {
 		fmt.Fprintf(&n, "-A %s -d %s -j RETURN\n", N, gw)
 		fmt.Fprintf(&n, "-A %s -p tcp -j REDIRECT --to-ports %d\n", N, g.proxy.port)
@@ -541,17 +583,15 @@ func (l *Lease) apply(ctx context.Context) error {
 		return fmt.Errorf("netguard: rules for %s: %w", l.id, err)
 	}
 	f, n := l.rules()
-	if err := restore(ctx, false, f); err != nil {
+	if err := restore(ctx, false, f+n); err != nil {
 		return fmt.Errorf("netguard: rules for %s: %w", l.id, err)
-	}
-	if err := restore(ctx, false, n); err != nil {
-		return fmt.Errorf("netguard: redirect for %s: %w", l.id, err)
 	}
 	return nil
 }
 
-// Release removes the lease's rules, devices and proxy connections and frees
-// its address. Call it once the sandbox is gone. Safe to call twice.
+// Release closes the lease's proxy connections at once, and removes its
+// rules and devices and frees its address in the background (Settle waits
+// for that). Call it once the sandbox is gone. Safe to call twice.
 func (l *Lease) Release() {
 	g := l.g
 	l.mu.Lock()
@@ -560,30 +600,44 @@ func (l *Lease) Release() {
 		return
 	}
 	l.released = true
-	ifb := l.ifb
 	l.mu.Unlock()
 	l.DropConnections()
+	// The sandbox is gone, so nothing can use the rules any more: remove
+	// them off the caller's path. The address stays taken until they are gone.
+	g.pending.Add(1)
+	go func() { // owned by the guard: Close and Settle wait for it
+		defer g.pending.Done()
+		l.remove()
+	}()
+}
+
+// remove deletes the lease's devices and rules and frees its address.
+func (l *Lease) remove() {
+	g := l.g
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if ifb != "" {
-		deleteLink(ifb)
+	l.mu.Lock()
+	ifb, veth := l.ifb, l.veth
+	l.mu.Unlock()
+	for _, dev := range []string{ifb, veth} { // the veth goes with the sandbox's namespace, unless it outlives us
+		if _, err := os.Stat("/sys/class/net/" + dev); dev != "" && err == nil {
+			deleteLink(dev)
+		}
 	}
-	br, ip := g.cfg.Bridge, l.ip.String()
+	br, ip := g.bridge, l.ip.String()
 	f := fmt.Sprintf("*filter\n-D %s -i %s -s %s -j %s\n-D %s -o %s -d %s -j %s\n-D %s -s %s -j %s\n",
-		g.chain("F"), br, ip, l.chain("O"), g.chain("F"), br, ip, l.chain("I"), g.chain("H"), ip, l.chain("H"))
+		g.chain("FL"), br, ip, l.chain("O"), g.chain("FL"), br, ip, l.chain("I"), g.chain("HL"), ip, l.chain("H"))
 	for _, c := range []string{"O", "I", "H"} {
 		f += fmt.Sprintf("-F %s\n-X %s\n", l.chain(c), l.chain(c))
 	}
 	f += "COMMIT\n"
 	n := fmt.Sprintf("*nat\n-D %s -s %s -j %s\n-F %s\n-X %s\nCOMMIT\n", g.chain("P"), ip, l.chain("N"), l.chain("N"), l.chain("N"))
 	freed := true
-	for _, r := range []string{f, n} {
-		if err := restore(ctx, false, r); err != nil {
-			// Do not hand the address out again while stale rules may match it;
-			// the guard's Close or the next sweep removes them.
-			g.log.Error("remove a sandbox's firewall rules", "id", l.id, "err", err)
-			freed = false
-		}
+	if err := restore(ctx, false, f+n); err != nil {
+		// Do not hand the address out again while stale rules may match it;
+		// the guard's Close or the next sweep removes them.
+		g.log.Error("remove a sandbox's firewall rules", "id", l.id, "err", err)
+		freed = false
 	}
 	g.mu.Lock()
 	delete(g.leases, l.ip)
@@ -651,79 +705,181 @@ func (g *Guard) refusedPacket(reason string, src, dst netip.Addr, proto string, 
 }
 
 // Usage returns what the sandbox did on the network since the last call
-// of StartRun (or since Attach): bytes through the firewall and the proxy,
-// refusals. It waits briefly for the refusal log to catch up with the
-// firewall's counters, so the details are complete.
+// of StartRun (or since Attach): bytes that crossed its link, and the
+// refusals of the firewall (through the refusal log), the proxy and the
+// resolver. It reads no firewall state: it costs microseconds.
 func (l *Lease) Usage(ctx context.Context) cronium.NetworkUsage {
-	u := l.total(ctx)
+	l.g.nflog.sync(50 * time.Millisecond) // refusals logged before the script ended are counted
+	u := l.total()
 	l.mu.Lock()
 	base := l.base
-	details := append([]string(nil), l.details...)
 	l.mu.Unlock()
 	u.BytesIn -= base.BytesIn
 	u.BytesOut -= base.BytesOut
 	u.Refused -= base.Refused
-	skip := len(base.Refusals)
-	if skip <= len(details) {
-		details = details[skip:]
+	if skip := len(base.Refusals); skip <= len(u.Refusals) {
+		u.Refusals = u.Refusals[skip:]
 	}
-	if len(details) > cronium.MaxRefusals {
-		details = details[:cronium.MaxRefusals]
+	if len(u.Refusals) > cronium.MaxRefusals {
+		u.Refusals = u.Refusals[:cronium.MaxRefusals]
 	}
-	u.Refusals = details
 	return u
 }
 
-// total reads the counters since Attach.
-func (l *Lease) total(ctx context.Context) cronium.NetworkUsage {
-	O, I, H := l.chain("O"), l.chain("I"), l.chain("H")
-	var pkts int64
-	var cs map[string]*chainCounters
-	for wait := 0; wait < 20; wait++ {
-		cs = map[string]*chainCounters{O: {}, I: {}, H: {}}
-		if dump, err := save(ctx, false, "filter"); err == nil {
-			readCounters(dump, cs)
-		}
-		pkts = cs[O].refusedPkts + cs[H].refusedPkts
-		l.mu.Lock()
-		caught := l.logged >= pkts
-		l.mu.Unlock()
-		if caught {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+// total is the usage since Attach.
+func (l *Lease) total() cronium.NetworkUsage {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := cronium.NetworkUsage{Refused: pkts + l.refused, Refusals: l.details}
+	u := cronium.NetworkUsage{Refused: l.logged + l.refused, Refusals: append([]string(nil), l.details...)}
 	// Bytes are what crossed the sandbox's link, as IP packets, after any
 	// shaping: the host end's transmit counters for traffic in; for traffic
 	// out, the IFB's transmit counters when shaped (packets the bucket
 	// dropped are retransmitted and must not count twice), else the host
 	// end's receive counters. The link layer's 14 bytes a packet are not counted.
-	if _, _, tx, txp, ok := linkStats(l.veth); ok && l.veth != "" {
-		u.BytesIn = tx - 14*txp
-		if rx, rxp, _, _, ok := linkStats(l.veth); ok {
-			u.BytesOut = rx - 14*rxp
-		}
+	if rx, rxp, tx, txp, ok := linkStats(l.veth); ok && l.veth != "" {
+		u.BytesIn, u.BytesOut = tx-14*txp, rx-14*rxp
 		if l.ifb != "" {
 			if _, _, tx, txp, ok := linkStats(l.ifb); ok {
 				u.BytesOut = tx - 14*txp
 			}
 		}
-	} else {
-		u.BytesIn, u.BytesOut = cs[I].acceptBytes+l.proxyIn, cs[O].acceptBytes+l.proxyOut
 	}
 	return u
 }
 
 // StartRun marks the start of a run in a reused sandbox: Usage then counts from here.
 func (l *Lease) StartRun(ctx context.Context) {
-	t := l.total(ctx)
+	l.g.nflog.sync(50 * time.Millisecond)
+	t := l.total()
 	l.mu.Lock()
 	l.base = t
-	l.base.Refusals = l.details[:len(l.details):len(l.details)]
 	l.mu.Unlock()
+}
+
+// makeBridge creates the guard's bridge on a free /24 of the pool, labelled
+// with its owner so that a sweep by another process can tell it is in use.
+func (g *Guard) makeBridge(ctx context.Context) error {
+	used := usedPrefixes()
+	var last error
+	for try := 0; try < 64; try++ {
+		sub := randomSlash24(g.cfg.Pool)
+		if overlaps(sub, used) {
+			continue
+		}
+		g.subnet, g.gateway = sub, sub.Addr().Next()
+		steps := [][]string{
+			{"ip", "link", "add", g.bridge, "type", "bridge"},
+			{"ip", "link", "set", g.bridge, "alias", "cronium owner=" + ownerOf(os.Getpid())},
+			{"ip", "addr", "add", netip.PrefixFrom(g.gateway, 24).String(), "dev", g.bridge},
+			{"ip", "link", "set", g.bridge, "up"},
+		}
+		last = nil
+		for _, st := range steps {
+			if _, err := run(ctx, nil, st[0], st[1:]...); err != nil {
+				last = err
+				break
+			}
+		}
+		if last == nil {
+			return waitAddr(g.gateway)
+		}
+		deleteLink(g.bridge)
+	}
+	if last == nil {
+		last = errors.New("every /24 tried is in use")
+	}
+	return fmt.Errorf("netguard: create the sandbox bridge in %s: %w", g.cfg.Pool, last)
+}
+
+// waitAddr waits until ip can be bound (duplicate address detection is off
+// for IPv4, but the address appears asynchronously on some kernels).
+func waitAddr(ip netip.Addr) error {
+	for i := 0; i < 100; i++ {
+		ln, err := net.Listen("tcp4", netip.AddrPortFrom(ip, 0).String())
+		if err == nil {
+			ln.Close()
+			return nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return fmt.Errorf("netguard: address %s never became usable", ip)
+}
+
+func randomSlash24(pool netip.Prefix) netip.Prefix {
+	a := pool.Masked().Addr().As4()
+	k := mrand.IntN(1 << (24 - pool.Bits()))
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 + uint32(k)<<8
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), 0}), 24)
+}
+
+// usedPrefixes lists the IPv4 networks of this host's interfaces and routes.
+func usedPrefixes() []netip.Prefix {
+	var out []netip.Prefix
+	if as, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range as {
+			if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is4() {
+				out = append(out, p.Masked())
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/net/route"); err == nil {
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 8 {
+				continue
+			}
+			dst, e1 := strconv.ParseUint(f[1], 16, 32)
+			mask, e2 := strconv.ParseUint(f[7], 16, 32)
+			if e1 != nil || e2 != nil || mask == 0 {
+				continue
+			}
+			d, m := uint32(dst), uint32(mask) // little-endian on the wire of /proc
+			ip := netip.AddrFrom4([4]byte{byte(d), byte(d >> 8), byte(d >> 16), byte(d >> 24)})
+			bits := 0
+			for ; m&1 == 1; m >>= 1 {
+				bits++
+			}
+			out = append(out, netip.PrefixFrom(ip, bits).Masked())
+		}
+	}
+	return out
+}
+
+func overlaps(p netip.Prefix, used []netip.Prefix) bool {
+	for _, u := range used {
+		if u.Overlaps(p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ownerOf returns "pid:starttime" of a running process, or "" if there is none.
+func ownerOf(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return ""
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return ""
+	}
+	return fmt.Sprintf("%d:%s", pid, f[19]) // field 22: start time in clock ticks since boot
+}
+
+// ownerAlive reports whether the process named by an ownerOf value still runs.
+func ownerAlive(owner string) bool {
+	pid, _, ok := strings.Cut(owner, ":")
+	if !ok {
+		return false
+	}
+	n, err := strconv.Atoi(pid)
+	return err == nil && ownerOf(n) == owner
 }
 
 // hostResolvers reads the name servers of /etc/resolv.conf.

@@ -6,8 +6,8 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -28,17 +28,32 @@ func run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte
 	return out.Bytes(), nil
 }
 
-// restore applies rules atomically per table, keeping every other rule.
+// iptMu serialises this process's firewall changes: the nf_tables backend
+// resolves a rule position when it parses a change, so two concurrent
+// changes to one chain can fail.
+var iptMu sync.Mutex
+
+// restore applies rules atomically per table, keeping every other rule. A
+// change that lost a race with another process's (a rule it referred to
+// moved) is tried again.
 func restore(ctx context.Context, v6 bool, rules string) error {
 	bin := "iptables-restore"
 	if v6 {
 		bin = "ip6tables-restore"
 	}
-	_, err := run(ctx, []byte(rules), bin, "--noflush", "-w", "5")
-	if err != nil {
-		return fmt.Errorf("apply firewall rules: %w\nrules:\n%s", err, rules)
+	iptMu.Lock()
+	defer iptMu.Unlock()
+	var err error
+	for try := 0; try < 3; try++ {
+		if _, err = run(ctx, []byte(rules), bin, "--noflush", "-w", "5"); err == nil {
+			return nil
+		}
+		if !strings.Contains(err.Error(), "RULE_INSERT failed") && !strings.Contains(err.Error(), "RULE_APPEND failed") {
+			break
+		}
+		time.Sleep(time.Duration(20*(try+1)) * time.Millisecond)
 	}
-	return nil
+	return fmt.Errorf("apply firewall rules: %w\nrules:\n%s", err, rules)
 }
 
 // save returns the rules of table, with counters.
@@ -114,39 +129,4 @@ func chainIDs(dump string) []string {
 		}
 	}
 	return ids
-}
-
-// counters sums, per chain in chains, the bytes and packets of rules whose
-// target is ACCEPT (traffic let through) and the packets of rules that jump
-// to a refuse chain (refusals).
-type chainCounters struct {
-	acceptBytes int64
-	refusedPkts int64
-}
-
-func readCounters(dump string, chains map[string]*chainCounters) {
-	for _, line := range strings.Split(dump, "\n") {
-		if !strings.HasPrefix(line, "[") {
-			continue
-		}
-		i := strings.Index(line, "] -A ")
-		if i < 0 {
-			continue
-		}
-		pk, by, _ := strings.Cut(line[1:i], ":")
-		rest := line[i+5:]
-		chain, rule, _ := strings.Cut(rest, " ")
-		c := chains[chain]
-		if c == nil {
-			continue
-		}
-		pkts, _ := strconv.ParseInt(pk, 10, 64)
-		bytes, _ := strconv.ParseInt(by, 10, 64)
-		switch {
-		case strings.HasSuffix(rule, "-j ACCEPT"):
-			c.acceptBytes += bytes
-		case strings.Contains(rule, "-j CRN-") && strings.Contains(rule, "-R-"):
-			c.refusedPkts += pkts
-		}
-	}
 }

@@ -2,13 +2,13 @@ package netguard
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -19,7 +19,23 @@ type nflog struct {
 	fd     int
 	group  uint16
 	closed atomic.Bool
+	busy   atomic.Bool // a batch is being handed to the callback
 	wg     sync.WaitGroup
+}
+
+// sync waits, at most max, until every message queued on the socket has
+// been handed to the callback: the kernel queues a refused packet's
+// message when the packet is refused, so after sync every refusal that
+// already happened is counted.
+func (n *nflog) sync(max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		pending, err := unix.IoctlGetInt(n.fd, unix.SIOCINQ)
+		if err != nil || (pending == 0 && !n.busy.Load()) {
+			return
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
 
 // Netlink constants of nfnetlink_log (linux/netfilter/nfnetlink_log.h).
@@ -50,7 +66,7 @@ func openNflog(fn packetFunc) (*nflog, error) {
 		return nil, fmt.Errorf("bind netlink: %w", err)
 	}
 	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000}) // for the config acks
 	n := &nflog{fd: fd}
 	var bindErr error
 	for try := 0; try < 20; try++ {
@@ -131,18 +147,21 @@ func (n *nflog) read(fn packetFunc) {
 	defer n.wg.Done()
 	buf := make([]byte, 1<<16)
 	for !n.closed.Load() {
-		k, _, err := unix.Recvfrom(n.fd, buf, 0)
+		// Poll, then mark busy, then read: sync sees either bytes queued on
+		// the socket or busy, never a message in flight that is neither.
+		fds := []unix.PollFd{{Fd: int32(n.fd), Events: unix.POLLIN}}
+		if k, err := unix.Poll(fds, 200); err != nil || k == 0 {
+			continue
+		}
+		n.busy.Store(true)
+		k, _, err := unix.Recvfrom(n.fd, buf, unix.MSG_DONTWAIT)
 		if err != nil {
-			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) || errors.Is(err, unix.ENOBUFS) {
-				continue
-			}
-			if n.closed.Load() {
-				return
-			}
+			n.busy.Store(false)
 			continue
 		}
 		msgs, err := syscall.ParseNetlinkMessage(buf[:k])
 		if err != nil {
+			n.busy.Store(false)
 			continue
 		}
 		for _, m := range msgs {
@@ -170,6 +189,7 @@ func (n *nflog) read(fn packetFunc) {
 				fn(prefix, src, dst, proto, port)
 			}
 		}
+		n.busy.Store(false)
 	}
 }
 
@@ -210,6 +230,6 @@ func (n *nflog) close() {
 	if n.closed.Swap(true) {
 		return
 	}
-	n.wg.Wait() // the read times out within 200 ms
+	n.wg.Wait() // the poll times out within 200 ms
 	unix.Close(n.fd)
 }

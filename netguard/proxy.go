@@ -35,7 +35,7 @@ type proxy struct {
 }
 
 func startProxy(g *Guard) (*proxy, error) {
-	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: g.cfg.Gateway.AsSlice()})
+	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: g.gateway.AsSlice()})
 	if err != nil {
 		return nil, err
 	}
@@ -207,10 +207,9 @@ func (p *proxy) http(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrP
 	}
 	defer up.Close()
 	first := mustNormalize(host)
-	upr := bufio.NewReader(countReader{up, &l.proxyIn, l})
-	cw := countWriter{up, &l.proxyOut, l}
+	upr := bufio.NewReader(up)
 	for {
-		if err := req.Write(cw); err != nil {
+		if err := req.Write(up); err != nil {
 			return
 		}
 		resp, err := http.ReadResponse(upr, req)
@@ -379,51 +378,23 @@ func (g *Guard) denied(ip netip.Addr) (string, bool) {
 	return "", false
 }
 
-// splice copies both ways, counting bytes, until either side is done.
+// splice copies both ways until either side is done (the link's counters count the bytes).
 func (p *proxy) splice(l *Lease, c *net.TCPConn, br *bufio.Reader, up net.Conn) {
 	defer up.Close()
 	done := make(chan struct{})
 	go func() { // ends when the sandbox side closes or the copy fails
-		io.Copy(countWriter{up, &l.proxyOut, l}, br)
+		io.Copy(up, br)
 		if t, ok := up.(*net.TCPConn); ok {
 			t.CloseWrite()
 		}
 		close(done)
 	}()
-	io.Copy(c, countReader{up, &l.proxyIn, l})
+	io.Copy(c, up)
 	c.CloseWrite()
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
 	}
-}
-
-type countWriter struct {
-	w io.Writer
-	n *int64
-	l *Lease
-}
-
-func (c countWriter) Write(b []byte) (int, error) {
-	n, err := c.w.Write(b)
-	c.l.mu.Lock()
-	*c.n += int64(n)
-	c.l.mu.Unlock()
-	return n, err
-}
-
-type countReader struct {
-	r io.Reader
-	n *int64
-	l *Lease
-}
-
-func (c countReader) Read(b []byte) (int, error) {
-	n, err := c.r.Read(b)
-	c.l.mu.Lock()
-	*c.n += int64(n)
-	c.l.mu.Unlock()
-	return n, err
 }
 
 // clientHelloName returns the SNI of the TLS ClientHello at the head of br

@@ -4,29 +4,36 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 )
 
-// Link finishes a lease once its sandbox runs: it finds the host end of
-// the sandbox's link (from the interface index of eth0 in the sandbox's
-// network namespace, through pid), isolates it on the bridge so no other
-// sandbox can reach it even at layer 2, and caps the bandwidth both ways
-// when the policy asks: a token bucket on the host end for traffic into
-// the sandbox, and for traffic out of it, the host end's ingress mirrored
-// to an IFB device with its own token bucket.
+// Link plugs the sandbox whose init process is pid into the guard's
+// bridge, before its script runs: a veth pair whose inner end becomes eth0
+// in the sandbox's network namespace with the lease's address, and whose
+// host end is an isolated bridge port (no other sandbox can reach it, not
+// even at layer 2). When the policy asks, it caps the bandwidth both ways:
+// a token bucket on the host end for traffic into the sandbox, and for
+// traffic out of it, the host end's ingress mirrored to an IFB device with
+// its own token bucket.
 func (l *Lease) Link(ctx context.Context, pid int) error {
-	veth, err := hostVeth(pid)
-	if err != nil {
-		return fmt.Errorf("netguard: find the sandbox's link: %w", err)
-	}
-	if _, err := run(ctx, nil, "ip", "link", "set", "dev", veth, "type", "bridge_slave", "isolated", "on"); err != nil {
-		return fmt.Errorf("netguard: isolate the sandbox's link: %w", err)
-	}
+	g := l.g
+	b := l.ip.As4()
+	veth := fmt.Sprintf("crv%s%02x%02x", g.cfg.ID, b[2], b[3]) // 13 bytes: interface names stop at 15
 	l.mu.Lock()
 	l.veth = veth
 	l.mu.Unlock()
+	host := fmt.Sprintf("link add %s type veth peer name eth0 netns %d\nlink set %s master %s\nlink set %s type bridge_slave isolated on learning off\nlink set %s up\n",
+		veth, pid, veth, g.bridge, veth, veth)
+	if _, err := run(ctx, []byte(host), "ip", "-batch", "-"); err != nil {
+		return fmt.Errorf("netguard: plug the sandbox in: %w", err)
+	}
+	inside := fmt.Sprintf("addr add %s dev eth0\nlink set eth0 up\nroute add default via %s dev eth0\n", netip.PrefixFrom(l.ip, g.subnet.Bits()), g.gateway)
+	if _, err := run(ctx, []byte(inside), "nsenter", "-t", strconv.Itoa(pid), "-n", "ip", "-batch", "-"); err != nil {
+		return fmt.Errorf("netguard: configure the sandbox's eth0: %w", err)
+	}
 	if err := fault("link"); err != nil {
 		return fmt.Errorf("netguard: %w", err)
 	}
@@ -37,7 +44,6 @@ func (l *Lease) Link(ctx context.Context, pid int) error {
 	rate := strconv.FormatInt(bw, 10) + "bit"
 	// The bucket holds about 20 ms of traffic, at least a few full packets.
 	burst := strconv.FormatInt(max(bw/8/50, 16<<10), 10)
-	b := l.ip.As4()
 	ifb := fmt.Sprintf("crn%s%02x%02x", l.g.cfg.ID, b[2], b[3]) // 13 bytes: interface names stop at 15
 	l.mu.Lock()
 	l.ifb = ifb
@@ -73,23 +79,6 @@ func linkStats(name string) (rxBytes, rxPkts, txBytes, txPkts int64, ok bool) {
 	ok = true
 	rxBytes, rxPkts, txBytes, txPkts = read("rx_bytes"), read("rx_packets"), read("tx_bytes"), read("tx_packets")
 	return
-}
-
-// hostVeth returns the host-side interface of the sandbox's eth0.
-func hostVeth(pid int) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/sys/class/net/eth0/iflink", pid))
-	if err != nil {
-		return "", err
-	}
-	idx, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		return "", fmt.Errorf("iflink %q: %w", b, err)
-	}
-	ifi, err := net.InterfaceByIndex(idx)
-	if err != nil {
-		return "", fmt.Errorf("interface %d: %w", idx, err)
-	}
-	return ifi.Name, nil
 }
 
 func deleteLink(name string) {

@@ -32,7 +32,7 @@ func leaseChains(t *testing.T) int {
 
 func ifbLinks() []string {
 	var out []string
-	for _, l := range netguard.Links("crn") {
+	for _, l := range append(netguard.Links("crn"), netguard.Links("crv")...) {
 		if !strings.HasPrefix(l, "crni") {
 			out = append(out, l)
 		}
@@ -60,6 +60,7 @@ func TestFailedSetupFailsTheRun(t *testing.T) {
 			}
 		})
 	}
+	engine.SettleNetwork()
 	if n := leaseChains(t); n != 0 {
 		t.Errorf("%d sandbox chains left after failed setups", n)
 	}
@@ -100,6 +101,7 @@ func TestHundredExecutionsLeaveNothing(t *testing.T) {
 	for e := range errs {
 		t.Error(e)
 	}
+	engine.SettleNetwork()
 	if n := leaseChains(t); n != 0 {
 		t.Errorf("%d sandbox chains left after %d executions", n, total)
 	}

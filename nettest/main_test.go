@@ -60,9 +60,8 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
-	node := engine.NodeID()
 	engine.Close()
-	if left := leftovers(node); left != "" && code == 0 {
+	if left := leftovers(); left != "" && code == 0 {
 		fmt.Fprintln(os.Stderr, "FAIL: left behind:", left)
 		return 1
 	}
@@ -76,8 +75,8 @@ func newEngine(ctx context.Context) (*docker.Engine, error) {
 	})
 }
 
-// leftovers describes cronium chains, IFB devices and node's sandbox networks that exist now.
-func leftovers(node string) string {
+// leftovers describes cronium chains, bridges, veths and IFB devices that exist now.
+func leftovers() string {
 	var out []string
 	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
 		b, _ := exec.Command(bin).Output()
@@ -87,13 +86,14 @@ func leftovers(node string) string {
 	}
 	b, _ := exec.Command("ip", "-o", "link").Output()
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], "crn") && !strings.HasPrefix(f[1], "crni") {
-			out = append(out, "link "+f[1])
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
 		}
-	}
-	b, _ = exec.Command("docker", "network", "ls", "--filter", "label=io.cronium.node="+node, "-q").Output()
-	if s := strings.TrimSpace(string(b)); s != "" {
-		out = append(out, "networks "+strings.ReplaceAll(s, "\n", " "))
+		name := strings.TrimSuffix(strings.Split(f[1], "@")[0], ":")
+		if (strings.HasPrefix(name, "crn") && !strings.HasPrefix(name, "crni")) || strings.HasPrefix(name, "crv") || strings.HasPrefix(name, "br-crn") {
+			out = append(out, "link "+name)
+		}
 	}
 	return strings.Join(out, "; ")
 }
