@@ -30,8 +30,9 @@ type nflog struct {
 func (n *nflog) sync(max time.Duration) {
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
-		pending, err := unix.IoctlGetInt(n.fd, unix.SIOCINQ)
-		if err != nil || (pending == 0 && !n.busy.Load()) {
+		fds := []unix.PollFd{{Fd: int32(n.fd), Events: unix.POLLIN}}
+		k, err := unix.Poll(fds, 0) // netlink sockets have no SIOCINQ; poll tells whether a message waits
+		if err == nil && k == 0 && !n.busy.Load() {
 			return
 		}
 		time.Sleep(200 * time.Microsecond)
@@ -45,8 +46,8 @@ const (
 	nfulnlMsgConfig  = 1
 	nfulaCfgCmd      = 1
 	nfulaCfgMode     = 2
-	nfulaCfgTimeout  = 3
-	nfulaCfgQThresh  = 4
+	nfulaCfgTimeout  = 4 // NFULA_CFG_NLBUFSIZ is 3
+	nfulaCfgQThresh  = 5
 	nfulnlCfgCmdBind = 1
 	nfulnlCopyPacket = 2
 	nfulaPayload     = 9
