@@ -971,7 +971,7 @@ func (e *Engine) GC(ctx context.Context, grace time.Duration) (int, error) {
 		e.log.Info("removed orphan container", "container", c.ID, "execution_id", c.Labels[LabelExecution])
 		removed++
 	}
-	if err := e.sweepNetworks(ctx); err != nil {
+	if err := e.SweepNetworks(ctx); err != nil {
 		e.log.Warn("sweep sandbox networks", "err", err)
 	}
 	dirs, _ := os.ReadDir(filepath.Join(e.cfg.StateDir, "s"))

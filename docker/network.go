@@ -91,9 +91,9 @@ func (e *Engine) closeNetwork() {
 	os.RemoveAll(filepath.Join(e.cfg.StateDir, "net", g.ID()))
 }
 
-// sweepNetworks removes the bridges, rules and devices that cronium
-// processes which died left behind.
-func (e *Engine) sweepNetworks(ctx context.Context) error {
+// SweepNetworks removes the bridges, rules and devices that cronium
+// processes which died left behind (GC does it too).
+func (e *Engine) SweepNetworks(ctx context.Context) error {
 	_, err := netguard.Sweep(ctx)
 	return err
 }

@@ -205,6 +205,11 @@ func serve(g *globals, cfg serverConfig) error {
 			log.Info("removed warm sandboxes left by the previous process", "count", n)
 		}
 	}
+	// The bridges and firewall rules a dead process left (unless a sandbox
+	// still uses them: it is being re-attached).
+	if err := eng.SweepNetworks(ctx); err != nil {
+		log.Warn("sweep sandbox networks", "err", err)
+	}
 	// Recovery first: executions that were running are re-attached before anything new starts.
 	if err := disp.Start(ctx); err != nil {
 		return err
