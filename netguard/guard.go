@@ -379,9 +379,11 @@ func Sweep(ctx context.Context) (removed []string, err error) {
 	live := map[string]bool{}
 	for _, br := range Links("br-crn") {
 		id := strings.TrimPrefix(br, "br-crn")
-		owner, _ := os.ReadFile("/sys/class/net/" + br + "/ifalias")
+		b, _ := os.ReadFile("/sys/class/net/" + br + "/ifalias")
+		owner := strings.TrimPrefix(strings.TrimSpace(string(b)), "cronium owner=")
 		ports, _ := os.ReadDir("/sys/class/net/" + br + "/brif")
-		if ownerAlive(strings.TrimPrefix(strings.TrimSpace(string(owner)), "cronium owner=")) || len(ports) > 0 {
+		// No owner yet: another process is creating it right now.
+		if owner == "" || ownerAlive(owner) || len(ports) > 0 {
 			live[id] = true
 			continue
 		}
