@@ -30,3 +30,4 @@ test: images vet
 bench: images
 	./bin/cronium bench cold --runs 20
 	./bin/cronium bench warm --runs 30
+	./bin/cronium bench network --runs 20

@@ -78,7 +78,12 @@ func sh(args ...string) error {
 }
 
 // Start builds the namespace, the link and the routes, and starts the servers.
+// It refuses to start if one of its addresses is this machine's name
+// server or already has a route of its own.
 func Start() (*Internet, error) {
+	if err := checkFree(); err != nil {
+		return nil, err
+	}
 	var b [3]byte
 	rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
@@ -95,7 +100,11 @@ func Start() (*Internet, error) {
 		{"ip", "-n", in.ns, "addr", "add", "203.0.113.53/32", "dev", "lo"},
 		{"ip", "-n", in.ns, "addr", "add", Private + "/32", "dev", "lo"},
 		{"ip", "-n", in.ns, "route", "add", "default", "via", HostSide},
-		{"ip", "route", "add", "203.0.113.0/24", "via", nsSide},
+		// Host routes for exactly these addresses: this machine's own
+		// infrastructure (package mirrors, module proxy) may live elsewhere in
+		// the documentation ranges, and must stay reachable during the tests.
+		{"ip", "route", "add", Public + "/32", "via", nsSide},
+		{"ip", "route", "add", "203.0.113.53/32", "via", nsSide},
 		{"ip", "route", "add", Private + "/32", "via", nsSide},
 	}
 	for _, s := range steps {
@@ -111,12 +120,28 @@ func Start() (*Internet, error) {
 	return in, nil
 }
 
+// checkFree makes sure the fake addresses shadow nothing real here.
+func checkFree() error {
+	resolv, _ := os.ReadFile("/etc/resolv.conf")
+	for _, a := range []string{Public, "203.0.113.53", Private, HostSide} {
+		if strings.Contains(string(resolv), a) {
+			return fmt.Errorf("fakenet: %s is this machine's name server", a)
+		}
+		out, _ := exec.Command("ip", "-4", "route", "show", a+"/32").Output()
+		if len(bytes.TrimSpace(out)) > 0 {
+			return fmt.Errorf("fakenet: %s already has a route (%s): another fake internet is up, or the address is real here", a, bytes.TrimSpace(out))
+		}
+	}
+	return nil
+}
+
 // Close stops the servers and removes the routes, link and namespace.
 func (in *Internet) Close() error {
 	for _, c := range in.closers {
 		c.Close()
 	}
-	exec.Command("ip", "route", "del", "203.0.113.0/24", "via", nsSide).Run()
+	exec.Command("ip", "route", "del", Public+"/32", "via", nsSide).Run()
+	exec.Command("ip", "route", "del", "203.0.113.53/32", "via", nsSide).Run()
 	exec.Command("ip", "route", "del", Private+"/32", "via", nsSide).Run()
 	exec.Command("ip", "link", "del", in.hostIf).Run()
 	exec.Command("ip", "netns", "del", in.ns).Run()
