@@ -185,6 +185,9 @@ func (p *NetworkPolicy) Normalize(field string) error {
 	if p.Bandwidth < 0 || (p.Bandwidth > 0 && p.Bandwidth < minBandwidth) {
 		return Invalid(sub("bandwidth"), p.Bandwidth.String(), "is too small: want at least 64kbps")
 	}
+	if p.Bandwidth > maxBandwidth {
+		return Invalid(sub("bandwidth"), p.Bandwidth.String(), "is too large: want at most 10Gbps")
+	}
 	if len(p.AllowDomains) == 0 {
 		p.AllowDomains = nil
 	}
@@ -243,6 +246,9 @@ func NormalizeDomainPattern(s string) (string, error) {
 		return "", fmt.Errorf("is empty")
 	}
 	if ip, err := netip.ParseAddr(s); err == nil {
+		if why, bad := DeniedIP(ip.Unmap()); bad {
+			return "", fmt.Errorf("is a %s, which egress never reaches: allow a public address or a name", why)
+		}
 		return ip.Unmap().String(), nil
 	}
 	wild := strings.HasPrefix(s, "*.")
@@ -253,7 +259,10 @@ func NormalizeDomainPattern(s string) (string, error) {
 	if strings.ContainsAny(rest, ":/ @") {
 		return "", fmt.Errorf("is not a domain name: give a name like api.example.com, without scheme, port or path")
 	}
-	a, err := idna.Lookup.ToASCII(rest)
+	a, err := hostnames.ToASCII(rest)
+	if err == nil && !dnsName.MatchString(a) {
+		err = fmt.Errorf("labels may hold only letters, digits, '-' and '_'")
+	}
 	if err != nil {
 		return "", fmt.Errorf("is not a valid domain name: %v", err)
 	}
@@ -270,6 +279,12 @@ func NormalizeDomainPattern(s string) (string, error) {
 	return a, nil
 }
 
+// dnsName is a name in ASCII: labels of letters, digits, '-' and '_', of 1-63 bytes.
+var dnsName = regexp.MustCompile(`^(?i)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*$`)
+
+// hostnames is IDNA lookup that also allows '_' (SRV, DMARC, DKIM names).
+var hostnames = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.StrictDomainName(false))
+
 // NormalizeHost turns a host name as a client sent it (SNI, Host header,
 // DNS question) into the canonical form of NormalizeDomainPattern. ok is
 // false when it is not a valid name.
@@ -281,8 +296,8 @@ func NormalizeHost(h string) (string, bool) {
 	if ip, err := netip.ParseAddr(strings.Trim(h, "[]")); err == nil {
 		return ip.Unmap().String(), true
 	}
-	a, err := idna.Lookup.ToASCII(h)
-	if err != nil {
+	a, err := hostnames.ToASCII(h)
+	if err != nil || !dnsName.MatchString(a) {
 		return "", false
 	}
 	return strings.ToLower(a), true
@@ -308,7 +323,10 @@ func DomainAllowed(patterns []string, host string) bool {
 // easy to get wrong by 8×.
 type Bandwidth int64
 
-const minBandwidth = 64_000
+const (
+	minBandwidth = 64_000
+	maxBandwidth = 10_000_000_000
+)
 
 // ParseBandwidth parses a rate with a unit. field names the input in errors.
 func ParseBandwidth(field, s string) (Bandwidth, error) {
@@ -333,6 +351,9 @@ func ParseBandwidth(field, s string) (Bandwidth, error) {
 			return 0, Invalid(field, s, "has no unit: write it like 10Mbps (megabits per second), 512kbps or 1Gbps")
 		}
 		return 0, Invalid(field, s, "has an unknown unit "+strconv.Quote(unit)+": want bps, kbps, Mbps or Gbps (bits per second)")
+	}
+	if v*mult > maxBandwidth {
+		return 0, Invalid(field, s, "is too large: want at most 10Gbps")
 	}
 	b := Bandwidth(v * mult)
 	if b < minBandwidth {

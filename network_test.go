@@ -54,6 +54,9 @@ func TestNetworkPolicyErrors(t *testing.T) {
 		{NetworkPolicy{Mode: NetworkEgress, BlockedPorts: []int{70000}}, "network.blocked_ports", "not a port"},
 		{NetworkPolicy{Mode: NetworkNone, Bandwidth: 1e6}, "network.mode", "has no network"},
 		{NetworkPolicy{Mode: NetworkEgress, Bandwidth: 1000}, "network.bandwidth", "too small"},
+		{NetworkPolicy{Mode: NetworkEgress, AllowDomains: []string{"10.0.0.5"}}, "network.allow_domains", "private address"},
+		{NetworkPolicy{Mode: NetworkEgress, AllowDomains: []string{"::1"}}, "network.allow_domains", "loopback"},
+		{NetworkPolicy{Mode: NetworkEgress, AllowDomains: []string{"2606:4700::1"}}, "network.allow_domains", "IPv6"},
 	}
 	for _, c := range cases {
 		err := c.p.Normalize("network")
@@ -79,7 +82,8 @@ func TestParseBandwidth(t *testing.T) {
 			t.Errorf("%s: %v %v, want %v", in, got, err, want)
 		}
 	}
-	for in, msg := range map[string]string{"10": "no unit", "10MB": "unknown unit", "fast": "not a rate", "10bps": "too small"} {
+	for in, msg := range map[string]string{"10": "no unit", "10MB": "unknown unit", "fast": "not a rate", "10bps": "too small",
+		"5000Gbps": "too large", "99999999999Gbps": "too large"} {
 		if _, err := ParseBandwidth("bandwidth", in); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("%s: %v, want %q", in, err, msg)
 		}
@@ -120,6 +124,11 @@ func TestDomainAllowed(t *testing.T) {
 	}
 	if n, ok := NormalizeHost("BÜCHER.example.COM."); !ok || n != "xn--bcher-kva.example.com" {
 		t.Errorf("punycode: %q %v", n, ok)
+	}
+	for _, h := range []string{"_srv._tcp.example.com", "_dmarc.example.com", "under_score.example.com"} {
+		if n, ok := NormalizeHost(h); !ok || n != h {
+			t.Errorf("%s: %q %v; names with '_' are valid DNS names", h, n, ok)
+		}
 	}
 }
 

@@ -95,5 +95,12 @@ func (e *Engine) closeNetwork() {
 // processes which died left behind (GC does it too).
 func (e *Engine) SweepNetworks(ctx context.Context) error {
 	_, err := netguard.Sweep(ctx)
+	// The resolv.conf directories of guards whose bridge is gone.
+	dirs, _ := os.ReadDir(filepath.Join(e.cfg.StateDir, "net"))
+	for _, d := range dirs {
+		if len(netguard.Links("br-crn"+d.Name())) == 0 {
+			os.RemoveAll(filepath.Join(e.cfg.StateDir, "net", d.Name()))
+		}
+	}
 	return err
 }

@@ -171,6 +171,7 @@ var refuseReasons = map[string]string{
 	"service": "not an allowed internal service",
 	"proto":   "only TCP through the proxy with allow_domains",
 	"ipv6":    "IPv6 is not routed for sandboxes",
+	"sandbox": "another sandbox",
 }
 
 // base returns the guard's shared rules: dispatch chains, refuse chains and
@@ -198,6 +199,11 @@ func (g *Guard) base() (filter, nat, filter6 string) {
 	// Per-lease jumps are appended to FL and HL (appends need no rule
 	// positions, which concurrent changes would make stale); what they do
 	// not take falls through to the drops and refusals after them.
+	// Traffic from another cronium bridge is decided by that bridge's guard,
+	// which refuses it in every mode and reports it to the sender: return
+	// to DOCKER-USER so that its jump is reached, whichever came first.
+	fmt.Fprintf(&f, "-A %s -i %s -o %s -j DROP\n", g.chain("F"), br, br)
+	fmt.Fprintf(&f, "-A %s -i br-crn+ -o %s -j RETURN\n", g.chain("F"), br)
 	fmt.Fprintf(&f, "-A %s -j %s\n", g.chain("F"), g.chain("FL"))
 	fmt.Fprintf(&f, "-A %s -i %s -j DROP\n", g.chain("F"), br)
 	fmt.Fprintf(&f, "-A %s -o %s -j DROP\n", g.chain("F"), br)
@@ -481,7 +487,7 @@ func (l *Lease) chain(kind string) string { return l.g.chain(l.n + "-" + kind) }
 // rules returns the lease's filter and nat rules.
 func (l *Lease) rules() (filter, nat string) {
 	g, p := l.g, l.policy
-	br, ip, gw := g.bridge, l.ip.String(), g.gateway.String()
+	br, ip := g.bridge, l.ip.String()
 	O, I, H, N := l.chain("O"), l.chain("I"), l.chain("H"), l.chain("N")
 	refuse := func(r string) string { return g.chain("R-" + r) }
 	var f, n strings.Builder
@@ -504,8 +510,11 @@ func (l *Lease) rules() (filter, nat string) {
 	// Into the sandbox: only replies.
 	fmt.Fprintf(&f, "-A %s -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n", I)
 	fmt.Fprintf(&f, "-A %s -j DROP\n", I)
-	// Out of the sandbox.
+	// Out of the sandbox. Never into a sandbox of any cronium process, in any
+	// mode: each guard's jumps may come first in DOCKER-USER, so the
+	// receiving sandbox's own rules might never be consulted.
 	fmt.Fprintf(&f, "-A %s -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n", O)
+	fmt.Fprintf(&f, "-A %s -o br-crn+ -j %s\n", O, refuse("sandbox"))
 	for _, r := range portRanges(l.ports) {
 		fmt.Fprintf(&f, "-A %s -p tcp -m multiport --dports %s -j %s\n", O, r, refuse("port"))
 		fmt.Fprintf(&f, "-A %s -p udp -m multiport --dports %s -j %s\n", O, r, refuse("port"))
@@ -524,7 +533,9 @@ func (l *Lease) rules() (filter, nat string) {
 		}
 		fmt.Fprintf(&f, "-A %s -j %s\n", O, refuse("service"))
 	case p.Allowlist():
-		// TCP never gets here: it is redirected to the proxy. Nothing else may leave.
+		// TCP to public addresses never gets here: it is redirected to the
+		// proxy. Denied addresses are refused at once; nothing else may leave.
+		denyAll()
 		fmt.Fprintf(&f, "-A %s -j %s\n", O, refuse("proto"))
 	case p.Mode == cronium.NetworkEgress:
 		fmt.Fprintf(&f, "-A %s -p udp --dport 53 -j %s\n", O, refuse("dns"))
@@ -544,8 +555,19 @@ func (l *Lease) rules() (filter, nat string) {
 	n.WriteString("*nat\n")
 	fmt.Fprintf(&n, ":%s - [0:0]\n", N)
 	fmt.Fprintf(&n, "-A %s -s %s -j %s\n", g.chain("P"), ip, N)
+	if p.Mode != cronium.NetworkFull {
+		// The host's own addresses: no DNAT (a published container port)
+		// and no redirect, so the host chain refuses them as the host's.
+		fmt.Fprintf(&n, "-A %s -m addrtype --dst-type LOCAL -j ACCEPT\n", N)
+	}
 	if p.Allowlist() {
-		fmt.Fprintf(&n, "-A %s -d %s -j RETURN\n", N, gw)
+		// Denied addresses are not redirected: the filter refuses them at
+		// once (Connection refused), with the reason.
+		for _, pfx := range cronium.DeniedPrefixes() {
+			if pfx.Addr().Is4() {
+				fmt.Fprintf(&n, "-A %s -d %s -j RETURN\n", N, pfx)
+			}
+		}
 		fmt.Fprintf(&n, "-A %s -p tcp -j REDIRECT --to-ports %d\n", N, g.proxy.port)
 	}
 	n.WriteString("COMMIT\n")

@@ -124,16 +124,25 @@ func (p *proxy) handle(l *Lease, c *net.TCPConn) {
 		c.SetLinger(0)
 		return
 	}
+	// The firewall does not redirect denied or local destinations; should one
+	// get here (a direct connection to the proxy's port), refuse it as such.
+	if why, bad := p.g.denied(dst.Addr()); bad {
+		p.refuse(l, c, nil, refusal{dst.String(), why})
+		return
+	}
 	for _, b := range l.ports {
 		if int(dst.Port()) == b {
 			p.refuse(l, c, nil, refusal{dst.String(), "blocked port"})
 			return
 		}
 	}
-	c.SetReadDeadline(time.Now().Add(15 * time.Second))
+	c.SetReadDeadline(time.Now().Add(firstBytesTimeout))
 	br := bufio.NewReaderSize(c, 16<<10)
 	first, err := br.Peek(1)
 	if err != nil {
+		// A protocol where the server speaks first (SSH, SMTP, MySQL) gives
+		// the proxy no name to check: say so rather than hang silently.
+		p.refuse(l, c, nil, refusal{dst.String(), fmt.Sprintf("the client sent no TLS ClientHello or HTTP request within %s: allow_domains needs a name to check", firstBytesTimeout)})
 		return
 	}
 	if first[0] == 0x16 { // TLS handshake record
@@ -154,14 +163,41 @@ func (p *proxy) handle(l *Lease, c *net.TCPConn) {
 	p.http(l, c, br, dst)
 }
 
-// http handles plain HTTP: every request on the connection must name the
-// same allowed host in Host and in an absolute URI. CONNECT tunnels to an
-// allowed name; TLS inside must name the same host.
-func (p *proxy) http(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrPort) {
+// firstBytesTimeout bounds how long the proxy waits for a ClientHello or request line.
+const firstBytesTimeout = 10 * time.Second
+
+// readRequest reads the next request, refusing (with the reason) one whose
+// Host headers disagree; the header read is bounded by idle, the body is not.
+func (p *proxy) readRequest(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrPort, idle time.Duration) (*http.Request, bool) {
+	c.SetReadDeadline(time.Now().Add(idle))
 	hosts := rawHosts(br)
+	if len(hosts) > 1 {
+		p.refuse(l, c, &http.Request{}, refusal{strings.Join(hosts, ","), "more than one Host header"})
+		return nil, false
+	}
 	req, err := http.ReadRequest(br)
 	if err != nil {
-		p.refuse(l, c, nil, refusal{dst.String(), "neither TLS with SNI nor HTTP: allow_domains needs a name to check"})
+		if _, perr := br.Peek(1); perr != nil && len(hosts) == 0 {
+			return nil, false // the client closed an idle connection
+		}
+		p.refuse(l, c, &http.Request{}, refusal{dst.String(), "not a valid HTTP request: allow_domains needs TLS with SNI or HTTP with a Host"})
+		return nil, false
+	}
+	c.SetReadDeadline(time.Time{}) // a slow upload is not an idle client
+	if err := checkHosts(req, hosts); err != nil {
+		p.refuse(l, c, req, err)
+		return nil, false
+	}
+	return req, true
+}
+
+// http handles plain HTTP: every request on the connection must name the
+// same allowed host in Host and in an absolute URI. CONNECT tunnels to an
+// allowed name; TLS inside must name the same host, and plain HTTP inside
+// is held to the same rules as outside.
+func (p *proxy) http(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrPort) {
+	req, ok := p.readRequest(l, c, br, dst, firstBytesTimeout)
+	if !ok {
 		return
 	}
 	if req.Method == http.MethodConnect {
@@ -175,29 +211,36 @@ func (p *proxy) http(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrP
 			p.refuse(l, c, req, err)
 			return
 		}
+		defer up.Close()
 		io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		if b, err := br.Peek(1); err == nil && b[0] == 0x16 {
+		c.SetReadDeadline(time.Now().Add(firstBytesTimeout))
+		b, err := br.Peek(1)
+		if err != nil {
+			return
+		}
+		if b[0] == 0x16 {
 			name, err := clientHelloName(br)
-			if err == nil && name != mustNormalize(host) {
+			if err == nil && mustNormalize(name) != mustNormalize(host) {
 				err = refusal{net.JoinHostPort(name, strconv.Itoa(port)), "TLS name differs from the CONNECT host " + host}
 			}
 			if err != nil {
-				up.Close()
 				p.refuse(l, c, nil, err)
 				return
 			}
+			c.SetReadDeadline(time.Time{})
+			p.splice(l, c, br, up)
+			return
 		}
-		c.SetReadDeadline(time.Time{})
-		p.splice(l, c, br, up)
+		inner, ok := p.readRequest(l, c, br, dst, firstBytesTimeout)
+		if !ok {
+			return
+		}
+		p.relay(l, c, br, up, inner, mustNormalize(host), port, dst)
 		return
 	}
 	host, port, err := splitHostPort(req.Host, int(dst.Port()))
 	if err != nil || host == "" {
 		p.refuse(l, c, req, refusal{dst.String(), "HTTP request without a Host"})
-		return
-	}
-	if err := checkHosts(req, hosts); err != nil {
-		p.refuse(l, c, req, err)
 		return
 	}
 	up, err := p.dial(l, host, port)
@@ -206,9 +249,19 @@ func (p *proxy) http(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrP
 		return
 	}
 	defer up.Close()
-	first := mustNormalize(host)
+	p.relay(l, c, br, up, req, mustNormalize(host), port, dst)
+}
+
+// relay forwards req and every later request on the connection to up, as
+// long as each names host; the first that names another is refused.
+func (p *proxy) relay(l *Lease, c *net.TCPConn, br *bufio.Reader, up net.Conn, req *http.Request, host string, port int, dst netip.AddrPort) {
 	upr := bufio.NewReader(up)
 	for {
+		h, _, _ := splitHostPort(req.Host, port)
+		if mustNormalize(h) != host {
+			p.refuse(l, c, req, refusal{req.Host, "the request names another host than " + host + ", the one this connection was allowed for"})
+			return
+		}
 		if err := req.Write(up); err != nil {
 			return
 		}
@@ -222,22 +275,11 @@ func (p *proxy) http(l *Lease, c *net.TCPConn, br *bufio.Reader, dst netip.AddrP
 			return
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
-			c.SetReadDeadline(time.Time{})
 			p.splice(l, c, br, up)
 			return
 		}
-		c.SetReadDeadline(time.Now().Add(2 * time.Minute))
-		hosts = rawHosts(br)
-		if req, err = http.ReadRequest(br); err != nil {
-			return
-		}
-		if err := checkHosts(req, hosts); err != nil {
-			p.refuse(l, c, req, err)
-			return
-		}
-		h, _, _ := splitHostPort(req.Host, port)
-		if mustNormalize(h) != first {
-			p.refuse(l, c, req, refusal{req.Host, "a second request on the connection names another host than " + first})
+		var ok bool
+		if req, ok = p.readRequest(l, c, br, dst, 2*time.Minute); !ok {
 			return
 		}
 	}

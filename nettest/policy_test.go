@@ -145,8 +145,8 @@ R["uri_host_mismatch"] = tcp("203.0.113.10", 80, b"GET http://api.example.test/ 
 R["keepalive_switch"] = tcp("203.0.113.10", 80, b"GET /1 HTTP/1.1\r\nHost: api.example.test\r\n\r\nGET /2 HTTP/1.1\r\nHost: evil.example.test\r\n\r\n")
 R["connect_ip"] = tcp("203.0.113.10", 443, b"CONNECT 203.0.113.10:443 HTTP/1.1\r\nHost: 203.0.113.10:443\r\n\r\n")
 R["connect_name"] = tcp("203.0.113.10", 80, b"CONNECT api.example.test:80 HTTP/1.1\r\nHost: api.example.test:80\r\n\r\nGET /tunnel HTTP/1.0\r\nHost: api.example.test\r\n\r\n")
-R["rebind_first_lookup"] = resolve("rebind.ok.example.test")
 R["rebind"] = http("http://rebind.ok.example.test/")
+R["rebind_later_lookup"] = resolve("rebind.ok.example.test")
 R["private_name"] = http("http://private.example.test/")
 R["udp"] = udp("203.0.113.10", 5353)
 R["canary"] = resolve("leak.evil.example.test")
@@ -172,8 +172,8 @@ R["ech"] = tcp("203.0.113.10", 443, hello("api.example.test", True))
 		"sni_denied":          "err:",
 		"uri_host_mismatch":   "ok:HTTP/1.1 403",
 		"connect_ip":          "ok:HTTP/1.1 403",
-		"connect_name":        "ok:HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.0 200 OK",
-		"rebind_first_lookup": "ok:203.0.113.10",
+		"connect_name":        "ok:HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK",
+		"rebind_later_lookup": "ok:10.99.0.5",
 		"rebind":              "http403:cronium: refused rebind.ok.example.test:80 (resolves to 10.99.0.5, a private address)",
 		"private_name":        "err:URLError",
 		"udp":                 "err:",

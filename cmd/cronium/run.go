@@ -197,6 +197,9 @@ func runScript(c *cobra.Command, g *globals, f *runFlags, file string) error {
 	g.network = netCfg.engineConfig()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// `cronium run job.sh | head` must still clean up: a closed pipe makes
+	// writes fail (EPIPE) instead of killing the process mid-run.
+	signal.Ignore(syscall.SIGPIPE)
 	eng, err := g.engine(ctx)
 	if err != nil {
 		return &exitError{code: 125, err: err}
