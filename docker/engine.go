@@ -595,7 +595,6 @@ func (s *sandbox) create(ctx context.Context) error {
 	}
 	pids := l.Pids
 	netMode := container.NetworkMode("none") // networked sandboxes are plugged in by the guard
-	var sysctls map[string]string
 	capDrop := p.DropCaps
 	var capAdd []string
 	if len(p.DropCaps) == 1 && p.DropCaps[0] == "ALL" {
@@ -614,7 +613,8 @@ func (s *sandbox) create(ctx context.Context) error {
 		e.netMu.Lock()
 		resolv = e.resolvConf
 		e.netMu.Unlock()
-		sysctls = map[string]string{"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
+		// IPv6 is switched off in the sandbox by the guard when it plugs it in
+		// (a Docker sysctl costs ~25 ms of container start), and dropped on the host.
 		if len(capAdd) == 0 && spec.Network.Mode != cronium.NetworkFull {
 			// Raw sockets could forge another sandbox's source address.
 			capDrop = append(append([]string(nil), capDrop...), "NET_RAW")
@@ -652,7 +652,6 @@ func (s *sandbox) create(ctx context.Context) error {
 			agent.SecretsDir: fmt.Sprintf("rw,nosuid,nodev,noexec,size=1m,mode=0700,uid=%d,gid=%d", p.UID, p.GID),
 		},
 		ReadonlyRootfs: p.ReadOnlyRoot,
-		Sysctls:        sysctls,
 		CapDrop:        capDrop,
 		CapAdd:         capAdd,
 		SecurityOpt:    secOpt,

@@ -6,8 +6,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
 )
 
 // Link plugs the sandbox whose init process is pid into the guard's
@@ -25,14 +29,8 @@ func (l *Lease) Link(ctx context.Context, pid int) error {
 	l.mu.Lock()
 	l.veth = veth
 	l.mu.Unlock()
-	host := fmt.Sprintf("link add %s type veth peer name eth0 netns %d\nlink set %s master %s\nlink set %s type bridge_slave isolated on learning off\nlink set %s up\n",
-		veth, pid, veth, g.bridge, veth, veth)
-	if _, err := run(ctx, []byte(host), "ip", "-batch", "-"); err != nil {
+	if err := plug(veth, g.bridge, pid, netip.PrefixFrom(l.ip, g.subnet.Bits()), g.gateway); err != nil {
 		return fmt.Errorf("netguard: plug the sandbox in: %w", err)
-	}
-	inside := fmt.Sprintf("addr add %s dev eth0\nlink set eth0 up\nroute add default via %s dev eth0\n", netip.PrefixFrom(l.ip, g.subnet.Bits()), g.gateway)
-	if _, err := run(ctx, []byte(inside), "nsenter", "-t", strconv.Itoa(pid), "-n", "ip", "-batch", "-"); err != nil {
-		return fmt.Errorf("netguard: configure the sandbox's eth0: %w", err)
 	}
 	if err := fault("link"); err != nil {
 		return fmt.Errorf("netguard: %w", err)
@@ -63,6 +61,93 @@ func (l *Lease) Link(ctx context.Context, pid int) error {
 		}
 	}
 	return nil
+}
+
+// plug creates a veth pair over netlink (no processes to start): hostName
+// on the host, an isolated port of bridge without address learning, and
+// eth0 in the network namespace of pid with addr and a default route via gw.
+func plug(hostName, bridge string, pid int, addr netip.Prefix, gw netip.Addr) error {
+	br, err := netlink.LinkByName(bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", bridge, err)
+	}
+	ns, err := netns.GetFromPid(pid)
+	if err != nil {
+		return fmt.Errorf("network namespace of %d: %w", pid, err)
+	}
+	defer ns.Close()
+	if err := disableIPv6(ns); err != nil {
+		return fmt.Errorf("disable IPv6 in the sandbox: %w", err)
+	}
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostName, MasterIndex: br.Attrs().Index}, PeerName: "eth0", PeerNamespace: netlink.NsFd(int(ns))}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("add veth %s: %w", hostName, err)
+	}
+	host, err := netlink.LinkByName(hostName)
+	if err != nil {
+		return err
+	}
+	if err := netlink.LinkSetIsolated(host, true); err != nil {
+		return fmt.Errorf("isolate %s: %w", hostName, err)
+	}
+	if err := netlink.LinkSetLearning(host, false); err != nil {
+		return fmt.Errorf("learning off on %s: %w", hostName, err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return err
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in the sandbox: %w", err)
+	}
+	defer h.Close()
+	eth0, err := h.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("eth0 in the sandbox: %w", err)
+	}
+	ipn := &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}
+	if err := h.AddrAdd(eth0, &netlink.Addr{IPNet: ipn}); err != nil {
+		return fmt.Errorf("address %s: %w", addr, err)
+	}
+	if err := h.LinkSetUp(eth0); err != nil {
+		return err
+	}
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
+		return fmt.Errorf("default route: %w", err)
+	}
+	return nil
+}
+
+// disableIPv6 turns IPv6 off in the network namespace ns (all and default,
+// so the eth0 moved in later gets no address either). Network sysctls
+// belong to the namespace of the thread that opens them, so it runs on a
+// thread of its own that enters ns; the thread is discarded, not reused.
+func disableIPv6(ns netns.NsHandle) error {
+	errc := make(chan error, 1)
+	go func() { // ends with the write; its thread dies with it if it cannot return to the host namespace
+		runtime.LockOSThread()
+		self, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer self.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- err
+			return
+		}
+		var werr error
+		for _, f := range []string{"all", "default"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+f+"/disable_ipv6", []byte("1"), 0o644); err != nil && werr == nil {
+				werr = err
+			}
+		}
+		if netns.Set(self) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- werr
+	}()
+	return <-errc
 }
 
 // linkStats reads an interface's byte and packet counters; ok is false when it is gone.
