@@ -643,6 +643,9 @@ func (l *Lease) remove() {
 	l.mu.Lock()
 	ifb, veth := l.ifb, l.veth
 	l.mu.Unlock()
+	// Forget the address's connections, so that a late packet of one of them
+	// never reaches the next sandbox given this address.
+	forgetFlows(l.ip)
 	for _, dev := range []string{ifb, veth} { // the veth goes with the sandbox's namespace, unless it outlives us
 		if _, err := os.Stat("/sys/class/net/" + dev); dev != "" && err == nil {
 			deleteLink(dev)

@@ -150,6 +150,16 @@ func disableIPv6(ns netns.NsHandle) error {
 	return <-errc
 }
 
+// forgetFlows deletes the connection-tracking entries from or to ip.
+func forgetFlows(ip netip.Addr) {
+	for _, dir := range []netlink.ConntrackFilterType{netlink.ConntrackOrigSrcIP, netlink.ConntrackOrigDstIP} {
+		f := &netlink.ConntrackFilter{}
+		if f.AddIP(dir, ip.AsSlice()) == nil {
+			netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, f)
+		}
+	}
+}
+
 // linkStats reads an interface's byte and packet counters; ok is false when it is gone.
 func linkStats(name string) (rxBytes, rxPkts, txBytes, txPkts int64, ok bool) {
 	read := func(f string) int64 {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/netguard"
@@ -107,6 +110,18 @@ func TestHundredExecutionsLeaveNothing(t *testing.T) {
 	}
 	if l := ifbLinks(); len(l) != 0 {
 		t.Errorf("devices left: %v", l)
+	}
+	// Nor connection-tracking entries of the released addresses.
+	flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := netip.MustParsePrefix("10.213.0.0/16")
+	for _, f := range flows {
+		// Sandboxes' own flows: not the bridges' gateways (the host's IGMP).
+		if ip, ok := netip.AddrFromSlice(f.Forward.SrcIP); ok && pool.Contains(ip.Unmap()) && ip.Unmap().As4()[3] != 1 {
+			t.Errorf("connection tracking still holds a flow of a released sandbox: %s", f)
+		}
 	}
 	// The engine's own base rules and network go at Close: TestMain checks.
 }
