@@ -268,12 +268,7 @@ func (g *Guard) install(ctx context.Context) error {
 	if err := restore(ctx, true, f6); err != nil {
 		return fmt.Errorf("netguard: %w", err)
 	}
-	g.mu.Lock()
-	leases := make([]*Lease, 0, len(g.leases))
-	for _, l := range g.leases {
-		leases = append(leases, l)
-	}
-	g.mu.Unlock()
+	leases := g.current()
 	for _, l := range leases {
 		if err := l.apply(ctx); err != nil {
 			return err
@@ -341,6 +336,17 @@ func (g *Guard) intact(ctx context.Context) bool {
 	return true
 }
 
+// current lists the leases now held.
+func (g *Guard) current() []*Lease {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	leases := make([]*Lease, 0, len(g.leases))
+	for _, l := range g.leases {
+		leases = append(leases, l)
+	}
+	return leases
+}
+
 // Close removes every lease's rules, the base rules, and stops the resolver, proxy and log.
 func (g *Guard) Close() error {
 	select {
@@ -350,12 +356,7 @@ func (g *Guard) Close() error {
 		close(g.stop)
 	}
 	g.wg.Wait()
-	g.mu.Lock()
-	leases := make([]*Lease, 0, len(g.leases))
-	for _, l := range g.leases {
-		leases = append(leases, l)
-	}
-	g.mu.Unlock()
+	leases := g.current()
 	for _, l := range leases {
 		l.Release()
 	}

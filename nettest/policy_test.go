@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/internal/fakenet"
@@ -85,48 +83,12 @@ R["ipv6_addrs"] = open("/proc/net/if_inet6").read() if os.path.exists("/proc/net
 
 // Another running sandbox is not reachable, not even on the same bridge.
 func TestEgressOtherSandbox(t *testing.T) {
-	var mu sync.Mutex
-	var out strings.Builder
-	ipc := make(chan string, 1)
-	done := make(chan cronium.Result, 1)
-	go func() {
-		spec := cronium.Spec{Language: cronium.Python, Network: cronium.Net(cronium.NetworkEgress), Script: []byte(probe + `
-srv = socket.socket(); srv.bind(("0.0.0.0", 8000)); srv.listen(5); srv.settimeout(12)
-print("ip=" + myip(), flush=True)
-try:
-    c, a = srv.accept(); print("ACCEPTED from", a, flush=True)
-except socket.timeout:
-    print("nobody came", flush=True)
-`), Output: func(c cronium.OutputChunk) {
-			mu.Lock()
-			defer mu.Unlock()
-			out.Write(c.Data)
-			if i := strings.Index(out.String(), "ip="); i >= 0 && strings.Contains(out.String()[i:], "\n") {
-				select {
-				case ipc <- strings.TrimSpace(strings.SplitN(out.String()[i+3:], "\n", 2)[0]):
-				default:
-				}
-			}
-		}}
-		spec.Limits.Timeout = 30 * time.Second
-		res, _ := engine.Run(context.Background(), spec)
-		done <- res
-	}()
-	var ip string
-	select {
-	case ip = <-ipc:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the listening sandbox never printed its address")
-	}
-	got, res := runProbe(t, cronium.Net(cronium.NetworkEgress), fmt.Sprintf(`R["other"] = tcp(%q, 8000)`, ip))
+	ip, accepted := listenIn(t, engine)
+	got, _ := runProbe(t, cronium.Net(cronium.NetworkEgress), fmt.Sprintf(`R["other"] = tcp(%q, 8000)`, ip))
 	// Isolated bridge ports stop it at layer 2 (no route to host), before any rule.
 	want(t, got, map[string]string{"other": "err:"})
-	_ = res
-	<-done
-	mu.Lock()
-	defer mu.Unlock()
-	if strings.Contains(out.String(), "ACCEPTED") {
-		t.Errorf("the other sandbox accepted a connection:\n%s", out.String())
+	if accepted() {
+		t.Errorf("the other sandbox accepted a connection")
 	}
 }
 

@@ -9,13 +9,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"github.com/cronium/executor/docker"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/docker"
 )
 
 // exitError carries a process exit status up to main.
