@@ -721,10 +721,10 @@ func (s *sandbox) link(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("inspect container: %w", err)
 	}
-	if r.Container.State == nil || r.Container.State.Pid == 0 {
+	if r.Container.State == nil || !r.Container.State.Running || r.Container.NetworkSettings == nil || r.Container.NetworkSettings.SandboxKey == "" {
 		return fmt.Errorf("container %.12s is not running", s.id)
 	}
-	return s.lease.Link(ctx, r.Container.State.Pid)
+	return s.lease.Link(ctx, r.Container.NetworkSettings.SandboxKey)
 }
 
 // accept waits up to timeout for the agent to dial and say hello. A timeout

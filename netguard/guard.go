@@ -30,6 +30,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	cronium "github.com/cronium/executor"
 )
 
@@ -115,6 +117,12 @@ func New(ctx context.Context, cfg Config) (g *Guard, err error) {
 		g.services[name] = eps
 	}
 	g.bridge = "br-crn" + cfg.ID
+	// Not while another process sweeps: it could take the new guard for a dead one.
+	unlock, err := lockHost()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	defer func() {
 		if err != nil {
 			g.Close()
@@ -202,7 +210,7 @@ func (g *Guard) base() (filter, nat, filter6 string) {
 	// Traffic from another cronium bridge is decided by that bridge's guard,
 	// which refuses it in every mode and reports it to the sender: return
 	// to DOCKER-USER so that its jump is reached, whichever came first.
-	fmt.Fprintf(&f, "-A %s -i %s -o %s -j DROP\n", g.chain("F"), br, br)
+	fmt.Fprintf(&f, "-A %s -i %s -o %s -j %s\n", g.chain("F"), br, br, g.chain("R-sandbox"))
 	fmt.Fprintf(&f, "-A %s -i br-crn+ -o %s -j RETURN\n", g.chain("F"), br)
 	fmt.Fprintf(&f, "-A %s -j %s\n", g.chain("F"), g.chain("FL"))
 	fmt.Fprintf(&f, "-A %s -i %s -j DROP\n", g.chain("F"), br)
@@ -327,6 +335,12 @@ func (g *Guard) intact(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
+	// Every lease's chains must be there.
+	for _, l := range g.current() {
+		if !strings.Contains(dump, ":"+l.chain("O")+" ") || !strings.Contains(dump, "-j "+l.chain("O")) {
+			return false
+		}
+	}
 	// DOCKER-USER must send the bridge's traffic to us before anything accepts it.
 	for _, line := range strings.Split(dump, "\n") {
 		if strings.Contains(line, "-A FORWARD ") {
@@ -383,6 +397,17 @@ func (g *Guard) Close() error {
 // has died (unless a sandbox is still plugged into the bridge: a
 // re-attached execution), and of guards that have no bridge any more.
 func Sweep(ctx context.Context) (removed []string, err error) {
+	unlock, err := lockHost()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// The rules first, then the bridges: a guard's bridge exists before its
+	// chains, so a guard set up in between is never taken for a dead one.
+	dump, err := save(ctx, false, "filter")
+	if err != nil {
+		return nil, err
+	}
 	live := map[string]bool{}
 	for _, br := range Links("br-crn") {
 		id := strings.TrimPrefix(br, "br-crn")
@@ -395,10 +420,6 @@ func Sweep(ctx context.Context) (removed []string, err error) {
 			continue
 		}
 		deleteLink(br)
-	}
-	dump, err := save(ctx, false, "filter")
-	if err != nil {
-		return nil, err
 	}
 	for _, id := range chainIDs(dump) {
 		if live[id] {
@@ -503,6 +524,7 @@ func (l *Lease) rules() (filter, nat string) {
 	if p.Mode == cronium.NetworkFull {
 		for _, r := range portRanges(l.ports) {
 			fmt.Fprintf(&f, "-A %s -p tcp -m multiport --dports %s -j %s\n", H, r, refuse("port"))
+			fmt.Fprintf(&f, "-A %s -p udp -m multiport --dports %s -j %s\n", H, r, refuse("port"))
 		}
 		fmt.Fprintf(&f, "-A %s -j ACCEPT\n", H)
 	} else {
@@ -781,6 +803,8 @@ func (l *Lease) StartRun(ctx context.Context) {
 	t := l.total()
 	l.mu.Lock()
 	l.base = t
+	l.base.Refusals = nil
+	l.seen, l.details = map[string]bool{}, nil // each run lists its own refusals, even repeated ones
 	l.mu.Unlock()
 }
 
@@ -809,6 +833,9 @@ func (g *Guard) makeBridge(ctx context.Context) error {
 			}
 		}
 		if last == nil {
+			// The host's side of the sandbox network speaks no IPv6 either (no
+			// link-local chatter in the sandboxes' byte counts).
+			os.WriteFile("/proc/sys/net/ipv6/conf/"+g.bridge+"/disable_ipv6", []byte("1"), 0o644)
 			return waitAddr(g.gateway)
 		}
 		deleteLink(g.bridge)
@@ -880,6 +907,27 @@ func overlaps(p netip.Prefix, used []netip.Prefix) bool {
 		}
 	}
 	return false
+}
+
+// lockHost takes the host-wide lock that keeps sweeps and guard set-ups of
+// different cronium processes apart.
+func lockHost() (unlock func(), err error) {
+	dir := "/run"
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		dir = os.TempDir()
+	}
+	f, err := os.OpenFile(dir+"/cronium-netguard.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("netguard: lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("netguard: lock: %w", err)
+	}
+	return func() {
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
 }
 
 // ownerOf returns "pid:starttime" of a running process, or "" if there is none.

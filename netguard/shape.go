@@ -14,22 +14,23 @@ import (
 	"github.com/vishvananda/netns"
 )
 
-// Link plugs the sandbox whose init process is pid into the guard's
-// bridge, before its script runs: a veth pair whose inner end becomes eth0
+// Link plugs the sandbox whose network namespace is at nsPath (for Docker,
+// the container's SandboxKey: a name that cannot be recycled the way a pid
+// can) into the guard's bridge, before its script runs: a veth pair whose inner end becomes eth0
 // in the sandbox's network namespace with the lease's address, and whose
 // host end is an isolated bridge port (no other sandbox can reach it, not
 // even at layer 2). When the policy asks, it caps the bandwidth both ways:
 // a token bucket on the host end for traffic into the sandbox, and for
 // traffic out of it, the host end's ingress mirrored to an IFB device with
 // its own token bucket.
-func (l *Lease) Link(ctx context.Context, pid int) error {
+func (l *Lease) Link(ctx context.Context, nsPath string) error {
 	g := l.g
 	b := l.ip.As4()
 	veth := fmt.Sprintf("crv%s%02x%02x", g.cfg.ID, b[2], b[3]) // 13 bytes: interface names stop at 15
 	l.mu.Lock()
 	l.veth = veth
 	l.mu.Unlock()
-	if err := plug(veth, g.bridge, pid, netip.PrefixFrom(l.ip, g.subnet.Bits()), g.gateway); err != nil {
+	if err := plug(veth, g.bridge, nsPath, l.ip, g.gateway); err != nil {
 		return fmt.Errorf("netguard: plug the sandbox in: %w", err)
 	}
 	if err := fault("link"); err != nil {
@@ -65,17 +66,26 @@ func (l *Lease) Link(ctx context.Context, pid int) error {
 
 // plug creates a veth pair over netlink (no processes to start): hostName
 // on the host, an isolated port of bridge without address learning, and
-// eth0 in the network namespace of pid with addr and a default route via gw.
-func plug(hostName, bridge string, pid int, addr netip.Prefix, gw netip.Addr) error {
+// eth0 in the network namespace at nsPath with ip/32 and a default route
+// via gw "on link": everything the sandbox sends, even to a neighbour on
+// the same bridge, goes to the host, where the rules decide (and say why).
+func plug(hostName, bridge, nsPath string, ip, gw netip.Addr) error {
 	br, err := netlink.LinkByName(bridge)
 	if err != nil {
 		return fmt.Errorf("bridge %s: %w", bridge, err)
 	}
-	ns, err := netns.GetFromPid(pid)
+	ns, err := netns.GetFromPath(nsPath)
 	if err != nil {
-		return fmt.Errorf("network namespace of %d: %w", pid, err)
+		return fmt.Errorf("network namespace %s: %w", nsPath, err)
 	}
 	defer ns.Close()
+	if self, err := netns.Get(); err == nil {
+		same := self.Equal(ns)
+		self.Close()
+		if same {
+			return fmt.Errorf("network namespace %s is the host's", nsPath)
+		}
+	}
 	if err := disableIPv6(ns); err != nil {
 		return fmt.Errorf("disable IPv6 in the sandbox: %w", err)
 	}
@@ -93,6 +103,7 @@ func plug(hostName, bridge string, pid int, addr netip.Prefix, gw netip.Addr) er
 	if err := netlink.LinkSetLearning(host, false); err != nil {
 		return fmt.Errorf("learning off on %s: %w", hostName, err)
 	}
+	os.WriteFile("/proc/sys/net/ipv6/conf/"+hostName+"/disable_ipv6", []byte("1"), 0o644)
 	if err := netlink.LinkSetUp(host); err != nil {
 		return err
 	}
@@ -105,14 +116,14 @@ func plug(hostName, bridge string, pid int, addr netip.Prefix, gw netip.Addr) er
 	if err != nil {
 		return fmt.Errorf("eth0 in the sandbox: %w", err)
 	}
-	ipn := &net.IPNet{IP: addr.Addr().AsSlice(), Mask: net.CIDRMask(addr.Bits(), 32)}
+	ipn := &net.IPNet{IP: ip.AsSlice(), Mask: net.CIDRMask(32, 32)}
 	if err := h.AddrAdd(eth0, &netlink.Addr{IPNet: ipn}); err != nil {
-		return fmt.Errorf("address %s: %w", addr, err)
+		return fmt.Errorf("address %s: %w", ip, err)
 	}
 	if err := h.LinkSetUp(eth0); err != nil {
 		return err
 	}
-	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: gw.AsSlice(), Flags: int(netlink.FLAG_ONLINK)}); err != nil {
 		return fmt.Errorf("default route: %w", err)
 	}
 	return nil

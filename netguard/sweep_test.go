@@ -83,3 +83,31 @@ func hasChains(t *testing.T, id string) bool {
 	}
 	return false
 }
+
+// A guard set up while another process sweeps keeps its rules.
+func TestSweepSparesAGuardBeingSetUp(t *testing.T) {
+	for i := 0; i < 30; i++ { // dead processes' bridges make the sweep slow
+		name := fmt.Sprintf("br-crnfe%04x", i)
+		if out, err := exec.Command("ip", "link", "add", name, "type", "bridge").CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		exec.Command("ip", "link", "set", name, "alias", "cronium owner=1:0").Run() // pid 1 never started at tick 0
+	}
+	done := make(chan error, 1)
+	go func() { _, err := Sweep(context.Background()); done <- err }()
+	time.Sleep(5 * time.Millisecond)
+	g, err := New(context.Background(), Config{UpstreamDNS: []string{"127.0.0.1:53"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !hasChains(t, g.ID()) || !g.intact(context.Background()) {
+		t.Errorf("a sweep running while the guard was set up removed its rules")
+	}
+	if left := Links("br-crnfe"); len(left) != 0 {
+		t.Errorf("the dead bridges were not swept: %v", left)
+	}
+}

@@ -52,4 +52,13 @@ func TestWarmSandboxKeepsPolicyPerRun(t *testing.T) {
 	if n.Refused != 1 {
 		t.Errorf("second run counted %d refusals, want 1: %q", n.Refused, n.Refusals)
 	}
+	// A refusal the sandbox saw in an earlier run is listed again when it happens again.
+	if err := sb.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, res = runIn(`R["b"] = http("http://evil.example.test/")`)
+	refused(t, res, "dns evil.example.test (not in allow_domains)")
+	if n := res.Usage.Network; n.Refused != 1 || len(n.Refusals) != 1 {
+		t.Errorf("third run: %d refused, %q; want exactly the repeated refusal", n.Refused, n.Refusals)
+	}
 }
