@@ -74,6 +74,10 @@ type Guard struct {
 	leases map[netip.Addr]*Lease
 	free   []netip.Addr
 
+	// ruleMu orders changes to the guard's rules: a full re-install, one
+	// lease's rules going in or out, and the check that decides a re-install.
+	ruleMu sync.Mutex
+
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	pending sync.WaitGroup // lease removals in the background
@@ -278,6 +282,9 @@ func (g *Guard) install(ctx context.Context) error {
 	}
 	leases := g.current()
 	for _, l := range leases {
+		if !l.applied {
+			continue // its Attach applies it once this install is done
+		}
 		if err := l.apply(ctx); err != nil {
 			return err
 		}
@@ -310,12 +317,14 @@ func (g *Guard) watch() {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		g.ruleMu.Lock()
 		if !g.intact(ctx) {
 			g.log.Warn("firewall rules of the sandbox network were changed; re-applying", "guard", g.cfg.ID)
 			if err := g.install(ctx); err != nil {
 				g.log.Error("re-apply firewall rules", "guard", g.cfg.ID, "err", err)
 			}
 		}
+		g.ruleMu.Unlock()
 		cancel()
 	}
 }
@@ -337,7 +346,7 @@ func (g *Guard) intact(ctx context.Context) bool {
 	}
 	// Every lease's chains must be there.
 	for _, l := range g.current() {
-		if !strings.Contains(dump, ":"+l.chain("O")+" ") || !strings.Contains(dump, "-j "+l.chain("O")) {
+		if l.applied && !strings.Contains(dump, ":"+l.chain("O")+" ") || !strings.Contains(dump, "-j "+l.chain("O")) {
 			return false
 		}
 	}
@@ -460,6 +469,7 @@ type Lease struct {
 	veth     string               // the host end of the sandbox's link, once Link ran
 	base     cronium.NetworkUsage // counters at the start of the current run
 	released bool
+	applied  bool // its rules are in; guarded by the guard's ruleMu
 }
 
 // Attach takes a free address for id and installs its rules. The sandbox
@@ -491,7 +501,11 @@ func (g *Guard) Attach(ctx context.Context, id string, p cronium.NetworkPolicy) 
 	g.mu.Unlock()
 	b := l.ip.As4()
 	l.n = strconv.Itoa(int(b[2])) + "." + strconv.Itoa(int(b[3]))
-	if err := l.apply(ctx); err != nil {
+	g.ruleMu.Lock()
+	err := l.apply(ctx)
+	l.applied = err == nil
+	g.ruleMu.Unlock()
+	if err != nil {
 		l.Release()
 		return nil, err
 	}
@@ -683,7 +697,11 @@ func (l *Lease) remove() {
 	f += "COMMIT\n"
 	n := fmt.Sprintf("*nat\n-D %s -s %s -j %s\n-F %s\n-X %s\nCOMMIT\n", g.chain("P"), ip, l.chain("N"), l.chain("N"), l.chain("N"))
 	freed := true
-	if err := restore(ctx, false, f+n); err != nil {
+	g.ruleMu.Lock()
+	err := restore(ctx, false, f+n)
+	l.applied = false
+	g.ruleMu.Unlock()
+	if err != nil {
 		// Do not hand the address out again while stale rules may match it;
 		// the guard's Close or the next sweep removes them.
 		g.log.Error("remove a sandbox's firewall rules", "id", l.id, "err", err)

@@ -65,7 +65,8 @@ func (l *Lease) Link(ctx context.Context, nsPath string) error {
 }
 
 // plug creates a veth pair over netlink (no processes to start): hostName
-// on the host, an isolated port of bridge without address learning, and
+// on the host, an isolated port of bridge (learning stays on: without it the bridge
+// would flood one sandbox's traffic to every port, and through their shaping), and
 // eth0 in the network namespace at nsPath with ip/32 and a default route
 // via gw "on link": everything the sandbox sends, even to a neighbour on
 // the same bridge, goes to the host, where the rules decide (and say why).
@@ -99,9 +100,6 @@ func plug(hostName, bridge, nsPath string, ip, gw netip.Addr) error {
 	}
 	if err := netlink.LinkSetIsolated(host, true); err != nil {
 		return fmt.Errorf("isolate %s: %w", hostName, err)
-	}
-	if err := netlink.LinkSetLearning(host, false); err != nil {
-		return fmt.Errorf("learning off on %s: %w", hostName, err)
 	}
 	os.WriteFile("/proc/sys/net/ipv6/conf/"+hostName+"/disable_ipv6", []byte("1"), 0o644)
 	if err := netlink.LinkSetUp(host); err != nil {
