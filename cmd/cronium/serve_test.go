@@ -630,6 +630,10 @@ network: {mode: egress, bandwidth: 5Mbps, blocked_ports: [2525]}
 	if out, err := s.cli("event", "apply", "-f", f); err != nil {
 		t.Fatalf("apply: %v %s", err, out)
 	}
+	// The README's example applies as written (not triggered: it would look up a real name).
+	if out, err := s.cli("event", "apply", "-f", "../../examples/webhook.yaml"); err != nil || !strings.Contains(out, "webhook applied") {
+		t.Errorf("apply examples/webhook.yaml: %v %s", err, out)
+	}
 	if out, err := s.cli("trigger", "net"); err != nil {
 		t.Fatalf("trigger: %v %s", err, out)
 	}
