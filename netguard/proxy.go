@@ -116,6 +116,7 @@ func originalDst(c *net.TCPConn) (netip.AddrPort, error) {
 // plain HTTP the client also gets a 403 that says it.
 type refusal struct{ target, why string }
 
+// Error says what was refused and why.
 func (r refusal) Error() string { return r.target + " (" + r.why + ")" }
 
 func (p *proxy) handle(l *Lease, c *net.TCPConn) {
