@@ -293,15 +293,24 @@ func (g *Guard) install(ctx context.Context) error {
 }
 
 func (g *Guard) removeRules(ctx context.Context) {
-	prefix := ChainPrefix + g.cfg.ID + "-"
+	if err := removeChains(ctx, g.cfg.ID); err != nil {
+		g.log.Error("remove firewall rules", "guard", g.cfg.ID, "err", err)
+	}
+}
+
+// removeChains removes the chains of guard id, and the jumps to them, from
+// every table the guards use.
+func removeChains(ctx context.Context, id string) error {
+	var first error
 	for _, t := range []struct {
 		v6    bool
 		table string
 	}{{false, "filter"}, {false, "nat"}, {true, "filter"}} {
-		if err := removePrefix(ctx, t.v6, t.table, prefix); err != nil {
-			g.log.Error("remove firewall rules", "guard", g.cfg.ID, "table", t.table, "err", err)
+		if err := removePrefix(ctx, t.v6, t.table, ChainPrefix+id+"-"); err != nil && first == nil {
+			first = fmt.Errorf("%s: %w", t.table, err)
 		}
 	}
+	return first
 }
 
 // watch re-installs the rules if something (an engine restart, a firewall
@@ -331,22 +340,22 @@ func (g *Guard) watch() {
 
 // intact reports whether the jumps into the guard's chains are in place.
 func (g *Guard) intact(ctx context.Context) bool {
-	for _, c := range [][]string{
-		{"-C", "INPUT", "-i", g.bridge, "-j", g.chain("H")},
-		{"-C", "DOCKER-USER", "-i", g.bridge, "-j", g.chain("F")},
-		{"-C", "DOCKER-USER", "-o", g.bridge, "-j", g.chain("F")},
-	} {
-		if _, err := run(ctx, nil, "iptables", append([]string{"-w", "5"}, c...)...); err != nil {
-			return false
-		}
-	}
 	dump, err := save(ctx, false, "filter")
 	if err != nil {
 		return false
 	}
-	// Every lease's chains must be there.
+	for _, jump := range []string{
+		"-A INPUT -i " + g.bridge + " -j " + g.chain("H"),
+		"-A DOCKER-USER -i " + g.bridge + " -j " + g.chain("F"),
+		"-A DOCKER-USER -o " + g.bridge + " -j " + g.chain("F"),
+	} {
+		if !strings.Contains(dump, jump+"\n") {
+			return false
+		}
+	}
+	// Every applied lease's chains must be there (one being attached is not yet).
 	for _, l := range g.current() {
-		if l.applied && !strings.Contains(dump, ":"+l.chain("O")+" ") || !strings.Contains(dump, "-j "+l.chain("O")) {
+		if l.applied && (!strings.Contains(dump, ":"+l.chain("O")+" ") || !strings.Contains(dump, "-j "+l.chain("O"))) {
 			return false
 		}
 	}
@@ -434,13 +443,8 @@ func Sweep(ctx context.Context) (removed []string, err error) {
 		if live[id] {
 			continue
 		}
-		for _, t := range []struct {
-			v6    bool
-			table string
-		}{{false, "filter"}, {false, "nat"}, {true, "filter"}} {
-			if e := removePrefix(ctx, t.v6, t.table, ChainPrefix+id+"-"); e != nil && err == nil {
-				err = e
-			}
+		if e := removeChains(ctx, id); e != nil && err == nil {
+			err = e
 		}
 		removeLinks("crn" + id)
 		removeLinks("crv" + id)
@@ -511,12 +515,6 @@ func (g *Guard) Attach(ctx context.Context, id string, p cronium.NetworkPolicy) 
 	}
 	return l, nil
 }
-
-// IP is the sandbox's address.
-func (l *Lease) IP() netip.Addr { return l.ip }
-
-// Policy is the policy being enforced.
-func (l *Lease) Policy() cronium.NetworkPolicy { return l.policy }
 
 func (l *Lease) chain(kind string) string { return l.g.chain(l.n + "-" + kind) }
 

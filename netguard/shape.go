@@ -189,16 +189,10 @@ func deleteLink(name string) {
 	run(context.Background(), nil, "ip", "link", "del", name)
 }
 
-// removeLinks deletes the IFB devices whose names start with prefix.
+// removeLinks deletes the interfaces (IFBs, veths) whose names start with prefix.
 func removeLinks(prefix string) {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return
-	}
-	for _, i := range ifs {
-		if strings.HasPrefix(i.Name, prefix) {
-			deleteLink(i.Name)
-		}
+	for _, name := range Links(prefix) {
+		deleteLink(name)
 	}
 }
 
