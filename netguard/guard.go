@@ -835,8 +835,16 @@ func (g *Guard) makeBridge(ctx context.Context) error {
 			continue
 		}
 		g.subnet, g.gateway = sub, sub.Addr().Next()
+		// A bridge whose address was never set takes the lowest of its
+		// ports' addresses, so it changes as sandboxes come and go, and a
+		// sandbox that learned the old one loses every packet to its
+		// gateway (DNS included) until its neighbour entry expires. Set it.
+		var mac [6]byte
+		rand.Read(mac[:])
+		mac[0] = mac[0]&0xfe | 0x02 // unicast, locally administered
 		steps := [][]string{
 			{"ip", "link", "add", g.bridge, "type", "bridge"},
+			{"ip", "link", "set", g.bridge, "address", net.HardwareAddr(mac[:]).String()},
 			{"ip", "link", "set", g.bridge, "alias", "cronium owner=" + ownerOf(os.Getpid())},
 			{"ip", "addr", "add", netip.PrefixFrom(g.gateway, 24).String(), "dev", g.bridge},
 			{"ip", "link", "set", g.bridge, "up"},

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -103,6 +105,17 @@ func TestHundredExecutionsLeaveNothing(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+	// The bridge's own address was set, so it never changed under the
+	// sandboxes as their ports came and went (they would lose their gateway).
+	bridges, _ := filepath.Glob("/sys/class/net/br-crn*")
+	if len(bridges) == 0 {
+		t.Error("no sandbox bridge found")
+	}
+	for _, b := range bridges {
+		if v, err := os.ReadFile(b + "/addr_assign_type"); err != nil || strings.TrimSpace(string(v)) != "3" {
+			t.Errorf("%s: address assignment %q %v, want 3 (set): a bridge that takes its ports' lowest address changes it under its sandboxes", b, v, err)
+		}
 	}
 	engine.SettleNetwork()
 	if n := leaseChains(t); n != 0 {
