@@ -15,6 +15,8 @@ command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v bc >/dev/null 2>&1 || need+=(bc)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
+# Custom images: the tests start a local registry (Debian's docker-registry).
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq
