@@ -119,11 +119,16 @@ type Event struct {
 	// Timezone is the IANA zone of Schedule. Default UTC.
 	Timezone string `json:"timezone"`
 	// Timeout in whole seconds. Default 30.
-	Timeout   Duration          `json:"timeout"`
-	Resources Resources         `json:"resources"`
-	Profile   string            `json:"profile"`
-	Network   NetworkPolicy     `json:"network"`
-	Env       map[string]string `json:"env,omitempty"`
+	Timeout   Duration      `json:"timeout"`
+	Resources Resources     `json:"resources"`
+	Profile   string        `json:"profile"`
+	Network   NetworkPolicy `json:"network"`
+	// Packages are built into a layer on the runtime image at apply time.
+	Packages Packages `json:"packages,omitzero"`
+	// PackageLock is what the server built for Packages: the image and the
+	// exact versions. Set by the server; what a client sends is replaced.
+	PackageLock *PackageLock      `json:"package_lock,omitempty"`
+	Env         map[string]string `json:"env,omitempty"`
 	// Input is the default JSON input.
 	Input json.RawMessage `json:"input,omitempty"`
 	// Secrets names the owner's secrets delivered as files under /run/secrets.
@@ -166,6 +171,9 @@ func (e *Event) Normalize(tier Tier) error {
 		return err
 	}
 	e.Language = lang
+	if err := e.Packages.Normalize("packages", lang); err != nil {
+		return err
+	}
 	if strings.TrimSpace(e.Script) == "" {
 		return Invalid("script", "", "is empty: give the script inline (script: |) or with script_file")
 	}

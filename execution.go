@@ -90,6 +90,12 @@ type Spec struct {
 	// Workspace, when set, is a named volume mounted at /workspace that
 	// outlives the sandbox: the user strategy's persistent workspace.
 	Workspace *Volume
+	// Collect, if set, receives a tar stream of the sandbox's directory
+	// CollectPath once the script exited 0, before the sandbox is removed:
+	// how package builds hand their files back. An error from it fails the
+	// run (engine_error).
+	Collect     func(tar io.Reader) error
+	CollectPath string
 }
 
 // Volume is a named workspace volume with a size quota.

@@ -61,6 +61,8 @@ type Config struct {
 	Pools *pool.Manager
 	// Network are the operator's network rules events are checked against.
 	Network cronium.NetworkRules
+	// Packages builds events' declared packages. Nil: events with packages are refused.
+	Packages Packages
 }
 
 // Server is the HTTP handler. It is safe for concurrent use.
@@ -99,6 +101,8 @@ func Routes() []Route {
 		{"POST", "/v1/executions/{id}/cancel", false, (*Server).cancelExecution},
 		{"GET", "/v1/executions/{id}/logs", false, (*Server).logs},
 		{"GET", "/v1/pools", false, (*Server).listPools},
+		{"GET", "/v1/images", false, (*Server).listImages},
+		{"POST", "/v1/images/build", false, (*Server).buildImage},
 		{"GET", "/v1/variables", false, (*Server).listVariables},
 		{"GET", "/v1/variables/{key}", false, (*Server).getVariable},
 		{"PUT", "/v1/variables/{key}", false, (*Server).putVariable},
@@ -418,6 +422,9 @@ func (s *Server) saveEvent(w http.ResponseWriter, r *http.Request, u *cronium.Us
 		if _, err := s.cfg.Store.Event(r.Context(), owner.ID, ev.Name); err == nil {
 			return fmt.Errorf("%w: event %s already exists: use PUT /v1/events/%s to update it", cronium.ErrConflict, ev.Name, ev.Name)
 		}
+	}
+	if err := s.ensurePackages(r.Context(), &ev, io.Discard); err != nil {
+		return err
 	}
 	created, err := s.cfg.Store.PutEvent(r.Context(), owner.ID, &ev)
 	if err != nil {

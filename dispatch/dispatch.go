@@ -457,6 +457,9 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		Env: ev.Env, Limits: limits, Profile: profile, Network: netPolicy, Output: sink.add,
 		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}
+	if ev.PackageLock != nil {
+		spec.Image = ev.PackageLock.Image // the event's packages, layered on its runtime image
+	}
 	strategy, why := d.cfg.Rules.Choose(ev, tier.Name, d.perMinute(ev))
 	if !profile.ReadOnlyRoot && (strategy == cronium.StrategyReuse || strategy == cronium.StrategyUser) {
 		// A writable root file system cannot be wiped between runs.
@@ -474,7 +477,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 			return fail(err)
 		}
 	} else {
-		template := cronium.Spec{Language: ev.Language, Limits: limits, Profile: profile, Network: netPolicy}
+		template := cronium.Spec{Language: ev.Language, Image: spec.Image, Limits: limits, Profile: profile, Network: netPolicy}
 		mode, owner := pool.Prewarmed, "shared"
 		switch strategy {
 		case cronium.StrategyReuse:
@@ -485,7 +488,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		}
 		// Every limit the container itself enforces is part of the key; the
 		// ones the agent enforces per run (timeout, output) travel with the run.
-		key := fmt.Sprintf("%s/%s/%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/%s/%s", mode, owner, ev.Language,
+		key := fmt.Sprintf("%s/%s/%s%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/%s/%s", mode, owner, ev.Language, imageKey(spec.Image),
 			limits.Memory, limits.CPUs, limits.CPUGuaranteed, limits.Pids, limits.NoFile, limits.NProc, limits.TmpSize, limits.WorkspaceSize, profile.Name, netPolicy)
 		spec.Attached = func(sandbox string) {
 			if err := store.SetSandbox(context.WithoutCancel(ctx), x.ID, sandbox); err != nil {
@@ -736,4 +739,12 @@ func (s *logSink) startFlusher() (stop func()) {
 		}
 	}()
 	return func() { close(done); <-finished }
+}
+
+// imageKey is the image part of a pool key: empty for the runtime image.
+func imageKey(image string) string {
+	if image == "" {
+		return ""
+	}
+	return "@" + image
 }

@@ -7,6 +7,7 @@
 package docker
 
 import (
+	"archive/tar"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -443,7 +444,27 @@ func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
 	res.Phases.Run = time.Since(t)
 	res = s.result(res, rep, err)
 	s.netUsage(&res)
+	if spec.Collect != nil && res.Outcome == cronium.Succeeded {
+		if err := s.collect(ctx); err != nil {
+			res.Outcome, res.Error = cronium.EngineError, err.Error()
+		}
+	}
 	return res
+}
+
+// collect hands the tar of Spec.CollectPath to Spec.Collect. The engine
+// reads the files from inside the container: the host never follows a
+// path the script made.
+func (s *sandbox) collect(ctx context.Context) error {
+	r, err := s.e.cli.CopyFromContainer(ctx, s.id, client.CopyFromContainerOptions{SourcePath: s.spec.CollectPath})
+	if err != nil {
+		return fmt.Errorf("collect %s: %w", s.spec.CollectPath, err)
+	}
+	defer r.Content.Close()
+	if err := s.spec.Collect(r.Content); err != nil {
+		return fmt.Errorf("collect %s: %w", s.spec.CollectPath, err)
+	}
+	return nil
 }
 
 // netUsage adds the network usage of the run to res.
@@ -681,6 +702,11 @@ func (s *sandbox) create(ctx context.Context) error {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: dir, Target: agent.Workspace})
 	} else {
 		host.Tmpfs[agent.Workspace] = tmpfs(l.WorkspaceSize)
+	}
+	if spec.Collect != nil {
+		// A volume, not a tmpfs: the engine reads the files back from it
+		// (it cannot read a tmpfs). The image's directory lends it its owner.
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Target: spec.CollectPath})
 	}
 	r, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: spec.Image,
@@ -1016,6 +1042,106 @@ func (e *Engine) ImageSize(ctx context.Context, ref string) (int64, error) {
 
 // ImportImage imports a root file system tarball as ref, applying
 // Dockerfile-style changes (ENV, WORKDIR, CMD).
+// scratch creates a container of image that is never started, to read or
+// add files; labelled so that the garbage collector removes it if we die.
+func (e *Engine) scratch(ctx context.Context, image string) (string, func(), error) {
+	now := time.Now()
+	c, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{Image: image, Labels: map[string]string{LabelManaged: "true", LabelNode: e.cfg.NodeID,
+			LabelCreated: strconv.FormatInt(now.Unix(), 10), LabelDeadline: strconv.FormatInt(now.Add(time.Hour).Unix(), 10)}},
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	return c.ID, func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		e.cli.ContainerRemove(rctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	}, nil
+}
+
+// CommitLayer makes image ref from base plus one layer: the files of the
+// tar stream layer, extracted at / by the engine inside a container that is
+// never started. changes are Dockerfile instructions (ENV, LABEL) applied
+// on commit. The container is removed whatever happens.
+func (e *Engine) CommitLayer(ctx context.Context, base string, layer io.Reader, ref string, changes []string) error {
+	id, remove, err := e.scratch(ctx, base)
+	if err != nil {
+		return fmt.Errorf("layer on %s: %w", base, err)
+	}
+	defer remove()
+	if _, err := e.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: layer, CopyUIDGID: true}); err != nil {
+		return fmt.Errorf("layer on %s: copy the files: %w", base, err)
+	}
+	// The image keeps the base's configuration, not the labels of the
+	// temporary container (which mark it for the engine's garbage collector).
+	bi, err := e.cli.ImageInspect(ctx, base)
+	if err != nil || bi.Config == nil {
+		return fmt.Errorf("layer on %s: inspect: %v", base, err)
+	}
+	cfg := &container.Config{Image: base, Env: bi.Config.Env, Cmd: bi.Config.Cmd, Entrypoint: bi.Config.Entrypoint,
+		WorkingDir: bi.Config.WorkingDir, User: bi.Config.User, Labels: bi.Config.Labels}
+	if _, err := e.cli.ContainerCommit(ctx, id, client.ContainerCommitOptions{Reference: ref, Changes: changes, NoPause: true, Config: cfg}); err != nil {
+		return fmt.Errorf("layer on %s: commit %s: %w", base, ref, err)
+	}
+	return nil
+}
+
+// ReadImageFile returns the file at path in image ref (at most limit bytes),
+// read from a container that is never started.
+func (e *Engine) ReadImageFile(ctx context.Context, ref, path string, limit int64) ([]byte, error) {
+	id, remove, err := e.scratch(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("read %s in %s: %w", path, ref, err)
+	}
+	defer remove()
+	r, err := e.cli.CopyFromContainer(ctx, id, client.CopyFromContainerOptions{SourcePath: path})
+	if err != nil {
+		return nil, fmt.Errorf("read %s in %s: %w", path, ref, err)
+	}
+	defer r.Content.Close()
+	tr := tar.NewReader(r.Content)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return nil, fmt.Errorf("read %s in %s: %w", path, ref, err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			return io.ReadAll(io.LimitReader(tr, limit))
+		}
+	}
+}
+
+// FindImages lists the images carrying label key (with value, if value
+// is not empty): their first tag, labels, size and creation time.
+func (e *Engine) FindImages(ctx context.Context, key, value string) ([]cronium.ImageInfo, error) {
+	f := key
+	if value != "" {
+		f += "=" + value
+	}
+	res, err := e.cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("label", f)})
+	if err != nil {
+		return nil, fmt.Errorf("list images labelled %s: %w", f, err)
+	}
+	var out []cronium.ImageInfo
+	for _, im := range res.Items {
+		info := cronium.ImageInfo{ID: im.ID, Labels: im.Labels, Size: im.Size, Created: time.Unix(im.Created, 0)}
+		if len(im.RepoTags) > 0 {
+			info.Ref = im.RepoTags[0]
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// RemoveImage removes image ref; an image a container still uses is kept (an error).
+func (e *Engine) RemoveImage(ctx context.Context, ref string) error {
+	if _, err := e.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil {
+		return fmt.Errorf("remove image %s: %w", ref, err)
+	}
+	return nil
+}
+
 func (e *Engine) ImportImage(ctx context.Context, rootfs io.Reader, ref string, changes []string) error {
 	rc, err := e.cli.ImageImport(ctx, client.ImageImportSource{Source: rootfs, SourceName: "-"}, ref, client.ImageImportOptions{Changes: changes})
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/images"
+	"github.com/cronium/executor/internal/testenv"
 )
 
 // testEngine is shared by the tests of this package: a real Docker daemon,
@@ -32,11 +32,9 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	agentBin := filepath.Join(tmp, "cronium-agent")
-	build := exec.Command("go", "build", "-o", agentBin, "github.com/cronium/executor/cmd/cronium-agent")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build agent: %v\n%s", err, out)
+	agentBin, err := testenv.BuildAgent(tmp)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	ctx := context.Background()

@@ -23,7 +23,7 @@ import (
 	cronium "github.com/cronium/executor"
 )
 
-//go:embed recipes/hook.sh
+//go:embed recipes/hook.sh recipes/builder-hook.sh
 var recipes embed.FS
 
 // Recipe describes one runtime image.
@@ -33,6 +33,18 @@ type Recipe struct {
 	Packages []string
 	// Check is a command that must succeed inside the image.
 	Check []string
+	// Name overrides the image's name (default runtime-<language>).
+	Name string
+	// Hook is the recipes/ file that trims the root file system (default hook.sh).
+	Hook string
+}
+
+// BuilderRecipe is the image that builds declared packages into layers:
+// apt, pip and npm, which the runtime images do not contain.
+var BuilderRecipe = Recipe{
+	Language: cronium.Bash, Name: "builder", Hook: "builder-hook.sh",
+	Packages: []string{"apt", "ca-certificates", "python3", "python3-pip", "nodejs", "npm"},
+	Check:    []string{"sh", "-c", "apt-get --version && pip3 --version && npm --version"},
 }
 
 // Suite is the Debian release the images are built from.
@@ -56,8 +68,12 @@ var Recipes = map[cronium.Language]Recipe{
 	cronium.Node:   {Language: cronium.Node, Packages: []string{"nodejs"}, Check: []string{"node", "-e", "require('net')"}},
 }
 
-func hook() []byte {
-	b, err := recipes.ReadFile("recipes/hook.sh")
+func (r Recipe) hook() []byte {
+	name := r.Hook
+	if name == "" {
+		name = "hook.sh"
+	}
+	b, err := recipes.ReadFile("recipes/" + name)
 	if err != nil {
 		panic(err) // embedded at build time
 	}
@@ -68,12 +84,15 @@ func hook() []byte {
 func (r Recipe) Hash() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "v%s\n%s\n%s\n%s\n", recipeVersion, Suite, strings.Join(r.Packages, ","), strings.Join(changes, "\n"))
-	h.Write(hook())
+	h.Write(r.hook())
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // Ref is the image reference, e.g. cronium/runtime-python:3f2a9c0d11aa.
 func (r Recipe) Ref() string {
+	if r.Name != "" {
+		return "cronium/" + r.Name + ":" + r.Hash()
+	}
 	return "cronium/runtime-" + string(r.Language) + ":" + r.Hash()
 }
 
@@ -118,21 +137,32 @@ func (b *Builder) Build(ctx context.Context, langs ...cronium.Language) (map[cro
 		if !ok {
 			return built, cronium.Invalid("language", string(l), "has no runtime image: want bash, python or node")
 		}
-		ok, err := b.Engine.ImageExists(ctx, r.Ref())
+		did, err := b.Ensure(ctx, r)
 		if err != nil {
 			return built, err
 		}
-		if ok {
-			fmt.Fprintf(b.Progress, "%s: up to date\n", r.Ref())
-			built[l] = false
-			continue
-		}
-		if err := b.build(ctx, r); err != nil {
-			return built, fmt.Errorf("build %s: %w", r.Ref(), err)
-		}
-		built[l] = true
+		built[l] = did
 	}
 	return built, nil
+}
+
+// Ensure builds the image of r unless it exists, and reports whether it built it.
+func (b *Builder) Ensure(ctx context.Context, r Recipe) (bool, error) {
+	if b.Progress == nil {
+		b.Progress = io.Discard
+	}
+	ok, err := b.Engine.ImageExists(ctx, r.Ref())
+	if err != nil {
+		return false, err
+	}
+	if ok {
+		fmt.Fprintf(b.Progress, "%s: up to date\n", r.Ref())
+		return false, nil
+	}
+	if err := b.build(ctx, r); err != nil {
+		return false, fmt.Errorf("build %s: %w", r.Ref(), err)
+	}
+	return true, nil
 }
 
 func (b *Builder) mirror() (string, error) {
@@ -160,7 +190,7 @@ func (b *Builder) build(ctx context.Context, r Recipe) error {
 		return err
 	}
 	defer os.Remove(hookFile.Name())
-	hookFile.Write(hook())
+	hookFile.Write(r.hook())
 	hookFile.Close()
 
 	begin := time.Now()
@@ -173,7 +203,7 @@ func (b *Builder) build(ctx context.Context, r Recipe) error {
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
 		"--dpkgopt=path-exclude=/usr/share/info/*",
 		"--customize-hook=sh " + hookFile.Name() + ` "$1"`,
-		"--skip=cleanup/apt,cleanup/mmdebstrap", // the hook removed apt and dpkg wholesale
+		"--skip=cleanup/apt,cleanup/mmdebstrap", // the runtime hook removed apt and dpkg wholesale
 		"--format=tar",
 		Suite, "-", mirror,
 	}

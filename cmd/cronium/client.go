@@ -97,10 +97,57 @@ func (cl *apiClient) do(ctx context.Context, method, path string, body, out any)
 		}
 		return &exitError{code: code, err: &e}
 	}
+	if read, ok := out.(func(io.Reader) error); ok {
+		return read(resp.Body)
+	}
 	if out != nil && resp.StatusCode != http.StatusNoContent {
 		return json.NewDecoder(resp.Body).Decode(out)
 	}
 	return nil
+}
+
+// buildPackages has the server build an event's packages, printing the
+// build's progress to w as it streams. The event's PUT then finds them built.
+func (cl *apiClient) buildPackages(ctx context.Context, ev map[string]any, w io.Writer) error {
+	pk, ok := ev["packages"].(map[string]any)
+	if !ok || len(pk) == 0 {
+		return nil
+	}
+	body := map[string]any{"language": ev["language"], "packages": pk}
+	return cl.do(ctx, "POST", "/v1/images/build", body, func(r io.Reader) error {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var line struct {
+				Progress *string              `json:"progress"`
+				Lock     *cronium.PackageLock `json:"lock"`
+				Built    bool                 `json:"built"`
+				Error    *struct {
+					Message string `json:"message"`
+				} `json:"error"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			switch {
+			case line.Progress != nil:
+				fmt.Fprintln(w, *line.Progress)
+			case line.Error != nil:
+				return &exitError{code: 2, err: errors.New(line.Error.Message)}
+			case line.Lock != nil:
+				if line.Built {
+					fmt.Fprintf(w, "packages built: %s\n", line.Lock.Image)
+				} else {
+					fmt.Fprintf(w, "packages up to date: %s\n", line.Lock.Image)
+				}
+				return nil
+			}
+		}
+		if err := sc.Err(); err != nil {
+			return fmt.Errorf("package build stream: %w", err)
+		}
+		return errors.New("the server ended the package build without a result")
+	})
 }
 
 func (cl *apiClient) printJSON(w io.Writer, v any) {
@@ -144,7 +191,11 @@ func newEventCmd() *cobra.Command {
 					return usage(cronium.Invalid(file+": name", "", "is required"))
 				}
 				var out cronium.Event
-				if err := cl.do(c.Context(), "PUT", "/v1/events/"+url.PathEscape(name), ev, &out); err != nil {
+				err := cl.buildPackages(c.Context(), ev, c.ErrOrStderr())
+				if err == nil {
+					err = cl.do(c.Context(), "PUT", "/v1/events/"+url.PathEscape(name), ev, &out)
+				}
+				if err != nil {
 					var ee *exitError
 					if errors.As(err, &ee) {
 						ee.err = fmt.Errorf("%s: event %s: %w", file, name, ee.err)

@@ -19,6 +19,7 @@ import (
 	"github.com/cronium/executor/secrets"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/packages"
 )
 
 // serverConfig is `cronium serve`'s configuration: YAML file, then
@@ -50,6 +51,16 @@ type serverConfig struct {
 	Pools poolsConfig `json:"pools"`
 	// Network is how network policies are enforced on this node.
 	Network networkConfig `json:"network"`
+	// Images configures package builds.
+	Images imagesConfig `json:"images"`
+}
+
+// imagesConfig is the operator's image settings.
+type imagesConfig struct {
+	// Indexes are the package indexes builds reach (apt sources lines, the
+	// pip index URL, the npm registry URL). Default: this host's apt
+	// sources, PyPI and the npm registry.
+	Indexes packages.Indexes `json:"indexes"`
 }
 
 // networkConfig is the operator's network settings.
@@ -287,6 +298,9 @@ func (c *serverConfig) merge(f serverConfig) {
 	if !reflect.DeepEqual(f.Network, networkConfig{}) {
 		c.Network = f.Network
 	}
+	if !reflect.DeepEqual(f.Images, imagesConfig{}) {
+		c.Images = f.Images
+	}
 	for name, t := range f.Tiers {
 		c.Tiers[name] = t
 	}
@@ -303,6 +317,9 @@ func (c *serverConfig) validate() error {
 		return cronium.Invalid("data_dir", "", "is empty")
 	}
 	if err := c.Network.validate(); err != nil {
+		return err
+	}
+	if err := c.Images.Indexes.Validate("images.indexes"); err != nil {
 		return err
 	}
 	c.StrategyRules = c.StrategyRules.WithDefaults()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/cronium/executor/dispatch"
 	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
+	"github.com/cronium/executor/packages"
 	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/runtimeapi"
 	"github.com/cronium/executor/scheduler"
@@ -118,6 +120,15 @@ func maskURL(s string) string {
 	return s
 }
 
+// layers builds events' packages on this node's runtime images.
+type layers struct{ b *packages.Builder }
+
+func (l layers) Ensure(ctx context.Context, lang cronium.Language, p cronium.Packages, progress io.Writer) (cronium.PackageLock, bool, error) {
+	return l.b.Ensure(ctx, lang, images.Refs()[lang], p, progress)
+}
+
+func (l layers) List(ctx context.Context) ([]cronium.LayeredImage, error) { return l.b.List(ctx) }
+
 func serve(g *globals, cfg serverConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -177,7 +188,8 @@ func serve(g *globals, cfg serverConfig) error {
 		return err
 	}
 	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log, Keyring: keyring, Pools: pools,
-		Network: cfg.Network.rules(),
+		Network:  cfg.Network.rules(),
+		Packages: layers{&packages.Builder{Engine: eng, BuilderImage: images.BuilderRecipe.Ref(), Indexes: cfg.Images.Indexes}},
 		Ready: func(ctx context.Context) error {
 			if _, err := store.Counts(ctx); err != nil {
 				return fmt.Errorf("store: %w", err)
