@@ -104,3 +104,14 @@ func (e *Engine) SweepNetworks(ctx context.Context) error {
 	}
 	return err
 }
+
+// NetworkGuard names this engine's network guard: its ID (in its chain and
+// device names) and its subnet. ok is false until a networked sandbox made one.
+func (e *Engine) NetworkGuard() (id string, subnet netip.Prefix, ok bool) {
+	e.netMu.Lock()
+	defer e.netMu.Unlock()
+	if e.netGuard == nil {
+		return "", netip.Prefix{}, false
+	}
+	return e.netGuard.ID(), e.netGuard.Subnet(), true
+}

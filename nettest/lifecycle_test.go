@@ -20,11 +20,23 @@ import (
 	"github.com/cronium/executor/netguard"
 )
 
-// leaseChains counts the per-sandbox chains (CRN-<guard>-<a>.<b>-X) in both tables.
+// ourGuard is the ID and subnet of the test engine's guard: other test
+// binaries running at the same time have guards of their own.
+func ourGuard(t *testing.T) (string, netip.Prefix) {
+	t.Helper()
+	id, subnet, ok := engine.NetworkGuard()
+	if !ok {
+		t.Fatal("the test engine has no network guard")
+	}
+	return id, subnet
+}
+
+// leaseChains counts the per-sandbox chains (CRN-<guard>-<a>.<b>-X) of our guard in both tables.
 func leaseChains(t *testing.T) int {
 	t.Helper()
 	n := 0
-	re := regexp.MustCompile(`(?m)^:CRN-[0-9a-f]{6}-\d+\.\d+-[OIHN] `)
+	id, _ := ourGuard(t)
+	re := regexp.MustCompile(`(?m)^:CRN-` + id + `-\d+\.\d+-[OIHN] `)
 	for _, table := range []string{"filter", "nat"} {
 		out, err := exec.Command("iptables-save", "-t", table).Output()
 		if err != nil {
@@ -35,14 +47,9 @@ func leaseChains(t *testing.T) int {
 	return n
 }
 
-func ifbLinks() []string {
-	var out []string
-	for _, l := range append(netguard.Links("crn"), netguard.Links("crv")...) {
-		if !strings.HasPrefix(l, "crni") {
-			out = append(out, l)
-		}
-	}
-	return out
+func ifbLinks(t *testing.T) []string {
+	id, _ := ourGuard(t)
+	return append(netguard.Links("crn"+id), netguard.Links("crv"+id)...)
 }
 
 // A setup step that fails ends the run as engine_error before the script starts.
@@ -108,7 +115,8 @@ func TestHundredExecutionsLeaveNothing(t *testing.T) {
 	}
 	// The bridge's own address was set, so it never changed under the
 	// sandboxes as their ports came and went (they would lose their gateway).
-	bridges, _ := filepath.Glob("/sys/class/net/br-crn*")
+	gid, _ := ourGuard(t)
+	bridges, _ := filepath.Glob("/sys/class/net/br-crn" + gid)
 	if len(bridges) == 0 {
 		t.Error("no sandbox bridge found")
 	}
@@ -121,7 +129,7 @@ func TestHundredExecutionsLeaveNothing(t *testing.T) {
 	if n := leaseChains(t); n != 0 {
 		t.Errorf("%d sandbox chains left after %d executions", n, total)
 	}
-	if l := ifbLinks(); len(l) != 0 {
+	if l := ifbLinks(t); len(l) != 0 {
 		t.Errorf("devices left: %v", l)
 	}
 	// Nor connection-tracking entries of the released addresses.
@@ -129,7 +137,7 @@ func TestHundredExecutionsLeaveNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := netip.MustParsePrefix("10.213.0.0/16")
+	_, pool := ourGuard(t)
 	for _, f := range flows {
 		// Sandboxes' own flows: not the bridges' gateways (the host's IGMP).
 		if ip, ok := netip.AddrFromSlice(f.Forward.SrcIP); ok && pool.Contains(ip.Unmap()) && ip.Unmap().As4()[3] != 1 {
@@ -150,8 +158,9 @@ func TestRulesReappliedAndClosedMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var jumps []string
+	id, _ := ourGuard(t)
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "-A DOCKER-USER ") && strings.Contains(l, "-j CRN-") {
+		if strings.HasPrefix(l, "-A DOCKER-USER ") && strings.Contains(l, "-j CRN-"+id+"-") {
 			jumps = append(jumps, l)
 		}
 	}
@@ -181,7 +190,7 @@ R["gateway_later"] = tcp(`+fmt.Sprintf("%q", gw)+`, 9)
 	}
 	want(t, got, map[string]string{"later": "ok:host=api.example.test", "gateway_later": "err:ConnectionRefusedError"})
 	out, _ = exec.Command("iptables-save", "-t", "filter").Output()
-	if n := strings.Count(string(out), "-A DOCKER-USER") - strings.Count(string(out), "-A DOCKER-USER -j RETURN"); n < 2 {
+	if n := strings.Count(string(out), "-j CRN-"+id+"-F"); n < 2 {
 		t.Errorf("the guard's jumps were not re-applied:\n%s", out)
 	}
 }

@@ -60,8 +60,11 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
+	guard, _, _ := engine.NetworkGuard()
 	engine.Close()
-	if left := leftovers(); left != "" && code == 0 {
+	// Other test binaries (run in parallel by go test ./...) have guards of
+	// their own: only this one's traces count.
+	if left := leftovers(guard); left != "" && code == 0 {
 		fmt.Fprintln(os.Stderr, "FAIL: left behind:", left)
 		return 1
 	}
@@ -75,13 +78,17 @@ func newEngine(ctx context.Context) (*docker.Engine, error) {
 	})
 }
 
-// leftovers describes cronium chains, bridges, veths and IFB devices that exist now.
-func leftovers() string {
+// leftovers describes the chains, bridge, veths and IFB devices of guard
+// that exist now.
+func leftovers(guard string) string {
+	if guard == "" {
+		return ""
+	}
 	var out []string
 	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
 		b, _ := exec.Command(bin).Output()
-		if n := strings.Count(string(b), "CRN-"); n > 0 {
-			out = append(out, fmt.Sprintf("%d %s lines naming CRN- chains", n, bin))
+		if n := strings.Count(string(b), "CRN-"+guard); n > 0 {
+			out = append(out, fmt.Sprintf("%d %s lines naming CRN-%s chains", n, bin, guard))
 		}
 	}
 	b, _ := exec.Command("ip", "-o", "link").Output()
@@ -91,7 +98,7 @@ func leftovers() string {
 			continue
 		}
 		name := strings.TrimSuffix(strings.Split(f[1], "@")[0], ":")
-		if (strings.HasPrefix(name, "crn") && !strings.HasPrefix(name, "crni")) || strings.HasPrefix(name, "crv") || strings.HasPrefix(name, "br-crn") {
+		if strings.HasPrefix(name, "crn"+guard) || strings.HasPrefix(name, "crv"+guard) || name == "br-crn"+guard {
 			out = append(out, "link "+name)
 		}
 	}

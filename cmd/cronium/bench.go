@@ -46,7 +46,7 @@ the ratio of the p50s. Both are whole CLI invocations, timed from outside.`,
 	}
 	cold.Flags().IntVar(&runs, "runs", 20, "runs per language and side")
 	cold.Flags().StringSliceVar(&langs, "lang", []string{"bash", "python", "node"}, "languages")
-	c.AddCommand(cold, newBenchScheduleCmd(g), newBenchWarmCmd(g), newBenchNetworkCmd(g))
+	c.AddCommand(cold, newBenchScheduleCmd(g), newBenchWarmCmd(g), newBenchNetworkCmd(g), newBenchPackagesCmd(g))
 	return c
 }
 
