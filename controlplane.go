@@ -127,7 +127,13 @@ type Event struct {
 	Packages Packages `json:"packages,omitzero"`
 	// PackageLock is what the server built for Packages: the image and the
 	// exact versions. Set by the server; what a client sends is replaced.
-	PackageLock *PackageLock      `json:"package_lock,omitempty"`
+	PackageLock *PackageLock `json:"package_lock,omitempty"`
+	// Image is a custom image from a registry the operator allows
+	// (registry.example/team/tool:1 or ...@sha256:...); empty: the runtime image.
+	Image string `json:"image,omitempty"`
+	// ImagePinned is Image resolved to its digest at apply time: what runs
+	// use, whatever the tag does later. Set by the server.
+	ImagePinned string            `json:"image_pinned,omitempty"`
 	Env         map[string]string `json:"env,omitempty"`
 	// Input is the default JSON input.
 	Input json.RawMessage `json:"input,omitempty"`
@@ -173,6 +179,10 @@ func (e *Event) Normalize(tier Tier) error {
 	e.Language = lang
 	if err := e.Packages.Normalize("packages", lang); err != nil {
 		return err
+	}
+	e.Image = strings.TrimSpace(e.Image)
+	if e.Image != "" && !e.Packages.Empty() {
+		return Invalid("packages", "", "and image are both given: packages are built on the runtime images; a custom image brings its own packages")
 	}
 	if strings.TrimSpace(e.Script) == "" {
 		return Invalid("script", "", "is empty: give the script inline (script: |) or with script_file")

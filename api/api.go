@@ -63,6 +63,8 @@ type Config struct {
 	Network cronium.NetworkRules
 	// Packages builds events' declared packages. Nil: events with packages are refused.
 	Packages Packages
+	// Images admits custom images. Nil: events with an image are refused.
+	Images Images
 }
 
 // Server is the HTTP handler. It is safe for concurrent use.
@@ -424,6 +426,9 @@ func (s *Server) saveEvent(w http.ResponseWriter, r *http.Request, u *cronium.Us
 		}
 	}
 	if err := s.ensurePackages(r.Context(), &ev, io.Discard); err != nil {
+		return err
+	}
+	if err := s.admitImage(r.Context(), &ev, io.Discard); err != nil {
 		return err
 	}
 	created, err := s.cfg.Store.PutEvent(r.Context(), owner.ID, &ev)

@@ -21,6 +21,31 @@ type Packages interface {
 	List(ctx context.Context) ([]cronium.LayeredImage, error)
 }
 
+// Images admits custom images.
+type Images interface {
+	// Admit checks image for an event of lang and returns the pinned
+	// reference runs use.
+	Admit(ctx context.Context, image string, lang cronium.Language, progress io.Writer) (string, error)
+}
+
+// admitImage pins and checks ev's custom image, recording the pinned
+// reference on ev. A refusal leaves the stored event as it was.
+func (s *Server) admitImage(ctx context.Context, ev *cronium.Event, progress io.Writer) error {
+	ev.ImagePinned = ""
+	if ev.Image == "" {
+		return nil
+	}
+	if s.cfg.Images == nil {
+		return cronium.Invalid("image", ev.Image, "is not allowed: this server takes no custom images")
+	}
+	pinned, err := s.cfg.Images.Admit(ctx, ev.Image, ev.Language, progress)
+	if err != nil {
+		return err
+	}
+	ev.ImagePinned = pinned
+	return nil
+}
+
 // ensurePackages builds ev's packages (or finds them built) and records the
 // lock on ev. A failed build leaves the stored event as it was.
 func (s *Server) ensurePackages(ctx context.Context, ev *cronium.Event, progress io.Writer) error {

@@ -460,6 +460,9 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	if ev.PackageLock != nil {
 		spec.Image = ev.PackageLock.Image // the event's packages, layered on its runtime image
 	}
+	if ev.ImagePinned != "" {
+		spec.Image = ev.ImagePinned // the custom image, by the digest pinned at apply time
+	}
 	strategy, why := d.cfg.Rules.Choose(ev, tier.Name, d.perMinute(ev))
 	if !profile.ReadOnlyRoot && (strategy == cronium.StrategyReuse || strategy == cronium.StrategyUser) {
 		// A writable root file system cannot be wiped between runs.

@@ -1134,6 +1134,37 @@ func (e *Engine) FindImages(ctx context.Context, key, value string) ([]cronium.I
 	return out, nil
 }
 
+// PullImage pulls ref (name@digest) from its registry into the engine.
+func (e *Engine) PullImage(ctx context.Context, ref string) error {
+	r, err := e.cli.ImagePull(ctx, ref, client.ImagePullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	defer r.Close()
+	if err := r.Wait(ctx); err != nil {
+		return fmt.Errorf("pull %s: %w", ref, err)
+	}
+	return nil
+}
+
+// ImageHasFile reports which of paths exists in image (the first found), read
+// from a container that is never started; a symbolic link counts.
+func (e *Engine) ImageHasFile(ctx context.Context, image string, paths ...string) (string, error) {
+	id, remove, err := e.scratch(ctx, image)
+	if err != nil {
+		return "", fmt.Errorf("inspect %s: %w", image, err)
+	}
+	defer remove()
+	for _, p := range paths {
+		if _, err := e.cli.ContainerStatPath(ctx, id, client.ContainerStatPathOptions{Path: p}); err == nil {
+			return p, nil
+		} else if !cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("inspect %s in %s: %w", p, image, err)
+		}
+	}
+	return "", nil
+}
+
 // RemoveImage removes image ref; an image a container still uses is kept (an error).
 func (e *Engine) RemoveImage(ctx context.Context, ref string) error {
 	if _, err := e.cli.ImageRemove(ctx, ref, client.ImageRemoveOptions{}); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/cronium/executor/secrets"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/imagepolicy"
 	"github.com/cronium/executor/packages"
 )
 
@@ -61,6 +62,8 @@ type imagesConfig struct {
 	// pip index URL, the npm registry URL). Default: this host's apt
 	// sources, PyPI and the npm registry.
 	Indexes packages.Indexes `json:"indexes"`
+	// Registries, Signature and Scanner are the custom image policy.
+	imagepolicy.Config
 }
 
 // networkConfig is the operator's network settings.
@@ -320,6 +323,9 @@ func (c *serverConfig) validate() error {
 		return err
 	}
 	if err := c.Images.Indexes.Validate("images.indexes"); err != nil {
+		return err
+	}
+	if err := c.Images.Config.Validate(); err != nil {
 		return err
 	}
 	c.StrategyRules = c.StrategyRules.WithDefaults()

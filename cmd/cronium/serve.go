@@ -21,6 +21,7 @@ import (
 	"github.com/cronium/executor/api"
 	"github.com/cronium/executor/dispatch"
 	"github.com/cronium/executor/docker"
+	"github.com/cronium/executor/imagepolicy"
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/packages"
 	"github.com/cronium/executor/pool"
@@ -190,6 +191,7 @@ func serve(g *globals, cfg serverConfig) error {
 	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log, Keyring: keyring, Pools: pools,
 		Network:  cfg.Network.rules(),
 		Packages: layers{&packages.Builder{Engine: eng, BuilderImage: images.BuilderRecipe.Ref(), Indexes: cfg.Images.Indexes}},
+		Images:   &imagepolicy.Policy{Config: cfg.Images.Config, Engine: eng},
 		Ready: func(ctx context.Context) error {
 			if _, err := store.Counts(ctx); err != nil {
 				return fmt.Errorf("store: %w", err)
