@@ -57,6 +57,9 @@ type Tier struct {
 	// NetworkModes are the network modes its events may use. Default:
 	// none, egress and internal (full needs the trusted profile or a tier listing it).
 	NetworkModes []NetworkMode `json:"network_modes,omitempty"`
+	// MaxFiles bounds the bytes of an event's files (its folder). Default:
+	// free 256Ki, pro 2Mi, enterprise 8Mi.
+	MaxFiles Size `json:"max_files,omitempty"`
 }
 
 // DefaultTiers are the brainstorm's tiers.
@@ -131,6 +134,9 @@ type Event struct {
 	// Image is a custom image from a registry the operator allows
 	// (registry.example/team/tool:1 or ...@sha256:...); empty: the runtime image.
 	Image string `json:"image,omitempty"`
+	// Files are more files of the script (modules, data), by relative path,
+	// written next to it in /workspace. event apply -f FOLDER packs them.
+	Files map[string][]byte `json:"files,omitempty"`
 	// ImagePinned is Image resolved to its digest at apply time: what runs
 	// use, whatever the tag does later. Set by the server.
 	ImagePinned string            `json:"image_pinned,omitempty"`
@@ -178,6 +184,13 @@ func (e *Event) Normalize(tier Tier) error {
 	}
 	e.Language = lang
 	if err := e.Packages.Normalize("packages", lang); err != nil {
+		return err
+	}
+	maxFiles := tier.MaxFiles
+	if maxFiles == 0 {
+		maxFiles = DefaultMaxFiles(tier.Name)
+	}
+	if err := CheckFiles("files", e.Files, maxFiles); err != nil {
 		return err
 	}
 	e.Image = strings.TrimSpace(e.Image)

@@ -90,6 +90,9 @@ type Spec struct {
 	// Workspace, when set, is a named volume mounted at /workspace that
 	// outlives the sandbox: the user strategy's persistent workspace.
 	Workspace *Volume
+	// Files are more files of the script, by relative path (CheckFiles),
+	// written next to it in the workspace.
+	Files map[string][]byte
 	// Collect, if set, receives a tar stream of the sandbox's directory
 	// CollectPath once the script exited 0, before the sandbox is removed:
 	// how package builds hand their files back. An error from it fails the

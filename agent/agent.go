@@ -120,6 +120,9 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	if err != nil {
 		return fail("agent: write script: %v", err)
 	}
+	if err := writeFiles(Workspace, st.Files); err != nil {
+		return fail("agent: write the script's files: %v", err)
+	}
 	if !hasKey(st.Env, "PATH") {
 		// The image's PATH reaches the agent through the container config.
 		st.Env = append(st.Env, "PATH="+os.Getenv("PATH"))

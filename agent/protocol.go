@@ -69,19 +69,21 @@ type Hello struct {
 
 // Start asks the agent to run one script.
 type Start struct {
-	ExecutionID string   `json:"execution_id"`
-	ScriptName  string   `json:"script_name"`
-	Script      []byte   `json:"script"`
-	Input       []byte   `json:"input"`
-	Command     []string `json:"command"` // interpreter argv; the script path is already in it
-	Env         []string `json:"env"`
-	UID         int      `json:"uid"`
-	GID         int      `json:"gid"`
-	AmbientCaps []string `json:"ambient_caps,omitempty"`
-	TimeoutMS   int64    `json:"timeout_ms"`
-	GraceMS     int64    `json:"grace_ms"`
-	OutputCap   int64    `json:"output_cap"`
-	KillOnCap   bool     `json:"kill_on_cap"`
+	ExecutionID string `json:"execution_id"`
+	ScriptName  string `json:"script_name"`
+	Script      []byte `json:"script"`
+	// Files are written next to the script, by relative path (checked by the host and again here).
+	Files       map[string][]byte `json:"files,omitempty"`
+	Input       []byte            `json:"input"`
+	Command     []string          `json:"command"` // interpreter argv; the script path is already in it
+	Env         []string          `json:"env"`
+	UID         int               `json:"uid"`
+	GID         int               `json:"gid"`
+	AmbientCaps []string          `json:"ambient_caps,omitempty"`
+	TimeoutMS   int64             `json:"timeout_ms"`
+	GraceMS     int64             `json:"grace_ms"`
+	OutputCap   int64             `json:"output_cap"`
+	KillOnCap   bool              `json:"kill_on_cap"`
 	// Token authenticates the script's runtime API calls; it dies with the run.
 	Token string `json:"token,omitempty"`
 	// Context is what the event op returns (event and execution metadata).

@@ -453,7 +453,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	sink.secrets = values(secretMap)
 	d.cfg.Runtime.Open(x.ID, x.UserID, sink.secrets)
 	spec := cronium.Spec{
-		ID: x.ID, Language: ev.Language, Script: []byte(ev.Script), Input: input,
+		ID: x.ID, Language: ev.Language, Script: []byte(ev.Script), Files: ev.Files, Input: input,
 		Env: ev.Env, Limits: limits, Profile: profile, Network: netPolicy, Output: sink.add,
 		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}

@@ -322,8 +322,16 @@ func (e *Engine) checkSpec(spec *cronium.Spec) error {
 	if len(spec.Script) == 0 {
 		return cronium.Invalid("script", "", "is empty: give the script's source")
 	}
-	if len(spec.Script)+len(spec.Input) > agent.MaxFrame-64<<10 {
-		return cronium.Invalid("script", "", fmt.Sprintf("and input together are %d bytes, above the %d byte maximum", len(spec.Script)+len(spec.Input), agent.MaxFrame-64<<10))
+	size := len(spec.Script) + len(spec.Input)
+	for _, b := range spec.Files {
+		size += len(b)
+	}
+	// The start message carries them base64-encoded: 4/3 of their size.
+	if size*4/3 > agent.MaxFrame-64<<10 {
+		return cronium.Invalid("script", "", fmt.Sprintf("input and files together are %d bytes, above the %d byte maximum", size, (agent.MaxFrame-64<<10)*3/4))
+	}
+	if err := cronium.CheckFiles("files", spec.Files, cronium.Size(agent.MaxFrame)); err != nil {
+		return err
 	}
 	spec.Limits = spec.Limits.Defaults()
 	if err := spec.Limits.Validate(); err != nil {
@@ -844,6 +852,7 @@ func (s *sandbox) startMessage() agent.Start {
 		ExecutionID: spec.ID,
 		ScriptName:  spec.Language.ScriptName(),
 		Script:      spec.Script,
+		Files:       spec.Files,
 		Input:       spec.Input,
 		Command:     spec.Language.Command(agent.Workspace + "/" + spec.Language.ScriptName()),
 		Env:         env,

@@ -268,6 +268,12 @@ func newEventCmd() *cobra.Command {
 func readEvents(file string) ([]map[string]any, error) {
 	var data []byte
 	var err error
+	dir := ""
+	if fi, serr := os.Stat(file); serr == nil && fi.IsDir() {
+		// A folder: its event.yaml, its entry script and every other file.
+		dir = file
+		file = filepath.Join(dir, "event.yaml")
+	}
 	if file == "-" {
 		data, err = io.ReadAll(os.Stdin)
 	} else {
@@ -277,6 +283,9 @@ func readEvents(file string) ([]map[string]any, error) {
 		return nil, cronium.Invalid("-f", file, "cannot be read: "+err.Error())
 	}
 	var out []map[string]any
+	if dir != "" {
+		return readFolder(dir, data)
+	}
 	for i, doc := range splitYAML(string(data)) {
 		j, err := yamlToJSON([]byte(doc))
 		if err != nil {
@@ -307,6 +316,78 @@ func readEvents(file string) ([]map[string]any, error) {
 		return nil, cronium.Invalid("-f", file, "holds no event")
 	}
 	return out, nil
+}
+
+// readFolder packs an event folder: event.yaml (one event, whose entry
+// names the main script), the script, and every other regular file as
+// files. Hidden files and folders are left out; a symbolic link is an error.
+func readFolder(dir string, data []byte) ([]map[string]any, error) {
+	docs := splitYAML(string(data))
+	if len(docs) != 1 {
+		return nil, cronium.Invalid("-f", dir, "event.yaml of a folder must hold exactly one event")
+	}
+	j, err := yamlToJSON([]byte(docs[0]))
+	if err != nil {
+		return nil, cronium.Invalid("-f", dir, fmt.Sprintf("event.yaml is not valid YAML: %v", err))
+	}
+	var m map[string]any
+	if err := json.Unmarshal(j, &m); err != nil || m == nil {
+		return nil, cronium.Invalid("-f", dir, "event.yaml is not a YAML mapping of event fields")
+	}
+	entry, _ := m["entry"].(string)
+	if entry == "" {
+		return nil, cronium.Invalid("entry", "", "is required in a folder's event.yaml: name the main script, like entry: main.py")
+	}
+	for _, k := range []string{"script", "script_file", "files"} {
+		if _, ok := m[k]; ok {
+			return nil, cronium.Invalid(k, "", "is not used in a folder's event.yaml: the folder's files are the script (entry) and its files")
+		}
+	}
+	delete(m, "entry")
+	files := map[string][]byte{}
+	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.Type()&os.ModeSymlink != 0 {
+			return cronium.Invalid("-f", p, "is a symbolic link: a folder's files must be regular files")
+		}
+		if d.IsDir() || rel == "event.yaml" {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return cronium.Invalid("-f", p, "is not a regular file")
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)] = b
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	script, ok := files[filepath.ToSlash(filepath.Clean(entry))]
+	if !ok {
+		return nil, cronium.Invalid("entry", entry, "is not a file of the folder "+dir)
+	}
+	delete(files, filepath.ToSlash(filepath.Clean(entry)))
+	m["script"] = string(script)
+	if len(files) > 0 {
+		m["files"] = files // []byte: base64 in JSON, as the API takes it
+	}
+	return []map[string]any{m}, nil
 }
 
 func splitYAML(s string) []string {

@@ -79,10 +79,7 @@ esac
 	sign(t, host, "team/vuln", dVuln, keyA)
 	_ = dUnsigned
 
-	s := newServer(t, 2)
-	key := s.user("alice", "free")
-	s.env = append(s.env, "CRONIUM_TOKEN="+key, "CRONIUM_CONFIG="+cfg)
-	s.start()
+	s, key := startAs(t, "free", "CRONIUM_CONFIG="+cfg)
 	apply := func(name, lang, image string) error {
 		f := filepath.Join(t.TempDir(), name+".yaml")
 		script := "test -e /moved && echo MOVED || echo ORIGINAL"

@@ -17,10 +17,7 @@ import (
 // failed build names the package and leaves the event as it was.
 func TestServeEventWithPackages(t *testing.T) {
 	t.Parallel()
-	s := newServer(t, 2)
-	key := s.user("alice", "free")
-	s.env = append(s.env, "CRONIUM_TOKEN="+key)
-	s.start()
+	s, key := startAs(t, "free")
 	f := filepath.Join(t.TempDir(), "pkg.yaml")
 	os.WriteFile(f, []byte(`name: pkg
 language: bash

@@ -684,3 +684,14 @@ func TestSIGTERMLetsRunningFinish(t *testing.T) {
 		t.Errorf("execution across SIGTERM: %s %s", after.Outcome, after.Error)
 	}
 }
+
+// startAs starts a server (capacity 2) with user alice of tier, whose key
+// the CLI uses; env adds to the server's environment.
+func startAs(t *testing.T, tier string, env ...string) (*server, string) {
+	t.Helper()
+	s := newServer(t, 2)
+	key := s.user("alice", tier)
+	s.env = append(append(s.env, "CRONIUM_TOKEN="+key), env...)
+	s.start()
+	return s, key
+}
