@@ -161,7 +161,8 @@ type ImageInfo struct {
 
 // LayeredImage is a package layer an engine holds, for listings.
 type LayeredImage struct {
-	Lock    PackageLock `json:"lock"`
-	Size    int64       `json:"size_bytes"`
-	Created time.Time   `json:"created_at"`
+	Lock PackageLock `json:"lock"`
+	// Size is the layer's own size (the base image is shared).
+	Size    int64     `json:"size_bytes"`
+	Created time.Time `json:"created_at"`
 }

@@ -95,6 +95,7 @@ type Engine interface {
 	CommitLayer(ctx context.Context, base string, layer io.Reader, ref string, changes []string) error
 	ReadImageFile(ctx context.Context, ref, path string, limit int64) ([]byte, error)
 	FindImages(ctx context.Context, label, value string) ([]cronium.ImageInfo, error)
+	ImageSize(ctx context.Context, ref string) (int64, error)
 }
 
 // Builder builds and finds layered images. Methods are safe for concurrent use.
@@ -107,6 +108,9 @@ type Builder struct {
 	Indexes Indexes
 	// Limits of a build. Default: 2 CPUs, 2Gi memory and /tmp, 10 minutes.
 	Limits cronium.Limits
+	// Namespace prefixes the layers' names (+ language:hash); List and
+	// Prune see only its layers. Default "cronium/pkgs-".
+	Namespace string
 
 	mu       sync.Mutex
 	building map[string]*sync.Mutex
@@ -191,11 +195,18 @@ func hostAptSources() []string {
 	return out
 }
 
+func (b *Builder) namespace() string {
+	if b.Namespace == "" {
+		return "cronium/pkgs-"
+	}
+	return b.Namespace
+}
+
 // Key is the hash of (base, declared packages, indexes) that finds a build again.
 func (b *Builder) Key(base string, p cronium.Packages) string {
 	ix := b.Indexes.Defaults()
 	h := sha256.New()
-	fmt.Fprintf(h, "v%s\n%s\n", buildVersion, base)
+	fmt.Fprintf(h, "v%s\n%s\n%s\n", buildVersion, base, b.namespace())
 	h.Write(buildScript)
 	j, _ := json.Marshal(p)
 	h.Write(j)
@@ -421,7 +432,7 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 	sort.Strings(lock.Node)
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\n%q\n%q\n%q\n", base, lock.Apt, lock.Python, lock.Node)
-	lock.Image = "cronium/pkgs-" + string(lang) + ":" + hex.EncodeToString(h.Sum(nil))[:12]
+	lock.Image = b.namespace() + string(lang) + ":" + hex.EncodeToString(h.Sum(nil))[:12]
 	lj, _ := json.Marshal(lock)
 	changes := []string{
 		"LABEL " + LabelKey + "=" + key,
@@ -689,12 +700,84 @@ func (b *Builder) List(ctx context.Context) ([]cronium.LayeredImage, error) {
 		return nil, err
 	}
 	var out []cronium.LayeredImage
+	bases := map[string]int64{}
 	for _, im := range imgs {
 		var lock cronium.PackageLock
-		if json.Unmarshal([]byte(im.Labels[LabelLock]), &lock) != nil || lock.Image == "" || lock.Image != im.Ref {
+		if json.Unmarshal([]byte(im.Labels[LabelLock]), &lock) != nil || lock.Image == "" || lock.Image != im.Ref || !strings.HasPrefix(lock.Image, b.namespace()) {
 			continue
 		}
-		out = append(out, cronium.LayeredImage{Lock: lock, Size: im.Size, Created: im.Created})
+		// The layer's own size: the base is shared.
+		bs, ok := bases[lock.Base]
+		if !ok {
+			bs, _ = b.Engine.ImageSize(ctx, lock.Base)
+			bases[lock.Base] = bs
+		}
+		out = append(out, cronium.LayeredImage{Lock: lock, Size: max(im.Size-bs, 0), Created: im.Created})
 	}
 	return out, nil
+}
+
+// Pruner removes package layers nothing has used for a while, within a
+// disk budget. Its memory of when each layer was last in use starts when it
+// does: after a restart nothing is removed for UnusedFor.
+type Pruner struct {
+	Builder *Builder
+	// Remove removes an image; the engine refuses while a container uses it.
+	Remove func(ctx context.Context, ref string) error
+	// UnusedFor is how long a layer no event uses is kept. Default 7 days.
+	UnusedFor time.Duration
+	// Budget bounds the layers' total size: past it, layers no event uses
+	// go first, oldest use first, whatever UnusedFor says. 0: no budget.
+	Budget int64
+
+	mu       sync.Mutex
+	lastUsed map[string]time.Time
+}
+
+// Prune removes what should go, given the images in use now (events'
+// locks), and returns the removed references.
+func (p *Pruner) Prune(ctx context.Context, inUse map[string]bool, now time.Time) ([]string, error) {
+	unused := p.UnusedFor
+	if unused == 0 {
+		unused = 7 * 24 * time.Hour
+	}
+	layers, err := p.Builder.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lastUsed == nil {
+		p.lastUsed = map[string]time.Time{}
+	}
+	var total int64
+	var candidates []cronium.LayeredImage
+	for _, l := range layers {
+		total += l.Size
+		ref := l.Lock.Image
+		if _, seen := p.lastUsed[ref]; !seen || inUse[ref] {
+			p.lastUsed[ref] = now
+		}
+		if !inUse[ref] {
+			candidates = append(candidates, l)
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool {
+		return p.lastUsed[candidates[i].Lock.Image].Before(p.lastUsed[candidates[j].Lock.Image])
+	})
+	var removed []string
+	for _, l := range candidates {
+		ref := l.Lock.Image
+		overBudget := p.Budget > 0 && total > p.Budget
+		if now.Sub(p.lastUsed[ref]) < unused && !overBudget {
+			continue
+		}
+		if err := p.Remove(ctx, ref); err != nil {
+			continue // a container still uses it: next time
+		}
+		total -= l.Size
+		delete(p.lastUsed, ref)
+		removed = append(removed, ref)
+	}
+	return removed, nil
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/packages"
 )
@@ -140,5 +141,48 @@ func TestFailedBuilds(t *testing.T) {
 				t.Errorf("a failed build left an image (%v)", err)
 			}
 		})
+	}
+}
+
+// Layers no event uses go after UnusedFor, or at once past the disk budget;
+// layers in use stay.
+func TestPruneUnusedLayers(t *testing.T) {
+	b := builder()
+	// Its own namespace: the other tests' layers (and other test binaries') are not its to prune.
+	b.Namespace = "cronium-test/prune-" + strings.ToLower(docker.NewID()[:6]) + "-"
+	t.Cleanup(func() {
+		left, _ := b.List(context.Background())
+		for _, l := range left {
+			engine.RemoveImage(context.Background(), l.Lock.Image)
+		}
+	})
+	ctx := context.Background()
+	used := ensure(t, b, cronium.Python, cronium.Packages{Python: []string{"fakedep==1.0"}})
+	spare := ensure(t, b, cronium.Python, cronium.Packages{Python: []string{"requests==2.31.0"}})
+	p := &packages.Pruner{Builder: b, Remove: engine.RemoveImage, UnusedFor: time.Hour}
+	now := time.Now()
+	inUse := map[string]bool{used.Image: true}
+	if removed, err := p.Prune(ctx, inUse, now); err != nil || len(removed) != 0 {
+		t.Fatalf("first pass removed %v (%v): it only starts remembering", removed, err)
+	}
+	if removed, _ := p.Prune(ctx, inUse, now.Add(30*time.Minute)); len(removed) != 0 {
+		t.Errorf("removed %v before unused_for", removed)
+	}
+	removed, err := p.Prune(ctx, inUse, now.Add(2*time.Hour))
+	if err != nil || !reflect.DeepEqual(removed, []string{spare.Image}) {
+		t.Errorf("removed %v (%v), want only the unused %s", removed, err, spare.Image)
+	}
+	if _, ok, _ := b.Find(ctx, images.Refs()[cronium.Python], cronium.Packages{Python: []string{"fakedep==1.0"}}); !ok {
+		t.Error("the layer in use is gone")
+	}
+	// Past the budget, unused layers go at once; used ones never.
+	spare = ensure(t, b, cronium.Python, cronium.Packages{Python: []string{"requests==2.31.0"}})
+	tight := &packages.Pruner{Builder: b, Remove: engine.RemoveImage, UnusedFor: time.Hour, Budget: 1}
+	removed, _ = tight.Prune(ctx, inUse, now)
+	if len(removed) != 1 || removed[0] != spare.Image {
+		t.Errorf("over budget removed %v, want %s", removed, spare.Image)
+	}
+	if _, ok, _ := b.Find(ctx, images.Refs()[cronium.Python], cronium.Packages{Python: []string{"fakedep==1.0"}}); !ok {
+		t.Error("the layer in use was removed for the budget")
 	}
 }

@@ -62,6 +62,11 @@ type imagesConfig struct {
 	// pip index URL, the npm registry URL). Default: this host's apt
 	// sources, PyPI and the npm registry.
 	Indexes packages.Indexes `json:"indexes"`
+	// UnusedFor is how long a package layer no event uses is kept. Default 168h.
+	UnusedFor cronium.Duration `json:"unused_for,omitempty"`
+	// DiskBudget bounds the package layers' own sizes together: past it,
+	// layers no event uses are removed first, whatever unused_for says. Default 20Gi; 0 after defaults means none.
+	DiskBudget cronium.Size `json:"disk_budget,omitempty"`
 	// Registries, Signature and Scanner are the custom image policy.
 	imagepolicy.Config
 }
@@ -327,6 +332,18 @@ func (c *serverConfig) validate() error {
 	}
 	if err := c.Images.Config.Validate(); err != nil {
 		return err
+	}
+	if c.Images.UnusedFor == 0 {
+		c.Images.UnusedFor = cronium.Duration(7 * 24 * time.Hour)
+	}
+	if c.Images.UnusedFor.D() < time.Minute {
+		return cronium.Invalid("images.unused_for", c.Images.UnusedFor.D().String(), "is too short: want at least 1m, like 168h")
+	}
+	if c.Images.DiskBudget == 0 {
+		c.Images.DiskBudget = 20 << 30
+	}
+	if c.Images.DiskBudget < 0 {
+		return cronium.Invalid("images.disk_budget", c.Images.DiskBudget.String(), "is negative: give a size like 20Gi")
 	}
 	c.StrategyRules = c.StrategyRules.WithDefaults()
 	if err := c.StrategyRules.Validate(); err != nil {

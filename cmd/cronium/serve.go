@@ -235,11 +235,32 @@ func serve(g *globals, cfg serverConfig) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	gcDone := make(chan struct{})
-	go func() { // periodic orphan GC, owned by serve
+	pruner := &packages.Pruner{Builder: &packages.Builder{Engine: eng}, Remove: eng.RemoveImage,
+		UnusedFor: cfg.Images.UnusedFor.D(), Budget: int64(cfg.Images.DiskBudget)}
+	prune := func() {
+		evs, err := store.Events(ctx, 0)
+		if err != nil {
+			log.Warn("prune package layers", "err", err)
+			return
+		}
+		inUse := map[string]bool{}
+		for _, ev := range evs {
+			if ev.PackageLock != nil {
+				inUse[ev.PackageLock.Image] = true
+			}
+		}
+		if removed, err := pruner.Prune(ctx, inUse, time.Now()); err != nil {
+			log.Warn("prune package layers", "err", err)
+		} else if len(removed) > 0 {
+			log.Info("removed unused package layers", "images", removed)
+		}
+	}
+	prune()     // remembers what exists now: nothing goes before unused_for
+	go func() { // periodic orphan GC and layer pruning, owned by serve
 		defer close(gcDone)
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
-		for {
+		for i := 1; ; i++ {
 			select {
 			case <-ctx.Done():
 				return
@@ -248,6 +269,9 @@ func serve(g *globals, cfg serverConfig) error {
 					log.Warn("gc", "err", err)
 				} else if n > 0 {
 					log.Info("gc removed orphan containers", "count", n)
+				}
+				if i%10 == 0 {
+					prune()
 				}
 			}
 		}
