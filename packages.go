@@ -77,7 +77,13 @@ func (p *Packages) Normalize(field string, lang Language) error {
 }
 
 func aptWhy(s string) string {
+	if len(s) > 200 {
+		return "is too long: at most 200 characters"
+	}
 	name, version, pinned := strings.Cut(s, "=")
+	if strings.HasSuffix(name, "-") {
+		return "ends with '-', which apt reads as \"remove\": give the package's name"
+	}
 	if !aptName.MatchString(name) {
 		return "is not a Debian package name: lowercase letters, digits, '+', '-' and '.', like postgresql-client"
 	}
@@ -89,6 +95,9 @@ func aptWhy(s string) string {
 
 func pyWhy(s string) string {
 	const want = `: give a name with optional version specifiers, like requests==2.* or pyyaml>=6,<7`
+	if len(s) > 200 {
+		return "is too long: at most 200 characters"
+	}
 	if strings.ContainsAny(s, "@;") || strings.HasPrefix(s, "-") || strings.Contains(s, "://") {
 		return "is not a plain requirement (no URLs, options, paths or markers)" + want
 	}
@@ -116,6 +125,9 @@ func pyWhy(s string) string {
 
 func npmWhy(s string) string {
 	const want = `: give name@range, like axios@1 or @scope/pkg@^2.1.0`
+	if len(s) > 300 {
+		return "is too long: at most 300 characters"
+	}
 	if strings.Contains(s, ":") || strings.HasPrefix(s, ".") || strings.HasPrefix(s, "/") || strings.HasPrefix(s, "-") {
 		return "is not a registry package (no URLs, git, paths or options)" + want
 	}

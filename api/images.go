@@ -146,7 +146,8 @@ func (l *lineStream) sendLocked(v any) {
 	l.rc.Flush()
 }
 
-// listImages lists the layered images with their locks.
+// listImages lists the layered images with their locks: an admin sees
+// all, a user those their events use.
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
 	items := []cronium.LayeredImage{}
 	if s.cfg.Packages != nil {
@@ -154,7 +155,23 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request, u *cronium.U
 		if err != nil {
 			return err
 		}
-		items = append(items, got...)
+		mine := map[string]bool{}
+		if !u.Admin {
+			evs, err := s.cfg.Store.Events(r.Context(), u.ID)
+			if err != nil {
+				return err
+			}
+			for _, ev := range evs {
+				if ev.PackageLock != nil {
+					mine[ev.PackageLock.Image] = true
+				}
+			}
+		}
+		for _, li := range got {
+			if u.Admin || mine[li.Lock.Image] {
+				items = append(items, li)
+			}
+		}
 	}
 	sort.Slice(items, func(i, j int) bool { return items[i].Lock.Image < items[j].Lock.Image })
 	return writeJSON(w, http.StatusOK, map[string]any{"items": items})

@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -99,11 +100,31 @@ type Engine struct {
 
 var _ cronium.Engine = (*Engine)(nil)
 
+// staticBinary refuses a dynamically linked agent: it would load the
+// image's dynamic loader and C library, which a custom image or a package
+// layer could replace.
+func staticBinary(path string) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("is not an executable: %v", err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return errors.New("is dynamically linked: build it with CGO_ENABLED=0 (make build does)")
+		}
+	}
+	return nil
+}
+
 // New connects to the engine, checks that it answers, and installs the agent
 // binary into the state directory.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.AgentPath == "" {
 		return nil, cronium.Invalid("agent_path", "", "is empty: point it at the cronium-agent binary (built by `make build` into bin/)")
+	}
+	if err := staticBinary(cfg.AgentPath); err != nil {
+		return nil, cronium.Invalid("agent_path", cfg.AgentPath, err.Error())
 	}
 	if cfg.StateDir == "" {
 		cfg.StateDir = DefaultStateDir()
@@ -1053,12 +1074,16 @@ func (e *Engine) ImageSize(ctx context.Context, ref string) (int64, error) {
 // Dockerfile-style changes (ENV, WORKDIR, CMD).
 // scratch creates a container of image that is never started, to read or
 // add files; labelled so that the garbage collector removes it if we die.
-func (e *Engine) scratch(ctx context.Context, image string) (string, func(), error) {
+// A container to commit is not labelled (the commit would keep the labels):
+// it lives for the copy and the commit only.
+func (e *Engine) scratch(ctx context.Context, image string, labelled bool) (string, func(), error) {
 	now := time.Now()
-	c, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: &container.Config{Image: image, Labels: map[string]string{LabelManaged: "true", LabelNode: e.cfg.NodeID,
-			LabelCreated: strconv.FormatInt(now.Unix(), 10), LabelDeadline: strconv.FormatInt(now.Add(time.Hour).Unix(), 10)}},
-	})
+	cfg := &container.Config{Image: image}
+	if labelled {
+		cfg.Labels = map[string]string{LabelManaged: "true", LabelNode: e.cfg.NodeID,
+			LabelCreated: strconv.FormatInt(now.Unix(), 10), LabelDeadline: strconv.FormatInt(now.Add(time.Hour).Unix(), 10)}
+	}
+	c, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg})
 	if err != nil {
 		return "", nil, err
 	}
@@ -1074,7 +1099,7 @@ func (e *Engine) scratch(ctx context.Context, image string) (string, func(), err
 // never started. changes are Dockerfile instructions (ENV, LABEL) applied
 // on commit. The container is removed whatever happens.
 func (e *Engine) CommitLayer(ctx context.Context, base string, layer io.Reader, ref string, changes []string) error {
-	id, remove, err := e.scratch(ctx, base)
+	id, remove, err := e.scratch(ctx, base, false)
 	if err != nil {
 		return fmt.Errorf("layer on %s: %w", base, err)
 	}
@@ -1082,8 +1107,7 @@ func (e *Engine) CommitLayer(ctx context.Context, base string, layer io.Reader, 
 	if _, err := e.cli.CopyToContainer(ctx, id, client.CopyToContainerOptions{DestinationPath: "/", Content: layer, CopyUIDGID: true}); err != nil {
 		return fmt.Errorf("layer on %s: copy the files: %w", base, err)
 	}
-	// The image keeps the base's configuration, not the labels of the
-	// temporary container (which mark it for the engine's garbage collector).
+	// The image keeps the base's configuration.
 	bi, err := e.cli.ImageInspect(ctx, base)
 	if err != nil || bi.Config == nil {
 		return fmt.Errorf("layer on %s: inspect: %v", base, err)
@@ -1099,7 +1123,7 @@ func (e *Engine) CommitLayer(ctx context.Context, base string, layer io.Reader, 
 // ReadImageFile returns the file at path in image ref (at most limit bytes),
 // read from a container that is never started.
 func (e *Engine) ReadImageFile(ctx context.Context, ref, path string, limit int64) ([]byte, error) {
-	id, remove, err := e.scratch(ctx, ref)
+	id, remove, err := e.scratch(ctx, ref, true)
 	if err != nil {
 		return nil, fmt.Errorf("read %s in %s: %w", path, ref, err)
 	}
@@ -1159,7 +1183,7 @@ func (e *Engine) PullImage(ctx context.Context, ref string) error {
 // ImageHasFile reports which of paths exists in image (the first found), read
 // from a container that is never started; a symbolic link counts.
 func (e *Engine) ImageHasFile(ctx context.Context, image string, paths ...string) (string, error) {
-	id, remove, err := e.scratch(ctx, image)
+	id, remove, err := e.scratch(ctx, image, true)
 	if err != nil {
 		return "", fmt.Errorf("inspect %s: %w", image, err)
 	}

@@ -29,9 +29,10 @@ if [ -n "${CR_APT:-}" ]; then
   done > $A/status
   o=(-o "Dir::Etc=$A/etc" -o "Dir::Etc::SourceList=$A/etc/sources.list" -o "Dir::Etc::SourceParts=-"
      -o "Dir::State::Lists=$A/lists" -o "Dir::State::status=$A/status" -o "Dir::Cache=$A/cache"
-     -o "Debug::NoLocking=1" -o "APT::Sandbox::User=" -o "Dir::Etc::TrustedParts=/etc/apt/trusted.gpg.d" -o "Dir::Log=/tmp" -o "Acquire::https::CaInfo=$ca")
+     -o "Debug::NoLocking=1" -o "APT::Sandbox::User=" -o "Dir::Etc::TrustedParts=/etc/apt/trusted.gpg.d" -o "Dir::Log=/tmp" -o "Acquire::https::CaInfo=$ca"
+     -o "APT::Cmd::Pattern-Only=true" -o "Acquire::http::Timeout=30" -o "Acquire::https::Timeout=30" -o "Acquire::Retries=1")
   echo "apt: reading the package indexes"
-  apt-get "${o[@]}" -q update 2>&1 | grep -v '^Get:\|^Hit:' ; [ "${PIPESTATUS[0]}" = 0 ] || fail apt
+  apt-get "${o[@]}" -q --error-on=any update 2>&1 | grep -v '^Get:\|^Hit:' ; [ "${PIPESTATUS[0]}" = 0 ] || fail apt
   echo "apt: resolving $CR_APT"
   # shellcheck disable=SC2086
   apt-get "${o[@]}" -q -y --no-install-recommends install --download-only $CR_APT 2>&1 | grep -v '^Get:' ; [ "${PIPESTATUS[0]}" = 0 ] || fail apt
@@ -62,7 +63,7 @@ except Exception as e:
 PY
   # shellcheck disable=SC2086
   pip3 install --no-cache-dir --disable-pip-version-check --no-input --break-system-packages \
-    --only-binary=:all: --no-compile --cert "$ca" --target "$target" --report /tmp/pip-report.json \
+    --only-binary=:all: --no-compile --cert "$ca" --timeout 30 --retries 1 --target "$target" --report /tmp/pip-report.json \
     $CR_PIP_INDEX -r /tmp/requirements.txt 2>&1 || fail python
   python3 - <<'PY' || fail python
 import json
@@ -80,13 +81,14 @@ if [ -n "${CR_NODE:-}" ]; then
   mapfile -t node_pkgs <<< "$CR_NODE" # one package per line
   echo "node: resolving ${node_pkgs[*]}"
   (cd $prefix && npm install --ignore-scripts --no-audit --no-fund --no-update-notifier --omit=dev \
-     --cache /tmp/npm-cache --cafile "$ca" --registry "$CR_NPM_REGISTRY" -- "${node_pkgs[@]}" 2>&1) || fail node
+     --cache /tmp/npm-cache --cafile "$ca" --fetch-timeout=60000 --fetch-retries=1 --registry "$CR_NPM_REGISTRY" -- "${node_pkgs[@]}" 2>&1) || fail node
   node -e '
     const l = require("/tmp/node/package-lock.json");
     for (const [p, v] of Object.entries(l.packages || {})) if (p) console.log("::cronium-lock::node " + p.replace(/^.*node_modules\//, "") + "@" + v.version);
   ' || fail node
-  # Where Debian's node looks for global modules (require.resolve.paths).
-  mkdir -p $out/usr/share
-  mv $prefix/node_modules $out/usr/share/nodejs
+  # Where Debian's node looks for global modules (require.resolve.paths);
+  # apt's node-* packages may have made the folder already.
+  mkdir -p $out/usr/share/nodejs
+  cp -a $prefix/node_modules/. $out/usr/share/nodejs/
 fi
 echo "::cronium-done::"

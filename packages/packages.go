@@ -60,6 +60,9 @@ type Indexes struct {
 	Python string `json:"python,omitempty"`
 	// Node is the npm registry URL. Default https://registry.npmjs.org/.
 	Node string `json:"node,omitempty"`
+	// ExtraHosts are more hosts builds may reach: where an index keeps its
+	// files, if elsewhere (files.pythonhosted.org is added for pypi.org).
+	ExtraHosts []string `json:"extra_hosts,omitempty"`
 	// CAFile is a PEM file of certificate authorities the builder trusts
 	// beside Debian's (a TLS-inspecting proxy in front of the indexes).
 	// Default: the ones this host added (/usr/local/share/ca-certificates).
@@ -112,8 +115,12 @@ type Builder struct {
 	// Prune see only its layers. Default "cronium/pkgs-".
 	Namespace string
 
+	// MaxBuilds is how many builds run at once on the node. Default 1.
+	MaxBuilds int
+
 	mu       sync.Mutex
-	building map[string]*sync.Mutex
+	building map[string]chan struct{}
+	slots    chan struct{}
 	bases    map[string][]string
 }
 
@@ -133,8 +140,13 @@ func (ix Indexes) Defaults() Indexes {
 
 // Validate checks the indexes; field names them in errors (images.indexes).
 func (ix Indexes) Validate(field string) error {
+	for i, h := range ix.ExtraHosts {
+		if _, err := cronium.NormalizeDomainPattern(h); err != nil || strings.Contains(h, "*") {
+			return cronium.Invalid(fmt.Sprintf("%s.extra_hosts[%d]", field, i), h, "is not a public host name or address")
+		}
+	}
 	for i, l := range ix.Apt {
-		f := strings.Fields(l)
+		f := strings.Fields(stripAptOptions(l))
 		if len(f) < 4 || f[0] != "deb" {
 			return cronium.Invalid(fmt.Sprintf("%s.apt[%d]", field, i), l, `is not a sources.list line: give "deb URL SUITE COMPONENT...", like "deb http://deb.debian.org/debian bookworm main"`)
 		}
@@ -161,7 +173,20 @@ func indexHost(raw string) (string, error) {
 	if u.Port() != "" && u.Port() != "80" && u.Port() != "443" {
 		return "", errors.New("uses a port other than 80 or 443, which the builder's network does not reach")
 	}
+	if _, err := cronium.NormalizeDomainPattern(u.Hostname()); err != nil {
+		return "", fmt.Errorf("names a host the builder's network cannot reach (%v): builds reach public indexes only", err)
+	}
 	return u.Hostname(), nil
+}
+
+// stripAptOptions drops a sources.list line's [options] ("deb [signed-by=...] URL ...").
+func stripAptOptions(l string) string {
+	if i := strings.Index(l, "["); i >= 0 {
+		if j := strings.Index(l[i:], "]"); j >= 0 {
+			return l[:i] + l[i+j+1:]
+		}
+	}
+	return l
 }
 
 // hostAptSources turns this host's apt sources (deb822 or one-line) into sources.list lines.
@@ -188,7 +213,7 @@ func hostAptSources() []string {
 	if b, err := os.ReadFile("/etc/apt/sources.list"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			if strings.HasPrefix(strings.TrimSpace(line), "deb ") {
-				out = append(out, strings.TrimSpace(line))
+				out = append(out, strings.Join(strings.Fields(stripAptOptions(line)), " "))
 			}
 		}
 	}
@@ -252,23 +277,49 @@ func (b *Builder) Ensure(ctx context.Context, lang cronium.Language, base string
 	if lock, ok, err := b.Find(ctx, base, p); err != nil || ok {
 		return lock, false, err
 	}
+	if err := ctx.Err(); err != nil {
+		return lock, false, err
+	}
 	key := b.Key(base, p)
-	// One build per key at a time; the others wait and find its image.
+	// One build per key at a time; the others wait (or give up with their
+	// request) and find its image. At most MaxBuilds builds run on the node.
 	b.mu.Lock()
 	if b.building == nil {
-		b.building = map[string]*sync.Mutex{}
+		b.building = map[string]chan struct{}{}
+		b.slots = make(chan struct{}, max(b.MaxBuilds, 1))
 	}
 	m := b.building[key]
 	if m == nil {
-		m = &sync.Mutex{}
+		m = make(chan struct{}, 1)
 		b.building[key] = m
 	}
+	slots := b.slots
 	b.mu.Unlock()
-	m.Lock()
-	defer m.Unlock()
+	select {
+	case m <- struct{}{}:
+	default:
+		fmt.Fprintln(progress, "waiting for the same package set, which is being built for another apply")
+		select {
+		case m <- struct{}{}:
+		case <-ctx.Done():
+			return lock, false, ctx.Err()
+		}
+	}
+	defer func() { <-m }()
 	if lock, ok, err := b.Find(ctx, base, p); err != nil || ok {
 		return lock, false, err
 	}
+	select {
+	case slots <- struct{}{}:
+	default:
+		fmt.Fprintf(progress, "waiting for a build slot (%d package builds run at a time on this node)\n", cap(slots))
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return lock, false, ctx.Err()
+		}
+	}
+	defer func() { <-slots }()
 	lock, err = b.build(ctx, lang, base, key, p, progress)
 	return lock, err == nil, err
 }
@@ -360,13 +411,21 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 			return cronium.PackageLock{}, err
 		}
 		env["CR_APT"] = strings.Join(p.Apt, " ")
-		env["CR_APT_SOURCES"] = strings.Join(ix.Apt, "\n")
-		env["CR_APT_BASE"] = strings.Join(bp, "\n")
+		var lines []string
 		for _, l := range ix.Apt {
+			lines = append(lines, strings.Join(strings.Fields(stripAptOptions(l)), " "))
+		}
+		env["CR_APT_SOURCES"] = strings.Join(lines, "\n")
+		env["CR_APT_BASE"] = strings.Join(bp, "\n")
+		for _, l := range lines {
 			h, _ := indexHost(strings.Fields(l)[1])
 			hosts = append(hosts, h)
 		}
 	}
+	if len(p.Python) > 0 && strings.Contains(ix.Python, "://pypi.org/") {
+		hosts = append(hosts, "files.pythonhosted.org") // where PyPI keeps the wheels
+	}
+	hosts = append(hosts, ix.ExtraHosts...)
 	if len(p.Python) > 0 {
 		env["CR_PYTHON"] = strings.Join(p.Python, "\n")
 		h, _ := indexHost(ix.Python)
@@ -431,7 +490,9 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 	sort.Strings(lock.Python)
 	sort.Strings(lock.Node)
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%q\n%q\n%q\n", base, lock.Apt, lock.Python, lock.Node)
+	// The key is in the tag too: another declaration that resolves to the
+	// same versions (later, from changed indexes) never moves this tag.
+	fmt.Fprintf(h, "%s\n%s\n%q\n%q\n%q\n", base, key, lock.Apt, lock.Python, lock.Node)
 	lock.Image = b.namespace() + string(lang) + ":" + hex.EncodeToString(h.Sum(nil))[:12]
 	lj, _ := json.Marshal(lock)
 	changes := []string{
@@ -520,7 +581,7 @@ func buildError(p cronium.Packages, lw *lineWriter, res cronium.Result) error {
 }
 
 func isErrorLine(l string) bool {
-	for _, p := range []string{"E: ", "ERROR: ", "npm ERR! ", "npm error ", "error: "} {
+	for _, p := range []string{"E: ", "W: Failed to fetch", "ERROR: ", "npm ERR! ", "npm error ", "error: "} {
 		if strings.HasPrefix(strings.TrimSpace(l), p) {
 			return true
 		}
@@ -620,6 +681,25 @@ func mergedUsr(p string) string {
 	return p
 }
 
+// droppedRoots are caches and run-time state packages ship: left out of a layer.
+var droppedRoots = []string{"var/cache", "var/log", "var/spool", "var/tmp", "run", "srv", "tmp", "var/run", "var/mail", "home", "root"}
+
+func dropped(p string) bool {
+	for _, d := range droppedRoots {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return p == "var"
+}
+
+// systemDirs are folders of the runtime images a layer may add to but
+// never replace with a link.
+var systemDirs = map[string]bool{"usr": true, "etc": true, "opt": true, "var": true, "var/lib": true, "usr/bin": true, "usr/sbin": true,
+	"usr/lib": true, "usr/lib64": true, "usr/lib32": true, "usr/libx32": true, "usr/share": true, "usr/local": true, "usr/local/bin": true,
+	"usr/local/lib": true, "usr/lib/x86_64-linux-gnu": true, "usr/share/nodejs": true, "usr/local/lib/python3.11": true,
+	"usr/local/lib/python3.11/dist-packages": true, "usr/lib/python3": true, "usr/lib/python3/dist-packages": true}
+
 // allowedRoots are where a layer may put files.
 var allowedRoots = []string{"usr/", "etc/", "opt/", "var/lib/"}
 
@@ -632,6 +712,7 @@ func sanitize(r io.Reader, w io.Writer) error {
 	tw := tar.NewWriter(w)
 	var total int64
 	n := 0
+	links := map[string]bool{} // the layer's symbolic links: nothing may be written through one
 	for {
 		h, err := tr.Next()
 		if err == io.EOF {
@@ -646,6 +727,9 @@ func sanitize(r io.Reader, w io.Writer) error {
 			continue // the out directory itself
 		}
 		rest = mergedUsr(rest)
+		if dropped(rest) {
+			continue
+		}
 		if strings.HasPrefix(rest, "../") || rest == ".." || path.IsAbs(rest) {
 			return fmt.Errorf("the build made a path outside its output: %q", h.Name)
 		}
@@ -657,6 +741,17 @@ func sanitize(r io.Reader, w io.Writer) error {
 		}
 		if !allowed {
 			return fmt.Errorf("the build put %q outside the allowed directories (%s)", "/"+rest, strings.Join(allowedRoots, ", "))
+		}
+		for dir := path.Dir(rest); dir != "."; dir = path.Dir(dir) {
+			if links[dir] {
+				return fmt.Errorf("the build put %q below a symbolic link of its own (%q)", "/"+rest, "/"+dir)
+			}
+		}
+		if h.Typeflag == tar.TypeSymlink {
+			if systemDirs[rest] {
+				return fmt.Errorf("the build made the system folder %q a symbolic link", "/"+rest)
+			}
+			links[rest] = true
 		}
 		if n++; n > maxLayerFiles {
 			return fmt.Errorf("the build made more than %d files", maxLayerFiles)
@@ -677,7 +772,15 @@ func sanitize(r io.Reader, w io.Writer) error {
 			if !ok {
 				return fmt.Errorf("the build made a hard link %q to %q outside its output", h.Name, h.Linkname)
 			}
-			out.Typeflag, out.Linkname = tar.TypeLink, mergedUsr(target)
+			target = mergedUsr(target)
+			ok = false
+			for _, root := range allowedRoots {
+				ok = ok || strings.HasPrefix(target+"/", root)
+			}
+			if !ok || dropped(target) {
+				return fmt.Errorf("the build made a hard link %q to %q outside the allowed directories", h.Name, h.Linkname)
+			}
+			out.Typeflag, out.Linkname = tar.TypeLink, target
 		default:
 			return fmt.Errorf("the build made %q, which is not a file, directory or link (type %c)", h.Name, h.Typeflag)
 		}

@@ -71,6 +71,12 @@ func TestPythonFromLocalIndex(t *testing.T) {
 	if !strings.Contains(out, "2.31.0 fake get x 42") {
 		t.Errorf("output %q", out)
 	}
+	// Another declaration that resolves to the same versions gets an image
+	// of its own: it never moves the tag the first event's lock names.
+	other := ensure(t, builder(), cronium.Python, cronium.Packages{Python: []string{"requests==2.31.0"}})
+	if !reflect.DeepEqual(other.Python, lock.Python) || other.Image == lock.Image {
+		t.Errorf("same versions %v %v, images %s %s: want the same versions in two images", other.Python, lock.Python, other.Image, lock.Image)
+	}
 }
 
 // A node event requires an npm package from the npm registry; the run has no network.
@@ -105,6 +111,8 @@ func TestAptPackage(t *testing.T) {
 func TestFailedBuilds(t *testing.T) {
 	down := builder()
 	down.Indexes.Python = "http://" + indexAddr + "/down/simple"
+	aptDown := builder()
+	aptDown.Indexes.Apt = []string{"deb http://" + indexAddr + "/down/debian bookworm main"}
 	cases := []struct {
 		name string
 		b    *packages.Builder
@@ -116,6 +124,7 @@ func TestFailedBuilds(t *testing.T) {
 		{"version that does not exist", builder(), cronium.Python, cronium.Packages{Python: []string{"requests==9.9"}}, []string{"packages.python", "requests==9.9", "from versions: 2.31.0, 3.0.0"}},
 		{"index down", down, cronium.Python, cronium.Packages{Python: []string{"requests"}}, []string{"packages.python", "requests", "503"}},
 		{"unknown npm package", builder(), cronium.Node, cronium.Packages{Node: []string{"cronium-no-such-package-xyz@1"}}, []string{"packages.node", "cronium-no-such-package-xyz@1", "404"}},
+		{"apt mirror down (the package is in the base image)", aptDown, cronium.Bash, cronium.Packages{Apt: []string{"jq"}}, []string{"packages.apt", "jq", "503"}},
 		{"unknown apt package", builder(), cronium.Bash, cronium.Packages{Apt: []string{"jq", "no-such-package-xyz"}}, []string{"packages.apt", "no-such-package-xyz", "Unable to locate package"}},
 	}
 	for _, c := range cases {
