@@ -402,11 +402,30 @@ func (p *proxy) dial(l *Lease, host string, port int) (net.Conn, error) {
 		}}
 		c, err := d.DialContext(ctx, "tcp4", netip.AddrPortFrom(ip, uint16(port)).String())
 		if err == nil {
-			return c, nil
+			// The upstream side is the lease's too: releasing the lease (or
+			// closing the guard) closes it, so a relay blocked on an upstream
+			// that never answers ends with its sandbox.
+			if !l.track(c) {
+				c.Close()
+				return nil, refusal{target, "the sandbox is gone"}
+			}
+			return &upstream{TCPConn: c.(*net.TCPConn), l: l}, nil
 		}
 		why = err.Error()
 	}
 	return nil, refusal{target, why}
+}
+
+// upstream is a proxy connection to the outside, tracked by its lease.
+type upstream struct {
+	*net.TCPConn
+	l *Lease
+}
+
+// Close closes the connection and forgets it.
+func (u *upstream) Close() error {
+	u.l.untrack(u.TCPConn)
+	return nil
 }
 
 // denied reports whether the proxy must not dial ip: a denied range or an
@@ -427,7 +446,7 @@ func (p *proxy) splice(l *Lease, c *net.TCPConn, br *bufio.Reader, up net.Conn) 
 	done := make(chan struct{})
 	go func() { // ends when the sandbox side closes or the copy fails
 		io.Copy(up, br)
-		if t, ok := up.(*net.TCPConn); ok {
+		if t, ok := up.(interface{ CloseWrite() error }); ok {
 			t.CloseWrite()
 		}
 		close(done)

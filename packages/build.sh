@@ -22,11 +22,9 @@ if [ -n "${CR_APT:-}" ]; then
   A=/tmp/apt
   mkdir -p $A/lists/partial $A/cache/archives/partial $A/etc/apt.conf.d $A/etc/preferences.d
   printf '%s\n' "$CR_APT_SOURCES" > $A/etc/sources.list
-  # What the runtime image already has, as a dpkg status apt can read: only
-  # what is missing is downloaded.
-  printf '%s\n' "$CR_APT_BASE" | while read -r p v; do
-    [ -n "$p" ] && printf 'Package: %s\nStatus: install ok installed\nVersion: %s\nArchitecture: amd64\n\n' "$p" "$v"
-  done > $A/status
+  # What the runtime image already has: its own dpkg database (written next
+  # to this script by the engine), so that only what is missing is downloaded.
+  cp /workspace/base-dpkg-status $A/status
   o=(-o "Dir::Etc=$A/etc" -o "Dir::Etc::SourceList=$A/etc/sources.list" -o "Dir::Etc::SourceParts=-"
      -o "Dir::State::Lists=$A/lists" -o "Dir::State::status=$A/status" -o "Dir::Cache=$A/cache"
      -o "Debug::NoLocking=1" -o "APT::Sandbox::User=" -o "Dir::Etc::TrustedParts=/etc/apt/trusted.gpg.d" -o "Dir::Log=/tmp" -o "Acquire::https::CaInfo=$ca"

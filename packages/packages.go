@@ -121,7 +121,7 @@ type Builder struct {
 	mu       sync.Mutex
 	building map[string]chan struct{}
 	slots    chan struct{}
-	bases    map[string][]string
+	bases    map[string][]byte
 }
 
 // Defaults fills in the indexes this host uses when none are configured.
@@ -324,42 +324,25 @@ func (b *Builder) Ensure(ctx context.Context, lang cronium.Language, base string
 	return lock, err == nil, err
 }
 
-// removedFromRuntime are packages the runtime images list but had removed
-// (the package manager and perl): a layer that needs them brings them.
-func removedFromRuntime(name string) bool {
-	for _, p := range []string{"perl", "libperl", "dpkg", "apt", "libapt-pkg", "debconf"} {
-		if name == p || strings.HasPrefix(name, p+"-") || strings.HasPrefix(name, p+"5") || (p == "libapt-pkg" && strings.HasPrefix(name, p)) {
-			return true
-		}
-	}
-	return false
-}
-
-func (b *Builder) basePackages(ctx context.Context, base string) ([]string, error) {
+// basePackages returns the runtime image's dpkg database (see images/recipes/hook.sh).
+func (b *Builder) basePackages(ctx context.Context, base string) ([]byte, error) {
 	b.mu.Lock()
 	got, ok := b.bases[base]
 	b.mu.Unlock()
 	if ok {
 		return got, nil
 	}
-	raw, err := b.Engine.ReadImageFile(ctx, base, "/usr/share/cronium/packages.txt", 1<<20)
+	raw, err := b.Engine.ReadImageFile(ctx, base, "/usr/share/cronium/dpkg-status", 8<<20)
 	if err != nil {
-		return nil, fmt.Errorf("the runtime image's package list: %w", err)
-	}
-	var out []string
-	for _, line := range strings.Split(string(raw), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 2 && !removedFromRuntime(f[0]) {
-			out = append(out, f[0]+" "+f[1])
-		}
+		return nil, fmt.Errorf("the runtime image's package database (rebuild it with `cronium images build`): %w", err)
 	}
 	b.mu.Lock()
 	if b.bases == nil {
-		b.bases = map[string][]string{}
+		b.bases = map[string][]byte{}
 	}
-	b.bases[base] = out
+	b.bases[base] = raw
 	b.mu.Unlock()
-	return out, nil
+	return raw, nil
 }
 
 func (b *Builder) limits() cronium.Limits {
@@ -391,6 +374,7 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 		return cronium.PackageLock{}, err
 	}
 	env := map[string]string{}
+	files := map[string][]byte{}
 	ca, err := ix.extraCAs()
 	if err != nil {
 		return cronium.PackageLock{}, err
@@ -416,7 +400,7 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 			lines = append(lines, strings.Join(strings.Fields(stripAptOptions(l)), " "))
 		}
 		env["CR_APT_SOURCES"] = strings.Join(lines, "\n")
-		env["CR_APT_BASE"] = strings.Join(bp, "\n")
+		files["base-dpkg-status"] = bp
 		for _, l := range lines {
 			h, _ := indexHost(strings.Fields(l)[1])
 			hosts = append(hosts, h)
@@ -460,6 +444,7 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 		Image:       b.BuilderImage,
 		Script:      buildScript,
 		Env:         env,
+		Files:       files,
 		Limits:      b.limits(),
 		Network:     cronium.NetworkPolicy{Mode: cronium.NetworkEgress, AllowDomains: uniq(hosts)},
 		DataMode:    "stdio",

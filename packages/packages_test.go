@@ -81,12 +81,17 @@ func TestPythonFromLocalIndex(t *testing.T) {
 
 // A node event requires an npm package from the npm registry; the run has no network.
 func TestNodeFromNpm(t *testing.T) {
-	lock := ensure(t, builder(), cronium.Node, cronium.Packages{Node: []string{"is-number@>=7 <8"}})
+	// With a Debian node-* package too: both land where node looks, and
+	// apt brings only what the image lacks (not nodejs again).
+	lock := ensure(t, builder(), cronium.Node, cronium.Packages{Node: []string{"is-number@>=7 <8"}, Apt: []string{"node-ms"}})
 	if len(lock.Node) != 1 || !strings.HasPrefix(lock.Node[0], "is-number@7.") {
 		t.Errorf("lock %v, want is-number@7.x", lock.Node)
 	}
-	out := run(t, cronium.Node, lock.Image, "console.log('is-number', require('is-number')(5), require('is-number')('x'))\n")
-	if !strings.Contains(out, "is-number true false") {
+	if len(lock.Apt) != 1 || !strings.HasPrefix(lock.Apt[0], "node-ms=") {
+		t.Errorf("apt lock %v, want node-ms alone (the base has nodejs)", lock.Apt)
+	}
+	out := run(t, cronium.Node, lock.Image, "console.log('is-number', require('is-number')(5), require('is-number')('x'), require('ms')(60000))\n")
+	if !strings.Contains(out, "is-number true false 1m") {
 		t.Errorf("output %q", out)
 	}
 }
@@ -98,8 +103,8 @@ func TestAptPackage(t *testing.T) {
 	for _, l := range lock.Apt {
 		found = found || strings.HasPrefix(l, "sqlite3=")
 	}
-	if !found {
-		t.Errorf("lock %v has no sqlite3=version", lock.Apt)
+	if !found || len(lock.Apt) > 3 {
+		t.Errorf("lock %v: want sqlite3=version and its library, not the base's packages again", lock.Apt)
 	}
 	out := run(t, cronium.Bash, lock.Image, "sqlite3 :memory: 'select 6*7'; test ! -u \"$(command -v sqlite3)\" && echo no-setuid\n")
 	if !strings.Contains(out, "42") || !strings.Contains(out, "no-setuid") {

@@ -9,6 +9,10 @@ root=${1:?root directory}
 # What the image contains, for the README and for `cronium images list`.
 mkdir -p "$root/usr/share/cronium"
 chroot "$root" dpkg-query -W -f '${Package} ${Version}\n' > "$root/usr/share/cronium/packages.txt"
+# The package database, for package builds: apt then downloads only what
+# the image lacks. It still lists perl, dpkg and apt, removed below (the
+# essential packages depend on them): no layer brings them back either.
+cp "$root/var/lib/dpkg/status" "$root/usr/share/cronium/dpkg-status"
 
 # The script users: nobody (65534) comes from base-passwd; cronium is the
 # user of the standard and trusted profiles.
