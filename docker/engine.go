@@ -123,9 +123,6 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.AgentPath == "" {
 		return nil, cronium.Invalid("agent_path", "", "is empty: point it at the cronium-agent binary (built by `make build` into bin/)")
 	}
-	if err := staticBinary(cfg.AgentPath); err != nil {
-		return nil, cronium.Invalid("agent_path", cfg.AgentPath, err.Error())
-	}
 	if cfg.StateDir == "" {
 		cfg.StateDir = DefaultStateDir()
 	}
@@ -157,6 +154,10 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			cronium.ErrUnavailable, cli.DaemonHost(), err)
 	}
 	e := &Engine{cfg: cfg, cli: cli, log: cfg.Logger}
+	if err := staticBinary(cfg.AgentPath); err != nil {
+		cli.Close()
+		return nil, cronium.Invalid("agent_path", cfg.AgentPath, err.Error())
+	}
 	if e.agentPath, err = installAgent(cfg.AgentPath, cfg.StateDir); err != nil {
 		cli.Close()
 		return nil, err

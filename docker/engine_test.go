@@ -379,3 +379,13 @@ func TestBadSpecIsRejected(t *testing.T) {
 		}
 	}
 }
+
+// A dynamically linked agent would load the image's loader and libc (which
+// a custom image or a package layer could replace): refused.
+func TestDynamicAgentRefused(t *testing.T) {
+	t.Parallel()
+	_, err := New(context.Background(), Config{AgentPath: "/bin/ls", StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "dynamically linked") || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Fatalf("err %v, want a refusal of the dynamic agent", err)
+	}
+}
