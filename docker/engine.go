@@ -743,7 +743,14 @@ func (s *sandbox) create(ctx context.Context) error {
 	})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
-			return fmt.Errorf("%w: image %s is not in the engine at %s: build it with `cronium images build` (or `make images`)", cronium.ErrNotFound, spec.Image, e.cli.DaemonHost())
+			how := "build it with `cronium images build` (or `make images`)"
+			switch {
+			case strings.Contains(spec.Image, "/pkgs-"):
+				how = "it is an event's package layer, removed since: apply the event again to rebuild it"
+			case strings.Contains(spec.Image, "@sha256:"):
+				how = "it is an event's custom image, removed since: apply the event again to pull it"
+			}
+			return fmt.Errorf("%w: image %s is not in the engine at %s: %s", cronium.ErrNotFound, spec.Image, e.cli.DaemonHost(), how)
 		}
 		return fmt.Errorf("create container for execution %s: %w", spec.ID, err)
 	}

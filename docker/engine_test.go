@@ -315,6 +315,11 @@ func TestMissingImageSaysHowToBuild(t *testing.T) {
 	if res.Outcome != cronium.EngineError || !strings.Contains(res.Error, "cronium images build") || !strings.Contains(res.Error, "missing000") {
 		t.Errorf("outcome %s error %q, want engine_error naming the image and how to build it", res.Outcome, res.Error)
 	}
+	// A package layer removed since the event was applied: re-apply, not images build.
+	res, _ = run(t, cronium.Bash, "true", func(s *cronium.Spec) { s.Image = "cronium/pkgs-bash:missing000" })
+	if res.Outcome != cronium.EngineError || !strings.Contains(res.Error, "apply the event again") {
+		t.Errorf("outcome %s error %q, want advice to re-apply the event", res.Outcome, res.Error)
+	}
 }
 
 func TestUnreachableEngine(t *testing.T) {
