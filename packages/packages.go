@@ -16,6 +16,7 @@ package packages
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	_ "embed"
@@ -607,7 +608,7 @@ type lineWriter struct {
 func (w *lineWriter) Write(p []byte) {
 	w.buf = append(w.buf, p...)
 	for {
-		i := strings.IndexByte(string(w.buf), '\n')
+		i := bytes.IndexByte(w.buf, '\n')
 		if i < 0 {
 			return
 		}
