@@ -64,6 +64,10 @@ type Spec struct {
 	Input []byte
 	// Image is the container image; empty means the runtime image of Language.
 	Image string
+	// ImageID, when set, is the exact image (engine ID) Image names at
+	// dispatch: the container is made from it, so a retag of Image (an
+	// `images update`) between dispatch and start changes nothing.
+	ImageID string
 	// Env is the user's environment; CRONIUM_* metadata is added by the engine.
 	Env map[string]string
 	// Limits are enforced; zero fields take defaults.
@@ -165,8 +169,10 @@ type Result struct {
 	// Truncated is true when output passed the cap and was cut.
 	Truncated bool `json:"truncated"`
 	// Error explains engine_error outcomes and anything unusual.
-	Error     string    `json:"error,omitempty"`
-	Image     string    `json:"image"`
+	Error string `json:"error,omitempty"`
+	Image string `json:"image"`
+	// ImageID is the exact image the sandbox was made from, when known.
+	ImageID   string    `json:"image_id,omitempty"`
 	Container string    `json:"container,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 	EndedAt   time.Time `json:"ended_at"`

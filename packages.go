@@ -154,6 +154,9 @@ type PackageLock struct {
 	Image string `json:"image"`
 	// Base is the runtime image it was built on.
 	Base string `json:"base"`
+	// BaseID is the exact image Base named then: after `cronium images
+	// update` moves Base, the server rebuilds layers whose BaseID is old.
+	BaseID string `json:"base_id,omitempty"`
 	// Key is the hash of (base, declared packages, indexes) that finds it again.
 	Key    string   `json:"key"`
 	Apt    []string `json:"apt,omitempty"`

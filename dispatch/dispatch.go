@@ -69,6 +69,13 @@ type Config struct {
 	UserWorkspace cronium.Size
 	// Sandboxes creates a warm sandbox for a template (image from the language, limits, profile, network).
 	Sandboxes func(ctx context.Context, template cronium.Spec) (pool.Sandbox, error)
+	// Bases names the exact runtime image of each language (see
+	// images.Bases). Runs and pool keys use it, so that an image update
+	// moves new runs and new warm sandboxes to the new image, and never
+	// mixes the two within one pool. Nil: the engine's references.
+	Bases interface {
+		Base(lang cronium.Language) (ref, id string)
+	}
 }
 
 // Dispatcher runs the queue. Start it once; it is safe for concurrent use.
@@ -457,11 +464,16 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		Env: ev.Env, Limits: limits, Profile: profile, Network: netPolicy, Output: sink.add,
 		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}
+	if d.cfg.Bases != nil {
+		if ref, id := d.cfg.Bases.Base(ev.Language); id != "" {
+			spec.Image, spec.ImageID = ref, id
+		}
+	}
 	if ev.PackageLock != nil {
-		spec.Image = ev.PackageLock.Image // the event's packages, layered on its runtime image
+		spec.Image, spec.ImageID = ev.PackageLock.Image, "" // the event's packages, layered on its runtime image
 	}
 	if ev.ImagePinned != "" {
-		spec.Image = ev.ImagePinned // the custom image, by the digest pinned at apply time
+		spec.Image, spec.ImageID = ev.ImagePinned, "" // the custom image, by the digest pinned at apply time
 	}
 	strategy, why := d.cfg.Rules.Choose(ev, tier.Name, d.perMinute(ev))
 	if !profile.ReadOnlyRoot && (strategy == cronium.StrategyReuse || strategy == cronium.StrategyUser) {
@@ -480,7 +492,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 			return fail(err)
 		}
 	} else {
-		template := cronium.Spec{Language: ev.Language, Image: spec.Image, Limits: limits, Profile: profile, Network: netPolicy}
+		template := cronium.Spec{Language: ev.Language, Image: spec.Image, ImageID: spec.ImageID, Limits: limits, Profile: profile, Network: netPolicy}
 		mode, owner := pool.Prewarmed, "shared"
 		switch strategy {
 		case cronium.StrategyReuse:
@@ -491,7 +503,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		}
 		// Every limit the container itself enforces is part of the key; the
 		// ones the agent enforces per run (timeout, output) travel with the run.
-		key := fmt.Sprintf("%s/%s/%s%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/%s/%s", mode, owner, ev.Language, imageKey(spec.Image),
+		key := fmt.Sprintf("%s/%s/%s%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/%s/%s", mode, owner, ev.Language, imageKey(spec.Image, spec.ImageID),
 			limits.Memory, limits.CPUs, limits.CPUGuaranteed, limits.Pids, limits.NoFile, limits.NProc, limits.TmpSize, limits.WorkspaceSize, profile.Name, netPolicy)
 		spec.Attached = func(sandbox string) {
 			if err := store.SetSandbox(context.WithoutCancel(ctx), x.ID, sandbox); err != nil {
@@ -744,10 +756,14 @@ func (s *logSink) startFlusher() (stop func()) {
 	return func() { close(done); <-finished }
 }
 
-// imageKey is the image part of a pool key: empty for the runtime image.
-func imageKey(image string) string {
+// imageKey is the image part of a pool key: empty for the engine's runtime
+// image, and with the exact image ID when there is one (see Config.Bases).
+func imageKey(image, id string) string {
 	if image == "" {
 		return ""
+	}
+	if id != "" {
+		return "@" + image + "#" + id
 	}
 	return "@" + image
 }

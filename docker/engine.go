@@ -431,7 +431,7 @@ type sandbox struct {
 func (s *sandbox) run(ctx context.Context) (res cronium.Result) {
 	spec := s.spec
 	np := spec.Network
-	res = cronium.Result{ID: spec.ID, Image: spec.Image, Limits: spec.Limits, NetworkPolicy: &np, StartedAt: time.Now()}
+	res = cronium.Result{ID: spec.ID, Image: spec.Image, ImageID: spec.ImageID, Limits: spec.Limits, NetworkPolicy: &np, StartedAt: time.Now()}
 	fail := func(err error) cronium.Result {
 		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -549,7 +549,7 @@ func (s *sandbox) listen() error {
 // reattach is run for a sandbox whose host process died: listen again, wait
 // for the agent's resumed hello, relay until the report, clean up.
 func (s *sandbox) reattach(ctx context.Context, running bool, backstop time.Time) (res cronium.Result) {
-	res = cronium.Result{ID: s.spec.ID, Image: s.spec.Image, Limits: s.spec.Limits, Container: s.id, StartedAt: time.Now()}
+	res = cronium.Result{ID: s.spec.ID, Image: s.spec.Image, ImageID: s.spec.ImageID, Limits: s.spec.Limits, Container: s.id, StartedAt: time.Now()}
 	s.dir = filepath.Join(s.e.cfg.StateDir, "s", s.name)
 	defer s.end(&res)
 	if !running {
@@ -738,8 +738,12 @@ func (s *sandbox) create(ctx context.Context) error {
 		// (it cannot read a tmpfs). The image's directory lends it its owner.
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Target: spec.CollectPath})
 	}
+	image := spec.Image
+	if spec.ImageID != "" {
+		image = spec.ImageID // what Image named at dispatch, whatever it names now
+	}
 	r, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: spec.Image,
+		Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: image,
 	})
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
@@ -1067,6 +1071,44 @@ func (e *Engine) ImageExists(ctx context.Context, ref string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("inspect image %s: %w", ref, err)
+}
+
+// ImageID returns the engine's ID of the image ref names now.
+func (e *Engine) ImageID(ctx context.Context, ref string) (string, error) {
+	r, err := e.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return "", fmt.Errorf("%w: image %s", cronium.ErrNotFound, ref)
+		}
+		return "", fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return r.ID, nil
+}
+
+// TagImage makes target name the image source names (an ID or a reference).
+func (e *Engine) TagImage(ctx context.Context, source, target string) error {
+	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: source, Target: target}); err != nil {
+		return fmt.Errorf("tag %s as %s: %w", source, target, err)
+	}
+	return nil
+}
+
+// ImageTags lists the tags (repo:tag) that start with prefix, with the ID
+// of the image each names.
+func (e *Engine) ImageTags(ctx context.Context, prefix string) (map[string]string, error) {
+	res, err := e.cli.ImageList(ctx, client.ImageListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	out := map[string]string{}
+	for _, im := range res.Items {
+		for _, t := range im.RepoTags {
+			if strings.HasPrefix(t, prefix) {
+				out[t] = im.ID
+			}
+		}
+	}
+	return out, nil
 }
 
 // ImageSize returns the size of ref in bytes.

@@ -109,7 +109,7 @@ func (x *Sandbox) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 	s := x.s
 	now := time.Now()
 	np := s.spec.Network
-	res := cronium.Result{ID: spec.ID, Image: s.spec.Image, Limits: s.spec.Limits, NetworkPolicy: &np, Container: s.id, StartedAt: now}
+	res := cronium.Result{ID: spec.ID, Image: s.spec.Image, ImageID: s.spec.ImageID, Limits: s.spec.Limits, NetworkPolicy: &np, Container: s.id, StartedAt: now}
 	if err := x.usable(); err != nil {
 		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
 		res.EndedAt = time.Now()

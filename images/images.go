@@ -88,12 +88,18 @@ func (r Recipe) Hash() string {
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
+// Repository is the repository the images are named in: "cronium" gives
+// cronium/runtime-python:<hash>. The CLI sets it from --image-repo (or
+// CRONIUM_IMAGE_REPO) before anything uses it, so that several
+// installations (or test runs) can share one engine without sharing images.
+var Repository = "cronium"
+
 // Ref is the image reference, e.g. cronium/runtime-python:3f2a9c0d11aa.
 func (r Recipe) Ref() string {
 	if r.Name != "" {
-		return "cronium/" + r.Name + ":" + r.Hash()
+		return Repository + "/" + r.Name + ":" + r.Hash()
 	}
-	return "cronium/runtime-" + string(r.Language) + ":" + r.Hash()
+	return Repository + "/runtime-" + string(r.Language) + ":" + r.Hash()
 }
 
 // Refs maps each language to its image reference.
@@ -159,7 +165,7 @@ func (b *Builder) Ensure(ctx context.Context, r Recipe) (bool, error) {
 		fmt.Fprintf(b.Progress, "%s: up to date\n", r.Ref())
 		return false, nil
 	}
-	if err := b.build(ctx, r); err != nil {
+	if err := b.build(ctx, r, r.Ref()); err != nil {
 		return false, fmt.Errorf("build %s: %w", r.Ref(), err)
 	}
 	return true, nil
@@ -177,7 +183,8 @@ func (b *Builder) mirror() (string, error) {
 	return "", errors.New("no apt sources on this host: pass --mirror with a Debian mirror URL")
 }
 
-func (b *Builder) build(ctx context.Context, r Recipe) error {
+// build builds r's image and imports it as ref.
+func (b *Builder) build(ctx context.Context, r Recipe, ref string) error {
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		return errors.New("mmdebstrap is not installed: `apt-get install -y mmdebstrap` (the images are built offline from the Debian mirror)")
 	}
@@ -194,7 +201,7 @@ func (b *Builder) build(ctx context.Context, r Recipe) error {
 	hookFile.Close()
 
 	begin := time.Now()
-	fmt.Fprintf(b.Progress, "%s: building from the Debian %s mirror (packages: %s)\n", r.Ref(), Suite, strings.Join(r.Packages, " "))
+	fmt.Fprintf(b.Progress, "%s: building from the Debian %s mirror (packages: %s)\n", ref, Suite, strings.Join(r.Packages, " "))
 	args := []string{
 		"--variant=essential",
 		"--include=" + strings.Join(r.Packages, ","),
@@ -241,10 +248,10 @@ func (b *Builder) build(ctx context.Context, r Recipe) error {
 	if _, err := tarball.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	fmt.Fprintf(b.Progress, "%s: importing into the engine [%s]\n", r.Ref(), time.Since(begin).Round(time.Second))
-	if err := b.Engine.ImportImage(ctx, tarball, r.Ref(), changes); err != nil {
+	fmt.Fprintf(b.Progress, "%s: importing into the engine [%s]\n", ref, time.Since(begin).Round(time.Second))
+	if err := b.Engine.ImportImage(ctx, tarball, ref, changes); err != nil {
 		return err
 	}
-	fmt.Fprintf(b.Progress, "%s: built in %s\n", r.Ref(), time.Since(begin).Round(time.Second))
+	fmt.Fprintf(b.Progress, "%s: built in %s\n", ref, time.Since(begin).Round(time.Second))
 	return nil
 }

@@ -100,6 +100,7 @@ type Engine interface {
 	ReadImageFile(ctx context.Context, ref, path string, limit int64) ([]byte, error)
 	FindImages(ctx context.Context, label, value string) ([]cronium.ImageInfo, error)
 	ImageSize(ctx context.Context, ref string) (int64, error)
+	ImageID(ctx context.Context, ref string) (string, error)
 }
 
 // Builder builds and finds layered images. Methods are safe for concurrent use.
@@ -228,7 +229,9 @@ func (b *Builder) namespace() string {
 	return b.Namespace
 }
 
-// Key is the hash of (base, declared packages, indexes) that finds a build again.
+// Key is the hash of (base, declared packages, indexes) that finds a build
+// again. base names the exact runtime image, ref@id: after `cronium images
+// update` moves the ref, the same packages make another key.
 func (b *Builder) Key(base string, p cronium.Packages) string {
 	ix := b.Indexes.Defaults()
 	h := sha256.New()
@@ -248,9 +251,27 @@ func (b *Builder) Key(base string, p cronium.Packages) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// Find returns the lock of an image already built for (base, p), if any.
+// Find returns the lock of an image already built for (base, p), if any,
+// on the image base names now.
 func (b *Builder) Find(ctx context.Context, base string, p cronium.Packages) (cronium.PackageLock, bool, error) {
-	imgs, err := b.Engine.FindImages(ctx, LabelKey, b.Key(base, p))
+	id, err := b.baseID(ctx, base)
+	if err != nil {
+		return cronium.PackageLock{}, false, err
+	}
+	return b.find(ctx, base+"@"+id, p)
+}
+
+// baseID returns the ID of the image base names now.
+func (b *Builder) baseID(ctx context.Context, base string) (string, error) {
+	id, err := b.Engine.ImageID(ctx, base)
+	if err != nil {
+		return "", fmt.Errorf("the runtime image %s (build it with `cronium images build`): %w", base, err)
+	}
+	return id, nil
+}
+
+func (b *Builder) find(ctx context.Context, exact string, p cronium.Packages) (cronium.PackageLock, bool, error) {
+	imgs, err := b.Engine.FindImages(ctx, LabelKey, b.Key(exact, p))
 	if err != nil {
 		return cronium.PackageLock{}, false, err
 	}
@@ -275,13 +296,20 @@ func (b *Builder) Ensure(ctx context.Context, lang cronium.Language, base string
 	if err := p.Normalize("packages", lang); err != nil {
 		return lock, false, err
 	}
-	if lock, ok, err := b.Find(ctx, base, p); err != nil || ok {
+	// The build uses the image base names now, by ID, from start to end:
+	// an update that moves base meanwhile changes nothing here.
+	id, err := b.baseID(ctx, base)
+	if err != nil {
+		return lock, false, err
+	}
+	exact := base + "@" + id
+	if lock, ok, err := b.find(ctx, exact, p); err != nil || ok {
 		return lock, false, err
 	}
 	if err := ctx.Err(); err != nil {
 		return lock, false, err
 	}
-	key := b.Key(base, p)
+	key := b.Key(exact, p)
 	// One build per key at a time; the others wait (or give up with their
 	// request) and find its image. At most MaxBuilds builds run on the node.
 	b.mu.Lock()
@@ -307,7 +335,7 @@ func (b *Builder) Ensure(ctx context.Context, lang cronium.Language, base string
 		}
 	}
 	defer func() { <-m }()
-	if lock, ok, err := b.Find(ctx, base, p); err != nil || ok {
+	if lock, ok, err := b.find(ctx, exact, p); err != nil || ok {
 		return lock, false, err
 	}
 	select {
@@ -321,19 +349,19 @@ func (b *Builder) Ensure(ctx context.Context, lang cronium.Language, base string
 		}
 	}
 	defer func() { <-slots }()
-	lock, err = b.build(ctx, lang, base, key, p, progress)
+	lock, err = b.build(ctx, lang, base, id, key, p, progress)
 	return lock, err == nil, err
 }
 
-// basePackages returns the runtime image's dpkg database (see images/recipes/hook.sh).
-func (b *Builder) basePackages(ctx context.Context, base string) ([]byte, error) {
+// basePackages returns the dpkg database of the runtime image id (see images/recipes/hook.sh).
+func (b *Builder) basePackages(ctx context.Context, id string) ([]byte, error) {
 	b.mu.Lock()
-	got, ok := b.bases[base]
+	got, ok := b.bases[id]
 	b.mu.Unlock()
 	if ok {
 		return got, nil
 	}
-	raw, err := b.Engine.ReadImageFile(ctx, base, "/usr/share/cronium/dpkg-status", 8<<20)
+	raw, err := b.Engine.ReadImageFile(ctx, id, "/usr/share/cronium/dpkg-status", 8<<20)
 	if err != nil {
 		return nil, fmt.Errorf("the runtime image's package database (rebuild it with `cronium images build`): %w", err)
 	}
@@ -341,7 +369,7 @@ func (b *Builder) basePackages(ctx context.Context, base string) ([]byte, error)
 	if b.bases == nil {
 		b.bases = map[string][]byte{}
 	}
-	b.bases[base] = raw
+	b.bases[id] = raw
 	b.mu.Unlock()
 	return raw, nil
 }
@@ -369,7 +397,7 @@ func (b *Builder) limits() cronium.Limits {
 	return l
 }
 
-func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key string, p cronium.Packages, progress io.Writer) (cronium.PackageLock, error) {
+func (b *Builder) build(ctx context.Context, lang cronium.Language, base, baseID, key string, p cronium.Packages, progress io.Writer) (cronium.PackageLock, error) {
 	ix := b.Indexes.Defaults()
 	if err := ix.Validate("images.indexes"); err != nil {
 		return cronium.PackageLock{}, err
@@ -391,7 +419,7 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 		if len(ix.Apt) == 0 {
 			return cronium.PackageLock{}, cronium.Invalid("images.indexes.apt", "", "is empty and this host has no apt sources: configure a Debian mirror")
 		}
-		bp, err := b.basePackages(ctx, base)
+		bp, err := b.basePackages(ctx, baseID)
 		if err != nil {
 			return cronium.PackageLock{}, err
 		}
@@ -460,7 +488,7 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 	if res.Outcome != cronium.Succeeded || !lw.done {
 		return cronium.PackageLock{}, buildError(p, lw, res)
 	}
-	lock := cronium.PackageLock{Base: base, Key: key, BuiltAt: time.Now().UTC().Truncate(time.Second)}
+	lock := cronium.PackageLock{Base: base, BaseID: baseID, Key: key, BuiltAt: time.Now().UTC().Truncate(time.Second)}
 	for _, l := range lw.locks {
 		kind, v, _ := strings.Cut(l, " ")
 		switch kind {
@@ -478,7 +506,7 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 	h := sha256.New()
 	// The key is in the tag too: another declaration that resolves to the
 	// same versions (later, from changed indexes) never moves this tag.
-	fmt.Fprintf(h, "%s\n%s\n%q\n%q\n%q\n", base, key, lock.Apt, lock.Python, lock.Node)
+	fmt.Fprintf(h, "%s@%s\n%s\n%q\n%q\n%q\n", base, baseID, key, lock.Apt, lock.Python, lock.Node)
 	lock.Image = b.namespace() + string(lang) + ":" + hex.EncodeToString(h.Sum(nil))[:12]
 	lj, _ := json.Marshal(lock)
 	changes := []string{
@@ -490,7 +518,7 @@ func (b *Builder) build(ctx context.Context, lang cronium.Language, base, key st
 		return cronium.PackageLock{}, err
 	}
 	fmt.Fprintf(progress, "committing the layer as %s\n", lock.Image)
-	if err := b.Engine.CommitLayer(ctx, base, layer, lock.Image, changes); err != nil {
+	if err := b.Engine.CommitLayer(ctx, baseID, layer, lock.Image, changes); err != nil {
 		return cronium.PackageLock{}, err
 	}
 	fmt.Fprintf(progress, "built %s in %s: %d apt, %d python, %d node packages\n", lock.Image, time.Since(begin).Round(100*time.Millisecond), len(lock.Apt), len(lock.Python), len(lock.Node))

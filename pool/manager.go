@@ -17,9 +17,11 @@ import (
 type Manager struct {
 	templates map[Mode]Config
 
-	mu      sync.Mutex // guards pools and stopped
+	mu      sync.Mutex // guards pools, retired and stopped
 	pools   map[string]*Pool
+	retired map[*Pool]bool // draining: out of pools, their runs still going
 	stopped bool
+	drains  sync.WaitGroup // one per retired pool, until it is drained
 
 	bmu      sync.Mutex // guards live, evicting, reserved, waiters and maxTotal
 	maxTotal int        // sandboxes of all pools together; 0: no bound
@@ -253,13 +255,50 @@ func (m *Manager) Stats() []Stats {
 	return out
 }
 
-// Stop stops every pool in parallel (see Pool.Stop) and refuses new runs.
-// Safe to call more than once.
+// Retire takes the pools whose key matches out of service, e.g. those of
+// an image that an update replaced: the next run of such a key gets a new
+// pool. A retired pool closes its idle sandboxes at once and each busy
+// one when its run ends; runs are never interrupted. It returns how many
+// pools it retired.
+func (m *Manager) Retire(match func(key string) bool) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stopped {
+		return 0
+	}
+	n := 0
+	for key, p := range m.pools {
+		if !match(key) {
+			continue
+		}
+		delete(m.pools, key)
+		if m.retired == nil {
+			m.retired = map[*Pool]bool{}
+		}
+		m.retired[p] = true
+		n++
+		m.drains.Go(func() {
+			if err := p.Stop(context.Background()); err != nil {
+				p.log.Warn("drain a retired pool", "pool", key, "err", err)
+			}
+			m.mu.Lock()
+			delete(m.retired, p)
+			m.mu.Unlock()
+		})
+	}
+	return n
+}
+
+// Stop stops every pool in parallel (see Pool.Stop), retired ones too,
+// and refuses new runs. Safe to call more than once.
 func (m *Manager) Stop(ctx context.Context) error {
 	m.mu.Lock()
 	m.stopped = true
-	pools := make([]*Pool, 0, len(m.pools))
+	pools := make([]*Pool, 0, len(m.pools)+len(m.retired))
 	for _, p := range m.pools {
+		pools = append(pools, p)
+	}
+	for p := range m.retired {
 		pools = append(pools, p)
 	}
 	m.mu.Unlock()
@@ -273,5 +312,16 @@ func (m *Manager) Stop(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	// The retired pools' drains end with their pools, stopped above.
+	drained := make(chan struct{})
+	go func() {
+		m.drains.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("retired pools still draining: %w", ctx.Err()))
+	}
 	return errors.Join(errs...)
 }

@@ -669,3 +669,51 @@ func TestManager(t *testing.T) {
 	}
 	f.check(t)
 }
+
+// A retired pool (its image replaced) closes its idle sandboxes at once,
+// lets the run in progress end as it would have, and the next run of the
+// key gets a new pool.
+func TestRetire(t *testing.T) {
+	noLeak(t)
+	f := newFake()
+	m := NewManager(map[Mode]Config{Prewarmed: {Min: 2, Max: 3}})
+	ctx := context.Background()
+	m.Run(ctx, Prewarmed, "prewarmed/bash@old", f.New, spec("1"))
+	m.Run(ctx, Prewarmed, "prewarmed/python@other", f.New, spec("2"))
+	waitFor(t, 2*time.Second, "both pools warm", func() bool {
+		s := m.Stats()
+		return len(s) == 2 && s[0].Idle == 2 && s[1].Idle == 2
+	})
+	long := make(chan cronium.Result, 1)
+	go func() {
+		r, _ := m.Run(ctx, Prewarmed, "prewarmed/bash@old", f.New, spec("long", "SLEEP", "300ms"))
+		long <- r
+	}()
+	waitFor(t, time.Second, "the long run to start", func() bool { return m.Stats()[0].InUse == 1 })
+	if n := m.Retire(func(key string) bool { return strings.HasSuffix(key, "@old") }); n != 1 {
+		t.Fatalf("retired %d pools, want 1", n)
+	}
+	if s := m.Stats(); len(s) != 1 || s[0].Name != "prewarmed/python@other" {
+		t.Errorf("pools after retire: %+v", s)
+	}
+	// The retired pool's idle sandbox goes at once: the live ones are the
+	// other pool's 2 and the busy one.
+	waitFor(t, time.Second, "idle sandboxes of the retired pool closed", func() bool { return f.live.Load() == 3 })
+	if r := <-long; r.Outcome != cronium.Succeeded {
+		t.Errorf("the run in the retired pool ended %s %q: retiring must not interrupt it", r.Outcome, r.Error)
+	}
+	waitFor(t, time.Second, "the busy sandbox closed after its run", func() bool { return f.live.Load() == 2 })
+	r, hit := m.Run(ctx, Prewarmed, "prewarmed/bash@old", f.New, spec("3"))
+	if r.Outcome != cronium.Succeeded || hit {
+		t.Errorf("a run after retire: %s, hit %v (want a new pool: a miss)", r.Outcome, hit)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := m.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.live.Load(); n != 0 {
+		t.Errorf("%d sandboxes live after Stop", n)
+	}
+	f.check(t)
+}

@@ -437,6 +437,24 @@ func (s *Store) SetEnabled(ctx context.Context, userID int64, name string, enabl
 	return nil
 }
 
+// SetPackageLock records a rebuilt package layer on event id, if the event
+// still uses the layer prev (an apply meanwhile wins: it built its own).
+// It reports whether it did. The event's updated_at is left alone: the
+// user changed nothing.
+func (s *Store) SetPackageLock(ctx context.Context, id int64, prev string, lock cronium.PackageLock) (bool, error) {
+	j, err := json.Marshal(lock)
+	if err != nil {
+		return false, err
+	}
+	r, err := s.db.ExecContext(ctx, `UPDATE events SET spec = json_set(spec, '$.package_lock', json(?))
+		WHERE id = ? AND deleted = 0 AND json_extract(spec, '$.package_lock.image') = ?`, string(j), id, prev)
+	if err != nil {
+		return false, fmt.Errorf("record the package layer of event %d: %w", id, err)
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
+}
+
 // DeleteEvent deletes an event; its executions stay, and queued ones are cancelled.
 func (s *Store) DeleteEvent(ctx context.Context, userID int64, name string) (int64, error) {
 	var id int64

@@ -123,3 +123,36 @@ func TestQueueExactlyOnce(t *testing.T) {
 		t.Errorf("another user's execution: %v, want not found", err)
 	}
 }
+
+// A rebuilt layer is recorded only on an event still using the old one:
+// an apply in between (its own lock) wins. The user's updated_at stays.
+func TestSetPackageLock(t *testing.T) {
+	st, _ := setup(t)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "jq --version",
+		Packages:    cronium.Packages{Apt: []string{"jq"}},
+		PackageLock: &cronium.PackageLock{Image: "cronium/pkgs-bash:old", Base: "cronium/runtime-bash:1", BaseID: "sha256:a"}}
+	if _, err := st.PutEvent(ctx, u.ID, &ev); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := st.Event(ctx, u.ID, "e")
+	lock := cronium.PackageLock{Image: "cronium/pkgs-bash:new", Base: "cronium/runtime-bash:1", BaseID: "sha256:b", Apt: []string{"jq=1.6"}}
+	if ok, err := st.SetPackageLock(ctx, ev.ID, "cronium/pkgs-bash:other", lock); ok || err != nil {
+		t.Errorf("a lock over another image: %v %v, want not recorded", ok, err)
+	}
+	if ok, err := st.SetPackageLock(ctx, ev.ID, "cronium/pkgs-bash:old", lock); !ok || err != nil {
+		t.Fatalf("SetPackageLock: %v %v", ok, err)
+	}
+	got, _ := st.Event(ctx, u.ID, "e")
+	if got.PackageLock == nil || got.PackageLock.Image != lock.Image || got.PackageLock.BaseID != "sha256:b" || got.PackageLock.Apt[0] != "jq=1.6" {
+		t.Errorf("lock after update: %+v", got.PackageLock)
+	}
+	if got.Script != ev.Script || got.Packages.Apt[0] != "jq" || !got.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("the rest of the event changed: %+v", got)
+	}
+	st.DeleteEvent(ctx, u.ID, "e")
+	if ok, _ := st.SetPackageLock(ctx, ev.ID, lock.Image, lock); ok {
+		t.Error("recorded a lock on a deleted event")
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/packages"
 )
@@ -27,36 +28,19 @@ func newImagesCmd(g *globals) *cobra.Command {
 import it into the engine. No registry is needed. The tag is a hash of the
 recipe, so an unchanged image is not rebuilt. Needs root and mmdebstrap.`,
 		RunE: func(c *cobra.Command, args []string) error {
-			var langs []cronium.Language
-			withBuilder := len(args) == 0
-			for _, a := range args {
-				if a == "builder" {
-					withBuilder = true
-					continue
-				}
-				l, err := cronium.ParseLanguage("image", a)
-				if err != nil {
-					return usage(err)
-				}
-				langs = append(langs, l)
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			eng, err := g.engine(ctx)
+			recipes, err := recipesOf(args)
 			if err != nil {
-				return &exitError{code: 125, err: err}
+				return err
 			}
-			defer eng.Close()
-			b := &images.Builder{Engine: eng, Mirror: mirror, Progress: c.ErrOrStderr()}
-			if len(langs) > 0 || len(args) == 0 {
-				if _, err := b.Build(ctx, langs...); err != nil {
-					return err
+			return withEngine(g, func(ctx context.Context, eng *docker.Engine) error {
+				b := &images.Builder{Engine: eng, Mirror: mirror, Progress: c.ErrOrStderr()}
+				for _, r := range recipes {
+					if _, err := b.Ensure(ctx, r); err != nil {
+						return err
+					}
 				}
-			}
-			if withBuilder {
-				_, err = b.Ensure(ctx, images.BuilderRecipe)
-			}
-			return err
+				return nil
+			})
 		},
 	}
 	build.Flags().StringVar(&mirror, "mirror", "", "Debian mirror URL or apt sources file (default: this host's apt sources)")
@@ -97,7 +81,7 @@ recipe, so an unchanged image is not rebuilt. Needs root and mmdebstrap.`,
 				return err
 			}
 			// The package layers events declared.
-			layered, err := (&packages.Builder{Engine: eng}).List(ctx)
+			layered, err := (&packages.Builder{Engine: eng, Namespace: images.Repository + "/pkgs-"}).List(ctx)
 			if err != nil {
 				return err
 			}
@@ -117,6 +101,91 @@ recipe, so an unchanged image is not rebuilt. Needs root and mmdebstrap.`,
 			return w.Flush()
 		},
 	}
-	c.AddCommand(build, list)
+	var updateMirror string
+	update := &cobra.Command{
+		Use:   "update [bash|python|node|builder]...",
+		Short: "Rebuild the runtime images from the mirror and move to the new ones where packages changed",
+		Long: `Rebuild each runtime image (all, and the package builder, when none is
+named) from the Debian mirror beside the current one, and compare their
+packages. Where the mirror had changes (a security update), the image's
+tag moves to the new image and the old one keeps a "-prev-<date>" tag.
+
+Executions already running keep the image they started on. A running
+server notices the move within seconds: new runs and new warm sandboxes
+use the new image, idle warm sandboxes of the old one are removed, and
+every package layer built on the old image is rebuilt on the new one and
+recorded on its event (an event whose rebuild fails keeps its old layer;
+the server logs why). The old image is removed once no container uses it.
+An image whose packages did not change is left as it is.
+Needs root and mmdebstrap, like build.`,
+		RunE: func(c *cobra.Command, args []string) error {
+			recipes, err := recipesOf(args)
+			if err != nil {
+				return err
+			}
+			return withEngine(g, func(ctx context.Context, eng *docker.Engine) error {
+				b := &images.Builder{Engine: eng, Mirror: updateMirror, Progress: c.ErrOrStderr()}
+				out := c.OutOrStdout()
+				for _, r := range recipes {
+					ch, err := b.Update(ctx, r)
+					if err != nil {
+						return err
+					}
+					switch {
+					case ch.Built:
+						fmt.Fprintf(out, "%s: built (there was none)\n", ch.Ref)
+					case !ch.Updated:
+						fmt.Fprintf(out, "%s: up to date\n", ch.Ref)
+					default:
+						fmt.Fprintf(out, "%s: updated %s -> %s (previous kept as %s until nothing uses it)\n", ch.Ref, short(ch.OldID), short(ch.NewID), ch.Previous)
+						for _, d := range ch.Diff {
+							fmt.Fprintf(out, "  %s\n", d)
+						}
+					}
+				}
+				return nil
+			})
+		},
+	}
+	update.Flags().StringVar(&updateMirror, "mirror", "", "Debian mirror URL or apt sources file (default: this host's apt sources)")
+	c.AddCommand(build, list, update)
 	return c
+}
+
+// withEngine runs f with the engine, under a context that an interrupt cancels.
+func withEngine(g *globals, f func(ctx context.Context, eng *docker.Engine) error) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	eng, err := g.engine(ctx)
+	if err != nil {
+		return &exitError{code: 125, err: err}
+	}
+	defer eng.Close()
+	return f(ctx, eng)
+}
+
+// recipesOf maps image names (bash, python, node, builder) to recipes:
+// every runtime image and the builder when there are none.
+func recipesOf(args []string) ([]images.Recipe, error) {
+	if len(args) == 0 {
+		args = []string{"bash", "python", "node", "builder"}
+	}
+	var out []images.Recipe
+	seen := map[string]bool{}
+	for _, a := range args {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		if a == "builder" {
+			out = append(out, images.BuilderRecipe)
+			continue
+		}
+		l, err := cronium.ParseLanguage("image", a)
+		if err != nil {
+			return nil, usage(cronium.Invalid("image", a, "is not an image: want bash, python, node or builder"))
+		}
+		out = append(out, images.Recipes[l])
+	}
+	return out, nil
 }

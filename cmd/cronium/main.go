@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/docker"
+	"github.com/cronium/executor/images"
 )
 
 // exitError carries a process exit status up to main.
@@ -66,11 +68,29 @@ Start with:
 	pf.StringVar(&g.dockerHost, "docker-host", "", "container engine address (default: $DOCKER_HOST, then unix:///var/run/docker.sock)")
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory for sandbox sockets and the agent copy (default: /var/lib/cronium as root)")
 	pf.StringVar(&g.agentPath, "agent", "", "path of the cronium-agent binary (default: $CRONIUM_AGENT, then next to cronium)")
+	repo := pf.String("image-repo", "", "repository of the runtime images and package layers, for several installations on one engine (default: $CRONIUM_IMAGE_REPO, then cronium)")
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error {
+		r := *repo
+		if r == "" {
+			r = os.Getenv("CRONIUM_IMAGE_REPO")
+		}
+		if r == "" {
+			return nil
+		}
+		if !imageRepo.MatchString(r) || len(r) > 100 {
+			return usage(cronium.Invalid("image-repo", r, "is not an image repository: use lowercase letters, digits, '.', '_', '-' and '/', like cronium or team/cronium"))
+		}
+		images.Repository = r
+		return nil
+	}
 	root.AddCommand(newRunCmd(g), newImagesCmd(g), newGCCmd(g), newBenchCmd(g), newVersionCmd(),
 		newServeCmd(g), newConfigCmd(), newEventCmd(), newTriggerCmd(), newExecCmd(), newUserCmd(), newKeyCmd(),
 		newVarCmd(), newSecretCmd(), newPoolCmd())
 	return root
 }
+
+// imageRepo is what --image-repo takes: a repository path without a registry.
+var imageRepo = regexp.MustCompile(`^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$`)
 
 func main() {
 	err := newRoot().Execute()

@@ -174,10 +174,17 @@ func serve(g *globals, cfg serverConfig) error {
 	for _, t := range cfg.Tiers {
 		longestTimeout = max(longestTimeout, t.MaxTimeout.D())
 	}
+	// The exact runtime images: runs and pools follow `cronium images update`.
+	bases := images.NewBases(eng, images.Refs())
+	if _, err := bases.Refresh(ctx); err != nil {
+		log.Warn("look up the runtime images", "err", err)
+	}
+	layerBuilder := &packages.Builder{Engine: eng, BuilderImage: images.BuilderRecipe.Ref(), Indexes: cfg.Images.Indexes,
+		Namespace: images.Repository + "/pkgs-"}
 	lifetime := max(cfg.Pools.Prewarmed.MaxAge.D(), cfg.Pools.Reuse.MaxAge.D(), cfg.Pools.User.MaxAge.D()) + longestTimeout + time.Hour
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
-		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace, Network: cfg.Network.rules(),
+		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace, Network: cfg.Network.rules(), Bases: bases,
 		Sandboxes: func(ctx context.Context, t cronium.Spec) (pool.Sandbox, error) {
 			return eng.NewSandbox(ctx, t, lifetime)
 		}})
@@ -190,7 +197,7 @@ func serve(g *globals, cfg serverConfig) error {
 	}
 	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log, Keyring: keyring, Pools: pools,
 		Network:  cfg.Network.rules(),
-		Packages: layers{&packages.Builder{Engine: eng, BuilderImage: images.BuilderRecipe.Ref(), Indexes: cfg.Images.Indexes}},
+		Packages: layers{layerBuilder},
 		Images:   &imagepolicy.Policy{Config: cfg.Images.Config, Engine: eng},
 		Ready: func(ctx context.Context) error {
 			if _, err := store.Counts(ctx); err != nil {
@@ -235,7 +242,7 @@ func serve(g *globals, cfg serverConfig) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	gcDone := make(chan struct{})
-	pruner := &packages.Pruner{Builder: &packages.Builder{Engine: eng}, Remove: eng.RemoveImage,
+	pruner := &packages.Pruner{Builder: layerBuilder, Remove: eng.RemoveImage,
 		UnusedFor: cfg.Images.UnusedFor.D(), Budget: int64(cfg.Images.DiskBudget)}
 	prune := func() {
 		evs, err := store.Events(ctx, 0)
@@ -276,6 +283,11 @@ func serve(g *globals, cfg serverConfig) error {
 			}
 		}
 	}()
+	followDone := make(chan struct{})
+	go func() { // follows `cronium images update`, owned by serve
+		defer close(followDone)
+		(&follower{bases: bases, eng: eng, pools: pools, store: store, layers: layerBuilder, log: log}).run(ctx)
+	}()
 	log.Info("cronium serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "node", cfg.NodeID, "capacity", cfg.Capacity, "engine", eng.Host())
 
 	select {
@@ -304,6 +316,7 @@ func serve(g *globals, cfg serverConfig) error {
 	defer hcancel()
 	httpSrv.Shutdown(hctx)
 	<-gcDone
+	<-followDone
 	log.Info("stopped")
 	return nil
 }
