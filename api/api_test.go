@@ -176,6 +176,7 @@ func TestBadEventsNameTheField(t *testing.T) {
 	}{
 		{"bad cron", with("schedule", "61 * * * *"), "schedule", "cron"},
 		{"garbage cron", with("schedule", "every tuesday"), "schedule", "*/5"},
+		{"cron that never fires", with("schedule", "0 0 30 2 *"), "schedule", "never fires"},
 		{"unknown zone", with("timezone", "Mars/Olympus"), "timezone", "IANA"},
 		{"memory above tier", with("resources", map[string]any{"memory": "4Gi"}), "resources.memory", "free tier"},
 		{"cpus above tier", with("resources", map[string]any{"cpus": 4}), "resources.cpus", "free tier"},

@@ -68,6 +68,7 @@ type Schedule struct {
 //   - descriptors: @yearly @annually @monthly @weekly @daily @midnight @hourly
 //   - @every <Go duration>, e.g. "@every 5s", "@every 1h30m" (minimum 1s; must be whole seconds)
 //
+// An expression that matches no date at all ("0 0 30 2 *") is refused.
 // Errors match cronium.ErrInvalid and name the field "schedule" or "timezone".
 func Parse(expr, tz string) (*Schedule, error) {
 	loc, err := time.LoadLocation(tz)
@@ -103,11 +104,34 @@ func Parse(expr, tz string) (*Schedule, error) {
 	s.spec.Location = time.UTC
 	const allHours = 1<<24 - 1
 	s.hourFull = s.spec.Hour&allHours == allHours
+	if !s.fires() {
+		return nil, cronium.Invalid("schedule", expr, neverProblem)
+	}
 	return s, nil
 }
 
+const neverProblem = `never fires: no date matches it (February has no 30th or 31st; April, June, September and November have no 31st): fix the day of month or the month`
+
+// fires reports whether the expression matches any date at all. It looks
+// over eight years from a leap year, which covers every (month, day of
+// month, weekday) combination a calendar can have: the Gregorian gaps
+// between leap years are at most eight years.
+func (s *Schedule) fires() bool {
+	from := time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	for t := from; t.Before(from.AddDate(8, 0, 0)); {
+		m := s.spec.Next(t.Add(-time.Second))
+		if !m.IsZero() {
+			return true
+		}
+		t = t.AddDate(5, 0, 0) // robfig looks five years ahead
+	}
+	return false
+}
+
 // Next returns the first fire time strictly after t (result in the schedule's location).
-// It returns the zero time if the expression matches no date within five years (e.g. "0 0 30 2 *").
+// It returns the zero time if the expression matches no date within five
+// years (Parse refuses those that never match; a leap-day schedule has no
+// next time between 2097 and 2103, as 2100 is no leap year).
 func (s *Schedule) Next(t time.Time) time.Time {
 	if s.every > 0 {
 		return t.Truncate(time.Second).Add(s.every).In(s.loc)

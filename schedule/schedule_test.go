@@ -152,7 +152,9 @@ func TestNext(t *testing.T) {
 		{"@hourly", "", utc(2026, 3, 1, 0, 59, 59), utc(2026, 3, 1, 1, 0, 0)},
 		{"@every 5s", "", utc(2026, 3, 1, 0, 0, 0), utc(2026, 3, 1, 0, 0, 5)},
 		{"@every 1h30m", "America/New_York", utc(2026, 3, 8, 6, 30, 0), utc(2026, 3, 8, 8, 0, 0)},
-		{"0 0 30 2 *", "", utc(2026, 1, 1, 0, 0, 0), time.Time{}}, // never
+		{"0 0 29 2 *", "", utc(2026, 1, 1, 0, 0, 0), utc(2028, 2, 29, 0, 0, 0)},
+		// 2100 is no leap year: past the five years a cron expression is searched.
+		{"0 0 29 2 *", "", utc(2097, 1, 1, 0, 0, 0), time.Time{}},
 	}
 	for _, tt := range tests {
 		s := mustParse(t, tt.expr, tt.tz)
@@ -303,4 +305,38 @@ func ExampleParse() {
 	// 2026-03-29 03:00:00 +0200 CEST
 	// 2026-03-30 02:30:00 +0200 CEST
 	// 30 2 * * * (Europe/Berlin)
+}
+
+// Expressions that match no date at all are refused, naming the field;
+// those that match rarely (leap days) or only through the day of week are
+// accepted.
+func TestNeverFiresIsRefused(t *testing.T) {
+	for _, expr := range []string{
+		"0 0 30 2 *", "0 0 31 2 *", "0 0 30-31 2 *", "0 0 30,31 FEB *", "*/5 * 30 2 *",
+		"0 0 31 4 *", "0 0 31 6 *", "0 0 31 9 *", "0 0 31 11 *", "0 0 31 4,6,9,11 *",
+		"0 0 30 2 ?",         // "?" is "any day of week": the day of month decides
+		"0 0 0 30 2 *",       // with seconds
+		"*/10 0 12 31 APR *", // with seconds and names
+		"0 0 31 2/12 *",      // a step that lands on February only
+	} {
+		_, err := schedule.Parse(expr, "Europe/Berlin")
+		if !errors.Is(err, cronium.ErrInvalid) || !strings.HasPrefix(err.Error(), "schedule:") || !strings.Contains(err.Error(), "never fires") {
+			t.Errorf("Parse(%q) = %v, want a refusal that says it never fires", expr, err)
+		}
+	}
+	for _, expr := range []string{
+		"0 0 29 2 *",     // leap days only
+		"0 0 30 2 MON",   // day of month OR day of week (Vixie cron): Mondays in February
+		"0 0 31 4-5 *",   // May 31st
+		"0 0 0 29 2 SUN", // seconds, leap day or Sunday
+	} {
+		s, err := schedule.Parse(expr, "UTC")
+		if err != nil {
+			t.Errorf("Parse(%q): %v", expr, err)
+			continue
+		}
+		if s.Next(utc(2026, 1, 1, 0, 0, 0)).IsZero() {
+			t.Errorf("%q has no next time", expr)
+		}
+	}
 }

@@ -199,7 +199,7 @@ func (s *Scheduler) sync(ctx context.Context) error {
 			continue
 		}
 		e := &entry{ev: ev, userID: se.UserID, sched: sched, key: key, index: -1}
-		if old, ok := s.entries[ev.ID]; ok {
+		if old, ok := s.entries[ev.ID]; ok && old.index >= 0 {
 			heap.Remove(&s.queue, old.index)
 		}
 		s.entries[ev.ID] = e
@@ -218,16 +218,31 @@ func (s *Scheduler) sync(ctx context.Context) error {
 				catchUp = append(catchUp, fire{e: e, mark: now}) // skipped: remember they were handled
 			}
 		}
-		heap.Push(&s.queue, e)
+		s.push(e)
 	}
 	for id, e := range s.entries {
 		if !seen[id] {
-			heap.Remove(&s.queue, e.index)
+			if e.index >= 0 {
+				heap.Remove(&s.queue, e.index)
+			}
 			delete(s.entries, id)
 		}
 	}
 	s.mu.Unlock()
 	return s.fire(ctx, catchUp)
+}
+
+// push queues e, unless its schedule has no next time (never, or not
+// within the five years a cron expression is searched): then it stays
+// known, out of the queue, and is said once.
+func (s *Scheduler) push(e *entry) {
+	if e.next.IsZero() {
+		e.index = -1
+		s.log.Warn("event's schedule matches no time in the next five years: not scheduled until it changes or the server restarts",
+			"event", e.ev.Name, "user", e.ev.User, "schedule", e.ev.Schedule)
+		return
+	}
+	heap.Push(&s.queue, e)
 }
 
 // fire is one scheduled time of one event, or (mark set) a note that times up to mark were handled.
@@ -246,6 +261,12 @@ func (s *Scheduler) fireDue(ctx context.Context) error {
 		due = append(due, fire{e: e, at: e.next})
 		// Fires between e.next and now (a stalled process) are skipped, not burst.
 		e.next = e.sched.Next(now)
+		if e.next.IsZero() {
+			heap.Pop(&s.queue)
+			s.log.Warn("event's schedule matches no time in the next five years: not scheduled until it changes or the server restarts",
+				"event", e.ev.Name, "user", e.ev.User, "schedule", e.ev.Schedule)
+			continue
+		}
 		heap.Fix(&s.queue, 0)
 	}
 	s.mu.Unlock()
@@ -254,9 +275,13 @@ func (s *Scheduler) fireDue(ctx context.Context) error {
 		// wake-up fires them again (the unique index makes that safe).
 		s.mu.Lock()
 		for _, f := range due {
-			if f.e.index >= 0 && f.at.Before(f.e.next) {
+			switch {
+			case f.e.index >= 0 && f.at.Before(f.e.next):
 				f.e.next = f.at
 				heap.Fix(&s.queue, f.e.index)
+			case f.e.index < 0 && s.entries[f.e.ev.ID] == f.e:
+				f.e.next = f.at // its last fire: out of the queue since
+				heap.Push(&s.queue, f.e)
 			}
 		}
 		s.mu.Unlock()

@@ -288,3 +288,49 @@ func TestConcurrencyPolicies(t *testing.T) {
 		t.Errorf("replaced execution reason: %+v", xs)
 	}
 }
+
+// A stored event whose schedule never fires (stored before apply refused
+// such schedules) is skipped and said; it never stalls the other events,
+// and Stop still stops.
+func TestNeverFiringScheduleStallsNothing(t *testing.T) {
+	b := setup(t, utc("2026-06-01T10:00:00Z"))
+	b.event(t, "feb30", "0 0 30 2 *", "UTC", nil)
+	b.event(t, "tick", "*/15 * * * * *", "UTC", nil)
+	s := b.start(t)
+	for i := 1; i <= 3; i++ {
+		b.clock.Advance(15 * time.Second)
+		b.waitFor(t, "tick", i)
+	}
+	if n := len(b.scheduled(t, "feb30")); n != 0 {
+		t.Errorf("feb30 fired %d times", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+}
+
+// A leap-day schedule fires on 2096-02-29; its next match (2104-02-29, as
+// 2100 is no leap year) is past the five years a cron expression is
+// searched: the event leaves the queue instead of spinning, and the
+// others go on.
+func TestScheduleWithNoNextTimeLeavesTheQueue(t *testing.T) {
+	b := setup(t, utc("2096-02-28T23:59:00Z"))
+	b.event(t, "leap", "0 0 29 2 *", "UTC", nil)
+	b.event(t, "minutely", "* * * * *", "UTC", nil)
+	s := b.start(t)
+	b.clock.Set(utc("2096-02-29T00:00:00Z"))
+	wantTimes(t, b.waitFor(t, "leap", 1), "2096-02-29T00:00:00Z")
+	b.waitFor(t, "minutely", 1)
+	b.clock.Set(utc("2096-02-29T00:01:00Z"))
+	b.waitFor(t, "minutely", 2)
+	if got := b.scheduled(t, "leap"); len(got) != 1 {
+		t.Errorf("leap fired %v", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+}
