@@ -38,9 +38,10 @@ type Limits struct {
 	// NProc is the processes-per-user ulimit. The kernel counts it per uid
 	// across the whole host, so it is a backstop; Pids is the real cap. Default 4096.
 	NProc int64
-	// TmpSize is the size of the /tmp tmpfs. Default 100Mi.
+	// TmpSize is the size of the /tmp tmpfs. Default 100Mi, less when
+	// Memory is small: see TmpfsBudget.
 	TmpSize Size
-	// WorkspaceSize is the size of the /workspace tmpfs. Default 100Mi.
+	// WorkspaceSize is the size of the /workspace tmpfs. Default as TmpSize.
 	WorkspaceSize Size
 	// Timeout is the wall-clock limit of the script, in whole seconds end to end. Default 30s.
 	Timeout time.Duration
@@ -50,6 +51,33 @@ type Limits struct {
 	Output Size
 	// OutputPolicy says what happens past the output cap. Default truncate.
 	OutputPolicy OutputPolicy
+}
+
+// MinMemory is the smallest memory limit: the agent, the interpreter and
+// the tmpfs mounts (which are memory) need it.
+const MinMemory Size = 32 << 20
+
+// defaultTmpfs is the default size of /tmp and of /workspace.
+const defaultTmpfs Size = 100 << 20
+
+// Reserve is the memory that the tmpfs mounts can never take: the agent's
+// and the interpreter's floor, max(16Mi, Memory/8). With it, a script that
+// fills every mount still leaves the agent room to report a truthful
+// outcome.
+func (l Limits) Reserve() Size { return max(16<<20, l.Memory/8) }
+
+// ShmSize is the size of /dev/shm: Memory/16 in whole Mi, 1Mi to 64Mi.
+func (l Limits) ShmSize() Size { return max(1<<20, min(64<<20, l.Memory/16)&^(1<<20-1)) }
+
+// systemTmpfs is what the agent's own tmpfs mounts may hold (the runtime
+// socket directory and the secrets, 1Mi each).
+const systemTmpfs Size = 2 << 20
+
+// TmpfsBudget is how much /tmp and /workspace may hold together. tmpfs
+// pages are memory charged to the sandbox, so the mounts' sizes must add
+// up to less than Memory: Memory - Reserve - ShmSize - 2Mi.
+func (l Limits) TmpfsBudget() Size {
+	return l.Memory - l.Reserve() - l.ShmSize() - systemTmpfs
 }
 
 // Defaults returns l with every zero field set to its default.
@@ -75,11 +103,17 @@ func (l Limits) Defaults() Limits {
 	if l.NProc == 0 {
 		l.NProc = 4096
 	}
-	if l.TmpSize == 0 {
-		l.TmpSize = 100 << 20
-	}
-	if l.WorkspaceSize == 0 {
-		l.WorkspaceSize = 100 << 20
+	// Default mount sizes fit the memory: they share what the other leaves.
+	mib := func(s Size) Size { return max(1<<20, s&^(1<<20-1)) }
+	budget := l.TmpfsBudget()
+	switch {
+	case l.TmpSize == 0 && l.WorkspaceSize == 0:
+		l.TmpSize = mib(min(defaultTmpfs, budget/2))
+		l.WorkspaceSize = l.TmpSize
+	case l.TmpSize == 0:
+		l.TmpSize = mib(min(defaultTmpfs, budget-l.WorkspaceSize))
+	case l.WorkspaceSize == 0:
+		l.WorkspaceSize = mib(min(defaultTmpfs, budget-l.TmpSize))
 	}
 	if l.Timeout == 0 {
 		l.Timeout = 30 * time.Second
@@ -99,8 +133,8 @@ func (l Limits) Defaults() Limits {
 // Validate checks limits after Defaults. Errors name the field.
 func (l Limits) Validate() error {
 	switch {
-	case l.Memory < 6<<20:
-		return Invalid("memory", l.Memory.String(), "is below the 6Mi the engine needs: give at least 16Mi")
+	case l.Memory < MinMemory:
+		return Invalid("memory", l.Memory.String(), "is too small: give at least "+MinMemory.String()+" (the agent, the interpreter and the tmpfs mounts need it)")
 	case l.MemoryReservation > l.Memory:
 		return Invalid("memory_reservation", l.MemoryReservation.String(), "is above the hard limit memory="+l.Memory.String())
 	case l.CPUs < 0.01 || l.CPUs > 1024:
@@ -117,6 +151,9 @@ func (l Limits) Validate() error {
 		return Invalid("tmp_size", l.TmpSize.String(), "is too small: want at least 1Mi")
 	case l.WorkspaceSize < 1<<20:
 		return Invalid("workspace_size", l.WorkspaceSize.String(), "is too small: want at least 1Mi")
+	case l.TmpSize+l.WorkspaceSize > l.TmpfsBudget():
+		return Invalid("tmp_size", l.TmpSize.String(), fmt.Sprintf("plus workspace_size %s is more than memory %s leaves for files: /tmp and /workspace are memory (tmpfs) and count against the memory limit, which keeps %s for the agent and the interpreter and %s for /dev/shm; give them %s together at most, or raise memory",
+			l.WorkspaceSize, l.Memory, l.Reserve(), l.ShmSize(), l.TmpfsBudget()))
 	case l.Timeout < time.Second:
 		return Invalid("timeout", l.Timeout.String(), "is below one second: timeouts are whole seconds, like 30s")
 	case l.Timeout%time.Second != 0:
@@ -142,6 +179,7 @@ type limitsJSON struct {
 	NProc             int64        `json:"nproc"`
 	TmpSize           Size         `json:"tmp_bytes"`
 	WorkspaceSize     Size         `json:"workspace_bytes"`
+	ShmSize           Size         `json:"shm_bytes,omitempty"` // derived from Memory; read-only
 	TimeoutSeconds    float64      `json:"timeout_seconds"`
 	GraceSeconds      float64      `json:"grace_seconds"`
 	Output            Size         `json:"output_bytes"`
@@ -152,7 +190,7 @@ type limitsJSON struct {
 func (l Limits) MarshalJSON() ([]byte, error) {
 	return json.Marshal(limitsJSON{
 		l.Memory, l.MemoryReservation, l.CPUs, l.CPUGuaranteed, l.Pids, l.NoFile, l.NProc,
-		l.TmpSize, l.WorkspaceSize, l.Timeout.Seconds(), l.Grace.Seconds(), l.Output, l.OutputPolicy,
+		l.TmpSize, l.WorkspaceSize, l.ShmSize(), l.Timeout.Seconds(), l.Grace.Seconds(), l.Output, l.OutputPolicy,
 	})
 }
 

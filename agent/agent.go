@@ -185,7 +185,13 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 		},
 	}
 	a.reaper.mu.Lock()
-	proc, err := os.StartProcess(argv0, st.Command, attr)
+	// Through exec-script, which makes the script the OOM killer's first
+	// choice and then becomes the interpreter.
+	self, serr := os.Executable()
+	if serr != nil {
+		self = BinaryPath
+	}
+	proc, err := os.StartProcess(self, append([]string{self, "exec-script", argv0}, st.Command...), attr)
 	var exited chan syscall.WaitStatus
 	if err == nil {
 		exited = a.reaper.watch(proc.Pid)

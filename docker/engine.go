@@ -702,6 +702,7 @@ func (s *sandbox) create(ctx context.Context) error {
 			// Secrets: owned by the script user alone; the agent writes them as that user.
 			agent.SecretsDir: fmt.Sprintf("rw,nosuid,nodev,noexec,size=1m,mode=0700,uid=%d,gid=%d", p.UID, p.GID),
 		},
+		ShmSize:        int64(l.ShmSize()), // tmpfs: within the memory limit with the other mounts (Limits.TmpfsBudget)
 		ReadonlyRootfs: p.ReadOnlyRoot,
 		CapDrop:        capDrop,
 		CapAdd:         capAdd,

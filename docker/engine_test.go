@@ -149,6 +149,44 @@ func TestCPUQuota(t *testing.T) {
 	}
 }
 
+// tmpfs pages are memory: a script that fills /tmp, /workspace and
+// /dev/shm (100M each asked, past every cap) in a small sandbox gets
+// ENOSPC from each, and the mounts can never add up to the memory limit:
+// the agent survives and reports the run with its output and usage.
+// Then, with the mounts full, a memory bomb: the kernel kills a script
+// process (the OOM killer's first choice), never the agent, and the run
+// ends oom_killed, its output kept.
+func TestFullMountsAndMemoryBombLeaveTheAgentAlive(t *testing.T) {
+	t.Parallel()
+	fill := `cat /proc/self/oom_score_adj
+for d in /tmp /workspace /dev/shm; do head -c 100M /dev/zero > $d/fill; echo "$d status=$?"; done
+echo filled
+`
+	small := func(s *cronium.Spec) { s.Limits.Memory = 128 << 20 }
+	res, out := run(t, cronium.Bash, fill, small)
+	wantOutcome(t, res, out, cronium.Succeeded)
+	if strings.Count(out, "No space left on device") != 3 || !strings.Contains(out, "filled") || !strings.HasPrefix(out, "1000\n") {
+		t.Errorf("output %q: want ENOSPC from each mount, the script at OOM score 1000, and the end", out)
+	}
+	if res.Usage.PeakMemory == 0 || res.Usage.PeakMemory > 128<<20 {
+		t.Errorf("peak memory %d: want the usage kept, within 128Mi", res.Usage.PeakMemory)
+	}
+	for _, lang := range []cronium.Language{cronium.Bash, cronium.Python} {
+		script := fill + "x=$(head -c 200M /dev/zero | tr '\\0' a); echo survived\n"
+		if lang == cronium.Python {
+			script = "import subprocess\nsubprocess.run(['bash', '-c', '''" + fill + "'''])\nprint('eating', flush=True)\na = []\nwhile True:\n    a.append(bytearray(1 << 20))\n"
+		}
+		res, out := run(t, lang, script, small)
+		wantOutcome(t, res, out, cronium.OOMKilled)
+		if res.Error != "" || !strings.Contains(out, "filled") || strings.Contains(out, "survived") {
+			t.Errorf("%s: error %q output %q: want the agent to report the kill with the output", lang, res.Error, out)
+		}
+		if res.Usage.PeakMemory == 0 {
+			t.Errorf("%s: usage lost: %+v", lang, res.Usage)
+		}
+	}
+}
+
 func TestTmpFullGetsENOSPC(t *testing.T) {
 	t.Parallel()
 	res, out := run(t, cronium.Bash, "head -c 64M /dev/zero > /tmp/fill; echo status=$?", func(s *cronium.Spec) { s.Limits.TmpSize = 16 << 20 })

@@ -393,8 +393,8 @@ func (c *serverConfig) validate() error {
 			return cronium.Invalid("tiers."+name+".concurrency", strconv.Itoa(t.Concurrency), "must be at least 1")
 		case t.CPUBurst <= 0 || t.CPUGuaranteed <= 0 || t.CPUGuaranteed > t.CPUBurst:
 			return cronium.Invalid("tiers."+name+".cpu_guaranteed", fmt.Sprint(t.CPUGuaranteed), "must be more than 0 and at most cpu_burst")
-		case t.Memory < 16<<20:
-			return cronium.Invalid("tiers."+name+".memory", t.Memory.String(), "must be at least 16Mi")
+		case t.Memory < cronium.MinMemory:
+			return cronium.Invalid("tiers."+name+".memory", t.Memory.String(), "must be at least "+cronium.MinMemory.String())
 		case t.MaxTimeout.D() < time.Second:
 			return cronium.Invalid("tiers."+name+".max_timeout", t.MaxTimeout.D().String(), "must be at least 1s")
 		}

@@ -65,7 +65,7 @@ Exit status: the script's own, or 124 timed_out, 137 oom_killed,
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V (repeatable)")
 	fl.StringVar(&f.input, "input", "", "JSON input, or @file to read it from a file; delivered on stdin")
 	fl.StringVar(&f.output, "output-limit", "10Mi", "cap on stdout plus stderr; output past it is dropped")
-	fl.StringVar(&f.tmp, "tmp-size", "100Mi", "size of the /tmp tmpfs")
+	fl.StringVar(&f.tmp, "tmp-size", "", "size of the /tmp tmpfs, which counts against --memory (default 100Mi, less when memory is small)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON result object (with the output) instead of streaming")
 	return c
 }
@@ -90,8 +90,8 @@ func specFromFlags(f *runFlags, file string) (cronium.Spec, error) {
 	if l.Memory, err = cronium.ParseSize("--memory", f.memory); err != nil {
 		return spec, err
 	}
-	if l.Memory < 16<<20 {
-		return spec, cronium.Invalid("--memory", f.memory, "is too small: give at least 16Mi")
+	if l.Memory < cronium.MinMemory {
+		return spec, cronium.Invalid("--memory", f.memory, "is too small: give at least "+cronium.MinMemory.String())
 	}
 	if l.CPUs, err = strconv.ParseFloat(f.cpus, 64); err != nil || l.CPUs < 0.01 || l.CPUs > 1024 {
 		return spec, cronium.Invalid("--cpus", f.cpus, "is not a CPU count: want a number between 0.01 and 1024, like 0.5 or 2")
@@ -108,8 +108,13 @@ func specFromFlags(f *runFlags, file string) (cronium.Spec, error) {
 	if l.Output, err = cronium.ParseSize("--output-limit", f.output); err != nil {
 		return spec, err
 	}
-	if l.TmpSize, err = cronium.ParseSize("--tmp-size", f.tmp); err != nil {
-		return spec, err
+	if f.tmp != "" {
+		if l.TmpSize, err = cronium.ParseSize("--tmp-size", f.tmp); err != nil {
+			return spec, err
+		}
+		if d := l.Defaults(); d.TmpSize+d.WorkspaceSize > d.TmpfsBudget() {
+			return spec, cronium.Invalid("--tmp-size", f.tmp, fmt.Sprintf("does not fit in --memory %s: /tmp and /workspace are memory (tmpfs) and may hold %s together; lower it or raise --memory", l.Memory, d.TmpfsBudget()))
+		}
 	}
 	if spec.Profile, err = cronium.LookupProfile("--profile", f.profile); err != nil {
 		return spec, err
