@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Agent runs scripts inside one sandbox. Create it with NewAgent and call Serve.
@@ -59,7 +60,9 @@ func (a *Agent) Serve() error {
 	if err := WriteJSON(l.conn, FrameHello, Hello{Protocol: ProtocolVersion, PID: os.Getpid()}); err != nil {
 		return fmt.Errorf("send hello: %w", err)
 	}
-	// SIGTERM to the agent (engine stop) cancels the running script.
+	// SIGTERM to the agent stops the running script: nobody cancelled it,
+	// the container engine stopped the sandbox (a restart without
+	// live-restore, `docker stop`, a shutdown). The host cancels with a frame.
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(term)
@@ -85,6 +88,9 @@ func (a *Agent) Serve() error {
 	}
 	return l.ended()
 }
+
+// engineStopped is the stop reason of a SIGTERM from the engine.
+const engineStopped = "engine_stopped"
 
 // run executes one script and returns its report. It consumes frames while
 // the script runs so that a cancel is seen at once.
@@ -258,7 +264,7 @@ wait:
 				stopping("output_limit")
 			}
 		case <-term:
-			stopping("cancelled")
+			stopping(engineStopped)
 		case f, ok := <-frames:
 			if !ok {
 				// No host came back in time: nobody will read the result.
@@ -317,6 +323,9 @@ wait:
 		rep.Signal = status.Signal().String()
 	}
 	switch {
+	case reason == engineStopped:
+		rep.Outcome = "engine_error"
+		rep.Error = "the container engine stopped the sandbox (SIGTERM to the agent: an engine restart without live-restore, or `docker stop`); nobody cancelled the run"
 	case reason != "":
 		rep.Outcome = reason
 	case rep.OOMKills > 0 && rep.ExitCode != 0:
@@ -358,18 +367,45 @@ type emitter struct {
 	truncated bool
 }
 
+// Chunks end on character boundaries: a UTF-8 character split by a read
+// waits for its last bytes, so no reader of the chunks sees it broken.
 func (e *emitter) pump(stream uint8, r io.Reader) {
 	buf := make([]byte, 64<<10)
+	carry := 0 // bytes of a split character at the start of buf
 	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			e.write(stream, buf[:n])
+		n, err := r.Read(buf[carry:])
+		n += carry
+		carry = 0
+		if err == nil {
+			carry = splitRune(buf[:n])
 		}
+		if n-carry > 0 {
+			e.write(stream, buf[:n-carry])
+		}
+		copy(buf, buf[n-carry:n])
 		if err != nil {
 			e.flush(stream)
 			return
 		}
 	}
+}
+
+// splitRune returns how many bytes at the end of p begin a UTF-8 character
+// that p does not finish (0 to 3).
+func splitRune(p []byte) int {
+	for i := 1; i <= 3 && i <= len(p); i++ {
+		c := p[len(p)-i]
+		if c < 0x80 {
+			return 0 // ASCII: nothing is split
+		}
+		if utf8.RuneStart(c) {
+			if utf8.FullRune(p[len(p)-i:]) {
+				return 0
+			}
+			return i
+		}
+	}
+	return 0
 }
 
 // write takes raw output: it is counted, secrets are redacted (holding back

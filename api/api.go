@@ -8,6 +8,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -16,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -212,23 +214,31 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, e.Status, map[string]*Error{"error": e})
 }
 
+// writeJSON encodes v first, then writes the status: a value that cannot
+// be encoded is a 500 with an error body, never a 200 with half a body.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.MarshalIndent(map[string]any{"error": Error{Code: "internal", Message: "the response could not be encoded: " + err.Error()}}, "", "  ")
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	_, err = w.Write(append(b, '\n'))
+	return err
 }
 
 // decode reads a JSON body strictly: unknown fields are errors naming the field.
+// One JSON value, no trailing data, no key given twice, no key in another
+// case than its field's.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return err // too large: a MaxBytesError
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
 		msg := err.Error()
 		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
 			f = strings.Trim(f, `"`)
@@ -243,7 +253,10 @@ func decode(r *http.Request, v any) error {
 		}
 		return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body is not valid JSON: " + msg}
 	}
-	return nil
+	if trailing(dec) {
+		return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body has data after its JSON value: send one JSON object"}
+	}
+	return checkStrict(body, reflect.TypeOf(v))
 }
 
 // owner resolves whose resources a request touches: the caller, or for an

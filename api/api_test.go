@@ -189,6 +189,11 @@ func TestBadEventsNameTheField(t *testing.T) {
 		{"bad size", with("resources", map[string]any{"memory": "lots"}), "resources.memory", "512Mi"},
 		{"wrong type", with("timeout", []int{1}), "", "duration"},
 		{"not json", "{name: x", "", "not valid JSON"},
+		{"trailing data", `{"name": "job", "language": "bash", "script": "echo hi"} {"name": "x"}`, "", "after its JSON value"},
+		{"duplicate key", `{"name": "job", "language": "bash", "script": "echo hi", "script": "rm -rf /"}`, "script", "twice"},
+		{"key in another case", `{"Name": "job", "language": "bash", "script": "echo hi"}`, "Name", "lowercase"},
+		{"duplicate in another case", `{"name": "job", "NAME": "x", "language": "bash", "script": "echo hi"}`, "NAME", "twice"},
+		{"nested key in another case", `{"name": "job", "language": "bash", "script": "echo hi", "retry": {"Max_Attempts": 3}}`, "retry.Max_Attempts", "lowercase"},
 	} {
 		st, body := e.call(t, e.alice, "POST", "/v1/events", c.body)
 		code, field, msg := errOf(body)
@@ -317,6 +322,10 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	check("Error", bad)
 	_, logs := e.call(t, e.alice, "GET", "/v1/executions/"+x["id"].(string)+"/logs", nil)
 	check("LogPage", logs)
+	// A cursor past the signed 64-bit range is bad input, not a 500.
+	if st, body := e.call(t, e.alice, "GET", "/v1/executions/"+x["id"].(string)+"/logs?after=18446744073709551615", nil); st != http.StatusBadRequest {
+		t.Errorf("an out-of-range log cursor: %d %v, want 400", st, body)
+	}
 	_, page := e.call(t, e.alice, "GET", "/v1/executions?limit=1", nil)
 	check("ExecutionPage", page)
 	// A full result, as stored by a finished execution.

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -36,8 +37,8 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, u *cronium.User) e
 		q.Set("after", v)
 	}
 	if v := q.Get("after"); v != "" {
-		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
-			return cronium.Invalid("after", v, "is not a sequence number")
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil || after > math.MaxInt64 {
+			return cronium.Invalid("after", v, "is not a sequence number: want a whole number from 0 to 9223372036854775807")
 		}
 	}
 	follow := q.Get("follow") == "true" || q.Get("follow") == "1" || r.Header.Get("Accept") == "text/event-stream"

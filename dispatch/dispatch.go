@@ -86,8 +86,8 @@ type Dispatcher struct {
 
 	mu       sync.Mutex // guards the fields below
 	running  map[string]*running
-	tiers    map[int64]cronium.Tier // user id -> tier, cached
-	rates    map[string]float64     // schedule|zone -> fires per minute, cached
+	tiers    map[int64]cachedTier // user id -> tier, for tierTTL
+	rates    map[string]float64   // schedule|zone -> fires per minute, cached
 	stop     chan struct{}
 	started  bool
 	loopDone chan struct{}
@@ -130,7 +130,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.UserWorkspace == 0 {
 		cfg.UserWorkspace = 1 << 30
 	}
-	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cronium.Tier{}, rates: map[string]float64{}}, nil
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cachedTier{}, rates: map[string]float64{}}, nil
 }
 
 // Hub returns the live-output hub.
@@ -239,21 +239,36 @@ func (d *Dispatcher) loop() {
 	}
 }
 
+// tierTTL is how long a user's tier is cached: a changed tier applies
+// within it.
+const tierTTL = time.Minute
+
+type cachedTier struct {
+	tier cronium.Tier
+	at   time.Time
+}
+
+// tierOf returns the tier of x's user. A failed lookup gives the free tier
+// for this decision only: it is never cached.
 func (d *Dispatcher) tierOf(ctx context.Context, x cronium.Execution) cronium.Tier {
 	d.mu.Lock()
-	t, ok := d.tiers[x.UserID]
+	c, ok := d.tiers[x.UserID]
 	d.mu.Unlock()
-	if ok {
-		return t
+	if ok && time.Since(c.at) < tierTTL {
+		return c.tier
 	}
-	t = d.cfg.Tiers["free"]
-	if u, err := d.cfg.Store.UserByName(ctx, x.User); err == nil {
-		if tt, ok := d.cfg.Tiers[u.Tier]; ok {
-			t = tt
-		}
+	u, err := d.cfg.Store.UserByName(ctx, x.User)
+	if err != nil {
+		d.log.Warn("look up the user's tier; the free tier applies to this decision", "user", x.User, "err", err)
+		return d.cfg.Tiers["free"]
+	}
+	t, ok := d.cfg.Tiers[u.Tier]
+	if !ok {
+		d.log.Warn("the user's tier is not configured; the free tier applies", "user", x.User, "tier", u.Tier)
+		t = d.cfg.Tiers["free"]
 	}
 	d.mu.Lock()
-	d.tiers[x.UserID] = t
+	d.tiers[x.UserID] = cachedTier{tier: t, at: time.Now()}
 	d.mu.Unlock()
 	return t
 }
@@ -546,8 +561,9 @@ func (d *Dispatcher) retry(ctx context.Context, x cronium.Execution, res cronium
 	if res.Outcome == cronium.Succeeded || res.Outcome == cronium.Cancelled {
 		return
 	}
-	ev, err := d.cfg.Store.EventByID(ctx, x.EventID)
+	ev, err := d.eventForRetry(ctx, x.EventID)
 	if err != nil {
+		d.log.Error("retry policy: the event could not be read; no retry is queued", "execution_id", x.ID, "event_id", x.EventID, "outcome", res.Outcome, "err", err)
 		return
 	}
 	p := ev.Retry
@@ -565,6 +581,24 @@ func (d *Dispatcher) retry(ctx context.Context, x cronium.Execution, res cronium
 	if _, err := d.cfg.Store.Enqueue(ctx, &next, nil); err != nil {
 		d.log.Error("enqueue retry", "execution_id", x.ID, "err", err)
 	}
+}
+
+// eventForRetry reads the event a retry is decided on, trying a few times:
+// a busy store must not drop a retry.
+func (d *Dispatcher) eventForRetry(ctx context.Context, id int64) (cronium.Event, error) {
+	var err error
+	for i, wait := 0, 50*time.Millisecond; i < 5; i, wait = i+1, wait*2 {
+		var ev cronium.Event
+		if ev, err = d.cfg.Store.EventByID(ctx, id); err == nil || errors.Is(err, cronium.ErrNotFound) {
+			return ev, err
+		}
+		select {
+		case <-ctx.Done():
+			return ev, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	return cronium.Event{}, err
 }
 
 func retryable(on []cronium.Outcome, o cronium.Outcome) bool {

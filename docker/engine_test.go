@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -134,6 +135,8 @@ print("children", n, flush=True)
 	}
 }
 
+// The CPU quota is a ceiling: a busy loop never gets more than its share,
+// however idle the host.
 func TestCPUQuota(t *testing.T) {
 	t.Parallel()
 	script := "import time\nend = time.time() + 4\nwhile time.time() < end:\n    pass\n"
@@ -144,8 +147,10 @@ func TestCPUQuota(t *testing.T) {
 	if rate > 0.6 {
 		t.Errorf("used %.2f CPU-seconds per wall second, want at most 0.6", rate)
 	}
-	if rate < 0.2 {
-		t.Errorf("used %.2f CPU-seconds per wall second: the busy loop did not run or CPU was not measured", rate)
+	// The quota is a ceiling, proved above; how much CPU a busy host leaves
+	// the loop is not the sandbox's to promise. It ran, and was measured.
+	if res.Usage.CPUSeconds < 0.05 {
+		t.Errorf("used %.2f CPU-seconds: the busy loop did not run or CPU was not measured", res.Usage.CPUSeconds)
 	}
 }
 
@@ -430,5 +435,27 @@ func TestDynamicAgentRefused(t *testing.T) {
 	_, err := New(context.Background(), Config{AgentPath: "/bin/ls", StateDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "dynamically linked") || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
 		t.Fatalf("err %v, want a refusal of the dynamic agent", err)
+	}
+}
+
+// Output chunks end on character boundaries: multi-byte characters that
+// straddle the agent's 64 KiB reads arrive whole, in every chunk.
+func TestOutputChunksKeepCharactersWhole(t *testing.T) {
+	t.Parallel()
+	script := "import sys\nfor pad in range(1, 4):\n    sys.stdout.buffer.write(b'a' * (65536 - pad) + 'é€😀'.encode() * 3000)\n    sys.stdout.buffer.flush()\n"
+	var chunks [][]byte
+	res, _ := run(t, cronium.Python, script, func(s *cronium.Spec) {
+		s.Output = func(c cronium.OutputChunk) { chunks = append(chunks, append([]byte(nil), c.Data...)) }
+	})
+	wantOutcome(t, res, "", cronium.Succeeded)
+	total := 0
+	for i, c := range chunks {
+		total += len(c)
+		if !utf8.Valid(c) {
+			t.Errorf("chunk %d of %d (%d bytes) splits a character: ends % x", i, len(chunks), len(c), c[max(0, len(c)-4):])
+		}
+	}
+	if want := 3*65536 - 6 + 3*3000*9; total != want || len(chunks) < 4 {
+		t.Errorf("%d bytes in %d chunks, want %d in several", total, len(chunks), want)
 	}
 }

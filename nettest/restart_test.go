@@ -15,16 +15,20 @@ import (
 	"github.com/cronium/executor/internal/fakenet"
 )
 
-// restartDockerd stops dockerd and starts it again, as a crash and restart
-// of the container engine would. It runs alone (`make test` runs it after
-// the other packages): every container on the machine stops.
-func restartDockerd(t *testing.T) {
+// restartDockerd stops dockerd and starts it again, as a restart of the
+// container engine would. It runs alone (`make test` runs it after the
+// other packages): every container on the machine stops.
+func restartDockerd(t *testing.T) { restartDockerdWith(t, "-TERM") }
+
+// restartDockerdWith stops dockerd with signal (-TERM: a clean stop; -KILL:
+// a crash) and starts it again.
+func restartDockerdWith(t *testing.T, signal string) {
 	t.Helper()
 	pid, err := exec.Command("pidof", "dockerd").Output()
 	if err != nil {
 		t.Fatalf("dockerd is not running: %v", err)
 	}
-	if out, err := exec.Command("kill", strings.Fields(string(pid))[0]).CombinedOutput(); err != nil {
+	if out, err := exec.Command("kill", signal, strings.Fields(string(pid))[0]).CombinedOutput(); err != nil {
 		t.Fatalf("stop dockerd: %v %s", err, out)
 	}
 	for i := 0; i < 60 && exec.Command("pidof", "dockerd").Run() == nil; i++ {
@@ -96,4 +100,49 @@ R["private"] = tcp("10.99.0.5", 5432)
 `, gw, port))
 	want(t, got, map[string]string{"public": "ok:host=api.example.test", "host": "err:ConnectionRefusedError", "private": "err:ConnectionRefusedError"})
 	refused(t, res, "(the host's own address)", "10.99.0.5:5432/tcp (private address)")
+}
+
+// An engine that restarts mid-run (a clean restart, or a crash: kill -9)
+// never turns the run into a silent "cancelled": the run either survives
+// (live-restore) and succeeds, or ends engine_error with a reason that
+// says the engine stopped it (and the retry policy applies to that).
+func TestEngineRestartMidRunIsNotACancel(t *testing.T) {
+	for _, sig := range []string{"-KILL", "-TERM"} {
+		t.Run(sig, func(t *testing.T) {
+			done := make(chan cronium.Result, 1)
+			var out strings.Builder
+			go func() {
+				spec := cronium.Spec{Language: cronium.Bash, Script: []byte("echo started; sleep 20; echo done"),
+					Output: func(c cronium.OutputChunk) { out.Write(c.Data) }}
+				spec.Limits.Timeout = 60 * time.Second
+				res, err := engine.Run(context.Background(), spec)
+				if err != nil {
+					res = cronium.Result{Outcome: "run error", Error: err.Error()}
+				}
+				done <- res
+			}()
+			time.Sleep(3 * time.Second)
+			restartDockerdWith(t, sig)
+			var res cronium.Result
+			select {
+			case res = <-done:
+			case <-time.After(90 * time.Second):
+				t.Fatal("the run did not end after the engine restarted")
+			}
+			live, _ := exec.Command("docker", "info", "--format", "{{.LiveRestoreEnabled}}").Output()
+			t.Logf("live-restore %s: %s %q, output %q", strings.TrimSpace(string(live)), res.Outcome, res.Error, out.String())
+			switch res.Outcome {
+			case cronium.Succeeded:
+				if !strings.Contains(out.String(), "done") {
+					t.Errorf("succeeded without its output: %q", out.String())
+				}
+			case cronium.EngineError:
+				if !strings.Contains(res.Error, "engine") {
+					t.Errorf("engine_error %q does not say the engine stopped the run", res.Error)
+				}
+			default:
+				t.Errorf("outcome %s (exit %d, %q): want succeeded (the run survived) or engine_error naming the engine", res.Outcome, res.ExitCode, res.Error)
+			}
+		})
+	}
 }

@@ -16,12 +16,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // the driver
+	sqlitedrv "modernc.org/sqlite" // the driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	cronium "github.com/cronium/executor"
 )
@@ -191,8 +192,14 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return tx.Commit()
 }
 
+// isUnique reports whether err is a UNIQUE (or primary key) constraint
+// violation, by the driver's extended result code.
 func isUnique(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint")
+	var se *sqlitedrv.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
 
 // ---- users and keys
@@ -303,7 +310,9 @@ func (s *Store) PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (
 		ev.ID = id
 		ev.CreatedAt = time.Unix(createdAt, 0).UTC()
 		var old cronium.Event
-		json.Unmarshal([]byte(oldSpec), &old)
+		if err := json.Unmarshal([]byte(oldSpec), &old); err != nil {
+			old = cronium.Event{} // an unreadable stored spec is replaced by this one
+		}
 		old.ID, old.CreatedAt = ev.ID, ev.CreatedAt
 		ev.UpdatedAt = old.UpdatedAt
 		if a, b := mustJSON(old), mustJSON(ev); a == b {
@@ -313,7 +322,7 @@ func (s *Store) PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (
 		spec, _ := json.Marshal(ev)
 		// A changed schedule starts afresh: fires before now are not "missed".
 		_, err = tx.ExecContext(ctx, `UPDATE events SET spec = ?, enabled = ?, updated_at = ?,
-			last_fire = CASE WHEN json_extract(spec, '$.schedule') IS NOT json_extract(?, '$.schedule') OR json_extract(spec, '$.timezone') IS NOT json_extract(?, '$.timezone') THEN NULL ELSE last_fire END
+			last_fire = CASE WHEN NOT json_valid(spec) THEN NULL WHEN json_extract(spec, '$.schedule') IS NOT json_extract(?, '$.schedule') OR json_extract(spec, '$.timezone') IS NOT json_extract(?, '$.timezone') THEN NULL ELSE last_fire END
 			WHERE id = ?`, spec, ev.IsEnabled(), now.Unix(), spec, spec, id)
 		return err
 	})
@@ -600,9 +609,11 @@ func scanExecution(sc interface{ Scan(...any) error }) (cronium.Execution, error
 	}
 	if result.Valid && result.String != "" {
 		var r cronium.Result
-		if json.Unmarshal([]byte(result.String), &r) == nil {
-			x.Result = &r
+		if err := json.Unmarshal([]byte(result.String), &r); err != nil {
+			// Said, not dropped: the rest of the execution is still shown.
+			r = cronium.Result{ID: x.ID, Error: "the stored result could not be read: " + err.Error()}
 		}
+		x.Result = &r
 	}
 	return x, nil
 }
@@ -1018,7 +1029,16 @@ func (s *Store) Increment(ctx context.Context, userID int64, key string, delta f
 			}
 		}
 		out = n + delta
-		b, _ := json.Marshal(out)
+		if math.IsNaN(delta) || math.IsInf(delta, 0) {
+			return cronium.Invalid("by", strconv.FormatFloat(delta, 'g', -1, 64), "is not a finite number: increment by a number like 1 or -0.5")
+		}
+		if math.IsInf(out, 0) || math.IsNaN(out) {
+			return cronium.Invalid("by", strconv.FormatFloat(delta, 'g', -1, 64), "takes "+key+" past the largest number a variable can hold: nothing was stored")
+		}
+		b, err := json.Marshal(out)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", key, err)
+		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO variables(user_id, key, value, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT(user_id, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, userID, key, string(b), time.Now().Unix())
 		return err

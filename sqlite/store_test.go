@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"math"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -154,5 +156,57 @@ func TestSetPackageLock(t *testing.T) {
 	st.DeleteEvent(ctx, u.ID, "e")
 	if ok, _ := st.SetPackageLock(ctx, ev.ID, lock.Image, lock); ok {
 		t.Error("recorded a lock on a deleted event")
+	}
+}
+
+// Increments that cannot be represented are refused before anything is
+// stored: listing the user's variables keeps working.
+func TestIncrementRefusesNonFiniteValues(t *testing.T) {
+	st, _ := setup(t)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	if _, err := st.Increment(ctx, u.ID, "n", math.NaN()); !errors.Is(err, cronium.ErrInvalid) {
+		t.Errorf("increment by NaN: %v, want invalid", err)
+	}
+	if _, err := st.Increment(ctx, u.ID, "n", math.Inf(1)); !errors.Is(err, cronium.ErrInvalid) {
+		t.Errorf("increment by +Inf: %v, want invalid", err)
+	}
+	if v, err := st.Increment(ctx, u.ID, "big", math.MaxFloat64); err != nil || v != math.MaxFloat64 {
+		t.Fatalf("increment to the largest float: %v %v", v, err)
+	}
+	if _, err := st.Increment(ctx, u.ID, "big", math.MaxFloat64); !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), "largest number") {
+		t.Errorf("increment past the float range: %v, want invalid", err)
+	}
+	vars, err := st.Variables(ctx, u.ID)
+	if err != nil || len(vars) != 1 || !json.Valid(vars["big"]) {
+		t.Errorf("variables after refused increments: %v %v", vars, err)
+	}
+}
+
+// A stored execution result that cannot be read is said on the
+// execution, not dropped; a stored event spec that cannot be read is
+// replaced by the next apply.
+func TestUnreadableStoredDataIsSaid(t *testing.T) {
+	st, _ := setup(t)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"}
+	ev.Normalize(cronium.DefaultTiers()["free"])
+	st.PutEvent(ctx, u.ID, &ev)
+	x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1}
+	st.Enqueue(ctx, &x, nil)
+	st.db.Exec(`UPDATE executions SET status = 'finished', result = '{"outcome": 42' WHERE id = ?`, x.ID)
+	got, err := st.Execution(ctx, u.ID, x.ID)
+	if err != nil || got.Result == nil || !strings.Contains(got.Result.Error, "could not be read") {
+		t.Errorf("execution with a broken result: %+v %v", got.Result, err)
+	}
+	st.db.Exec(`UPDATE events SET spec = '{broken' WHERE id = ?`, ev.ID)
+	ev2 := cronium.Event{Name: "e", Language: cronium.Bash, Script: "y"}
+	ev2.Normalize(cronium.DefaultTiers()["free"])
+	if _, err := st.PutEvent(ctx, u.ID, &ev2); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := st.Event(ctx, u.ID, "e"); err != nil || e.Script != "y" {
+		t.Errorf("event after replacing a broken spec: %+v %v", e, err)
 	}
 }
