@@ -38,6 +38,10 @@ type serverConfig struct {
 	ShutdownGrace cronium.Duration `json:"shutdown_grace"`
 	// LogLimit caps the stored logs of one execution. Default 1Mi.
 	LogLimit cronium.Size `json:"log_limit"`
+	// RequestTimeout is how long a client may take to send a request,
+	// headers and body; an idle keep-alive connection is closed after twice
+	// that. Streams (logs, builds) are not bound by it. Default 1m.
+	RequestTimeout cronium.Duration `json:"request_timeout"`
 	// DockerHost is the engine address. Default: $DOCKER_HOST, then the default socket.
 	DockerHost string `json:"docker_host"`
 	// Tiers override or add tiers; the defaults are free, pro and enterprise.
@@ -172,7 +176,7 @@ func defaultServerConfig() serverConfig {
 	}
 	return serverConfig{
 		Listen: "127.0.0.1:8080", DataDir: dir, NodeID: host, Capacity: 2 * runtime.NumCPU(),
-		ShutdownGrace: cronium.Duration(30 * time.Second), LogLimit: 1 << 20, Tiers: cronium.DefaultTiers(),
+		ShutdownGrace: cronium.Duration(30 * time.Second), LogLimit: 1 << 20, RequestTimeout: cronium.Duration(time.Minute), Tiers: cronium.DefaultTiers(),
 	}
 }
 
@@ -256,6 +260,11 @@ func loadServerConfig(path string) (serverConfig, error) {
 			c.ShutdownGrace = cronium.Duration(d)
 			return err
 		},
+		"CRONIUM_REQUEST_TIMEOUT": func(v string) error {
+			d, err := cronium.ParseDuration("CRONIUM_REQUEST_TIMEOUT", v)
+			c.RequestTimeout = cronium.Duration(d)
+			return err
+		},
 		"CRONIUM_LOG_LIMIT": func(v string) error {
 			s, err := cronium.ParseSize("CRONIUM_LOG_LIMIT", v)
 			c.LogLimit = s
@@ -284,6 +293,9 @@ func (c *serverConfig) merge(f serverConfig) {
 	}
 	if f.Capacity != 0 {
 		c.Capacity = f.Capacity
+	}
+	if f.RequestTimeout != 0 {
+		c.RequestTimeout = f.RequestTimeout
 	}
 	if f.ShutdownGrace != 0 {
 		c.ShutdownGrace = f.ShutdownGrace
@@ -320,6 +332,9 @@ func (c *serverConfig) validate() error {
 	}
 	if c.LogLimit < 1024 {
 		return cronium.Invalid("log_limit", c.LogLimit.String(), "is too small: want at least 1Ki")
+	}
+	if d := c.RequestTimeout.D(); d < time.Second || d > time.Hour {
+		return cronium.Invalid("request_timeout", d.String(), "is out of range: want 1s to 1h, like 1m")
 	}
 	if c.DataDir == "" {
 		return cronium.Invalid("data_dir", "", "is empty")

@@ -238,7 +238,11 @@ func serve(g *globals, cfg serverConfig) error {
 	if err := sched.Start(ctx); err != nil {
 		return err
 	}
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	// A client that sends its request slowly, or idles, is cut off. The
+	// read deadline ends with the request's body: streams (logs, builds)
+	// are not bound by it.
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: cfg.RequestTimeout.D(), IdleTimeout: 2 * cfg.RequestTimeout.D()}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	gcDone := make(chan struct{})

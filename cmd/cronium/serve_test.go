@@ -695,3 +695,41 @@ func startAs(t *testing.T, tier string, env ...string) (*server, string) {
 	s.start()
 	return s, key
 }
+
+// A client that sends its request slowly is cut off after the request
+// timeout (it cannot hold a connection forever), while a log stream that
+// lasts longer than the timeout goes on to its end.
+func TestRequestTimeoutCutsSlowClientsNotStreams(t *testing.T) {
+	t.Parallel()
+	s, key := startAs(t, "free", "CRONIUM_REQUEST_TIMEOUT=2s")
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "PUT /v1/events/slow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 100\r\n\r\n{", key)
+	begin := time.Now()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	io.ReadAll(c) // until the server closes the connection
+	if d := time.Since(begin); d > 6*time.Second {
+		t.Errorf("a slow request held its connection for %s, want it cut after the 2s timeout", d)
+	}
+
+	if st := s.api(key, "PUT", "/v1/events/late", map[string]any{"name": "late", "language": "bash", "script": "echo early; sleep 5; echo late"}, nil); st != 200 && st != 201 {
+		t.Fatalf("apply: %d", st)
+	}
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/late/trigger", map[string]any{}, &x)
+	req, _ := http.NewRequest("GET", s.url+"/v1/executions/"+x.ID+"/logs", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), "late") || !strings.Contains(string(body), "event: end") {
+		t.Errorf("the stream ended early (after the request timeout?):\n%s", body)
+	}
+}
