@@ -228,11 +228,8 @@ func (e *Event) Normalize(tier Tier) error {
 		return err
 	}
 	for k := range e.Env {
-		if k == "" || strings.ContainsAny(k, "= \t\x00") {
-			return Invalid("env", k, "is not a variable name")
-		}
-		if strings.HasPrefix(k, "CRONIUM_") {
-			return Invalid("env."+k, k, "uses the reserved CRONIUM_ prefix: pick another name")
+		if err := CheckEnvName("env", k); err != nil {
+			return err
 		}
 	}
 	if len(e.Input) > 0 && !json.Valid(e.Input) {
@@ -448,3 +445,39 @@ func ValidVariableKey(k string) bool { return variableKey.MatchString(k) }
 
 // MaxVariableBytes caps one variable's JSON value.
 const MaxVariableBytes = 64 << 10
+
+// CheckVariable is the one rule for a variable, wherever it is set (the
+// API, the runtime socket, `cronium run`): a valid key and, unless value is
+// nil (a read or delete), a JSON value of at most MaxVariableBytes.
+func CheckVariable(key string, value []byte) error {
+	if !ValidVariableKey(key) {
+		return Invalid("key", key, "is not a variable key: 1-128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter, digit or '_'")
+	}
+	switch {
+	case value == nil:
+	case len(value) == 0:
+		return Invalid("value", "", "is required: any JSON value")
+	case len(value) > MaxVariableBytes:
+		return Invalid("value", "", fmt.Sprintf("of %s is %d bytes, above the %d byte limit: nothing was stored", key, len(value), MaxVariableBytes))
+	case !json.Valid(value):
+		return Invalid("value", "", "of "+key+" is not JSON: nothing was stored")
+	}
+	return nil
+}
+
+// envName is what an environment variable's name may be: a shell name.
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// CheckEnvName is the one rule for the names of a script's environment
+// variables, wherever they come from (event env, `run --env`, a Spec):
+// shell names (letters, digits and _, not starting with a digit, at most
+// 128 bytes), and not the reserved CRONIUM_ prefix.
+func CheckEnvName(field, name string) error {
+	if !envName.MatchString(name) {
+		return Invalid(field, name, "is not a variable name: use letters, digits and _, not starting with a digit, like MODE or API_URL")
+	}
+	if strings.HasPrefix(name, "CRONIUM_") {
+		return Invalid(field, name, "uses the reserved CRONIUM_ prefix: pick another name")
+	}
+	return nil
+}

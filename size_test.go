@@ -96,3 +96,18 @@ func TestProfiles(t *testing.T) {
 		t.Errorf("unknown profile error %v, want the list of profiles", err)
 	}
 }
+
+// One rule for environment variable names, wherever they come from.
+func TestCheckEnvName(t *testing.T) {
+	for _, ok := range []string{"MODE", "_x", "API_URL2", "a"} {
+		if err := CheckEnvName("env", ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "1A", "A B", "A=B", "A-B", "MÖDE", "A\x00", "CRONIUM_X", strings.Repeat("A", 129)} {
+		err := CheckEnvName("env", bad)
+		if !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), "env:") {
+			t.Errorf("%q: %v, want invalid naming env", bad, err)
+		}
+	}
+}

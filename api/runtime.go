@@ -25,10 +25,7 @@ func (s *Server) listVariables(w http.ResponseWriter, r *http.Request, u *croniu
 
 func variableKey(r *http.Request) (string, error) {
 	k := r.PathValue("key")
-	if !cronium.ValidVariableKey(k) {
-		return "", cronium.Invalid("key", k, "is not a variable key: 1-128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter, digit or '_'")
-	}
-	return k, nil
+	return k, cronium.CheckVariable(k, nil)
 }
 
 // ownerAndKey resolves whose variable a request names, and its key.
@@ -69,11 +66,11 @@ func (s *Server) putVariable(w http.ResponseWriter, r *http.Request, u *cronium.
 	if err := decode(r, &b); err != nil {
 		return err
 	}
-	if len(b.Value) == 0 {
-		return cronium.Invalid("value", "", "is required: any JSON value")
+	if b.Value == nil {
+		b.Value = []byte{}
 	}
-	if len(b.Value) > cronium.MaxVariableBytes {
-		return cronium.Invalid("value", "", fmt.Sprintf("is %d bytes, above the %d byte limit: nothing was stored", len(b.Value), cronium.MaxVariableBytes))
+	if err := cronium.CheckVariable(k, b.Value); err != nil {
+		return err
 	}
 	if err := s.cfg.Store.SetVariable(r.Context(), o.ID, k, b.Value); err != nil {
 		return err

@@ -379,11 +379,8 @@ func (e *Engine) checkSpec(spec *cronium.Spec) error {
 		}
 	}
 	for k := range spec.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			return cronium.Invalid("env", k, "is not a variable name: use NAME=value")
-		}
-		if strings.HasPrefix(k, "CRONIUM_") {
-			return cronium.Invalid("env", k, "uses the reserved CRONIUM_ prefix: pick another name")
+		if err := cronium.CheckEnvName("env", k); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -105,8 +105,8 @@ func (h *Handler) Call(ctx context.Context, c cronium.RuntimeCall) (json.RawMess
 		}
 		return json.Marshal(vars)
 	}
-	if !cronium.ValidVariableKey(c.Key) {
-		return nil, errorf("variable key %q is not valid: 1-128 characters of letters, digits, '_', '.', ':' or '-', starting with a letter, digit or '_'", c.Key)
+	if err := cronium.CheckVariable(c.Key, nil); err != nil {
+		return nil, err
 	}
 	switch c.Op {
 	case "getVariable":
@@ -116,14 +116,8 @@ func (h *Handler) Call(ctx context.Context, c cronium.RuntimeCall) (json.RawMess
 		}
 		return v, err
 	case "setVariable":
-		if len(c.Value) == 0 {
-			return nil, errorf("setVariable %s needs a value", c.Key)
-		}
-		if len(c.Value) > cronium.MaxVariableBytes {
-			return nil, errorf("variable %s: the value is %d bytes, above the %d byte limit: nothing was stored", c.Key, len(c.Value), cronium.MaxVariableBytes)
-		}
-		if !json.Valid(c.Value) {
-			return nil, errorf("variable %s: the value is not JSON", c.Key)
+		if err := cronium.CheckVariable(c.Key, append([]byte{}, c.Value...)); err != nil {
+			return nil, fmt.Errorf("setVariable: %w", err)
 		}
 		return nil, st.SetVariable(ctx, x.userID, c.Key, compact(c.Value))
 	case "deleteVariable":

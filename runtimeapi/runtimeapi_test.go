@@ -39,7 +39,7 @@ func TestCallsAreBoundToALiveExecutionAndItsUser(t *testing.T) {
 	if _, err := call("xa", "increment", "k", "1"); err == nil || !strings.Contains(err.Error(), "not a number") {
 		t.Errorf("increment of a string: %v", err)
 	}
-	if _, err := call("xa", "setVariable", "bad key!", `1`); err == nil || !strings.Contains(err.Error(), "not valid") {
+	if _, err := call("xa", "setVariable", "bad key!", `1`); err == nil || !strings.Contains(err.Error(), "not a variable key") {
 		t.Errorf("bad key: %v", err)
 	}
 	if _, err := call("xa", "setVariable", "big", `"`+strings.Repeat("x", 70<<10)+`"`); err == nil || !strings.Contains(err.Error(), "65536 byte limit") {

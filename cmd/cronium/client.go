@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/api"
 	"github.com/cronium/executor/sqlite"
 )
 
@@ -715,6 +716,10 @@ func newUserCmd() *cobra.Command {
 			}
 			if _, ok := cfg.Tiers[tier]; !ok {
 				return usage(cronium.Invalid("--tier", tier, "is not a tier: want one of "+cronium.TierNames(cfg.Tiers)))
+			}
+			// The API's rule: a name the API refuses is refused here too.
+			if err := api.ValidateUser(args[0], tier, cfg.Tiers); err != nil {
+				return usage(err)
 			}
 			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
 				u, err := st.CreateUser(c.Context(), args[0], tier, admin)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"sync"
 
 	cronium "github.com/cronium/executor"
@@ -43,8 +44,8 @@ func (l *localRuntime) Call(_ context.Context, c cronium.RuntimeCall) (json.RawM
 	case "listVariables":
 		return json.Marshal(l.vars)
 	}
-	if !cronium.ValidVariableKey(c.Key) {
-		return nil, fmt.Errorf("variable key %q is not valid", c.Key)
+	if err := cronium.CheckVariable(c.Key, nil); err != nil {
+		return nil, err
 	}
 	switch c.Op {
 	case "getVariable":
@@ -53,8 +54,8 @@ func (l *localRuntime) Call(_ context.Context, c cronium.RuntimeCall) (json.RawM
 		}
 		return json.RawMessage("null"), nil
 	case "setVariable":
-		if len(c.Value) > cronium.MaxVariableBytes {
-			return nil, fmt.Errorf("variable %s: the value is above the %d byte limit", c.Key, cronium.MaxVariableBytes)
+		if err := cronium.CheckVariable(c.Key, append([]byte{}, c.Value...)); err != nil {
+			return nil, err
 		}
 		l.vars[c.Key] = c.Value
 		return nil, nil
@@ -63,11 +64,19 @@ func (l *localRuntime) Call(_ context.Context, c cronium.RuntimeCall) (json.RawM
 		return nil, nil
 	case "increment":
 		var n, d float64 = 0, 1
-		json.Unmarshal(l.vars[c.Key], &n)
-		if len(c.Value) > 0 {
-			json.Unmarshal(c.Value, &d)
+		if cur, ok := l.vars[c.Key]; ok && json.Unmarshal(cur, &n) != nil {
+			return nil, fmt.Errorf("variable %s holds a value that is not a number: increment needs a number", c.Key)
 		}
-		b, _ := json.Marshal(n + d)
+		if len(c.Value) > 0 && string(c.Value) != "null" && json.Unmarshal(c.Value, &d) != nil {
+			return nil, fmt.Errorf("increment %s: by is not a number", c.Key)
+		}
+		if math.IsInf(n+d, 0) || math.IsNaN(n+d) {
+			return nil, fmt.Errorf("increment %s: the result is not a finite number: nothing was stored", c.Key)
+		}
+		b, err := json.Marshal(n + d)
+		if err != nil {
+			return nil, err
+		}
 		l.vars[c.Key] = b
 		return b, nil
 	}

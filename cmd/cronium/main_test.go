@@ -189,3 +189,12 @@ func TestImagesAreUpToDate(t *testing.T) {
 		t.Errorf("exit %d, stderr %q: want every image up to date (built once, not rebuilt)", code, stderr)
 	}
 }
+
+// `cronium user create` refuses the names the API refuses, before any store.
+func TestUserCreateValidatesTheName(t *testing.T) {
+	t.Parallel()
+	_, stderr, code := cronium_(t, "user", "create", "Bad Name!")
+	if code != 2 || !strings.Contains(stderr, "name:") {
+		t.Errorf("exit %d, %q: want 2 naming the field", code, stderr)
+	}
+}

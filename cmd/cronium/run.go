@@ -125,11 +125,11 @@ func specFromFlags(f *runFlags, file string) (cronium.Spec, error) {
 	spec.Env = map[string]string{}
 	for _, kv := range f.env {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" || strings.ContainsAny(k, " \t\x00") {
+		if !ok {
 			return spec, cronium.Invalid("--env", kv, "is not K=V: like --env MODE=prod")
 		}
-		if strings.HasPrefix(k, "CRONIUM_") {
-			return spec, cronium.Invalid("--env", kv, "uses the reserved CRONIUM_ prefix: pick another name")
+		if err := cronium.CheckEnvName("--env", k); err != nil {
+			return spec, err
 		}
 		spec.Env[k] = v
 	}

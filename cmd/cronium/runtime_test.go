@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -531,5 +533,23 @@ cronium.output({"ok": ok})
 	if err != nil || !strings.Contains(out, "condition: true") || !strings.Contains(out, `output:    {"ok":`) {
 		logs, _ := s.cli("exec", "logs", x.ID)
 		t.Errorf("exec get: %v\n%s\n%s", err, out, logs)
+	}
+}
+
+// `cronium run` checks variables with the server's rule: JSON values only,
+// and increments that stay finite numbers.
+func TestLocalRuntimeChecksVariablesLikeTheServer(t *testing.T) {
+	l := &localRuntime{}
+	ctx := context.Background()
+	if _, err := l.Call(ctx, cronium.RuntimeCall{Op: "setVariable", Key: "k", Value: json.RawMessage(`{not json`)}); !errors.Is(err, cronium.ErrInvalid) {
+		t.Errorf("a non-JSON value: %v, want invalid", err)
+	}
+	l.Call(ctx, cronium.RuntimeCall{Op: "setVariable", Key: "s", Value: json.RawMessage(`"text"`)})
+	if _, err := l.Call(ctx, cronium.RuntimeCall{Op: "increment", Key: "s"}); err == nil {
+		t.Error("increment of a string was accepted")
+	}
+	l.Call(ctx, cronium.RuntimeCall{Op: "setVariable", Key: "big", Value: json.RawMessage(`1.7976931348623157e308`)})
+	if _, err := l.Call(ctx, cronium.RuntimeCall{Op: "increment", Key: "big", Value: json.RawMessage(`1.7976931348623157e308`)}); err == nil {
+		t.Error("an increment past the float range was accepted")
 	}
 }
