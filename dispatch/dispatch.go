@@ -414,7 +414,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		return cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: err.Error(), StartedAt: now, EndedAt: now}
 	}
 	sink := &logSink{d: d, id: x.ID, limit: d.cfg.LogLimit}
-	defer sink.flush()
+	defer sink.finish()
 	stopFlush := sink.startFlusher()
 	defer stopFlush()
 
@@ -751,7 +751,9 @@ func (s *logSink) add(c cronium.OutputChunk) {
 	}
 }
 
-func (s *logSink) flush() {
+// flush stores the pending chunks and then publishes them. It reports
+// whether they were stored (or there were none).
+func (s *logSink) flush() bool {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
@@ -759,15 +761,30 @@ func (s *logSink) flush() {
 	s.pending = nil
 	s.mu.Unlock()
 	if len(batch) == 0 && !trunc {
-		return
+		return true
 	}
 	if err := s.d.cfg.Store.AppendLogs(context.Background(), s.id, batch, trunc); err != nil {
-		s.d.log.Error("store logs", "execution_id", s.id, "err", err)
+		// Kept for the next flush, not published: what followers see is
+		// always what the store has.
+		s.d.log.Error("store logs; keeping them for the next attempt", "execution_id", s.id, "chunks", len(batch), "err", err)
+		s.mu.Lock()
+		s.pending = append(batch, s.pending...)
+		s.mu.Unlock()
+		return false
 	}
 	// Published only once stored: a follower that subscribes and then reads
 	// the store can never miss a chunk.
 	for _, c := range batch {
 		s.d.cfg.Hub.Publish(s.id, c)
+	}
+	return true
+}
+
+// finish flushes what is left at the end of the run, trying a few times
+// when the store fails.
+func (s *logSink) finish() {
+	for i, wait := 0, 100*time.Millisecond; !s.flush() && i < 5; i, wait = i+1, wait*2 {
+		time.Sleep(wait)
 	}
 }
 

@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -34,8 +35,14 @@ func (e *scriptedEngine) GC(context.Context, time.Duration) (int, error) { retur
 func (e *scriptedEngine) Close() error                                   { return nil }
 
 func setup(t *testing.T) (*sqlite.Store, *scriptedEngine, *Dispatcher) {
+	st, eng, d, _ := setupAt(t)
+	return st, eng, d
+}
+
+func setupAt(t *testing.T) (*sqlite.Store, *scriptedEngine, *Dispatcher, string) {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "cronium.db"))
+	path := filepath.Join(t.TempDir(), "cronium.db")
+	st, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +52,7 @@ func setup(t *testing.T) (*sqlite.Store, *scriptedEngine, *Dispatcher) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st, eng, d
+	return st, eng, d, path
 }
 
 // A failed run with a retry policy queues the next attempt, which runs.
@@ -107,5 +114,58 @@ func TestTierLookupFailureIsNotCached(t *testing.T) {
 	}
 	if got := d.tierOf(ctx, x); got.Name != "pro" {
 		t.Errorf("after a failed lookup the tier is %s, want pro: the failure was cached", got.Name)
+	}
+}
+
+// Log chunks the store could not take are kept for the next flush and not
+// published meanwhile: followers never see what the store lost.
+func TestLogsAreKeptWhenTheStoreFails(t *testing.T) {
+	st, _, d, path := setupAt(t)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"}
+	ev.Normalize(cronium.DefaultTiers()["free"])
+	st.PutEvent(ctx, u.ID, &ev)
+	x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1}
+	st.Enqueue(ctx, &x, nil)
+	// The fault: a second connection to the same database makes log inserts fail.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER fail_logs BEFORE INSERT ON logs BEGIN SELECT RAISE(FAIL, 'disk full'); END`); err != nil {
+		t.Fatal(err)
+	}
+	sub, cancel := d.Hub().Subscribe(x.ID)
+	defer cancel()
+	sink := &logSink{d: d, id: x.ID, limit: 1 << 20}
+	sink.add(cronium.OutputChunk{Seq: 1, Stream: cronium.Stdout, Data: []byte("first\n")})
+	if sink.flush() {
+		t.Fatal("flush reported success while the store failed")
+	}
+	select {
+	case c := <-sub:
+		t.Fatalf("published %q that the store does not have", c.Data)
+	case <-time.After(100 * time.Millisecond):
+	}
+	db.Exec(`DROP TRIGGER fail_logs`)
+	sink.add(cronium.OutputChunk{Seq: 2, Stream: cronium.Stdout, Data: []byte("second\n")})
+	if !sink.flush() {
+		t.Fatal("flush failed after the store recovered")
+	}
+	for _, want := range []string{"first\n", "second\n"} {
+		select {
+		case c := <-sub:
+			if string(c.Data) != want {
+				t.Errorf("published %q, want %q", c.Data, want)
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("%q was not published", want)
+		}
+	}
+	chunks, _ := st.Logs(ctx, x.ID, 0, 10)
+	if len(chunks) != 2 || string(chunks[0].Data) != "first\n" {
+		t.Errorf("stored %+v, want both chunks in order", chunks)
 	}
 }
