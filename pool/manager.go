@@ -29,6 +29,7 @@ type Manager struct {
 	evicting int // evicted sandboxes whose budget unit is not back yet
 	reserved int // units freed by an eviction, kept for the runs that wait (refills may not take them)
 	waiters  int // runs waiting for a unit
+	freed    chan struct{} // closed (and replaced) when a unit is released
 }
 
 // LimitTotal bounds the sandboxes of all pools together (the node's
@@ -97,6 +98,10 @@ func (m *Manager) acquireUnit(ctx context.Context, self *Pool) error {
 			// Counted before it happens: its close may release the unit before evictOther returns.
 			m.evicting++
 		}
+		if m.freed == nil {
+			m.freed = make(chan struct{})
+		}
+		freed := m.freed
 		m.bmu.Unlock()
 		if evict && !m.evictOther(self) {
 			m.bmu.Lock()
@@ -105,11 +110,17 @@ func (m *Manager) acquireUnit(ctx context.Context, self *Pool) error {
 			}
 			m.bmu.Unlock()
 		}
+		// Woken by the next release; the timer only covers an eviction
+		// that found nothing to close while every sandbox is busy.
+		t := time.NewTimer(time.Second)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
+		case <-freed:
+		case <-t.C:
 		}
+		t.Stop()
 	}
 }
 
@@ -124,6 +135,10 @@ func (m *Manager) settleLocked() {
 func (m *Manager) release() {
 	m.bmu.Lock()
 	defer m.bmu.Unlock()
+	if m.freed != nil {
+		close(m.freed) // wake the runs waiting for a unit
+		m.freed = nil
+	}
 	if m.evicting > 0 {
 		m.evicting--
 		if m.waiters > 0 {
@@ -202,13 +217,26 @@ func NewManager(templates map[Mode]Config) *Manager {
 // calls for the same key use the pool's first factory. A key already used
 // with another mode, or a bad template, gives an engine_error result.
 func (m *Manager) Run(ctx context.Context, mode Mode, key string, factory Factory, spec cronium.Spec) (cronium.Result, bool) {
-	p, err := m.pool(mode, key, factory)
-	if err != nil {
-		now := time.Now()
-		return cronium.Result{ID: spec.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: err.Error(),
-			Image: spec.Image, StartedAt: now, EndedAt: now}, false
+	for attempt := 0; ; attempt++ {
+		p, err := m.pool(mode, key, factory)
+		if err != nil {
+			now := time.Now()
+			return cronium.Result{ID: spec.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: err.Error(),
+				Image: spec.Image, StartedAt: now, EndedAt: now}, false
+		}
+		res, hit, err := p.run(ctx, spec)
+		// A pool retired between finding it and getting a sandbox: the
+		// key's new pool serves the run.
+		if errors.Is(err, ErrStopped) && attempt < 3 && ctx.Err() == nil {
+			m.mu.Lock()
+			stopped := m.stopped
+			m.mu.Unlock()
+			if !stopped {
+				continue
+			}
+		}
+		return res, hit
 	}
-	return p.Run(ctx, spec)
 }
 
 // pool finds or creates the pool for key.
@@ -287,6 +315,23 @@ func (m *Manager) Retire(match func(key string) bool) int {
 		})
 	}
 	return n
+}
+
+// RetireUnused retires the pools that served no run for maxIdle (a pool
+// per user and spec would otherwise keep its warm sandboxes forever, also
+// for deleted events). It returns how many it retired. Call it
+// periodically; a run for a retired key later gets a new pool.
+func (m *Manager) RetireUnused(maxIdle time.Duration) int {
+	m.mu.Lock()
+	stale := map[string]bool{}
+	for key, p := range m.pools {
+		last, busy := p.unusedSince()
+		if !busy && p.cfg.Clock().Sub(last) >= maxIdle {
+			stale[key] = true
+		}
+	}
+	m.mu.Unlock()
+	return m.Retire(func(key string) bool { return stale[key] })
 }
 
 // Stop stops every pool in parallel (see Pool.Stop), retired ones too,

@@ -205,6 +205,7 @@ type Pool struct {
 	retryAt   time.Time     // no refill before this (real clock)
 
 	hits, misses, created, recycled, runs int64
+	lastUse                               time.Time // of the last Run (Clock), or of Start
 }
 
 // New checks cfg, fills its defaults and returns a pool that is not started yet.
@@ -241,6 +242,7 @@ func (p *Pool) Start(ctx context.Context) error {
 		return fmt.Errorf("pool %q already started", p.cfg.Name)
 	}
 	p.started = true
+	p.lastUse = p.cfg.Clock()
 	p.wg.Add(2)
 	go p.refiller()
 	go p.reaper()
@@ -258,11 +260,20 @@ func (p *Pool) Start(ctx context.Context) error {
 // had, the result is engine_error (factory error, or "pool stopped"), or
 // cancelled when ctx ended while waiting.
 func (p *Pool) Run(ctx context.Context, spec cronium.Spec) (cronium.Result, bool) {
+	res, hit, _ := p.run(ctx, spec)
+	return res, hit
+}
+
+// run is Run, also returning the error of a run that got no sandbox.
+func (p *Pool) run(ctx context.Context, spec cronium.Spec) (cronium.Result, bool, error) {
 	began := time.Now()
+	p.mu.Lock()
+	p.lastUse = p.cfg.Clock()
+	p.mu.Unlock()
 	e, hit, err := p.acquire(ctx)
 	acquired := time.Since(began)
 	if err != nil {
-		return p.failed(ctx, spec, err, began, acquired), false
+		return p.failed(ctx, spec, err, began, acquired), false, err
 	}
 
 	res := e.sb.Run(ctx, spec)
@@ -285,7 +296,7 @@ func (p *Pool) Run(ctx context.Context, spec cronium.Spec) (cronium.Result, bool
 		}
 	}
 	p.release(e, reason)
-	return res, hit
+	return res, hit, nil
 }
 
 // recycleReason says why e must not serve again after res, or "" if it may
@@ -703,6 +714,14 @@ func closeAll(es []*entry) {
 		wg.Go(e.sb.Close)
 	}
 	wg.Wait()
+}
+
+// unusedSince returns when the pool last served a run, and whether one
+// is in progress or waiting.
+func (p *Pool) unusedSince() (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastUse, len(p.busy) > 0
 }
 
 // Stats returns a snapshot of the pool.

@@ -717,3 +717,35 @@ func TestRetire(t *testing.T) {
 	}
 	f.check(t)
 }
+
+// Pools that served no run for a while are retired (their warm sandboxes
+// go); pools in use stay; a later run of a retired key gets a new pool.
+func TestRetireUnused(t *testing.T) {
+	noLeak(t)
+	f := newFake()
+	clock := newClock()
+	m := NewManager(map[Mode]Config{Prewarmed: {Min: 1, Max: 2, Clock: clock.Now}})
+	ctx := context.Background()
+	m.Run(ctx, Prewarmed, "old", f.New, spec("1"))
+	clock.Advance(20 * time.Minute)
+	m.Run(ctx, Prewarmed, "recent", f.New, spec("2"))
+	clock.Advance(15 * time.Minute)
+	if n := m.RetireUnused(30 * time.Minute); n != 1 {
+		t.Fatalf("retired %d pools, want 1 (old)", n)
+	}
+	if s := m.Stats(); len(s) != 1 || s[0].Name != "recent" {
+		t.Errorf("pools left: %+v", s)
+	}
+	if r, _ := m.Run(ctx, Prewarmed, "old", f.New, spec("3")); r.Outcome != cronium.Succeeded {
+		t.Errorf("a run of a retired key: %s %q", r.Outcome, r.Error)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := m.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.live.Load(); n != 0 {
+		t.Errorf("%d sandboxes live after Stop", n)
+	}
+	f.check(t)
+}

@@ -148,6 +148,10 @@ type poolsConfig struct {
 	// UserWorkspace is the size quota of a user's persistent workspace (its
 	// own ext4 file system, so the kernel enforces it). Default 1Gi.
 	UserWorkspace cronium.Size `json:"user_workspace"`
+	// RetireAfter retires a pool (one per mode, user and spec) that served
+	// no run for this long, with its warm sandboxes: pools of deleted or
+	// rare events do not hold sandboxes forever. Default 1h.
+	RetireAfter cronium.Duration `json:"retire_after"`
 }
 
 // poolSize is one strategy's pool size; zero fields take the defaults.
@@ -367,6 +371,12 @@ func (c *serverConfig) validate() error {
 	if c.Pools.User == (poolSize{}) {
 		// A dedicated sandbox: at most one per user and spec, none while idle for 10 minutes.
 		c.Pools.User = poolSize{Min: -1, Max: 1, IdleTimeout: cronium.Duration(10 * time.Minute), MaxRuns: 10000, MaxAge: cronium.Duration(24 * time.Hour)}
+	}
+	if c.Pools.RetireAfter == 0 {
+		c.Pools.RetireAfter = cronium.Duration(time.Hour)
+	}
+	if c.Pools.RetireAfter.D() < time.Minute {
+		return cronium.Invalid("pools.retire_after", c.Pools.RetireAfter.D().String(), "is too short: want at least 1m, like 1h")
 	}
 	if c.Pools.UserWorkspace == 0 {
 		c.Pools.UserWorkspace = 1 << 30

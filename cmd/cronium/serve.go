@@ -281,6 +281,9 @@ func serve(g *globals, cfg serverConfig) error {
 				} else if n > 0 {
 					log.Info("gc removed orphan containers", "count", n)
 				}
+				if n := pools.RetireUnused(cfg.Pools.RetireAfter.D()); n > 0 {
+					log.Info("retired warm pools that served no run lately", "pools", n, "unused_for", cfg.Pools.RetireAfter.D())
+				}
 				if i%10 == 0 {
 					prune()
 				}
