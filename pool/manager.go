@@ -26,9 +26,9 @@ type Manager struct {
 	bmu      sync.Mutex // guards live, evicting, reserved, waiters and maxTotal
 	maxTotal int        // sandboxes of all pools together; 0: no bound
 	live     int
-	evicting int // evicted sandboxes whose budget unit is not back yet
-	reserved int // units freed by an eviction, kept for the runs that wait (refills may not take them)
-	waiters  int // runs waiting for a unit
+	evicting int           // evicted sandboxes whose budget unit is not back yet
+	reserved int           // units freed by an eviction, kept for the runs that wait (refills may not take them)
+	waiters  int           // runs waiting for a unit
 	freed    chan struct{} // closed (and replaced) when a unit is released
 }
 
