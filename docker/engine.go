@@ -1083,6 +1083,15 @@ func (e *Engine) ImageID(ctx context.Context, ref string) (string, error) {
 	return r.ID, nil
 }
 
+// ImageLayers returns the IDs of ref's file system layers, base first.
+func (e *Engine) ImageLayers(ctx context.Context, ref string) ([]string, error) {
+	r, err := e.cli.ImageInspect(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("inspect image %s: %w", ref, err)
+	}
+	return r.RootFS.Layers, nil
+}
+
 // TagImage makes target name the image source names (an ID or a reference).
 func (e *Engine) TagImage(ctx context.Context, source, target string) error {
 	if _, err := e.cli.ImageTag(ctx, client.ImageTagOptions{Source: source, Target: target}); err != nil {

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -222,6 +223,10 @@ func (b *Builder) build(ctx context.Context, r Recipe, ref string) error {
 	defer os.Remove(tarball.Name())
 	defer tarball.Close()
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	// Interrupted, mmdebstrap gets SIGTERM and time to remove its work
+	// directory (SIGKILL would leave a root file system in /tmp).
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
 	cmd.Stdout = tarball
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -62,6 +65,11 @@ func (b *Builder) Update(ctx context.Context, r Recipe) (Change, error) {
 	}
 	ref := r.Ref()
 	ch := Change{Ref: ref}
+	unlock, err := lockUpdate(ref)
+	if err != nil {
+		return ch, err
+	}
+	defer unlock()
 	exists, err := eng.ImageExists(ctx, ref)
 	if err != nil {
 		return ch, err
@@ -77,18 +85,23 @@ func (b *Builder) Update(ctx context.Context, r Recipe) (Change, error) {
 	if ch.OldID, err = eng.ImageID(ctx, ref); err != nil {
 		return ch, err
 	}
+	if left, err := eng.ImageTags(ctx, ref+"-next-"); err == nil {
+		for tag := range left {
+			_ = eng.RemoveImage(ctx, tag) // a candidate an interrupted update left
+		}
+	}
 	old, err := eng.ReadImageFile(ctx, ref, packageList, 8<<20)
 	if err != nil {
 		return ch, fmt.Errorf("%s has no package list (%w): rebuild it with `cronium images build`", ref, err)
 	}
-	// The candidate is built beside the image: a failed or interrupted
-	// build never touches the reference runs use.
-	next := ref + "-next"
-	if ok, _ := eng.ImageExists(ctx, next); ok {
-		_ = eng.RemoveImage(ctx, next) // left by an interrupted update
-	}
+	// The candidate is built beside the image, under a tag of its own: a
+	// failed or interrupted build never touches the reference runs use.
+	next := fmt.Sprintf("%s-next-%d", ref, time.Now().UnixNano())
 	if err := b.build(ctx, r, next); err != nil {
-		return ch, fmt.Errorf("rebuild %s: %w", ref, err)
+		if ctx.Err() != nil {
+			return ch, fmt.Errorf("interrupted: %s is unchanged", ref)
+		}
+		return ch, fmt.Errorf("rebuild %s (%s is unchanged): %w", ref, ref, err)
 	}
 	defer eng.RemoveImage(context.WithoutCancel(ctx), next) // only a tag once ref names it
 	fresh, err := eng.ReadImageFile(ctx, next, packageList, 8<<20)
@@ -101,6 +114,10 @@ func (b *Builder) Update(ctx context.Context, r Recipe) (Change, error) {
 		fmt.Fprintf(b.Progress, "%s: up to date (the mirror has the same packages)\n", ref)
 		return ch, nil
 	}
+	// Nobody moved ref meanwhile (an update elsewhere, a build by hand).
+	if now, err := eng.ImageID(ctx, ref); err != nil || now != ch.OldID {
+		return ch, fmt.Errorf("%s moved to another image during the rebuild (%s, was %s): nothing changed; run the update again", ref, short(now), short(ch.OldID))
+	}
 	ch.Previous = ref + prevMark + time.Now().UTC().Format("20060102T150405Z")
 	// Tag the old image first, so that it is never without a name.
 	if err := eng.TagImage(ctx, ch.OldID, ch.Previous); err != nil {
@@ -112,6 +129,26 @@ func (b *Builder) Update(ctx context.Context, r Recipe) (Change, error) {
 	ch.Updated, ch.NewID = true, mustID(ctx, eng, ref)
 	fmt.Fprintf(b.Progress, "%s: updated (%d package changes); the previous image is %s until nothing uses it\n", ref, len(ch.Diff), ch.Previous)
 	return ch, nil
+}
+
+func short(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
+	return id[:min(12, len(id))]
+}
+
+// lockUpdate makes updates of ref take turns (several CLIs on one host):
+// a second one waits for the first and then finds the image up to date.
+func lockUpdate(ref string) (func(), error) {
+	name := strings.NewReplacer("/", "_", ":", "_").Replace(ref)
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "cronium-update-"+name+".lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("lock the update of %s: %w", ref, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock the update of %s: %w", ref, err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 func mustID(ctx context.Context, eng UpdateEngine, ref string) string {
@@ -156,14 +193,24 @@ func Diff(old, fresh []byte) []string {
 // sandbox): the engine refuses those, and they are tried again next time.
 // The grace covers runs dispatched to the old image just before the
 // update was noticed. It returns the tags it removed and how many it kept.
-func RemovePrevious(ctx context.Context, eng UpdateEngine, grace time.Duration, now time.Time) (removed []string, kept int, err error) {
+// keep names images (by ID) that must stay whatever their age: package
+// builds in flight use them as their base.
+func RemovePrevious(ctx context.Context, eng UpdateEngine, grace time.Duration, now time.Time, keep map[string]bool) (removed []string, kept int, err error) {
 	tags, err := eng.ImageTags(ctx, Repository+"/")
 	if err != nil {
 		return nil, 0, err
 	}
-	for tag := range tags {
+	ours := map[string]bool{BuilderRecipe.Ref(): true}
+	for _, r := range Recipes {
+		ours[r.Ref()] = true
+	}
+	for tag, id := range tags {
 		i := strings.LastIndex(tag, prevMark)
-		if i < 0 {
+		if i < 0 || !ours[tag[:i]] {
+			continue // not a replaced image of this repository's recipes
+		}
+		if keep[id] {
+			kept++
 			continue
 		}
 		at, err := time.Parse("20060102T150405Z", tag[i+len(prevMark):])

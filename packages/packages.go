@@ -124,6 +124,36 @@ type Builder struct {
 	building map[string]chan struct{}
 	slots    chan struct{}
 	bases    map[string][]byte
+	inFlight map[string]int // base image ID: builds on it in progress
+}
+
+// InFlight returns the IDs of the base images that builds in progress use:
+// they must not be removed under them.
+func (b *Builder) InFlight() map[string]bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string]bool{}
+	for id := range b.inFlight {
+		out[id] = true
+	}
+	return out
+}
+
+// hold marks base id in use by a build until the returned func is called.
+func (b *Builder) hold(id string) func() {
+	b.mu.Lock()
+	if b.inFlight == nil {
+		b.inFlight = map[string]int{}
+	}
+	b.inFlight[id]++
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		if b.inFlight[id]--; b.inFlight[id] <= 0 {
+			delete(b.inFlight, id)
+		}
+		b.mu.Unlock()
+	}
 }
 
 // Defaults fills in the indexes this host uses when none are configured.
@@ -302,6 +332,7 @@ func (b *Builder) Ensure(ctx context.Context, lang cronium.Language, base string
 	if err != nil {
 		return lock, false, err
 	}
+	defer b.hold(id)()
 	exact := base + "@" + id
 	if lock, ok, err := b.find(ctx, exact, p); err != nil || ok {
 		return lock, false, err

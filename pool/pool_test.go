@@ -749,3 +749,39 @@ func TestRetireUnused(t *testing.T) {
 	}
 	f.check(t)
 }
+
+// A run waiting for a sandbox of a pool that is retired meanwhile (an image
+// update) is served by the key's new pool: it never fails "pool stopped".
+func TestRetireDoesNotFailWaitingRuns(t *testing.T) {
+	noLeak(t)
+	f := newFake()
+	m := NewManager(map[Mode]Config{Prewarmed: {Min: -1, Max: 1}})
+	ctx := context.Background()
+	busy := make(chan cronium.Result, 1)
+	go func() {
+		r, _ := m.Run(ctx, Prewarmed, "bash#old/", f.New, spec("busy", "SLEEP", "300ms"))
+		busy <- r
+	}()
+	waitFor(t, time.Second, "the first run to hold the only sandbox", func() bool {
+		s := m.Stats()
+		return len(s) == 1 && s[0].InUse == 1
+	})
+	waiting := make(chan cronium.Result, 1)
+	go func() {
+		r, _ := m.Run(ctx, Prewarmed, "bash#old/", f.New, spec("waiting"))
+		waiting <- r
+	}()
+	time.Sleep(50 * time.Millisecond) // the second run waits for the sandbox
+	m.Retire(func(string) bool { return true })
+	for _, ch := range []chan cronium.Result{busy, waiting} {
+		if r := <-ch; r.Outcome != cronium.Succeeded {
+			t.Errorf("run %s ended %s %q across a retire", r.ID, r.Outcome, r.Error)
+		}
+	}
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := m.Stop(sctx); err != nil {
+		t.Fatal(err)
+	}
+	f.check(t)
+}

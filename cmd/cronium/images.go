@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"sort"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -124,6 +125,12 @@ Needs root and mmdebstrap, like build.`,
 				return err
 			}
 			return withEngine(g, func(ctx context.Context, eng *docker.Engine) error {
+				// A mistyped --image-repo would build a whole new set.
+				if have, err := eng.ImageTags(ctx, images.Repository+"/"); err != nil {
+					return err
+				} else if len(have) == 0 {
+					return cronium.Invalid("image-repo", images.Repository, "holds no images on this engine: nothing to update (check --image-repo / CRONIUM_IMAGE_REPO, or build them with `cronium images build`)")
+				}
 				b := &images.Builder{Engine: eng, Mirror: updateMirror, Progress: c.ErrOrStderr()}
 				out := c.OutOrStdout()
 				for _, r := range recipes {
@@ -154,7 +161,7 @@ Needs root and mmdebstrap, like build.`,
 
 // withEngine runs f with the engine, under a context that an interrupt cancels.
 func withEngine(g *globals, f func(ctx context.Context, eng *docker.Engine) error) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	eng, err := g.engine(ctx)
 	if err != nil {

@@ -56,6 +56,14 @@ func TestImagesUpdateMovesToTheNewBase(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM "+bashRecipe.Ref()+"\nCOPY packages.txt /usr/share/cronium/packages.txt\n"), 0o644)
 	docker_(t, "build", "-q", "-t", ref, dir)
 	staleID := docker_(t, "image", "inspect", "-f", "{{.Id}}", ref)
+	// Not one of this repository's images: the server never removes it,
+	// "-prev-" or not.
+	notOurs := repo + "/sub/runtime-bash:" + bashRecipe.Hash() + "-prev-20200101T000000Z"
+	docker_(t, "tag", bashRecipe.Ref(), notOurs)
+	// A mistyped repository has nothing to update: refused, nothing built.
+	if _, stderr, code := cronium_(t, "--image-repo", repo+"-typo", "images", "update", "bash"); code != 2 || !strings.Contains(stderr, "holds no images") {
+		t.Errorf("update of an empty repository: exit %d %q, want 2 and a refusal", code, stderr)
+	}
 
 	// pro: slow may run for as long as the rebuild takes on a busy host.
 	s, key := startAs(t, "pro", "CRONIUM_IMAGE_REPO="+repo)
@@ -197,5 +205,8 @@ script: |
 			t.Fatalf("the old image is still in use (%q) or kept (%v)\n%s", users, err == nil, s.log)
 		}
 		time.Sleep(time.Second)
+	}
+	if _, err := exec.Command("docker", "image", "inspect", notOurs).Output(); err != nil {
+		t.Errorf("the server removed %s, which is not one of its images", notOurs)
 	}
 }
