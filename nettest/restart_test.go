@@ -5,7 +5,6 @@ package nettest
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -34,22 +33,32 @@ func restartDockerdWith(t *testing.T, signal string) {
 	for i := 0; i < 60 && exec.Command("pidof", "dockerd").Run() == nil; i++ {
 		time.Sleep(500 * time.Millisecond)
 	}
-	log, err := os.OpenFile("/var/log/cronium-dockerd.log", os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	cmd := exec.Command("dockerd")
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start dockerd: %v", err)
-	}
-	cmd.Process.Release()
-	for i := 0; i < 60; i++ {
-		if exec.Command("docker", "version").Run() == nil {
-			return
-		}
+	// A killed dockerd leaves its pid file, and its pid may linger (a zombie
+	// nobody reaped yet): the file is stale, as an init system would know.
+	exec.Command("rm", "-f", "/var/run/docker.pid").Run()
+	// Its containerd goes with it; a new one cannot start before.
+	for i := 0; i < 60 && exec.Command("pgrep", "-f", "containerd --config /var/run/docker/containerd").Run() == nil; i++ {
 		time.Sleep(500 * time.Millisecond)
+	}
+	// Started through a shell that exits at once: dockerd is nobody's
+	// child here (a killed child of the test would stay a zombie, and its
+	// pid file would stop the next dockerd from starting). A dockerd whose
+	// containerd did not come up in time exits: start it again, as an init
+	// system would.
+	for attempt := 0; attempt < 3; attempt++ {
+		exec.Command("rm", "-f", "/var/run/docker.pid").Run()
+		if out, err := exec.Command("sh", "-c", "nohup dockerd >>/var/log/cronium-dockerd.log 2>&1 &").CombinedOutput(); err != nil {
+			t.Fatalf("start dockerd: %v %s", err, out)
+		}
+		for i := 0; i < 60; i++ {
+			if exec.Command("docker", "version").Run() == nil {
+				return
+			}
+			if i > 4 && exec.Command("pidof", "dockerd").Run() != nil {
+				break // it gave up
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
 	}
 	t.Fatal("dockerd did not come back")
 }
