@@ -21,6 +21,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -74,6 +75,16 @@ type Server struct {
 	cfg Config
 	mux *http.ServeMux
 	log *slog.Logger
+
+	closing   chan struct{} // closed by Close: streams end
+	closeOnce sync.Once
+}
+
+// Close ends the log streams in progress (an http.Server's Shutdown waits
+// for handlers, and a stream would never end by itself). Call it before
+// Shutdown. Other requests are not affected.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
 }
 
 // Route is one endpoint, listed once for the mux and for the OpenAPI test.
@@ -134,7 +145,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Logger, closing: make(chan struct{})}
 	for _, rt := range Routes() {
 		rt := rt
 		s.mux.HandleFunc(rt.Method+" "+rt.Pattern, func(w http.ResponseWriter, r *http.Request) {

@@ -123,6 +123,11 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 			case <-r.Context().Done():
 				cancel()
 				return nil
+			case <-s.closing:
+				cancel()
+				fmt.Fprint(w, "event: shutdown\ndata: {}\n\n")
+				fl.Flush()
+				return nil
 			case <-ping.C:
 				fmt.Fprint(w, ": keep-alive\n\n")
 				fl.Flush()

@@ -167,7 +167,11 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.started = false
 	close(d.stop)
 	d.mu.Unlock()
-	<-d.loopDone
+	select {
+	case <-d.loopDone:
+	case <-ctx.Done():
+		return fmt.Errorf("stop dispatcher: the admission loop did not end: %w", ctx.Err())
+	}
 	done := make(chan struct{})
 	go func() { d.work.Wait(); close(done) }()
 	select {
@@ -216,6 +220,9 @@ func (d *Dispatcher) Running() int {
 	return len(d.running)
 }
 
+// admitTimeout bounds one admission pass's store calls.
+const admitTimeout = 30 * time.Second
+
 func (d *Dispatcher) loop() {
 	defer close(d.loopDone)
 	t := time.NewTicker(d.cfg.Poll)
@@ -228,7 +235,11 @@ func (d *Dispatcher) loop() {
 		case <-d.wake:
 		}
 		for {
-			more, err := d.admit(context.Background())
+			// Bounded: a stuck store must not hold the loop (and Stop) forever.
+			// Not cancelled by Stop: a pass that claimed executions launches them.
+			actx, cancel := context.WithTimeout(context.Background(), admitTimeout)
+			more, err := d.admit(actx)
+			cancel()
 			if err != nil {
 				d.log.Error("admit queued executions; retrying", "err", err)
 			}

@@ -140,7 +140,17 @@ func (s *Scheduler) Events() int {
 
 func (s *Scheduler) loop() {
 	defer close(s.done)
-	ctx := context.Background()
+	// The loop's store calls end with Stop (a fire not stored is fired
+	// again at the next start: the unique index makes that safe).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	resync := s.cfg.Clock.After(s.cfg.Resync)
 	for {
 		s.mu.Lock()

@@ -141,7 +141,13 @@ func serve(g *globals, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	// Closed last, and only when no execution goroutine can still use it.
+	closeStore := true
+	defer func() {
+		if closeStore {
+			store.Close()
+		}
+	}()
 	agentPath, err := g.findAgent()
 	if err != nil {
 		return err
@@ -310,8 +316,10 @@ func serve(g *globals, cfg serverConfig) error {
 	sched.Stop(sctx)
 	if err := disp.Stop(sctx); err != nil {
 		// Warm sandboxes still running executions stay for the next start to
-		// re-attach (the idle ones are removed then too).
+		// re-attach (the idle ones are removed then too). Their goroutines
+		// may still write: the store stays open until the process ends.
 		log.Warn("shutdown", "err", err)
+		closeStore = false
 	} else {
 		pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := pools.Stop(pctx); err != nil {
@@ -321,6 +329,7 @@ func serve(g *globals, cfg serverConfig) error {
 	}
 	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer hcancel()
+	srv.Close() // log streams end: Shutdown waits for handlers
 	httpSrv.Shutdown(hctx)
 	<-gcDone
 	<-followDone

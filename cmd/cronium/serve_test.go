@@ -733,3 +733,37 @@ func TestRequestTimeoutCutsSlowClientsNotStreams(t *testing.T) {
 		t.Errorf("the stream ended early (after the request timeout?):\n%s", body)
 	}
 }
+
+// At shutdown, log streams end with a "shutdown" event instead of holding
+// the server until the HTTP shutdown gives up on them.
+func TestShutdownEndsLogStreams(t *testing.T) {
+	t.Parallel()
+	s, key := startAs(t, "free", "CRONIUM_SHUTDOWN_GRACE=1s")
+	if st := s.api(key, "PUT", "/v1/events/long", map[string]any{"name": "long", "language": "bash", "script": "echo started; sleep 60"}, nil); st != 200 && st != 201 {
+		t.Fatalf("apply: %d", st)
+	}
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/long/trigger", map[string]any{}, &x)
+	req, _ := http.NewRequest("GET", s.url+"/v1/executions/"+x.ID+"/logs", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(resp.Body); got <- string(b) }()
+	time.Sleep(2 * time.Second) // the stream is open
+	begin := time.Now()
+	s.stop()
+	select {
+	case body := <-got:
+		if !strings.Contains(body, "event: shutdown") {
+			t.Errorf("the stream ended without saying why:\n%s", body)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the log stream did not end at shutdown")
+	}
+	t.Logf("server stopped in %s", time.Since(begin))
+}
