@@ -4,7 +4,7 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: build setup images demo test bench vet
+.PHONY: build setup images demo test bench vet fuzz soak
 
 build:
 	$(GO) build -trimpath -o bin/ ./cmd/cronium ./cmd/cronium-agent
@@ -23,9 +23,25 @@ vet:
 	$(GO) vet ./...
 
 test: images vet
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 25m ./...
 	# Restarts dockerd, so it runs alone, after everything else.
-	$(GO) test -count=1 -timeout 5m -tags enginerestart -run TestEngineRestart ./nettest
+	$(GO) test -count=1 -timeout 8m -tags enginerestart -run TestEngineRestart ./nettest
+	$(MAKE) fuzz FUZZTIME=5s
+
+# Every fuzz target for a bounded time (their seeds also run in `go test`).
+FUZZTIME ?= 30s
+FUZZ_TARGETS = .:FuzzParseSize .:FuzzSizeString .:FuzzParseDuration .:FuzzParseBandwidth \
+	.:FuzzParseNames .:FuzzLimitsBudget .:FuzzEventNormalize ./schedule:FuzzParse \
+	./schedule:FuzzNextFarFutureRegression ./agent:FuzzReadFrame ./agent:FuzzFrameRoundTrip \
+	./agent:FuzzOutput ./secrets:FuzzRedactor ./secrets:FuzzRedactorStream ./cmd/cronium:FuzzReadEvents
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== fuzz $$pkg $$name for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name\$$" -fuzztime=$(FUZZTIME) -parallel 2 $$pkg; done
+
+# The long soak: 10,000 executions through cronium serve (CI runs 1,000).
+soak: images
+	CRONIUM_SOAK=10000 $(GO) test -count=1 -timeout 3h -run '^TestSoak$$' -v ./cmd/cronium
 
 bench: images
 	./bin/cronium bench cold --runs 20

@@ -282,6 +282,12 @@ func (e *Event) Normalize(tier Tier) error {
 	if r.MaxBackoff == 0 {
 		r.MaxBackoff = Duration(10 * time.Minute)
 	}
+	for field, d := range map[string]Duration{"retry.backoff": r.Backoff, "retry.max_backoff": r.MaxBackoff, "starting_deadline": e.StartingDeadline} {
+		// Stored in whole seconds: a fraction would be lost, silently.
+		if d < 0 || d.D()%time.Second != 0 {
+			return Invalid(field, d.D().String(), "is not a whole number of seconds: like 10s or 5m")
+		}
+	}
 	if r.MaxBackoff < r.Backoff {
 		return Invalid("retry.max_backoff", r.MaxBackoff.D().String(), "is below retry.backoff")
 	}

@@ -151,7 +151,7 @@ func (l Limits) Validate() error {
 		return Invalid("tmp_size", l.TmpSize.String(), "is too small: want at least 1Mi")
 	case l.WorkspaceSize < 1<<20:
 		return Invalid("workspace_size", l.WorkspaceSize.String(), "is too small: want at least 1Mi")
-	case l.TmpSize+l.WorkspaceSize > l.TmpfsBudget():
+	case l.TmpSize > l.TmpfsBudget() || l.WorkspaceSize > l.TmpfsBudget()-l.TmpSize: // no overflow
 		return Invalid("tmp_size", l.TmpSize.String(), fmt.Sprintf("plus workspace_size %s is more than memory %s leaves for files: /tmp and /workspace are memory (tmpfs) and count against the memory limit, which keeps %s for the agent and the interpreter and %s for /dev/shm; give them %s together at most, or raise memory",
 			l.WorkspaceSize, l.Memory, l.Reserve(), l.ShmSize(), l.TmpfsBudget()))
 	case l.Timeout < time.Second:

@@ -50,7 +50,7 @@ func ParseSize(field, s string) (Size, error) {
 		return 0, Invalid(field, s, "is negative: "+SizeForm)
 	}
 	v := f * float64(factor)
-	if v > math.MaxInt64/2 {
+	if v >= 1<<62 { // in float64: 1<<62 is exact, MaxInt64/2 rounds up to it
 		return 0, Invalid(field, s, "is too large")
 	}
 	return Size(math.Round(v)), nil
@@ -79,7 +79,7 @@ func ParseDuration(field, s string) (time.Duration, error) {
 	t := strings.TrimSpace(s)
 	var d time.Duration
 	if f, err := strconv.ParseFloat(t, 64); err == nil {
-		if math.IsNaN(f) || math.IsInf(f, 0) || f > float64(math.MaxInt64)/float64(time.Second) {
+		if math.IsNaN(f) || math.IsInf(f, 0) || f*float64(time.Second) >= 1<<63 {
 			return 0, Invalid(field, s, "is not a duration: "+DurationForm)
 		}
 		d = time.Duration(f * float64(time.Second))

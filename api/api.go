@@ -17,8 +17,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +42,8 @@ type Dispatcher interface {
 	Wake()
 	Cancel(ctx context.Context, id, reason string) error
 	Hub() *dispatch.Hub
+	// Running is how many executions this node runs now.
+	Running() int
 }
 
 // Scheduler is told when events change.
@@ -116,6 +120,7 @@ func Routes() []Route {
 		{"POST", "/v1/executions/{id}/cancel", false, (*Server).cancelExecution},
 		{"GET", "/v1/executions/{id}/logs", false, (*Server).logs},
 		{"GET", "/v1/pools", false, (*Server).listPools},
+		{"GET", "/v1/debug/runtime", false, (*Server).debugRuntime},
 		{"GET", "/v1/images", false, (*Server).listImages},
 		{"POST", "/v1/images/build", false, (*Server).buildImage},
 		{"GET", "/v1/variables", false, (*Server).listVariables},
@@ -295,6 +300,27 @@ func (s *Server) tier(u cronium.User) cronium.Tier {
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request, _ *cronium.User) error {
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// debugRuntime shows the server process's own use, for operators (admins):
+// goroutines, heap, resident memory and open files. A leak shows here.
+func (s *Server) debugRuntime(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	if !u.Admin {
+		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "only admins see the server's runtime"}
+	}
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	fds, _ := os.ReadDir("/proc/self/fd")
+	var rss int64
+	if b, err := os.ReadFile("/proc/self/statm"); err == nil {
+		var size, res int64
+		fmt.Sscan(string(b), &size, &res)
+		rss = res * int64(os.Getpagesize())
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"goroutines": runtime.NumGoroutine(), "heap_bytes": m.HeapAlloc, "rss_bytes": rss, "open_files": len(fds),
+		"running_executions": s.cfg.Dispatcher.Running(),
+	})
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request, _ *cronium.User) error {

@@ -2,7 +2,6 @@ package schedule_test
 
 import (
 	"errors"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,7 @@ import (
 
 // Instants the fuzz targets ask Next about. FuzzParse stays in 1970-2030:
 // from there Next never walks into the years where Go's ZoneBounds is wrong
-// (see FuzzNextFarFutureKnownBug). FuzzNextFarFutureKnownBug covers 2030-2400.
+// (see FuzzNextFarFutureRegression). FuzzNextFarFutureRegression covers 2030-2400.
 const (
 	unix1970 = 0
 	unix2030 = 1893456000  // 2030-01-01T00:00:00Z
@@ -231,20 +230,9 @@ func checkSchedule(t *testing.T, expr, tz string, t0 time.Time, frac uint8) {
 	}
 }
 
-// knownBug skips t unless CRONIUM_KNOWN_BUGS=1: the target below records a
-// bug that is not fixed yet, so that the package's tests pass as committed.
-// Run it with CRONIUM_KNOWN_BUGS=1 go test -run FuzzNextFarFutureKnownBug ./schedule;
-// once the bug is fixed, delete the knownBug call.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("CRONIUM_KNOWN_BUGS") != "1" {
-		t.Skip("KNOWN BUG, not fixed yet (set CRONIUM_KNOWN_BUGS=1 to run): " + what)
-	}
-}
-
-// FuzzNextFarFutureKnownBug is FuzzParse for instants in 2030-2400.
+// FuzzNextFarFutureRegression is FuzzParse for instants in 2030-2400.
 //
-// KNOWN BUG (fails today, skipped unless CRONIUM_KNOWN_BUGS=1): in the last
+// A regression test of a bug the fuzzer found (fixed): in the last
 // UTC day of a leap year served by a zone's POSIX TZ footer rule (2040, 2044,
 // ... for most zones: tzdata lists explicit transitions up to 2037),
 // time.Time.ZoneBounds returns an end that is not after the instant (Go bug
@@ -264,7 +252,7 @@ func knownBug(t *testing.T, what string) {
 //		// golang/go#81583: the year's rule period really ends at the next UTC midnight.
 //		end = u.Truncate(24 * time.Hour).Add(24 * time.Hour)
 //	}
-func FuzzNextFarFutureKnownBug(f *testing.F) {
+func FuzzNextFarFutureRegression(f *testing.F) {
 	// The failing seeds: each hangs in Next today.
 	f.Add("0 0 29 2 *", "Pacific/Chatham", int64(13569465599), uint32(222), uint8(78))
 	f.Add("0 0 29 2 *", "Europe/Berlin", int64(2213913600), uint32(0), uint8(0))     // t0 2040-02-27
@@ -276,7 +264,6 @@ func FuzzNextFarFutureKnownBug(f *testing.F) {
 	f.Add("@every 1h", "Europe/Berlin", int64(2240481600), uint32(0), uint8(9))
 	f.Add("0 9 * * *", "UTC", int64(2240542800), uint32(0), uint8(200))
 	f.Fuzz(func(t *testing.T, expr, tz string, unix int64, nanos uint32, frac uint8) {
-		knownBug(t, "Schedule.Next hangs in the last day of leap years >= 2040 (golang/go#81583)")
 		checkSchedule(t, expr, tz, fuzzInstant(unix, nanos, unix2030, unix2400), frac)
 	})
 }

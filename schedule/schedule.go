@@ -140,6 +140,11 @@ func (s *Schedule) Next(t time.Time) time.Time {
 	for {
 		c := wallClock(u)
 		start, end := u.ZoneBounds()
+		if !end.IsZero() && !end.After(u) {
+			// Go's zone bounds end a leap year's last day one day early
+			// (golang/go#81583): the next zone change is at least a day away.
+			end = u.Truncate(24 * time.Hour).Add(24 * time.Hour)
+		}
 		offPrev, offNow := offsets(u, start)
 		// u is the first instant after a spring-forward gap: fire here once if
 		// the schedule matched any of the skipped wall times.

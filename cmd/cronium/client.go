@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/api"
@@ -287,11 +288,11 @@ func readEvents(file string) ([]map[string]any, error) {
 	if dir != "" {
 		return readFolder(dir, data)
 	}
-	for i, doc := range splitYAML(string(data)) {
-		j, err := yamlToJSON([]byte(doc))
-		if err != nil {
-			return nil, cronium.Invalid("-f", file, fmt.Sprintf("document %d is not valid YAML: %v", i+1, err))
-		}
+	docs, err := yamlDocs(data)
+	if err != nil {
+		return nil, cronium.Invalid("-f", file, err.Error())
+	}
+	for i, j := range docs {
 		var m map[string]any
 		if err := json.Unmarshal(j, &m); err != nil || m == nil {
 			return nil, cronium.Invalid("-f", file, fmt.Sprintf("document %d is not a YAML mapping of event fields", i+1))
@@ -323,14 +324,14 @@ func readEvents(file string) ([]map[string]any, error) {
 // names the main script), the script, and every other regular file as
 // files. Hidden files and folders are left out; a symbolic link is an error.
 func readFolder(dir string, data []byte) ([]map[string]any, error) {
-	docs := splitYAML(string(data))
+	docs, err := yamlDocs(data)
+	if err != nil {
+		return nil, cronium.Invalid("-f", dir, "event.yaml: "+err.Error())
+	}
 	if len(docs) != 1 {
 		return nil, cronium.Invalid("-f", dir, "event.yaml of a folder must hold exactly one event")
 	}
-	j, err := yamlToJSON([]byte(docs[0]))
-	if err != nil {
-		return nil, cronium.Invalid("-f", dir, fmt.Sprintf("event.yaml is not valid YAML: %v", err))
-	}
+	j := docs[0]
 	var m map[string]any
 	if err := json.Unmarshal(j, &m); err != nil || m == nil {
 		return nil, cronium.Invalid("-f", dir, "event.yaml is not a YAML mapping of event fields")
@@ -391,25 +392,30 @@ func readFolder(dir string, data []byte) ([]map[string]any, error) {
 	return []map[string]any{m}, nil
 }
 
-func splitYAML(s string) []string {
-	var docs []string
-	var cur strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(s))
-	sc.Buffer(make([]byte, 1<<20), 4<<20)
-	for sc.Scan() {
-		if strings.TrimRight(sc.Text(), " ") == "---" {
-			if strings.TrimSpace(cur.String()) != "" {
-				docs = append(docs, cur.String())
-			}
-			cur.Reset()
-			continue
+// yamlDocs decodes every document of a YAML stream (separated by "---",
+// with or without a comment or content after it) to JSON, skipping empty
+// ones.
+func yamlDocs(data []byte) ([][]byte, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var out [][]byte
+	for i := 1; ; i++ {
+		var v any
+		err := dec.Decode(&v)
+		if errors.Is(err, io.EOF) {
+			return out, nil
 		}
-		cur.WriteString(sc.Text() + "\n")
+		if err != nil {
+			return nil, fmt.Errorf("document %d is not valid YAML: %v", i, err)
+		}
+		if v == nil {
+			continue // an empty document
+		}
+		j, err := json.Marshal(normalizeYAML(v))
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %v", i, err)
+		}
+		out = append(out, j)
 	}
-	if strings.TrimSpace(cur.String()) != "" {
-		docs = append(docs, cur.String())
-	}
-	return docs
 }
 
 // ---- trigger
