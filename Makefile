@@ -33,7 +33,7 @@ FUZZTIME ?= 30s
 FUZZ_TARGETS = .:FuzzParseSize .:FuzzSizeString .:FuzzParseDuration .:FuzzParseBandwidth \
 	.:FuzzParseNames .:FuzzLimitsBudget .:FuzzEventNormalize ./schedule:FuzzParse \
 	./schedule:FuzzNextFarFutureRegression ./agent:FuzzReadFrame ./agent:FuzzFrameRoundTrip \
-	./agent:FuzzOutput ./secrets:FuzzRedactor ./secrets:FuzzRedactorStream ./cmd/cronium:FuzzReadEvents
+	./agent:FuzzOutput ./redact:FuzzRedactor ./redact:FuzzRedactorStream ./cmd/cronium:FuzzReadEvents
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; name=$${t##*:}; \
 		echo "== fuzz $$pkg $$name for $(FUZZTIME)"; \

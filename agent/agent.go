@@ -3,7 +3,7 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/cronium/executor/secrets"
+	"github.com/cronium/executor/redact"
 	"io"
 	"net"
 	"os"
@@ -225,7 +225,7 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 		for _, v := range st.Secrets {
 			values = append(values, v)
 		}
-		em.redact = map[uint8]*secrets.Redactor{1: secrets.NewRedactor(values), 2: secrets.NewRedactor(values)}
+		em.redact = map[uint8]*redact.Redactor{1: redact.New(values), 2: redact.New(values)}
 	}
 	if st.DataMode == "stdio" {
 		em.stdio = &outputLine{max: maxOut}
@@ -357,8 +357,8 @@ type emitter struct {
 	killOnCap bool
 	capHit    chan struct{}
 
-	redact map[uint8]*secrets.Redactor // per stream; nil without secrets
-	stdio  *outputLine                 // stdio data mode: the last output line
+	redact map[uint8]*redact.Redactor // per stream; nil without secrets
+	stdio  *outputLine                // stdio data mode: the last output line
 
 	mu        sync.Mutex // guards the fields below
 	seq       uint64

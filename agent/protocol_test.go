@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"io"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -42,5 +43,24 @@ func TestFrameRejectsOversize(t *testing.T) {
 	}
 	if _, _, _, err := DecodeOutput([]byte{1, 2}); err == nil {
 		t.Error("short output payload was accepted")
+	}
+}
+
+// The agent runs in every sandbox: it imports only the standard library
+// and package redact (itself standard-library only).
+func TestAgentImportsOnlyTheStandardLibrary(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "github.com/cronium/executor/cmd/cronium-agent").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	allowed := map[string]bool{
+		"github.com/cronium/executor/cmd/cronium-agent": true,
+		"github.com/cronium/executor/agent":             true,
+		"github.com/cronium/executor/redact":            true,
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if !allowed[p] {
+			t.Errorf("the agent depends on %s", p)
+		}
 	}
 }

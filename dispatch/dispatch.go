@@ -17,6 +17,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/pool"
+	"github.com/cronium/executor/redact"
 	"github.com/cronium/executor/runtimeapi"
 	"github.com/cronium/executor/schedule"
 	"github.com/cronium/executor/secrets"
@@ -751,7 +752,7 @@ func (s *logSink) add(c cronium.OutputChunk) {
 	}
 	c.Data = append([]byte(nil), c.Data...)
 	if len(s.secrets) > 0 {
-		c.Data = secrets.RedactBytes(c.Data, s.secrets)
+		c.Data = redact.Bytes(c.Data, s.secrets)
 	}
 	s.stored += int64(len(c.Data))
 	s.pending = append(s.pending, c)

@@ -19,7 +19,7 @@ import (
 	"sync"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/secrets"
+	"github.com/cronium/executor/redact"
 	"github.com/cronium/executor/sqlite"
 )
 
@@ -66,7 +66,7 @@ func (h *Handler) Redact(id string, b []byte) []byte {
 	if x == nil || len(x.secrets) == 0 {
 		return b
 	}
-	return secrets.RedactBytes(b, x.secrets)
+	return redact.Bytes(b, x.secrets)
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

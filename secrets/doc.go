@@ -52,10 +52,8 @@
 //
 // # Redacting output
 //
-// Scripts receive secrets as files. If a script prints a secret value, a
-// [Redactor] (one per output stream) replaces it with "***" before the output
-// is stored or streamed, even when the value is split across two writes.
-// [RedactBytes] does the same for a complete byte slice. Values shorter than
-// 4 bytes are not redacted: replacing every "a" or "42" would destroy the
-// output while hiding nothing of value.
+// Scripts receive secrets as files. If a script prints a secret value,
+// package redact replaces it with "***" before the output is stored or
+// streamed, even when the value is split across two writes (it lives apart
+// so that the agent, which imports only the standard library, can use it).
 package secrets

@@ -1,4 +1,7 @@
-package secrets
+// Package redact replaces secret values in output streams with "***",
+// including values split across writes. It uses only the standard library:
+// the agent, inside every sandbox, imports it.
+package redact
 
 import (
 	"bytes"
@@ -105,9 +108,9 @@ type Redactor struct {
 	held []byte // tail that may be the start of a secret; at most maxLen-1 bytes
 }
 
-// NewRedactor returns a Redactor for values. Empty, duplicate and too short
+// New returns a Redactor for values. Empty, duplicate and too short
 // (under 4 bytes) values are ignored; values are copied.
-func NewRedactor(values [][]byte) *Redactor {
+func New(values [][]byte) *Redactor {
 	r := &Redactor{m: newMatcher(values)}
 	if r.m.maxLen > 0 {
 		r.held = make([]byte, 0, r.m.maxLen-1)
@@ -159,10 +162,10 @@ func (r *Redactor) Flush() []byte {
 	return out
 }
 
-// RedactBytes replaces every occurrence of the values in b with "***" (not
+// Bytes replaces every occurrence of the values in b with "***" (not
 // streaming), for one-shot use on stored JSON and the like. Values follow the
-// rules of [NewRedactor]. When nothing is replaced, b itself is returned.
-func RedactBytes(b []byte, values [][]byte) []byte {
+// rules of [New]. When nothing is replaced, b itself is returned.
+func Bytes(b []byte, values [][]byte) []byte {
 	m := newMatcher(values)
 	if len(m.values) == 0 {
 		return b

@@ -1,4 +1,4 @@
-package secrets
+package redact
 
 import (
 	"bytes"
@@ -38,12 +38,12 @@ func TestRedactBytes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := string(RedactBytes([]byte(c.in), vals(c.values...))); got != c.want {
-				t.Errorf("RedactBytes(%q, %q) = %q, want %q", c.in, c.values, got, c.want)
+			if got := string(Bytes([]byte(c.in), vals(c.values...))); got != c.want {
+				t.Errorf("Bytes(%q, %q) = %q, want %q", c.in, c.values, got, c.want)
 			}
 			// Any split gives the same result.
 			for cut := 0; cut <= len(c.in); cut++ {
-				r := NewRedactor(vals(c.values...))
+				r := New(vals(c.values...))
 				var out []byte
 				out = append(out, r.Write([]byte(c.in[:cut]))...)
 				out = append(out, r.Write([]byte(c.in[cut:]))...)
@@ -60,7 +60,7 @@ func TestRedactBytes(t *testing.T) {
 // checks the invariants, and returns the concatenated output.
 func streamCheck(t testing.TB, values [][]byte, in []byte, cuts []int, secretFree bool) []byte {
 	t.Helper()
-	r := NewRedactor(values)
+	r := New(values)
 	maxLen := r.m.maxLen
 	var out []byte
 	emit := func(chunk []byte) {
@@ -87,8 +87,8 @@ func streamCheck(t testing.TB, values [][]byte, in []byte, cuts []int, secretFre
 	if r.Active() && len(r.held) != 0 {
 		t.Fatalf("Flush left %d bytes held", len(r.held))
 	}
-	if want := RedactBytes(in, values); !bytes.Equal(out, want) {
-		t.Fatalf("stream output %q != RedactBytes %q (input %q, values %q, cuts %v)", out, want, in, values, cuts)
+	if want := Bytes(in, values); !bytes.Equal(out, want) {
+		t.Fatalf("stream output %q != Bytes %q (input %q, values %q, cuts %v)", out, want, in, values, cuts)
 	}
 	if secretFree {
 		for _, v := range r.m.values {
@@ -167,7 +167,7 @@ func TestRedactorRandomSplits(t *testing.T) {
 }
 
 func TestRedactorEmitsEarly(t *testing.T) {
-	r := NewRedactor(vals("password"))
+	r := New(vals("password"))
 	if got := r.Write([]byte("hello world\n")); string(got) != "hello world\n" {
 		t.Errorf("Write with no secret prefix at the end = %q, want everything emitted", got)
 	}
@@ -189,7 +189,7 @@ func TestRedactorEmitsEarly(t *testing.T) {
 }
 
 func TestRedactorInactive(t *testing.T) {
-	for _, r := range []*Redactor{NewRedactor(nil), NewRedactor(vals("", "abc")), nil} {
+	for _, r := range []*Redactor{New(nil), New(vals("", "abc")), nil} {
 		if r.Active() {
 			t.Fatal("Active() with nothing to redact")
 		}
@@ -201,14 +201,14 @@ func TestRedactorInactive(t *testing.T) {
 			t.Errorf("inactive Flush = %q, want nil", got)
 		}
 	}
-	if !NewRedactor(vals("abcd")).Active() {
+	if !New(vals("abcd")).Active() {
 		t.Error("Active() = false with a 4-byte value")
 	}
 }
 
 func TestRedactorCopiesValues(t *testing.T) {
 	v := []byte("secret-value")
-	r := NewRedactor([][]byte{v})
+	r := New([][]byte{v})
 	copy(v, "XXXXXX")
 	out := append(r.Write([]byte("a secret-value b")), r.Flush()...)
 	if string(out) != "a *** b" {

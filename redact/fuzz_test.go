@@ -1,4 +1,4 @@
-package secrets
+package redact
 
 import (
 	"bytes"
@@ -22,15 +22,15 @@ func splitValues(spec []byte) [][]byte {
 //     documented minimum, minRedactLen); values below it are never redacted;
 //   - Write never holds back more than maxLen-1 bytes, Flush holds back nothing,
 //     and the caller may reuse its buffer right after Write;
-//   - the output is the concatenation of RedactBytes over the pieces of input
-//     between Flush calls (with no Flush but the final one: RedactBytes of the
+//   - the output is the concatenation of Bytes over the pieces of input
+//     between Flush calls (with no Flush but the final one: Bytes of the
 //     whole input, whatever the chunking); this is intended: see
 //     TestRedactBytes' "any split gives the same result" and Flush's doc (a
 //     mid-stream Flush emits the held bytes as they are);
 //   - the output is never longer than the input (the mask "***" is shorter
 //     than any redacted value);
 //   - when no value contains '*', neither any emitted chunk nor the whole
-//     output contains a value of 4 bytes or more, and RedactBytes of the
+//     output contains a value of 4 bytes or more, and Bytes of the
 //     output is the output (redaction is idempotent). Values with '*' can be
 //     re-formed by the mask next to the text ("x***" from "xx***" with value
 //     "x***"), which is why the existing FuzzRedactor excludes them too.
@@ -57,12 +57,12 @@ func FuzzRedactorStream(f *testing.F) {
 				star = star || bytes.IndexByte(v, '*') >= 0
 			}
 		}
-		r := NewRedactor(values)
+		r := New(values)
 		if r.Active() != long {
 			t.Fatalf("Active() = %v with values %q", r.Active(), values)
 		}
 		if !long {
-			if out := RedactBytes(in, values); !bytes.Equal(out, in) {
+			if out := Bytes(in, values); !bytes.Equal(out, in) {
 				t.Fatalf("values %q are all shorter than %d bytes, yet %q became %q", values, minRedactLen, in, out)
 			}
 		}
@@ -108,25 +108,25 @@ func FuzzRedactorStream(f *testing.F) {
 				if len(r.held) != 0 {
 					t.Fatalf("Flush left %d bytes held", len(r.held))
 				}
-				want = append(want, RedactBytes(in[segStart:c], values)...)
+				want = append(want, Bytes(in[segStart:c], values)...)
 				segStart = c
 			}
 		}
 		if !bytes.Equal(out, want) {
-			t.Fatalf("stream output %q, want %q (RedactBytes per flushed segment; values %q, input %q, cuts %v, flushes %v)",
+			t.Fatalf("stream output %q, want %q (Bytes per flushed segment; values %q, input %q, cuts %v, flushes %v)",
 				out, want, values, in, cuts, flushAfter)
 		}
 		if len(out) > len(in) {
 			t.Fatalf("output %q is longer than input %q", out, in)
 		}
-		whole := RedactBytes(in, values)
+		whole := Bytes(in, values)
 		if len(whole) > len(in) {
-			t.Fatalf("RedactBytes output %q is longer than input %q", whole, in)
+			t.Fatalf("Bytes output %q is longer than input %q", whole, in)
 		}
-		checkSecretFree("RedactBytes output", whole)
+		checkSecretFree("Bytes output", whole)
 		if !star {
-			if again := RedactBytes(whole, values); !bytes.Equal(again, whole) {
-				t.Fatalf("RedactBytes is not idempotent: %q then %q (values %q)", whole, again, values)
+			if again := Bytes(whole, values); !bytes.Equal(again, whole) {
+				t.Fatalf("Bytes is not idempotent: %q then %q (values %q)", whole, again, values)
 			}
 		}
 	})
