@@ -24,4 +24,3 @@ func ExampleBytes() {
 	fmt.Println(string(out))
 	// Output: {"dsn":"postgres://app:***@db/app"}
 }
-
