@@ -60,6 +60,23 @@ type Tier struct {
 	// MaxFiles bounds the bytes of an event's files (its folder). Default:
 	// free 256Ki, pro 2Mi, enterprise 8Mi.
 	MaxFiles Size `json:"max_files,omitempty"`
+	// MaxPids bounds the processes and threads an event may ask for.
+	// Default: free 256, pro 1024, enterprise 4096.
+	MaxPids int64 `json:"max_pids,omitempty"`
+}
+
+// PidsCap is the tier's limit on resources.pids.
+func (t Tier) PidsCap() int64 {
+	if t.MaxPids > 0 {
+		return t.MaxPids
+	}
+	switch t.Name {
+	case "enterprise":
+		return 4096
+	case "pro":
+		return 1024
+	}
+	return 256
 }
 
 // DefaultTiers are the brainstorm's tiers.
@@ -343,6 +360,9 @@ func (e *Event) Limits(tier Tier) (Limits, error) {
 	}
 	if l.CPUs > tier.CPUBurst {
 		return l, Invalid("resources.cpus", strconv.FormatFloat(l.CPUs, 'f', -1, 64), fmt.Sprintf("is above the %s tier's maximum of %v CPUs", tier.Name, tier.CPUBurst))
+	}
+	if l.Pids > tier.PidsCap() {
+		return l, Invalid("resources.pids", strconv.FormatInt(l.Pids, 10), fmt.Sprintf("is above the %s tier's maximum of %d processes", tier.Name, tier.PidsCap()))
 	}
 	if err := l.Validate(); err != nil {
 		var fe *FieldError

@@ -53,6 +53,10 @@ type Limits struct {
 	OutputPolicy OutputPolicy
 }
 
+// MaxPids is the most processes and threads any execution may have (tiers
+// cap it lower: Tier.PidsCap).
+const MaxPids = 32768
+
 // MinMemory is the smallest memory limit: the agent, the interpreter and
 // the tmpfs mounts (which are memory) need it.
 const MinMemory Size = 32 << 20
@@ -141,12 +145,12 @@ func (l Limits) Validate() error {
 		return Invalid("cpus", fmt.Sprint(l.CPUs), "is out of range: want a number of CPUs between 0.01 and 1024, like 0.5 or 2")
 	case l.CPUGuaranteed > l.CPUs:
 		return Invalid("cpu_guaranteed", fmt.Sprint(l.CPUGuaranteed), fmt.Sprintf("is above the burst cpus=%v", l.CPUs))
-	case l.Pids < 4:
-		return Invalid("pids", fmt.Sprint(l.Pids), "is too small: want at least 4 (the agent, the interpreter and a child)")
-	case l.NoFile < 16:
-		return Invalid("nofile", fmt.Sprint(l.NoFile), "is too small: want at least 16")
-	case l.NProc < 4:
-		return Invalid("nproc", fmt.Sprint(l.NProc), "is too small: want at least 4")
+	case l.Pids < 4 || l.Pids > MaxPids:
+		return Invalid("pids", fmt.Sprint(l.Pids), fmt.Sprintf("is out of range: want 4 (the agent, the interpreter and a child) to %d", MaxPids))
+	case l.NoFile < 16 || l.NoFile > 1<<20:
+		return Invalid("nofile", fmt.Sprint(l.NoFile), "is out of range: want 16 to 1048576")
+	case l.NProc < 4 || l.NProc > 1<<22:
+		return Invalid("nproc", fmt.Sprint(l.NProc), "is out of range: want 4 to 4194304")
 	case l.TmpSize < 1<<20:
 		return Invalid("tmp_size", l.TmpSize.String(), "is too small: want at least 1Mi")
 	case l.WorkspaceSize < 1<<20:

@@ -180,6 +180,8 @@ func TestBadEventsNameTheField(t *testing.T) {
 		{"unknown zone", with("timezone", "Mars/Olympus"), "timezone", "IANA"},
 		{"memory above tier", with("resources", map[string]any{"memory": "4Gi"}), "resources.memory", "free tier"},
 		{"cpus above tier", with("resources", map[string]any{"cpus": 4}), "resources.cpus", "free tier"},
+		{"pids above tier", with("resources", map[string]any{"pids": 100000}), "resources.pids", "free tier"},
+		{"pids below minimum", with("resources", map[string]any{"pids": 2}), "resources.pids", "out of range"},
 		{"timeout above tier", with("timeout", "1h"), "timeout", "free tier"},
 		{"unknown field", with("schedul", "x"), "schedul", "unknown field"},
 		{"bad language", with("language", "cobol"), "language", "bash, python or node"},

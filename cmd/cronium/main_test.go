@@ -61,6 +61,7 @@ func TestRunBadFlagsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"--memory", "1Ki"}, "--memory"},
 		{[]string{"--cpus", "many"}, "--cpus"},
 		{[]string{"--pids", "-3"}, "--pids"},
+		{[]string{"--pids", "99999999"}, "--pids"},
 		{[]string{"--timeout", "soon"}, "--timeout"},
 		{[]string{"--timeout", "1.5s"}, "whole seconds"},
 		{[]string{"--network", "internet"}, "--network"},

@@ -96,8 +96,8 @@ func specFromFlags(f *runFlags, file string) (cronium.Spec, error) {
 	if l.CPUs, err = strconv.ParseFloat(f.cpus, 64); err != nil || l.CPUs < 0.01 || l.CPUs > 1024 {
 		return spec, cronium.Invalid("--cpus", f.cpus, "is not a CPU count: want a number between 0.01 and 1024, like 0.5 or 2")
 	}
-	if l.Pids, err = strconv.ParseInt(f.pids, 10, 64); err != nil || l.Pids < 4 {
-		return spec, cronium.Invalid("--pids", f.pids, "is not a process cap: want a whole number of at least 4, like 100")
+	if l.Pids, err = strconv.ParseInt(f.pids, 10, 64); err != nil || l.Pids < 4 || l.Pids > cronium.MaxPids {
+		return spec, cronium.Invalid("--pids", f.pids, fmt.Sprintf("is not a process cap: want a whole number from 4 to %d, like 100", cronium.MaxPids))
 	}
 	if l.Timeout, err = cronium.ParseDuration("--timeout", f.timeout); err != nil {
 		return spec, err
