@@ -173,6 +173,7 @@ type clientReply struct {
 	OK    bool            `json:"ok"`
 	Value json.RawMessage `json:"value,omitempty"`
 	Error string          `json:"error,omitempty"`
+	Code  string          `json:"code,omitempty"`
 }
 
 // clientRaw is the stdin form: request line in, response line out.
@@ -204,8 +205,22 @@ func clientRaw(stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// clientCall sends one request (adding the token when it has none) and reads the reply.
+// clientCall sends one request (adding the token when it has none) and
+// reads the reply. A call refused by the rate limit is tried again, waiting
+// longer each time (up to about 10 s in all).
 func clientCall(req map[string]json.RawMessage) (clientReply, error) {
+	wait := 20 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		rep, err := clientCallOnce(req)
+		if err != nil || rep.Code != CodeRateLimited || attempt >= 9 {
+			return rep, err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+func clientCallOnce(req map[string]json.RawMessage) (clientReply, error) {
 	var rep clientReply
 	if t := bytes.TrimSpace(req["token"]); len(t) == 0 || string(t) == "null" || string(t) == `""` {
 		t := os.Getenv(clientTokenEnv)

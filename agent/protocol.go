@@ -126,6 +126,9 @@ type Reply struct {
 	OK    bool            `json:"ok"`
 	Value json.RawMessage `json:"value,omitempty"`
 	Error string          `json:"error,omitempty"`
+	// Code is the kind of a refusal the caller can act on: "rate_limited"
+	// (the helpers wait and try again).
+	Code string `json:"code,omitempty"`
 }
 
 // Report is the agent's account of one execution.

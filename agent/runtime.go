@@ -21,12 +21,18 @@ import (
 const (
 	// maxCallBytes bounds one request line from a script.
 	maxCallBytes = 2 << 20
+	// maxDrainBytes bounds what is read of an over-size request so that its
+	// sender gets the answer.
+	maxDrainBytes = 1 << 30
 	// callRate and callBurst bound how fast a script may call (token bucket).
 	callRate  = 100
 	callBurst = 200
 	// callTimeout bounds how long a call waits for the host.
 	callTimeout = 30 * time.Second
 )
+
+// CodeRateLimited is the Reply.Code of a call refused by the rate limit.
+const CodeRateLimited = "rate_limited"
 
 // callIDs numbers forwarded calls across every run of this agent.
 var callIDs atomic.Uint64
@@ -120,9 +126,14 @@ func fail(format string, args ...any) Reply {
 }
 
 func (r *runtimeServer) handle(c net.Conn) Reply {
-	line, err := bufio.NewReaderSize(io.LimitReader(c, maxCallBytes+1), 64<<10).ReadBytes('\n')
+	br := bufio.NewReaderSize(io.LimitReader(c, maxCallBytes+1), 64<<10)
+	line, err := br.ReadBytes('\n')
 	if len(line) > maxCallBytes {
-		return fail("request is larger than %d bytes: store large data elsewhere", maxCallBytes)
+		// Read the rest (within bounds) before answering: a client still
+		// writing would see "broken pipe" instead of this answer.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _ := io.Copy(io.Discard, io.LimitReader(c, maxDrainBytes))
+		return fail("request is larger than %d bytes (at least %d): nothing was stored; store large data elsewhere", maxCallBytes, int64(len(line))+n)
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fail("read request: %v", err)
@@ -135,7 +146,9 @@ func (r *runtimeServer) handle(c net.Conn) Reply {
 		return fail("invalid runtime token: each execution has its own, in CRONIUM_RUNTIME_TOKEN")
 	}
 	if !r.allow() {
-		return fail("rate limit: at most %d runtime API calls per second", callRate)
+		rep := fail("rate limit: at most %d runtime API calls per second (a burst of %d): the helpers wait and try again", callRate, callBurst)
+		rep.Code = CodeRateLimited
+		return rep
 	}
 	switch q.Op {
 	case "input":

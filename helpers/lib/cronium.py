@@ -9,6 +9,7 @@ error reply raises CroniumError.
 import json
 import os
 import socket
+import time
 
 __all__ = [
     "CroniumError", "input", "output", "getVariable", "setVariable", "deleteVariable",
@@ -26,6 +27,21 @@ class CroniumError(Exception):
 
 
 def _call(op, **fields):
+    # A call refused by the rate limit (100 a second, a burst of 200) is
+    # tried again, waiting longer each time (up to about 10 s in all).
+    wait = 0.02
+    for attempt in range(10):
+        rep = _call_once(op, **fields)
+        if rep.get("code") != "rate_limited" or attempt == 9:
+            break
+        time.sleep(wait)
+        wait = min(wait * 2, 2.0)
+    if not rep.get("ok"):
+        raise CroniumError(rep.get("error") or "the runtime API failed without a message")
+    return rep.get("value")
+
+
+def _call_once(op, **fields):
     token = os.environ.get("CRONIUM_RUNTIME_TOKEN")
     if not token:
         raise CroniumError("CRONIUM_RUNTIME_TOKEN is not set: the runtime API is only available inside a Cronium execution")
@@ -50,9 +66,9 @@ def _call(op, **fields):
         rep = json.loads(reply)
     except ValueError:
         raise CroniumError("the runtime API reply is not JSON") from None
-    if not rep.get("ok"):
-        raise CroniumError(rep.get("error") or "the runtime API failed without a message")
-    return rep.get("value")
+    if not isinstance(rep, dict):
+        raise CroniumError("the runtime API reply is not a JSON object")
+    return rep
 
 
 def _key(key):
