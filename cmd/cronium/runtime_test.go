@@ -559,3 +559,35 @@ func TestLocalRuntimeChecksVariablesLikeTheServer(t *testing.T) {
 		t.Error("an increment past the float range was accepted")
 	}
 }
+
+// An over-size runtime call gets the clear size error at any size (it used
+// to be "broken pipe" past a few MiB), and the script goes on.
+func TestOversizeRuntimeCallIsRefusedClearly(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	key := s.user("alice", "pro")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	script := `
+for size in (3 << 20, 40 << 20):
+    try:
+        cronium.output("a" * size)
+        print(size, "stored")
+    except cronium.CroniumError as e:
+        print(size, "refused:", e)
+cronium.output({"after": "ok"})
+`
+	s.api(key, "PUT", "/v1/events/big", map[string]any{"language": "python", "script": script}, nil)
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/big/trigger", nil, &x)
+	s.waitAll(key, time.Minute)
+	logs, _ := s.cli("exec", "logs", x.ID)
+	for _, size := range []string{"3145728", "41943040"} {
+		if !strings.Contains(logs, size+" refused: request is larger than 2097152 bytes") {
+			t.Errorf("the %s byte call was not refused clearly:\n%s", size, logs)
+		}
+	}
+	if out, _ := s.cli("exec", "get", x.ID); !strings.Contains(out, `{"after":"ok"}`) {
+		t.Errorf("the script did not go on after the refusal:\n%s", out)
+	}
+}
