@@ -2,6 +2,7 @@ package docker
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -84,6 +85,36 @@ func mounted(dir string) bool {
 		}
 	}
 	return false
+}
+
+// UnmountWorkspaces unmounts every persistent workspace of this engine (at
+// shutdown, once no sandbox uses them: the next use mounts them again).
+// It returns how many it unmounted.
+func (e *Engine) UnmountWorkspaces() (int, error) {
+	e.wsMu.Lock()
+	defer e.wsMu.Unlock()
+	base := filepath.Join(e.cfg.StateDir, "ws")
+	ents, err := os.ReadDir(base)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return 0, nil
+		}
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for _, d := range ents {
+		dir := filepath.Join(base, d.Name())
+		if !d.IsDir() || !mounted(dir) {
+			continue
+		}
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("unmount workspace %s: %v: %s", d.Name(), err, strings.TrimSpace(string(out))))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 // RemoveWorkspace unmounts and deletes a persistent workspace (tests, user deletion).

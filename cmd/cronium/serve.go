@@ -324,6 +324,10 @@ func serve(g *globals, cfg serverConfig) error {
 		pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := pools.Stop(pctx); err != nil {
 			log.Warn("drain pools", "err", err)
+		} else if n, err := eng.UnmountWorkspaces(); err != nil {
+			log.Warn("unmount user workspaces", "err", err)
+		} else if n > 0 {
+			log.Info("unmounted user workspaces", "count", n)
 		}
 		pcancel()
 	}

@@ -157,6 +157,15 @@ head -c 40M /dev/zero > /workspace/big 2>/dev/null || echo "quota enforced"; rm 
 	if x.Result.Container == containers[0] || !strings.Contains(logs, "counter=4 ") {
 		t.Errorf("after the idle shutdown: container %.12s, %q; want a new sandbox and counter=4", x.Result.Container, logs)
 	}
+	// A stopped server leaves no workspace mounted (the next use mounts it again).
+	s.stop()
+	if mounts, _ := os.ReadFile("/proc/mounts"); strings.Contains(string(mounts), filepath.Join(s.dir, "ws")) {
+		t.Errorf("workspaces still mounted after the server stopped:\n%s", mounts)
+	}
+	s.start()
+	if _, logs := run(alice); !strings.Contains(logs, "counter=5 ") {
+		t.Errorf("after a restart: %q, want the workspace back with counter=5", logs)
+	}
 }
 
 func TestKillNineReattachesWarmExecutions(t *testing.T) {
