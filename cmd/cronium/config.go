@@ -19,6 +19,7 @@ import (
 	"github.com/cronium/executor/secrets"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/imagepolicy"
 	"github.com/cronium/executor/packages"
 )
@@ -156,7 +157,7 @@ type poolsConfig struct {
 
 // poolSize is one strategy's pool size; zero fields take the defaults.
 type poolSize struct {
-	// Min sandboxes kept ready. Default 1 (the brainstorm's 5 is too many for 2 cores).
+	// Min sandboxes kept ready. Default pool.DefaultMin, 1 (the brainstorm's 5 is too many for 2 cores).
 	Min int `json:"min"`
 	// Max sandboxes of one pool at once. Default 4, or the capacity if smaller.
 	Max int `json:"max"`
@@ -382,23 +383,24 @@ func (c *serverConfig) validate() error {
 		c.Pools.UserWorkspace = 1 << 30
 	}
 	for name, p := range map[string]*poolSize{"pools.prewarmed": &c.Pools.Prewarmed, "pools.reuse": &c.Pools.Reuse, "pools.user": &c.Pools.User} {
+		// The pool package's defaults: one rule, shown here as they apply.
 		if p.Min == 0 {
-			p.Min = 1
+			p.Min = pool.DefaultMin
 		}
 		if p.Max == 0 {
-			p.Max = min(4, c.Capacity)
+			p.Max = min(pool.DefaultMax, c.Capacity)
 		}
-		if p.Min > p.Max && p.Min == 1 {
+		if p.Min > p.Max && p.Min == pool.DefaultMin {
 			p.Min = p.Max
 		}
 		if p.IdleTimeout == 0 {
-			p.IdleTimeout = cronium.Duration(300 * time.Second)
+			p.IdleTimeout = cronium.Duration(pool.DefaultIdleTimeout)
 		}
 		if p.MaxRuns == 0 {
-			p.MaxRuns = 100
+			p.MaxRuns = pool.DefaultMaxRuns
 		}
 		if p.MaxAge == 0 {
-			p.MaxAge = cronium.Duration(10 * time.Minute)
+			p.MaxAge = cronium.Duration(pool.DefaultMaxAge)
 		}
 		if p.Min < -1 || p.Max < 1 || p.Min > p.Max {
 			return cronium.Invalid(name+".min", strconv.Itoa(p.Min), fmt.Sprintf("must be between 0 and max (%d)", p.Max))
