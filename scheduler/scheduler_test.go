@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -108,8 +109,10 @@ func (b *bundle) waitFor(t *testing.T, event string, n int) []time.Time {
 	}
 }
 
-// settle gives the scheduler loop time to act on a clock change, for checks that nothing happened.
-func settle() { time.Sleep(50 * time.Millisecond) }
+// settle waits until the scheduler loop has done everything a clock change
+// asked of it (every goroutine of the test's bubble is blocked), for checks
+// that nothing happened.
+func settle() { synctest.Wait() }
 
 func utc(s string) time.Time {
 	t, err := time.Parse(time.RFC3339, s)
@@ -142,7 +145,9 @@ func TestSecondsField(t *testing.T) {
 	wantTimes(t, b.scheduled(t, "tick"), "2026-06-01T10:00:15Z", "2026-06-01T10:00:30Z", "2026-06-01T10:00:45Z", "2026-06-01T10:01:00Z")
 }
 
-func TestTimeZone(t *testing.T) {
+func TestTimeZone(t *testing.T) { synctest.Test(t, testTimeZone) }
+
+func testTimeZone(t *testing.T) {
 	b := setup(t, utc("2026-06-01T06:00:00Z"))
 	b.event(t, "berlin", "0 9 * * *", "Europe/Berlin", nil)
 	b.event(t, "newyork", "0 9 * * *", "America/New_York", nil)
@@ -157,7 +162,9 @@ func TestTimeZone(t *testing.T) {
 	}
 }
 
-func TestDaylightSavingTransition(t *testing.T) {
+func TestDaylightSavingTransition(t *testing.T) { synctest.Test(t, testDaylightSavingTransition) }
+
+func testDaylightSavingTransition(t *testing.T) {
 	// Europe/Berlin springs forward on 2026-03-29 at 02:00 -> 03:00: 02:30 does not exist
 	// that day, so the job runs once at 03:00 CEST (01:00 UTC), then at 02:30 the next day.
 	// It falls back on 2026-10-25 at 03:00 -> 02:00: 02:30 happens twice; the job runs once.
@@ -183,7 +190,9 @@ func TestDaylightSavingTransition(t *testing.T) {
 	wantTimes(t, b2.scheduled(t, "nightly"), "2026-10-25T00:30:00Z")
 }
 
-func TestMissedRunsSkip(t *testing.T) {
+func TestMissedRunsSkip(t *testing.T) { synctest.Test(t, testMissedRunsSkip) }
+
+func testMissedRunsSkip(t *testing.T) {
 	b := setup(t, utc("2026-06-01T10:00:30Z"))
 	b.event(t, "minutely", "* * * * *", "UTC", nil)
 	s := b.start(t)
@@ -201,7 +210,9 @@ func TestMissedRunsSkip(t *testing.T) {
 	wantTimes(t, b.waitFor(t, "minutely", 2), "2026-06-01T10:01:00Z", "2026-06-01T10:11:00Z")
 }
 
-func TestMissedRunsRunOnce(t *testing.T) {
+func TestMissedRunsRunOnce(t *testing.T) { synctest.Test(t, testMissedRunsRunOnce) }
+
+func testMissedRunsRunOnce(t *testing.T) {
 	b := setup(t, utc("2026-06-01T10:00:30Z"))
 	b.event(t, "minutely", "* * * * *", "UTC", func(e *cronium.Event) { e.MissedRuns = "run_once" })
 	b.event(t, "strict", "* * * * *", "UTC", func(e *cronium.Event) {
@@ -225,7 +236,9 @@ func TestMissedRunsRunOnce(t *testing.T) {
 	}
 }
 
-func TestRestartNeverFiresTwice(t *testing.T) {
+func TestRestartNeverFiresTwice(t *testing.T) { synctest.Test(t, testRestartNeverFiresTwice) }
+
+func testRestartNeverFiresTwice(t *testing.T) {
 	b := setup(t, utc("2026-06-01T10:00:00Z"))
 	b.event(t, "every5", "@every 5s", "UTC", func(e *cronium.Event) { e.MissedRuns = "run_once" })
 	for i := 0; i < 3; i++ {
@@ -250,7 +263,9 @@ func TestRestartNeverFiresTwice(t *testing.T) {
 	}
 }
 
-func TestConcurrencyPolicies(t *testing.T) {
+func TestConcurrencyPolicies(t *testing.T) { synctest.Test(t, testConcurrencyPolicies) }
+
+func testConcurrencyPolicies(t *testing.T) {
 	b := setup(t, utc("2026-06-01T10:00:00Z"))
 	for _, p := range []cronium.ConcurrencyPolicy{cronium.ConcurrencyAllow, cronium.ConcurrencyForbid, cronium.ConcurrencyReplace} {
 		b.event(t, string(p), "@every 10s", "UTC", func(e *cronium.Event) { e.Concurrency = p })
