@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -85,11 +86,14 @@ func (b *bundle) scheduled(t *testing.T, event string) []time.Time {
 		t.Fatal(err)
 	}
 	var out []time.Time
-	for i := len(xs) - 1; i >= 0; i-- {
-		if xs[i].ScheduledAt != nil {
-			out = append(out, *xs[i].ScheduledAt)
+	for _, x := range xs {
+		if x.ScheduledAt != nil {
+			out = append(out, *x.ScheduledAt)
 		}
 	}
+	// By scheduled time: in a synctest bubble the wall clock stands still,
+	// so executions queued together have the same queue time.
+	slices.SortFunc(out, func(a, b time.Time) int { return a.Compare(b) })
 	return out
 }
 
