@@ -240,7 +240,10 @@ func TestReattachUnknownIsNotFound(t *testing.T) {
 	}
 }
 
-func TestSIGTERMToAgentCancels(t *testing.T) {
+// SIGTERM to the agent is the engine stopping the sandbox (a restart
+// without live-restore, `docker stop`): the run ends engine_error saying
+// so, never a "cancelled" nobody asked for (the retry policy applies).
+func TestSIGTERMToAgentIsAnEngineStop(t *testing.T) {
 	t.Parallel()
 	var container string
 	eng := hookedEngine(func(s *sandbox) { container = s.id }) // before any output, on Run's goroutine
@@ -259,8 +262,8 @@ func TestSIGTERMToAgentCancels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Outcome != cronium.Cancelled || res.Error != "" {
-		t.Errorf("outcome %s (%q), want cancelled as reported by the agent", res.Outcome, res.Error)
+	if res.Outcome != cronium.EngineError || !strings.Contains(res.Error, "container engine stopped the sandbox") {
+		t.Errorf("outcome %s (%q), want engine_error saying the engine stopped it", res.Outcome, res.Error)
 	}
 	checkGone(t, spec.ID)
 }
