@@ -46,3 +46,22 @@ func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 func Invalid(field, value, problem string) error {
 	return &FieldError{Field: field, Value: value, Problem: problem}
 }
+
+// Code names the kind of err for clients that cannot use errors.Is (the
+// API's error bodies, the runtime API's replies): invalid, not_found,
+// conflict, forbidden, unavailable, or internal for anything else.
+func Code(err error) string {
+	switch {
+	case errors.Is(err, ErrInvalid):
+		return "invalid"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrConflict):
+		return "conflict"
+	case errors.Is(err, ErrForbidden):
+		return "forbidden"
+	case errors.Is(err, ErrUnavailable):
+		return "unavailable"
+	}
+	return "internal"
+}

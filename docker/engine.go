@@ -911,7 +911,7 @@ func (s *sandbox) onCall(rt cronium.RuntimeAPI) func(ctx context.Context, c agen
 		}
 		v, err := rt.Call(context.WithoutCancel(ctx), cronium.RuntimeCall{ExecutionID: id, Op: c.Op, Key: c.Key, Value: c.Value})
 		if err != nil {
-			return agent.Reply{Error: err.Error()}
+			return agent.Reply{Error: err.Error(), Code: cronium.Code(err)} // the kind, for the helpers
 		}
 		if len(v) == 0 {
 			v = json.RawMessage("null")

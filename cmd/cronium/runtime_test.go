@@ -575,6 +575,10 @@ for size in (3 << 20, 40 << 20):
         print(size, "stored")
     except cronium.CroniumError as e:
         print(size, "refused:", e)
+try:
+    cronium.setVariable("bad key!", 1)
+except cronium.CroniumError as e:
+    print("bad key code:", e.code)
 cronium.output({"after": "ok"})
 `
 	s.api(key, "PUT", "/v1/events/big", map[string]any{"language": "python", "script": script}, nil)
@@ -586,6 +590,10 @@ cronium.output({"after": "ok"})
 		if !strings.Contains(logs, size+" refused: request is larger than 2097152 bytes") {
 			t.Errorf("the %s byte call was not refused clearly:\n%s", size, logs)
 		}
+	}
+	// Refusals carry their kind.
+	if !strings.Contains(logs, "bad key code: invalid") {
+		t.Errorf("a bad key's refusal has no kind:\n%s", logs)
 	}
 	if out, _ := s.cli("exec", "get", x.ID); !strings.Contains(out, `{"after":"ok"}`) {
 		t.Errorf("the script did not go on after the refusal:\n%s", out)

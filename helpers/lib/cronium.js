@@ -8,9 +8,12 @@
 const { execFileSync } = require('child_process');
 
 class CroniumError extends Error {
-  constructor(message) {
+  // code is the kind of refusal when the API gave one: invalid, not_found,
+  // conflict, forbidden, unavailable, internal or rate_limited.
+  constructor(message, code) {
     super(message);
     this.name = 'CroniumError';
+    this.code = code;
   }
 }
 
@@ -37,7 +40,7 @@ function call(op, fields) {
   } catch (e) {
     throw new CroniumError('the runtime API reply is not JSON');
   }
-  if (!reply.ok) throw new CroniumError(reply.error || 'the runtime API failed without a message');
+  if (!reply.ok) throw new CroniumError(reply.error || 'the runtime API failed without a message', reply.code);
   return reply.value === undefined ? null : reply.value;
 }
 

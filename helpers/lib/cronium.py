@@ -23,7 +23,13 @@ _MAX_REPLY = 16 << 20
 
 
 class CroniumError(Exception):
-    """The runtime API refused a call or could not be reached."""
+    """The runtime API refused a call or could not be reached. code is the
+    kind of refusal when the API gave one: invalid, not_found, conflict,
+    forbidden, unavailable, internal or rate_limited (None when unreachable)."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
 
 
 def _call(op, **fields):
@@ -37,7 +43,7 @@ def _call(op, **fields):
         time.sleep(wait)
         wait = min(wait * 2, 2.0)
     if not rep.get("ok"):
-        raise CroniumError(rep.get("error") or "the runtime API failed without a message")
+        raise CroniumError(rep.get("error") or "the runtime API failed without a message", rep.get("code"))
     return rep.get("value")
 
 
