@@ -19,9 +19,9 @@ import (
 	"github.com/cronium/executor/secrets"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/imagepolicy"
 	"github.com/cronium/executor/packages"
+	"github.com/cronium/executor/pool"
 )
 
 // serverConfig is `cronium serve`'s configuration: YAML file, then
