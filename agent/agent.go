@@ -191,13 +191,8 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 		},
 	}
 	a.reaper.mu.Lock()
-	// Through exec-script, which makes the script the OOM killer's first
-	// choice and then becomes the interpreter.
-	self, serr := os.Executable()
-	if serr != nil {
-		self = BinaryPath
-	}
-	proc, err := os.StartProcess(self, append([]string{self, "exec-script", argv0}, st.Command...), attr)
+	// The script is the OOM killer's first choice, never the agent.
+	proc, err := startKillable(func() (*os.Process, error) { return os.StartProcess(argv0, st.Command, attr) })
 	var exited chan syscall.WaitStatus
 	if err == nil {
 		exited = a.reaper.watch(proc.Pid)

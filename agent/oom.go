@@ -1,9 +1,10 @@
 package agent
 
 import (
-	"fmt"
 	"os"
-	"syscall"
+	"strconv"
+	"strings"
+	"sync"
 )
 
 // ScriptOOMScoreAdj is the OOM score adjustment of the script and every
@@ -12,20 +13,25 @@ import (
 // the agent, which then reports oom_killed with the output and usage.
 const ScriptOOMScoreAdj = 1000
 
-// ExecScriptMain is `cronium-agent exec-script PATH ARGV...`, run as the
-// script user: it marks itself the first choice of the OOM killer (raising
-// one's own score needs no privilege, and children inherit it) and then
-// becomes the interpreter, PATH with ARGV, in the same process.
-func ExecScriptMain(args []string) int {
-	if len(args) < 2 {
-		fmt.Fprintln(os.Stderr, "cronium-agent exec-script: want PATH ARGV...")
-		return 126
+const oomScoreAdj = "/proc/self/oom_score_adj"
+
+var oomMu sync.Mutex // one start at a time moves the agent's own score
+
+// startKillable starts a process that inherits ScriptOOMScoreAdj: the
+// agent raises its own score for the fork and lowers it back at once
+// (raising needs no privilege; lowering back to the value the engine set
+// does not either, as that value is the floor the engine allowed).
+func startKillable(start func() (*os.Process, error)) (*os.Process, error) {
+	oomMu.Lock()
+	defer oomMu.Unlock()
+	old, err := os.ReadFile(oomScoreAdj)
+	if err != nil {
+		return start() // no /proc: the score stays as it is
 	}
-	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(fmt.Sprint(ScriptOOMScoreAdj)), 0); err != nil {
-		fmt.Fprintln(os.Stderr, "cronium-agent exec-script: mark the script killable first:", err)
-		return 126
+	if os.WriteFile(oomScoreAdj, []byte(strconv.Itoa(ScriptOOMScoreAdj)), 0) != nil {
+		return start()
 	}
-	err := syscall.Exec(args[0], args[1:], os.Environ())
-	fmt.Fprintf(os.Stderr, "cronium-agent exec-script: exec %s: %v\n", args[0], err)
-	return 126
+	p, err := start()
+	os.WriteFile(oomScoreAdj, []byte(strings.TrimSpace(string(old))), 0)
+	return p, err
 }

@@ -4,7 +4,7 @@
 // It has two helper modes: `cronium-agent api ...`, the runtime API client
 // the bash and node helpers call, and `cronium-agent write-secrets DIR`,
 // which the agent runs as the script user to write secret files; `wipe`
-// and `exec-script` are internal too (see package agent).
+// is internal too (see package agent).
 package main
 
 import (
@@ -25,8 +25,6 @@ func main() {
 			os.Exit(agent.SecretsWriterMain(os.Args[2:], os.Stdin))
 		case "wipe":
 			os.Exit(agent.WipeMain(os.Args[2:]))
-		case "exec-script":
-			os.Exit(agent.ExecScriptMain(os.Args[2:]))
 		}
 	}
 	conn, err := agent.Dial(filepath.Join(agent.HostDir, agent.SocketName), 10*time.Second)
