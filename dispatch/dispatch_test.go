@@ -169,3 +169,29 @@ func TestLogsAreKeptWhenTheStoreFails(t *testing.T) {
 		t.Errorf("stored %+v, want both chunks in order", chunks)
 	}
 }
+
+// The event a retry is decided on is read again when the store fails for a
+// moment: the retry is not dropped.
+func TestRetryDecisionSurvivesAStoreHiccup(t *testing.T) {
+	st, _, d, path := setupAt(t)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"}
+	ev.Normalize(cronium.DefaultTiers()["free"])
+	st.PutEvent(ctx, u.ID, &ev)
+	// The fault: the events table is gone for a moment.
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`ALTER TABLE events RENAME TO events_away`); err != nil {
+		t.Fatal(err)
+	}
+	back := time.AfterFunc(150*time.Millisecond, func() { db.Exec(`ALTER TABLE events_away RENAME TO events`) })
+	defer back.Stop()
+	got, err := d.eventForRetry(ctx, ev.ID)
+	if err != nil || got.Name != "e" {
+		t.Fatalf("eventForRetry across a store hiccup: %+v %v", got.Name, err)
+	}
+}
