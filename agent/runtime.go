@@ -24,6 +24,10 @@ const (
 	// maxDrainBytes bounds what is read of an over-size request so that its
 	// sender gets the answer.
 	maxDrainBytes = 1 << 30
+	// readSlots requests are read at once (each up to maxCallBytes), within
+	// readTimeout: the agent's memory stays small whatever the script does.
+	readSlots   = 4
+	readTimeout = 10 * time.Second
 	// callRate and callBurst bound how fast a script may call (token bucket).
 	callRate  = 100
 	callBurst = 200
@@ -52,6 +56,8 @@ type runtimeServer struct {
 	last    time.Time
 	closed  bool
 	conns   sync.WaitGroup
+	reading chan struct{} // a slot per request being read: bounds the agent's memory
+	done    chan struct{} // closed by stop
 }
 
 func startRuntime(st Start, l *link, path string) (*runtimeServer, error) {
@@ -65,7 +71,8 @@ func startRuntime(st Start, l *link, path string) (*runtimeServer, error) {
 		ln.Close()
 		return nil, err
 	}
-	r := &runtimeServer{st: st, link: l, ln: ln, waiting: map[uint64]chan Reply{}, tokens: callBurst, last: time.Now()}
+	r := &runtimeServer{st: st, link: l, ln: ln, waiting: map[uint64]chan Reply{}, tokens: callBurst, last: time.Now(),
+		reading: make(chan struct{}, readSlots), done: make(chan struct{})}
 	go r.accept() // ends when stop closes the listener
 	return r, nil
 }
@@ -73,6 +80,9 @@ func startRuntime(st Start, l *link, path string) (*runtimeServer, error) {
 // stop closes the socket and fails calls still waiting for the host.
 func (r *runtimeServer) stop() {
 	r.mu.Lock()
+	if !r.closed {
+		close(r.done)
+	}
 	r.closed = true
 	for id, ch := range r.waiting {
 		ch <- Reply{ID: id, Error: "the execution ended"}
@@ -99,7 +109,14 @@ func (r *runtimeServer) accept() {
 	for {
 		c, err := r.ln.Accept()
 		if err != nil {
-			return
+			select {
+			case <-r.done:
+				return
+			case <-time.After(100 * time.Millisecond):
+				// Out of file descriptors (the script holds them) or another
+				// passing error: the API comes back once they are freed.
+				continue
+			}
 		}
 		r.conns.Add(1)
 		go func() { // one call per connection; ends within callTimeout
@@ -126,14 +143,27 @@ func fail(format string, args ...any) Reply {
 }
 
 func (r *runtimeServer) handle(c net.Conn) Reply {
+	// A few requests are read at a time, each within maxCallBytes: however
+	// many connections a script opens, the agent's memory stays bounded.
+	select {
+	case r.reading <- struct{}{}:
+	case <-r.done:
+		return fail("the execution ended")
+	}
+	c.SetReadDeadline(time.Now().Add(readTimeout))
 	br := bufio.NewReaderSize(io.LimitReader(c, maxCallBytes+1), 64<<10)
 	line, err := br.ReadBytes('\n')
+	<-r.reading
 	if len(line) > maxCallBytes {
 		// Read the rest (within bounds) before answering: a client still
 		// writing would see "broken pipe" instead of this answer.
+		read := int64(len(line))
+		line = nil // not held while draining
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		n, _ := io.Copy(io.Discard, io.LimitReader(c, maxDrainBytes))
-		return fail("request is larger than %d bytes (at least %d): nothing was stored; store large data elsewhere", maxCallBytes, int64(len(line))+n)
+		rep := fail("request is larger than %d bytes (at least %d): nothing was stored; store large data elsewhere", maxCallBytes, read+n)
+		rep.Code = "invalid"
+		return rep
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return fail("read request: %v", err)

@@ -641,7 +641,7 @@ func (s *sandbox) create(ctx context.Context) error {
 	tmpfs := func(size cronium.Size) string {
 		return fmt.Sprintf("rw,nosuid,nodev,noexec,size=%d,mode=1777", int64(size))
 	}
-	pids := l.Pids
+	pids := l.Pids + agent.AgentThreads      // the agent's threads, made at its start, come on top
 	netMode := container.NetworkMode("none") // networked sandboxes are plugged in by the guard
 	capDrop := p.DropCaps
 	var capAdd []string

@@ -27,6 +27,7 @@ func main() {
 			os.Exit(agent.WipeMain(os.Args[2:]))
 		}
 	}
+	agent.ReserveThreads(agent.AgentThreads)
 	conn, err := agent.Dial(filepath.Join(agent.HostDir, agent.SocketName), 10*time.Second)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cronium-agent:", err)

@@ -599,3 +599,68 @@ cronium.output({"after": "ok"})
 		t.Errorf("the script did not go on after the refusal:\n%s", out)
 	}
 }
+
+// A script that forks up to its pids limit, then calls the runtime API and
+// prints a lot, does not take the agent down with it: the agent made its
+// threads at start (they come on top of the limit), and the run ends with
+// its truthful outcome, output and usage.
+func TestPidsExhaustionLeavesTheAgentAlive(t *testing.T) {
+	t.Parallel()
+	script := filepath.Join(t.TempDir(), "forks.py")
+	os.WriteFile(script, []byte(`import os, sys, time
+n = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(30); os._exit(0)
+        n += 1
+except OSError as e:
+    print("forked", n, "then", e.strerror, flush=True)
+ok = 0
+for i in range(100):
+    try:
+        cronium.setVariable("k%d" % i, i); ok += 1
+    except Exception as e:
+        print("call failed:", e, flush=True)
+print("runtime calls ok", ok, flush=True)
+sys.stdout.write("x" * 500000 + "\n")
+print("end", flush=True)
+`), 0o644)
+	stdout, stderr, code := cronium_(t, "run", "--pids", "64", script)
+	if code != 0 || !strings.Contains(stdout, "runtime calls ok 100") || !strings.Contains(stdout, "\nend") || !strings.Contains(stderr, "succeeded") {
+		t.Errorf("exit %d\nstdout (tail) %q\nstderr %s", code, stdout[max(0, len(stdout)-300):], stderr)
+	}
+	if !strings.Contains(stdout, "Resource temporarily unavailable") {
+		t.Errorf("the script never hit the pids limit:\n%.300s", stdout)
+	}
+}
+
+// Many connections to the runtime socket, each sending a near-limit request
+// without its newline, do not grow the agent past its memory: it reads a
+// few requests at a time. The run ends truthfully and the API still works.
+func TestRuntimeSocketFloodLeavesTheAgentAlive(t *testing.T) {
+	t.Parallel()
+	script := filepath.Join(t.TempDir(), "flood.py")
+	os.WriteFile(script, []byte(`import os, socket, time
+path = os.environ["CRONIUM_API_SOCKET"]
+socks = []
+for i in range(40):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.setblocking(False)
+    try:
+        s.send(b"x" * (2 << 20))
+    except BlockingIOError:
+        pass
+    socks.append(s)
+time.sleep(2)
+for s in socks:
+    s.close()
+cronium.setVariable("after", 1)
+print("the API still works", flush=True)
+`), 0o644)
+	stdout, stderr, code := cronium_(t, "run", "--memory", "64Mi", script)
+	if code != 0 || !strings.Contains(stdout, "the API still works") {
+		t.Errorf("exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
+	}
+}
