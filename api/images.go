@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"time"
 
 	cronium "github.com/cronium/executor"
 )
@@ -134,6 +135,9 @@ func (l *lineStream) send(v any) {
 
 func (l *lineStream) sendLocked(v any) {
 	b, _ := json.Marshal(v)
+	// Each line must reach a client within streamWriteWait: one that stops
+	// reading does not hold the server's memory (see Server.Close).
+	l.rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
 	l.w.Write(append(b, '\n'))
 	l.rc.Flush()
 }

@@ -18,6 +18,12 @@ type logChunk struct {
 	Data   string `json:"data"`
 }
 
+// streamWriteWait is how long a stream's client may take to read one write.
+const streamWriteWait = 30 * time.Second
+
+// maxLogPage bounds the log bytes of one JSON page.
+const maxLogPage = 256 << 10
+
 func toChunk(c cronium.OutputChunk) logChunk {
 	return logChunk{Seq: c.Seq, Stream: c.Stream.String(), Data: string(c.Data)}
 }
@@ -47,14 +53,22 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, u *cronium.User) e
 		if err != nil {
 			return err
 		}
+		// A page holds at most about maxLogPage bytes of log (next_after
+		// goes on from there): a response stays small, whoever reads it slowly.
 		items := make([]logChunk, 0, len(chunks))
-		for _, c := range chunks {
+		size, more := 0, len(chunks) == 1000
+		for i, c := range chunks {
+			if i > 0 && size+len(c.Data) > maxLogPage {
+				more = true
+				break
+			}
+			size += len(c.Data)
 			items = append(items, toChunk(c))
 			after = c.Seq
 		}
 		return writeJSON(w, http.StatusOK, map[string]any{
 			"items": items, "next_after": after, "truncated": x.LogTruncated,
-			"done": x.Status == cronium.StatusFinished && len(chunks) < 1000,
+			"done": x.Status == cronium.StatusFinished && !more,
 		})
 	}
 	return s.follow(w, r, x.ID, after)
@@ -65,6 +79,14 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 	if !ok {
 		return fmt.Errorf("streaming unsupported by this connection")
 	}
+	// A stream outlives the server's write timeout; each write must reach
+	// the client within streamWriteWait instead.
+	rc := http.NewResponseController(w)
+	flush := func() {
+		rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
+		fl.Flush()
+	}
+	rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
@@ -73,6 +95,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 			return // already sent: no duplicates
 		}
 		b, _ := json.Marshal(string(c.Data))
+		rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
 		fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", c.Seq, c.Stream, b)
 		after = c.Seq
 	}
@@ -87,7 +110,7 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 				emit(c)
 			}
 			if len(chunks) < 500 {
-				fl.Flush()
+				flush()
 				return nil
 			}
 		}
@@ -113,8 +136,9 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 				return nil
 			}
 			end, _ := json.Marshal(map[string]any{"status": x.Status, "outcome": x.Outcome, "exit_code": x.ExitCode, "truncated": x.LogTruncated})
+			rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
 			fmt.Fprintf(w, "event: end\ndata: %s\n\n", end)
-			fl.Flush()
+			flush()
 			return nil
 		}
 	live:
@@ -125,18 +149,20 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 				return nil
 			case <-s.closing:
 				cancel()
+				rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
 				fmt.Fprint(w, "event: shutdown\ndata: {}\n\n")
-				fl.Flush()
+				flush()
 				return nil
 			case <-ping.C:
+				rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
 				fmt.Fprint(w, ": keep-alive\n\n")
-				fl.Flush()
+				flush()
 			case c, ok := <-sub:
 				if !ok {
 					break live // ended, or we fell behind: go round and resume from the store
 				}
 				emit(c)
-				fl.Flush()
+				flush()
 			}
 		}
 		cancel()

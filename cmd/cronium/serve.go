@@ -247,8 +247,10 @@ func serve(g *globals, cfg serverConfig) error {
 	// A client that sends its request slowly, or idles, is cut off. The
 	// read deadline ends with the request's body: streams (logs, builds)
 	// are not bound by it.
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: cfg.RequestTimeout.D(), IdleTimeout: 2 * cfg.RequestTimeout.D()}
+	// A client that reads its response slowly is cut off too: responses are
+	// small (log pages are bounded), and streams set their own deadlines.
+	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: min(10*time.Second, cfg.RequestTimeout.D()),
+		ReadTimeout: cfg.RequestTimeout.D(), WriteTimeout: 2 * cfg.RequestTimeout.D(), IdleTimeout: 2 * cfg.RequestTimeout.D()}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	gcDone := make(chan struct{})

@@ -767,3 +767,43 @@ func TestShutdownEndsLogStreams(t *testing.T) {
 	}
 	t.Logf("server stopped in %s", time.Since(begin))
 }
+
+// A log page holds a bounded number of bytes (a response stays small,
+// however slowly it is read); next_after pages through the rest.
+func TestLogPagesAreBounded(t *testing.T) {
+	t.Parallel()
+	s, key := startAs(t, "free")
+	s.api(key, "PUT", "/v1/events/loud", map[string]any{"name": "loud", "language": "bash",
+		"script": "head -c 1000000 /dev/zero | tr '\\0' a; echo"}, nil)
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/loud/trigger", map[string]any{}, &x)
+	s.waitAll(key, time.Minute)
+	total, pages := 0, 0
+	after := uint64(0)
+	for {
+		var page struct {
+			Items []struct {
+				Data string `json:"data"`
+			} `json:"items"`
+			NextAfter uint64 `json:"next_after"`
+			Done      bool   `json:"done"`
+		}
+		s.api(key, "GET", fmt.Sprintf("/v1/executions/%s/logs?after=%d", x.ID, after), nil, &page)
+		size := 0
+		for _, it := range page.Items {
+			size += len(it.Data)
+		}
+		if size > 320<<10 {
+			t.Fatalf("a page of %d bytes", size)
+		}
+		total += size
+		pages++
+		after = page.NextAfter
+		if page.Done || pages > 50 {
+			break
+		}
+	}
+	if total != 1000001 || pages < 4 {
+		t.Errorf("%d bytes in %d pages, want 1000001 in at least 4", total, pages)
+	}
+}
