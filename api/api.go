@@ -164,7 +164,14 @@ func New(cfg Config) (*Server, error) {
 				}
 				u = &user
 			}
-			if err := rt.handle(s, w, r, u); err != nil {
+			tw := &trackingWriter{ResponseWriter: w}
+			if err := rt.handle(s, tw, r, u); err != nil {
+				if tw.wrote {
+					// The response was under way (a client that went away):
+					// nothing more can be said to it.
+					s.log.Debug("response not completed", "method", r.Method, "path", r.URL.Path, "err", err)
+					return
+				}
 				s.fail(w, r, err)
 			}
 		})
@@ -177,6 +184,29 @@ func New(cfg Config) (*Server, error) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// trackingWriter remembers whether a response was started.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) { t.wrote = true; t.ResponseWriter.WriteHeader(code) }
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (flush, deadlines).
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }
+
+// Flush passes through: the log streams flush as they go.
+func (t *trackingWriter) Flush() {
+	t.wrote = true
+	if f, ok := t.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
 
 // Error is the JSON error body: {"error": {"code", "message", "field"}}.
 type Error struct {

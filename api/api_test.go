@@ -196,6 +196,9 @@ func TestBadEventsNameTheField(t *testing.T) {
 		{"key in another case", `{"Name": "job", "language": "bash", "script": "echo hi"}`, "Name", "lowercase"},
 		{"duplicate in another case", `{"name": "job", "NAME": "x", "language": "bash", "script": "echo hi"}`, "NAME", "twice"},
 		{"nested key in another case", `{"name": "job", "language": "bash", "script": "echo hi", "retry": {"Max_Attempts": 3}}`, "retry.Max_Attempts", "lowercase"},
+		{"a folded duplicate inside the network policy", `{"name": "job", "language": "bash", "script": "echo hi", "network": {"mode": "egress", "allow_domains": ["api.github.com"], "allow_domainſ": []}}`, "network.allow_domainſ", "twice"},
+		{"a key in another case inside the network policy", `{"name": "job", "language": "bash", "script": "echo hi", "network": {"MODE": "egress"}}`, "network.MODE", "lowercase"},
+		{"Kelvin sign folding onto a field", `{"name": "job", "language": "bash", "script": "echo hi", "Kind": 1}`, "", ""},
 	} {
 		st, body := e.call(t, e.alice, "POST", "/v1/events", c.body)
 		code, field, msg := errOf(body)
@@ -342,4 +345,20 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	check("Limits", rm["limits"].(map[string]any))
 	check("NetworkPolicy", rm["network_policy"].(map[string]any))
 	check("NetworkUsage", rm["usage"].(map[string]any)["network"].(map[string]any))
+}
+
+// Keys that are data, not fields (env names, input, variable values), may
+// differ only in case: only an exact duplicate is refused there.
+func TestFreeFormKeysMayDifferInCase(t *testing.T) {
+	e := setup(t)
+	body := `{"name": "job", "language": "bash", "script": "echo hi", "env": {"path_x": "1", "PATH_X": "2"}, "input": {"a": 1, "A": 2}}`
+	if st, got := e.call(t, e.alice, "PUT", "/v1/events/job", body); st != http.StatusOK && st != http.StatusCreated {
+		t.Errorf("keys that differ in case: %d %v", st, got)
+	}
+	if st, got := e.call(t, e.alice, "PUT", "/v1/variables/x", `{"value": {"k": 1, "K": 2}}`); st != http.StatusOK {
+		t.Errorf("a variable with keys that differ in case: %d %v", st, got)
+	}
+	if st, _ := e.call(t, e.alice, "PUT", "/v1/variables/y", `{"value": {"k": 1, "k": 2}}`); st != http.StatusBadRequest {
+		t.Errorf("an exact duplicate in a value: %d, want 400", st)
+	}
 }

@@ -49,7 +49,8 @@ func walk(dec *json.Decoder, t reflect.Type, path string) error {
 		return err
 	case '{':
 		fields := jsonFields(t)
-		seen := map[string]string{}
+		seen := map[string]bool{}
+		var keys []string // of a struct: few
 		for dec.More() {
 			tok, err := dec.Token()
 			if err != nil {
@@ -57,13 +58,21 @@ func walk(dec *json.Decoder, t reflect.Type, path string) error {
 			}
 			key, _ := tok.(string)
 			name := join(path, key)
-			if prev, dup := seen[strings.ToLower(key)]; dup {
-				if prev == key {
-					return invalidBody(name, "is given twice: give each field once")
-				}
-				return invalidBody(name, fmt.Sprintf("is given twice (as %q and %q): give each field once, in lowercase", prev, key))
+			if seen[key] {
+				return invalidBody(name, "is given twice: give each field once")
 			}
-			seen[strings.ToLower(key)] = key
+			seen[key] = true
+			if fields != nil {
+				// encoding/json matches a struct's fields by Unicode case
+				// folding ("ſ" is "s"): two keys that fold alike would
+				// silently replace each other.
+				for _, prev := range keys {
+					if strings.EqualFold(prev, key) {
+						return invalidBody(name, fmt.Sprintf("is given twice (as %q and %q): give each field once, in lowercase", prev, key))
+					}
+				}
+				keys = append(keys, key)
+			}
 			var sub reflect.Type
 			switch {
 			case fields != nil:
@@ -92,7 +101,9 @@ func walk(dec *json.Decoder, t reflect.Type, path string) error {
 // jsonFields maps the JSON names of struct t's fields to their types (nil
 // when t is not a struct, or decodes itself).
 func jsonFields(t reflect.Type) map[string]reflect.Type {
-	if t == nil || t.Kind() != reflect.Struct || reflect.PointerTo(t).Implements(reflect.TypeFor[json.Unmarshaler]()) {
+	// A struct that decodes itself (NetworkPolicy) still names its fields
+	// by its tags.
+	if t == nil || t.Kind() != reflect.Struct {
 		return nil
 	}
 	out := map[string]reflect.Type{}
