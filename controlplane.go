@@ -1,8 +1,10 @@
 package cronium
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 	"strconv"
@@ -487,8 +489,54 @@ func CheckVariable(key string, value []byte) error {
 		return Invalid("value", "", fmt.Sprintf("of %s is %d bytes, above the %d byte limit: nothing was stored", key, len(value), MaxVariableBytes))
 	case !json.Valid(value):
 		return Invalid("value", "", "of "+key+" is not JSON: nothing was stored")
+	case !finiteNumbers(value):
+		return Invalid("value", "", "of "+key+" holds a number too large to keep (like 1e999): nothing was stored")
 	}
 	return nil
+}
+
+// finiteNumbers reports whether every number in the JSON value v fits a
+// float64 (what every reader of a variable decodes it into).
+func finiteNumbers(v []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return true // the end, or not JSON (checked before)
+		}
+		if n, ok := tok.(json.Number); ok {
+			if _, err := strconv.ParseFloat(string(n), 64); err != nil {
+				return false
+			}
+		}
+	}
+}
+
+// MaxExactInteger is the largest integer a variable's number holds exactly
+// (2^53): increments past it are refused rather than rounded.
+const MaxExactInteger = 1 << 53
+
+// Increment is the one rule for adding delta to variable key's number n:
+// both finite, the sum finite, and whole numbers kept exact (at most
+// MaxExactInteger) rather than rounded.
+func Increment(key string, n, delta float64) (float64, error) {
+	by := strconv.FormatFloat(delta, 'g', -1, 64)
+	if math.IsNaN(n) || math.IsInf(n, 0) {
+		return 0, Invalid("key", key, "holds a value that is not a finite number: increment needs a number")
+	}
+	if math.IsNaN(delta) || math.IsInf(delta, 0) {
+		return 0, Invalid("by", by, "is not a finite number: increment by a number like 1 or -0.5")
+	}
+	out := n + delta
+	if math.IsInf(out, 0) {
+		return 0, Invalid("by", by, "takes "+key+" past the largest number a variable can hold: nothing was stored")
+	}
+	whole := n == math.Trunc(n) && delta == math.Trunc(delta)
+	if whole && (math.Abs(out) > MaxExactInteger || out-n != delta) {
+		return 0, Invalid("by", by, fmt.Sprintf("takes %s past %d, beyond which whole numbers are not kept exactly: nothing was stored", key, int64(MaxExactInteger)))
+	}
+	return out, nil
 }
 
 // envName is what an environment variable's name may be: a shell name.

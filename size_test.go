@@ -111,3 +111,22 @@ func TestCheckEnvName(t *testing.T) {
 		}
 	}
 }
+
+// One rule for variables: numbers too large to keep are refused like
+// non-JSON; increments keep whole numbers exact.
+func TestCheckVariableAndIncrement(t *testing.T) {
+	for _, bad := range []string{`1e999`, `{"a": [1, -1e400]}`, `{not json`, ``} {
+		if err := CheckVariable("k", []byte(bad)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("value %q: %v, want invalid", bad, err)
+		}
+	}
+	if err := CheckVariable("k", []byte(`{"a": 1.5e300, "b": "1e999"}`)); err != nil {
+		t.Errorf("a large but finite number (and a string): %v", err)
+	}
+	if _, err := Increment("k", 1<<53, 1); !errors.Is(err, ErrInvalid) {
+		t.Errorf("2^53 + 1: %v, want invalid (it would round)", err)
+	}
+	if v, err := Increment("k", 0.1, 0.2); err != nil || v < 0.3 || v > 0.31 {
+		t.Errorf("0.1 + 0.2 = %v %v", v, err)
+	}
+}

@@ -69,7 +69,16 @@ func (h *Handler) Redact(id string, b []byte) []byte {
 	return redact.Bytes(b, x.secrets)
 }
 
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+// errorf is a refusal of the caller's request: it is a cronium.ErrInvalid
+// (code invalid), with the message as written.
+func errorf(format string, args ...any) error {
+	return invalidError(fmt.Sprintf(format, args...))
+}
+
+type invalidError string
+
+func (e invalidError) Error() string        { return string(e) }
+func (e invalidError) Is(target error) bool { return target == cronium.ErrInvalid }
 
 // Call implements cronium.RuntimeAPI.
 func (h *Handler) Call(ctx context.Context, c cronium.RuntimeCall) (json.RawMessage, error) {

@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"strconv"
 	"time"
@@ -1028,12 +1027,8 @@ func (s *Store) Increment(ctx context.Context, userID int64, key string, delta f
 				return cronium.Invalid("key", key, "holds a value that is not a number: increment needs a number")
 			}
 		}
-		out = n + delta
-		if math.IsNaN(delta) || math.IsInf(delta, 0) {
-			return cronium.Invalid("by", strconv.FormatFloat(delta, 'g', -1, 64), "is not a finite number: increment by a number like 1 or -0.5")
-		}
-		if math.IsInf(out, 0) || math.IsNaN(out) {
-			return cronium.Invalid("by", strconv.FormatFloat(delta, 'g', -1, 64), "takes "+key+" past the largest number a variable can hold: nothing was stored")
+		if out, err = cronium.Increment(key, n, delta); err != nil {
+			return err
 		}
 		b, err := json.Marshal(out)
 		if err != nil {

@@ -171,11 +171,15 @@ func TestIncrementRefusesNonFiniteValues(t *testing.T) {
 	if _, err := st.Increment(ctx, u.ID, "n", math.Inf(1)); !errors.Is(err, cronium.ErrInvalid) {
 		t.Errorf("increment by +Inf: %v, want invalid", err)
 	}
-	if v, err := st.Increment(ctx, u.ID, "big", math.MaxFloat64); err != nil || v != math.MaxFloat64 {
-		t.Fatalf("increment to the largest float: %v %v", v, err)
+	if v, err := st.Increment(ctx, u.ID, "big", 1<<53); err != nil || v != 1<<53 {
+		t.Fatalf("increment to 2^53: %v %v", v, err)
 	}
-	if _, err := st.Increment(ctx, u.ID, "big", math.MaxFloat64); !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), "largest number") {
-		t.Errorf("increment past the float range: %v, want invalid", err)
+	// 2^53 + 1 is not a float64: it would be kept as 2^53, silently.
+	if _, err := st.Increment(ctx, u.ID, "big", 1); !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), "not kept exactly") {
+		t.Errorf("increment past 2^53: %v, want invalid", err)
+	}
+	if _, err := st.Increment(ctx, u.ID, "huge", math.MaxFloat64); !errors.Is(err, cronium.ErrInvalid) {
+		t.Errorf("increment to the largest float: %v, want invalid", err)
 	}
 	vars, err := st.Variables(ctx, u.ID)
 	if err != nil || len(vars) != 1 || !json.Valid(vars["big"]) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"sync"
 
 	cronium "github.com/cronium/executor"
@@ -70,10 +69,11 @@ func (l *localRuntime) Call(_ context.Context, c cronium.RuntimeCall) (json.RawM
 		if len(c.Value) > 0 && string(c.Value) != "null" && json.Unmarshal(c.Value, &d) != nil {
 			return nil, fmt.Errorf("increment %s: by is not a number", c.Key)
 		}
-		if math.IsInf(n+d, 0) || math.IsNaN(n+d) {
-			return nil, fmt.Errorf("increment %s: the result is not a finite number: nothing was stored", c.Key)
+		out, err := cronium.Increment(c.Key, n, d)
+		if err != nil {
+			return nil, err
 		}
-		b, err := json.Marshal(n + d)
+		b, err := json.Marshal(out)
 		if err != nil {
 			return nil, err
 		}
