@@ -36,7 +36,10 @@ type Limits struct {
 	// NoFile is the open-files ulimit. Default 1024.
 	NoFile int64
 	// NProc is the processes-per-user ulimit. The kernel counts it per uid
-	// across the whole host, so it is a backstop; Pids is the real cap. Default 4096.
+	// across the whole host: every sandbox's script user (65534) shares one
+	// count, so a low value would let one tenant's processes stop another's
+	// forks. The pids cgroup is the cap; this is only a backstop. Default
+	// 4194304 (the most it may be).
 	NProc int64
 	// TmpSize is the size of the /tmp tmpfs. Default 100Mi, less when
 	// Memory is small: see TmpfsBudget.
@@ -105,7 +108,7 @@ func (l Limits) Defaults() Limits {
 		l.NoFile = 1024
 	}
 	if l.NProc == 0 {
-		l.NProc = 4096
+		l.NProc = 1 << 22
 	}
 	// Default mount sizes fit the memory: they share what the other leaves.
 	mib := func(s Size) Size { return max(1<<20, s&^(1<<20-1)) }

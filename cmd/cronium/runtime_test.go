@@ -664,3 +664,19 @@ print("the API still works", flush=True)
 		t.Errorf("exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
 	}
 }
+
+// The bash helper stores outputs larger than a command-line argument may be
+// (128 KiB), up to the 1 MiB limit, and refuses larger ones clearly.
+func TestBashHelperLargeOutput(t *testing.T) {
+	t.Parallel()
+	script := filepath.Join(t.TempDir(), "big.sh")
+	os.WriteFile(script, []byte(`v="\"$(head -c 200000 /dev/zero | tr '\0' a)\""
+cronium_output "$v" && echo stored
+big="\"$(head -c 1100000 /dev/zero | tr '\0' a)\""
+cronium_output "$big" || echo refused
+`), 0o644)
+	stdout, stderr, code := cronium_(t, "run", script)
+	if code != 0 || !strings.Contains(stdout, "stored") || !strings.Contains(stdout, "refused") || !strings.Contains(stderr, "above the 1048576 byte limit") {
+		t.Errorf("exit %d\nstdout %q\nstderr %s", code, stdout, stderr)
+	}
+}

@@ -10,8 +10,17 @@ _cronium_api() { "${CRONIUM_AGENT_BIN:-/.cronium/agent}" api "$@"; }
 # cronium_input: prints the execution's input JSON ({} when there is none).
 cronium_input() { _cronium_api input -- "$@"; }
 
-# cronium_output JSON: stores JSON as the execution's output.
-cronium_output() { _cronium_api --json output -- "$@"; }
+# cronium_output JSON: stores JSON as the execution's output. A large value
+# (up to the 1 MiB output limit) goes over stdin: a command line holds at
+# most 128 KiB per argument.
+cronium_output() {
+	if [ "$#" -ne 1 ] || [ "${#1}" -lt 100000 ]; then
+		_cronium_api --json output -- "$@"
+		return
+	fi
+	# One request line: JSON's own line breaks are only whitespace.
+	{ printf '{"op":"output","value":'; printf '%s' "$1" | tr '\r\n' '  '; printf '}\n'; } | _cronium_api >/dev/null
+}
 
 # cronium_getVariable KEY: prints the value (a string without quotes, anything
 # else as JSON); prints nothing when the variable is unset.
