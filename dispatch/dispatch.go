@@ -432,10 +432,18 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 
 	defer d.cfg.Runtime.Close(x.ID)
 	if reattach != nil {
-		if ev, err := store.EventByID(ctx, x.EventID); err == nil {
-			vals, _ := d.secretValues(ctx, x, ev)
-			d.cfg.Runtime.Open(x.ID, x.UserID, values(vals))
+		// The runtime API and the second line of redaction, as at the start
+		// (the agent, which kept running, redacts with its own copy first).
+		ev, err := d.eventForRetry(ctx, x.EventID)
+		var vals map[string][]byte
+		if err == nil {
+			vals, err = d.secretValues(ctx, x, ev)
 		}
+		if err != nil {
+			d.log.Warn("re-attach: the event's secrets could not be read; the agent still redacts the output", "execution_id", x.ID, "err", err)
+		}
+		sink.secrets = values(vals)
+		d.cfg.Runtime.Open(x.ID, x.UserID, sink.secrets)
 		after, err := store.LastSeq(context.Background(), x.ID)
 		if err != nil {
 			return fail(err)
