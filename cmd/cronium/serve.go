@@ -336,7 +336,9 @@ func serve(g *globals, cfg serverConfig) error {
 	hctx, hcancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer hcancel()
 	srv.Close() // log streams end: Shutdown waits for handlers
-	httpSrv.Shutdown(hctx)
+	if err := httpSrv.Shutdown(hctx); err != nil {
+		httpSrv.Close() // a handler stuck in a write does not outlive the server
+	}
 	<-gcDone
 	<-followDone
 	log.Info("stopped")
