@@ -39,7 +39,7 @@ type Limits struct {
 	// across the whole host: every sandbox's script user (65534) shares one
 	// count, so a low value would let one tenant's processes stop another's
 	// forks. The pids cgroup is the cap; this is only a backstop. Default
-	// 4194304 (the most it may be).
+	// 32768, and never above the host's own limit.
 	NProc int64
 	// TmpSize is the size of the /tmp tmpfs. Default 100Mi, less when
 	// Memory is small: see TmpfsBudget.
@@ -108,7 +108,7 @@ func (l Limits) Defaults() Limits {
 		l.NoFile = 1024
 	}
 	if l.NProc == 0 {
-		l.NProc = 1 << 22
+		l.NProc = 32768
 	}
 	// Default mount sizes fit the memory: they share what the other leaves.
 	mib := func(s Size) Size { return max(1<<20, s&^(1<<20-1)) }

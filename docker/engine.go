@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -715,7 +716,7 @@ func (s *sandbox) create(ctx context.Context) error {
 			PidsLimit:         &pids,
 			Ulimits: []*container.Ulimit{
 				{Name: "nofile", Soft: l.NoFile, Hard: l.NoFile},
-				{Name: "nproc", Soft: l.NProc, Hard: l.NProc},
+				{Name: "nproc", Soft: min(l.NProc, hostNProc()), Hard: min(l.NProc, hostNProc())},
 			},
 		},
 	}
@@ -828,16 +829,38 @@ func (s *sandbox) accept(ctx context.Context, timeout time.Duration) (*agent.Ses
 	}
 }
 
+// hostNProc is this host's limit on processes per user: a container's
+// nproc cannot be above it (the runtime refuses to start it).
+var hostNProc = sync.OnceValue(func() int64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(6 /* RLIMIT_NPROC */, &r); err != nil || r.Max == 0 || r.Max > 1<<22 {
+		return 1 << 22
+	}
+	return int64(r.Max)
+})
+
 // exitNote says how the container ended, for error messages.
 func (s *sandbox) exitNote() string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	r, err := s.e.cli.ContainerInspect(ctx, s.id, client.ContainerInspectOptions{})
-	if err != nil || r.Container.State == nil {
-		return ""
+	// The agent's end reaches us before the engine marks the container
+	// stopped: wait a moment for the state to settle.
+	var st *container.State
+	for i := 0; i < 20; i++ {
+		r, err := s.e.cli.ContainerInspect(ctx, s.id, client.ContainerInspectOptions{})
+		if err != nil || r.Container.State == nil {
+			return ""
+		}
+		st = r.Container.State
+		if !st.Running || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	st := r.Container.State
 	note := fmt.Sprintf(" (container %s, exit code %d", st.Status, st.ExitCode)
+	if st.OOMKilled {
+		note += ", killed out of memory: the agent itself"
+	}
 	if st.Error != "" {
 		note += ", " + st.Error
 	}
