@@ -297,6 +297,13 @@ func decode(r *http.Request, v any) error {
 		if errors.Is(err, io.EOF) {
 			return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body is empty: send a JSON object"}
 		}
+		if json.Valid(body) {
+			// Valid JSON that a field refused (a duration, a size): say that.
+			return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body: " + strings.TrimPrefix(msg, "json: ")}
+		}
+		if bytes.HasPrefix(body, []byte("\xef\xbb\xbf")) {
+			return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body starts with a byte order mark: send plain UTF-8 JSON"}
+		}
 		return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body is not valid JSON: " + msg}
 	}
 	if trailing(dec) {

@@ -191,6 +191,8 @@ func TestBadEventsNameTheField(t *testing.T) {
 		{"bad size", with("resources", map[string]any{"memory": "lots"}), "resources.memory", "512Mi"},
 		{"wrong type", with("timeout", []int{1}), "", "duration"},
 		{"not json", "{name: x", "", "not valid JSON"},
+		{"a bad duration in valid JSON", with("timeout", -5), "", "request body: "},
+		{"a byte order mark", "\ufeff{\"name\": \"job\"}", "", "byte order mark"},
 		{"trailing data", `{"name": "job", "language": "bash", "script": "echo hi"} {"name": "x"}`, "", "after its JSON value"},
 		{"duplicate key", `{"name": "job", "language": "bash", "script": "echo hi", "script": "rm -rf /"}`, "script", "twice"},
 		{"key in another case", `{"Name": "job", "language": "bash", "script": "echo hi"}`, "Name", "lowercase"},
