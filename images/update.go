@@ -116,7 +116,7 @@ func (b *Builder) Update(ctx context.Context, r Recipe) (Change, error) {
 	}
 	// Nobody moved ref meanwhile (an update elsewhere, a build by hand).
 	if now, err := eng.ImageID(ctx, ref); err != nil || now != ch.OldID {
-		return ch, fmt.Errorf("%s moved to another image during the rebuild (%s, was %s): nothing changed; run the update again", ref, short(now), short(ch.OldID))
+		return ch, fmt.Errorf("%s moved to another image during the rebuild (%s, was %s): nothing changed; run the update again", ref, ShortID(now), ShortID(ch.OldID))
 	}
 	ch.Previous = ref + prevMark + time.Now().UTC().Format("20060102T150405Z")
 	// Tag the old image first, so that it is never without a name.
@@ -131,7 +131,8 @@ func (b *Builder) Update(ctx context.Context, r Recipe) (Change, error) {
 	return ch, nil
 }
 
-func short(id string) string {
+// ShortID is an image ID as docker prints it: 12 hex digits, no "sha256:".
+func ShortID(id string) string {
 	id = strings.TrimPrefix(id, "sha256:")
 	return id[:min(12, len(id))]
 }

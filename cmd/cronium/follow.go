@@ -97,7 +97,7 @@ func (f *follower) check(ctx context.Context, sweep bool) {
 		f.noticed[m.OldID] = now
 		n := f.pools.Retire(func(key string) bool { return strings.Contains(key, "#"+m.OldID+"/") })
 		f.log.Info("runtime image updated: new runs use the new image; runs in progress keep theirs",
-			"image", m.Ref, "old", short(m.OldID), "new", short(m.NewID), "retired_pools", n)
+			"image", m.Ref, "old", images.ShortID(m.OldID), "new", images.ShortID(m.NewID), "retired_pools", n)
 	}
 	// A pool of an old image made after the move was seen (a run
 	// dispatched just before it) is retired too.
@@ -245,12 +245,4 @@ func (f *follower) adopt(ctx context.Context, event int64, lock cronium.PackageL
 	lock.BaseID = id
 	ok, err := f.store.SetPackageLock(ctx, event, lock.Image, lock)
 	return ok && err == nil
-}
-
-func short(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

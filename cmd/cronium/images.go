@@ -144,7 +144,7 @@ Needs root and mmdebstrap, like build.`,
 					case !ch.Updated:
 						fmt.Fprintf(out, "%s: up to date\n", ch.Ref)
 					default:
-						fmt.Fprintf(out, "%s: updated %s -> %s (previous kept as %s until nothing uses it)\n", ch.Ref, short(ch.OldID), short(ch.NewID), ch.Previous)
+						fmt.Fprintf(out, "%s: updated %s -> %s (previous kept as %s until nothing uses it)\n", ch.Ref, images.ShortID(ch.OldID), images.ShortID(ch.NewID), ch.Previous)
 						for _, d := range ch.Diff {
 							fmt.Fprintf(out, "  %s\n", d)
 						}
