@@ -122,18 +122,9 @@ func TestTierLookupFailureIsNotCached(t *testing.T) {
 func TestLogsAreKeptWhenTheStoreFails(t *testing.T) {
 	st, _, d, path := setupAt(t)
 	ctx := context.Background()
-	u, _ := st.CreateUser(ctx, "alice", "free", false)
-	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"}
-	ev.Normalize(cronium.DefaultTiers()["free"])
-	st.PutEvent(ctx, u.ID, &ev)
-	x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1}
-	st.Enqueue(ctx, &x, nil)
+	_, x := queued(t, st)
 	// The fault: a second connection to the same database makes log inserts fail.
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := faults(t, path)
 	if _, err := db.Exec(`CREATE TRIGGER fail_logs BEFORE INSERT ON logs BEGIN SELECT RAISE(FAIL, 'disk full'); END`); err != nil {
 		t.Fatal(err)
 	}
@@ -175,16 +166,9 @@ func TestLogsAreKeptWhenTheStoreFails(t *testing.T) {
 func TestRetryDecisionSurvivesAStoreHiccup(t *testing.T) {
 	st, _, d, path := setupAt(t)
 	ctx := context.Background()
-	u, _ := st.CreateUser(ctx, "alice", "free", false)
-	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"}
-	ev.Normalize(cronium.DefaultTiers()["free"])
-	st.PutEvent(ctx, u.ID, &ev)
+	ev, _ := queued(t, st)
 	// The fault: the events table is gone for a moment.
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := faults(t, path)
 	if _, err := db.Exec(`ALTER TABLE events RENAME TO events_away`); err != nil {
 		t.Fatal(err)
 	}
@@ -194,4 +178,36 @@ func TestRetryDecisionSurvivesAStoreHiccup(t *testing.T) {
 	if err != nil || got.Name != "e" {
 		t.Fatalf("eventForRetry across a store hiccup: %+v %v", got.Name, err)
 	}
+}
+
+// queued stores alice's event "e" and one queued execution of it.
+func queued(t *testing.T, st *sqlite.Store) (cronium.Event, cronium.Execution) {
+	t.Helper()
+	ctx := context.Background()
+	u, err := st.CreateUser(ctx, "alice", "free", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"}
+	ev.Normalize(cronium.DefaultTiers()["free"])
+	if _, err := st.PutEvent(ctx, u.ID, &ev); err != nil {
+		t.Fatal(err)
+	}
+	x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1}
+	if _, err := st.Enqueue(ctx, &x, nil); err != nil {
+		t.Fatal(err)
+	}
+	return ev, x
+}
+
+// faults opens a second connection to the store's database, for a test to
+// break it (a trigger that fails, a table renamed) as a real fault would.
+func faults(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }
