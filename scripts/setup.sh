@@ -17,6 +17,9 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 # Custom images: the tests start a local registry (Debian's docker-registry).
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+# The engine-restart tests find dockerd and its containerd with pidof and pgrep.
+command -v pgrep >/dev/null 2>&1 || need+=(procps)
+command -v pidof >/dev/null 2>&1 || need+=(sysvinit-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq
