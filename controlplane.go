@@ -35,9 +35,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		*d = 0
 		return nil
 	}
-	v, err := ParseDuration("", s)
+	v, err := ParseDuration("", s) // the decoder's caller names the field
 	if err != nil {
-		return fmt.Errorf("%q is not a duration: %s", s, DurationForm)
+		return err
 	}
 	*d = Duration(v)
 	return nil

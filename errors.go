@@ -26,17 +26,23 @@ var (
 
 // FieldError is an ErrInvalid that names the offending field and says what is accepted.
 type FieldError struct {
-	Field   string // Field is the flag, YAML key or JSON field, e.g. "--memory".
+	// Field is the flag, YAML key or JSON field, e.g. "--memory"; empty
+	// when the caller names it (a value's UnmarshalJSON does not know its field).
+	Field   string
 	Value   string // Value is what the user gave.
 	Problem string // Problem says what is wrong and what is accepted.
 }
 
-// Error implements error.
+// Error implements error: `field: "value" problem`.
 func (e *FieldError) Error() string {
-	if e.Value == "" {
-		return fmt.Sprintf("%s: %s", e.Field, e.Problem)
+	msg := e.Problem
+	if e.Value != "" {
+		msg = fmt.Sprintf("%q %s", e.Value, e.Problem)
 	}
-	return fmt.Sprintf("%s: %q %s", e.Field, e.Value, e.Problem)
+	if e.Field == "" {
+		return msg
+	}
+	return e.Field + ": " + msg
 }
 
 // Is reports that every FieldError is an ErrInvalid.

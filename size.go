@@ -106,9 +106,9 @@ func (s *Size) UnmarshalJSON(b []byte) error {
 		*s = Size(n)
 		return nil
 	}
-	v, err := ParseSize("", str)
+	v, err := ParseSize("", str) // the decoder's caller names the field
 	if err != nil {
-		return fmt.Errorf("%q is not a size: %s", str, SizeForm)
+		return err
 	}
 	*s = v
 	return nil

@@ -8,7 +8,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -18,7 +17,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"reflect"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -32,6 +30,7 @@ import (
 	"github.com/cronium/executor/schedule"
 	"github.com/cronium/executor/secrets"
 	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/strictjson"
 )
 
 //go:embed openapi.json
@@ -274,42 +273,27 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 	return err
 }
 
-// decode reads a JSON body strictly: unknown fields are errors naming the field.
-// One JSON value, no trailing data, no key given twice, no key in another
-// case than its field's.
+// bodies decodes request bodies; a memory given as a number is told the size form.
+var bodies = strictjson.Decoder{Forms: map[string]string{"resources.memory": strings.TrimPrefix(cronium.SizeForm, "want ")}}
+
+// decode reads a JSON body strictly (see package strictjson): one JSON
+// value, no trailing data, no unknown field, no key given twice, no key in
+// another case than its field's. Errors name the field by its path and say
+// what it wants.
 func decode(r *http.Request, v any) error {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return err // too large: a MaxBytesError
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		msg := err.Error()
-		if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-			f = strings.Trim(f, `"`)
-			return &Error{Status: http.StatusBadRequest, Code: "invalid", Field: f, Message: fmt.Sprintf("unknown field %q: see the Event schema in /v1/openapi.json", f)}
-		}
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return &Error{Status: http.StatusBadRequest, Code: "invalid", Field: te.Field, Message: fmt.Sprintf("field %s: want a %s, got %s", te.Field, te.Type, te.Value)}
-		}
-		if errors.Is(err, io.EOF) {
-			return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body is empty: send a JSON object"}
-		}
-		if json.Valid(body) {
-			// Valid JSON that a field refused (a duration, a size): say that.
-			return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body: " + strings.TrimPrefix(msg, "json: ")}
-		}
-		if bytes.HasPrefix(body, []byte("\xef\xbb\xbf")) {
-			return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body starts with a byte order mark: send plain UTF-8 JSON"}
-		}
-		return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body is not valid JSON: " + msg}
+	err = bodies.Decode(body, v)
+	var e *strictjson.Error
+	if !errors.As(err, &e) {
+		return err
 	}
-	if trailing(dec) {
-		return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body has data after its JSON value: send one JSON object"}
+	if e.Field == "" {
+		return &Error{Status: http.StatusBadRequest, Code: "invalid", Message: "request body " + e.Problem}
 	}
-	return checkStrict(body, reflect.TypeOf(v))
+	return &Error{Status: http.StatusBadRequest, Code: "invalid", Field: e.Field, Message: e.Error()}
 }
 
 // owner resolves whose resources a request touches: the caller, or for an

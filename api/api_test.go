@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -111,6 +112,13 @@ func errOf(m map[string]any) (code, field, msg string) {
 
 var okEvent = map[string]any{"name": "job", "language": "bash", "script": "echo hi", "schedule": "*/5 * * * *", "timezone": "Europe/Berlin"}
 
+// eventWith is okEvent with field k set to v.
+func eventWith(k string, v any) map[string]any {
+	m := maps.Clone(okEvent)
+	m[k] = v
+	return m
+}
+
 func TestOtherUsersGet404(t *testing.T) {
 	e := setup(t)
 	if st, _ := e.call(t, e.alice, "PUT", "/v1/events/job", okEvent); st != http.StatusCreated {
@@ -160,38 +168,30 @@ func TestOtherUsersGet404(t *testing.T) {
 
 func TestBadEventsNameTheField(t *testing.T) {
 	e := setup(t)
-	with := func(k string, v any) map[string]any {
-		m := map[string]any{}
-		for a, b := range okEvent {
-			m[a] = b
-		}
-		m[k] = v
-		return m
-	}
 	for _, c := range []struct {
 		name  string
 		body  any
 		field string
 		want  string
 	}{
-		{"bad cron", with("schedule", "61 * * * *"), "schedule", "cron"},
-		{"garbage cron", with("schedule", "every tuesday"), "schedule", "*/5"},
-		{"cron that never fires", with("schedule", "0 0 30 2 *"), "schedule", "never fires"},
-		{"unknown zone", with("timezone", "Mars/Olympus"), "timezone", "IANA"},
-		{"memory above tier", with("resources", map[string]any{"memory": "4Gi"}), "resources.memory", "free tier"},
-		{"cpus above tier", with("resources", map[string]any{"cpus": 4}), "resources.cpus", "free tier"},
-		{"pids above tier", with("resources", map[string]any{"pids": 100000}), "resources.pids", "free tier"},
-		{"pids below minimum", with("resources", map[string]any{"pids": 2}), "resources.pids", "out of range"},
-		{"timeout above tier", with("timeout", "1h"), "timeout", "free tier"},
-		{"unknown field", with("schedul", "x"), "schedul", "unknown field"},
-		{"bad language", with("language", "cobol"), "language", "bash, python or node"},
-		{"bad concurrency", with("concurrency", "sometimes"), "concurrency", "allow, forbid or replace"},
-		{"bad missed runs", with("missed_runs", "all"), "missed_runs", "skip or run_once"},
-		{"bad name", with("name", "Bad Name!"), "name", "lowercase"},
-		{"bad size", with("resources", map[string]any{"memory": "lots"}), "resources.memory", "512Mi"},
-		{"wrong type", with("timeout", []int{1}), "", "duration"},
+		{"bad cron", eventWith("schedule", "61 * * * *"), "schedule", "cron"},
+		{"garbage cron", eventWith("schedule", "every tuesday"), "schedule", "*/5"},
+		{"cron that never fires", eventWith("schedule", "0 0 30 2 *"), "schedule", "never fires"},
+		{"unknown zone", eventWith("timezone", "Mars/Olympus"), "timezone", "IANA"},
+		{"memory above tier", eventWith("resources", map[string]any{"memory": "4Gi"}), "resources.memory", "free tier"},
+		{"cpus above tier", eventWith("resources", map[string]any{"cpus": 4}), "resources.cpus", "free tier"},
+		{"pids above tier", eventWith("resources", map[string]any{"pids": 100000}), "resources.pids", "free tier"},
+		{"pids below minimum", eventWith("resources", map[string]any{"pids": 2}), "resources.pids", "out of range"},
+		{"timeout above tier", eventWith("timeout", "1h"), "timeout", "free tier"},
+		{"unknown field", eventWith("schedul", "x"), "schedul", "unknown field"},
+		{"bad language", eventWith("language", "cobol"), "language", "bash, python or node"},
+		{"bad concurrency", eventWith("concurrency", "sometimes"), "concurrency", "allow, forbid or replace"},
+		{"bad missed runs", eventWith("missed_runs", "all"), "missed_runs", "skip or run_once"},
+		{"bad name", eventWith("name", "Bad Name!"), "name", "lowercase"},
+		{"bad size", eventWith("resources", map[string]any{"memory": "lots"}), "resources.memory", "512Mi"},
+		{"wrong type", eventWith("timeout", []int{1}), "timeout", "is not a duration"},
 		{"not json", "{name: x", "", "not valid JSON"},
-		{"a bad duration in valid JSON", with("timeout", -5), "", "request body: "},
+		{"a bad duration in valid JSON", eventWith("timeout", -5), "timeout", `timeout: "-5" must be more than zero`},
 		{"a byte order mark", "\ufeff{\"name\": \"job\"}", "", "byte order mark"},
 		{"trailing data", `{"name": "job", "language": "bash", "script": "echo hi"} {"name": "x"}`, "", "after its JSON value"},
 		{"duplicate key", `{"name": "job", "language": "bash", "script": "echo hi", "script": "rm -rf /"}`, "script", "twice"},
@@ -212,9 +212,38 @@ func TestBadEventsNameTheField(t *testing.T) {
 	if _, list := e.call(t, e.alice, "GET", "/v1/events", nil); len(list["items"].([]any)) != 0 {
 		t.Errorf("rejected events were stored: %v", list)
 	}
-	big := with("script", strings.Repeat("x", 100<<10))
+	big := eventWith("script", strings.Repeat("x", 100<<10))
 	if st, body := e.call(t, e.alice, "POST", "/v1/events", big); st != http.StatusRequestEntityTooLarge {
 		t.Errorf("oversized body: %d %v, want 413", st, body)
+	}
+}
+
+// A value of the wrong kind is named by its path and said in words, with
+// the accepted form where the kind says too little.
+func TestWrongKindsAreSaidInWords(t *testing.T) {
+	e := setup(t)
+	for _, c := range []struct {
+		body       any
+		field, msg string
+	}{
+		{eventWith("priority", "high"), "priority", `priority: want a whole number, got the string "high"`},
+		{eventWith("priority", 1.5), "priority", "priority: want a whole number, got 1.5"},
+		{eventWith("resources", map[string]any{"cpus": "two"}), "resources.cpus", `resources.cpus: want a number, got the string "two"`},
+		{eventWith("resources", map[string]any{"pids": "100"}), "resources.pids", `resources.pids: want a whole number, got the string "100"`},
+		{eventWith("resources", map[string]any{"memory": 512}), "resources.memory", "resources.memory: want a size like 512Mi, 1Gi, 100M or 1G (Ki/Mi/Gi are powers of 1024, K/M/G of 1000), got 512"},
+		{eventWith("name", 5), "name", "name: want a string, got 5"},
+		{eventWith("requires_isolation", "yes"), "requires_isolation", `requires_isolation: want true or false, got the string "yes"`},
+		{eventWith("retry", 3), "retry", "retry: want an object, got 3"},
+		{eventWith("retry", map[string]any{"on": []any{"failed", 7}}), "retry.on[1]", "retry.on[1]: want a string, got 7"},
+		{eventWith("retry", map[string]any{"backoff": "ten seconds"}), "retry.backoff", `retry.backoff: "ten seconds" is not a duration: want a duration like 30s, 2m, 1h30m or plain seconds like 45`},
+		{eventWith("secrets", "db_password"), "secrets", `secrets: want a list, got the string "db_password"`},
+		{eventWith("env", map[string]any{"MODE": 1}), "env.MODE", "env.MODE: want a string, got 1"},
+	} {
+		st, body := e.call(t, e.alice, "POST", "/v1/events", c.body)
+		code, field, msg := errOf(body)
+		if st != http.StatusBadRequest || code != "invalid" || field != c.field || msg != c.msg {
+			t.Errorf("got %d %s field=%q %q; want 400 invalid field=%q %q", st, code, field, msg, c.field, c.msg)
+		}
 	}
 }
 
