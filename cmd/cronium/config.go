@@ -2,21 +2,24 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/secrets"
+	"github.com/cronium/executor/strictjson"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/imagepolicy"
@@ -217,15 +220,17 @@ func normalizeYAML(v any) any {
 	return v
 }
 
-// strictJSON decodes b into v, rejecting unknown fields with their name.
+// strictJSON decodes b (a file, as JSON) into v strictly (see package
+// strictjson): an error names the setting by its path, after the file.
 func strictJSON(b []byte, v any, where string) error {
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return cronium.Invalid(where, strings.Trim(f, `"`), "is not a known field")
+	var e *strictjson.Error
+	if err := strictjson.Decode(b, v); errors.As(err, &e) {
+		if e.Field == "" {
+			return cronium.Invalid(where, "", e.Problem)
 		}
-		return cronium.Invalid(where, "", err.Error())
+		return fmt.Errorf("%s: %w", where, cronium.Invalid(e.Field, "", e.Problem))
+	} else if err != nil {
+		return err
 	}
 	return nil
 }
@@ -412,22 +417,41 @@ func (c *serverConfig) validate() error {
 	if _, ok := c.Tiers["free"]; !ok {
 		return cronium.Invalid("tiers", "", "must keep a free tier: it applies to users whose tier is unknown")
 	}
-	for name, t := range c.Tiers {
+	for _, name := range slices.Sorted(maps.Keys(c.Tiers)) { // the same error first every time
+		t := c.Tiers[name]
 		t.Name = name
 		c.Tiers[name] = t
+		field := "tiers." + name + "."
+		// A field left out is zero, which the checks below would call a
+		// wrong value; and a tier in the file replaces the default one
+		// whole, which is easy to miss.
+		missing := "is missing or 0: a tier needs each of cpu_guaranteed, cpu_burst, memory, concurrency and max_timeout"
+		if _, ok := cronium.DefaultTiers()[name]; ok {
+			missing += " (a tier in the configuration replaces the default " + name + " tier whole)"
+		}
+		for _, f := range []struct {
+			name string
+			zero bool
+		}{{"cpu_guaranteed", t.CPUGuaranteed == 0}, {"cpu_burst", t.CPUBurst == 0}, {"memory", t.Memory == 0}, {"concurrency", t.Concurrency == 0}, {"max_timeout", t.MaxTimeout == 0}} {
+			if f.zero {
+				return cronium.Invalid(field+f.name, "", missing)
+			}
+		}
 		switch {
 		case t.Concurrency < 1:
-			return cronium.Invalid("tiers."+name+".concurrency", strconv.Itoa(t.Concurrency), "must be at least 1")
-		case t.CPUBurst <= 0 || t.CPUGuaranteed <= 0 || t.CPUGuaranteed > t.CPUBurst:
-			return cronium.Invalid("tiers."+name+".cpu_guaranteed", fmt.Sprint(t.CPUGuaranteed), "must be more than 0 and at most cpu_burst")
+			return cronium.Invalid(field+"concurrency", strconv.Itoa(t.Concurrency), "must be at least 1")
+		case t.CPUBurst < 0:
+			return cronium.Invalid(field+"cpu_burst", fmt.Sprint(t.CPUBurst), "must be more than 0, like 0.5")
+		case t.CPUGuaranteed < 0 || t.CPUGuaranteed > t.CPUBurst:
+			return cronium.Invalid(field+"cpu_guaranteed", fmt.Sprint(t.CPUGuaranteed), fmt.Sprintf("must be more than 0 and at most cpu_burst (%v)", t.CPUBurst))
 		case t.Memory < cronium.MinMemory:
-			return cronium.Invalid("tiers."+name+".memory", t.Memory.String(), "must be at least "+cronium.MinMemory.String())
+			return cronium.Invalid(field+"memory", t.Memory.String(), "must be at least "+cronium.MinMemory.String())
 		case t.MaxTimeout.D() < time.Second:
-			return cronium.Invalid("tiers."+name+".max_timeout", t.MaxTimeout.D().String(), "must be at least 1s")
+			return cronium.Invalid(field+"max_timeout", t.MaxTimeout.D().String(), "must be at least 1s")
 		}
 		for _, m := range t.NetworkModes {
-			if _, err := cronium.ParseNetworkMode("tiers."+name+".network_modes", string(m)); err != nil || m == "" {
-				return cronium.Invalid("tiers."+name+".network_modes", string(m), "is not a network mode: want none, egress, internal or full")
+			if _, err := cronium.ParseNetworkMode(field+"network_modes", string(m)); err != nil || m == "" {
+				return cronium.Invalid(field+"network_modes", string(m), "is not a network mode: want none, egress, internal or full")
 			}
 		}
 	}
