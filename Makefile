@@ -35,7 +35,7 @@ FUZZTIME ?= 30s
 FUZZTIME_SLOW ?= $(FUZZTIME)
 FUZZ_TARGETS = .:FuzzParseSize .:FuzzSizeString .:FuzzParseDuration .:FuzzParseBandwidth \
 	.:FuzzParseNames .:FuzzLimitsBudget .:FuzzEventNormalize ./schedule:FuzzParse \
-	./schedule:FuzzNextFarFutureRegression ./agent:FuzzReadFrame ./agent:FuzzFrameRoundTrip \
+	./schedule:FuzzNextFarFutureRegression ./schedule:FuzzNextLikeCronie ./agent:FuzzReadFrame ./agent:FuzzFrameRoundTrip \
 	./agent:FuzzOutput ./redact:FuzzRedactor ./redact:FuzzRedactorStream
 FUZZ_SLOW_TARGETS = ./cmd/cronium:FuzzReadEvents
 fuzz:

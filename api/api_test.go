@@ -174,7 +174,7 @@ func TestBadEventsNameTheField(t *testing.T) {
 		field string
 		want  string
 	}{
-		{"bad cron", eventWith("schedule", "61 * * * *"), "schedule", "cron"},
+		{"bad cron", eventWith("schedule", "61 * * * *"), "schedule", `minute field "61": must be 0-59`},
 		{"garbage cron", eventWith("schedule", "every tuesday"), "schedule", "*/5"},
 		{"cron that never fires", eventWith("schedule", "0 0 30 2 *"), "schedule", "never fires"},
 		{"unknown zone", eventWith("timezone", "Mars/Olympus"), "timezone", "IANA"},

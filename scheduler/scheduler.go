@@ -215,11 +215,14 @@ func (s *Scheduler) sync(ctx context.Context) error {
 		s.entries[ev.ID] = e
 		if se.LastFire.IsZero() {
 			// First sight: from now on, fires count; nothing before now is "missed".
-			e.next = sched.Next(now)
+			e.next = next(sched, now)
 			catchUp = append(catchUp, fire{e: e, mark: now})
 		} else {
 			policy, _ := schedule.ParseMissedPolicy(ev.MissedRuns)
 			run, next := sched.CatchUp(se.LastFire, now, policy, ev.StartingDeadline.D())
+			if !next.After(now) {
+				next = time.Time{} // never, or a broken answer: see push
+			}
 			e.next = next
 			for _, t := range run {
 				catchUp = append(catchUp, fire{e: e, at: t})
@@ -242,17 +245,27 @@ func (s *Scheduler) sync(ctx context.Context) error {
 	return s.fire(ctx, catchUp)
 }
 
-// push queues e, unless its schedule has no next time (never, or not
-// within the five years a cron expression is searched): then it stays
-// known, out of the queue, and is said once.
+// push queues e, unless its schedule has no next time (it matches no time
+// in the 401 years Next searches, or its next time is not after now, which
+// Next never returns): then it stays known, out of the queue, and is said
+// once, so one event can never keep the scheduler busy.
 func (s *Scheduler) push(e *entry) {
 	if e.next.IsZero() {
 		e.index = -1
-		s.log.Warn("event's schedule matches no time in the next five years: not scheduled until it changes or the server restarts",
-			"event", e.ev.Name, "user", e.ev.User, "schedule", e.ev.Schedule)
+		s.log.Error(unscheduled, "event", e.ev.Name, "user", e.ev.User, "schedule", e.ev.Schedule, "timezone", e.ev.Timezone)
 		return
 	}
 	heap.Push(&s.queue, e)
+}
+
+const unscheduled = "event's schedule has no next fire time: not scheduled until it changes or the server restarts"
+
+// next is sched.Next(now), or the zero time if that is not after now.
+func next(sched *schedule.Schedule, now time.Time) time.Time {
+	if n := sched.Next(now); n.After(now) {
+		return n
+	}
+	return time.Time{}
 }
 
 // fire is one scheduled time of one event, or (mark set) a note that times up to mark were handled.
@@ -270,11 +283,10 @@ func (s *Scheduler) fireDue(ctx context.Context) error {
 		e := s.queue[0]
 		due = append(due, fire{e: e, at: e.next})
 		// Fires between e.next and now (a stalled process) are skipped, not burst.
-		e.next = e.sched.Next(now)
+		e.next = next(e.sched, now)
 		if e.next.IsZero() {
 			heap.Pop(&s.queue)
-			s.log.Warn("event's schedule matches no time in the next five years: not scheduled until it changes or the server restarts",
-				"event", e.ev.Name, "user", e.ev.User, "schedule", e.ev.Schedule)
+			s.log.Error(unscheduled, "event", e.ev.Name, "user", e.ev.User, "schedule", e.ev.Schedule, "timezone", e.ev.Timezone)
 			continue
 		}
 		heap.Fix(&s.queue, 0)

@@ -330,11 +330,10 @@ func TestNeverFiringScheduleStallsNothing(t *testing.T) {
 	}
 }
 
-// A leap-day schedule fires on 2096-02-29; its next match (2104-02-29, as
-// 2100 is no leap year) is past the five years a cron expression is
-// searched: the event leaves the queue instead of spinning, and the
-// others go on.
-func TestScheduleWithNoNextTimeLeavesTheQueue(t *testing.T) {
+// A leap-day schedule fires on 2096-02-29; its next match is eight years
+// later (2104-02-29, as 2100 is no leap year): it waits without spinning,
+// and the others go on.
+func TestScheduleWithADistantNextTime(t *testing.T) {
 	b := setup(t, utc("2096-02-28T23:59:00Z"))
 	b.event(t, "leap", "0 0 29 2 *", "UTC", nil)
 	b.event(t, "minutely", "* * * * *", "UTC", nil)
@@ -347,6 +346,27 @@ func TestScheduleWithNoNextTimeLeavesTheQueue(t *testing.T) {
 	if got := b.scheduled(t, "leap"); len(got) != 1 {
 		t.Errorf("leap fired %v", got)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+}
+
+// Past the zone data's listed changes, where Go's ZoneBounds is wrong
+// (golang/go#81583), an hourly Berlin schedule once got the instant it was
+// asked about as its next time, and the scheduler fired it forever. Now it
+// fires once an hour, and a minutely event beside it goes on.
+func TestScheduleInTheLastDayOf2040(t *testing.T) {
+	b := setup(t, utc("2040-12-30T23:59:30Z"))
+	b.event(t, "hourly", "0 * * * *", "Europe/Berlin", nil)
+	b.event(t, "minutely", "* * * * *", "UTC", nil)
+	s := b.start(t)
+	for i, at := range []string{"2040-12-31T00:00:00Z", "2040-12-31T00:01:00Z", "2040-12-31T01:00:00Z", "2040-12-31T01:01:00Z"} {
+		b.clock.Set(utc(at))
+		b.waitFor(t, "minutely", i+1)
+	}
+	wantTimes(t, b.waitFor(t, "hourly", 2), "2040-12-31T00:00:00Z", "2040-12-31T01:00:00Z")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := s.Stop(ctx); err != nil {

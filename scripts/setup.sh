@@ -20,6 +20,8 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 # The engine-restart tests find dockerd and its containerd with pidof and pgrep.
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v pidof >/dev/null 2>&1 || need+=(sysvinit-utils)
+# The schedule tests compare two sources of zone data: the host's and Go's.
+[ -f /usr/share/zoneinfo/Europe/Berlin ] || need+=(tzdata)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}"
   apt-get update -qq
