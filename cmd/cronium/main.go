@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -86,7 +87,55 @@ Start with:
 	root.AddCommand(newRunCmd(g), newImagesCmd(g), newGCCmd(g), newBenchCmd(g), newVersionCmd(),
 		newServeCmd(g), newConfigCmd(), newEventCmd(), newTriggerCmd(), newExecCmd(), newUserCmd(), newKeyCmd(),
 		newVarCmd(), newSecretCmd(), newPoolCmd())
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// refuseUnknownSubcommands makes every command that only groups others
+// ("event", "user", ...) print its help when called alone, and refuse an
+// unknown subcommand ("event lst") with exit status 2 and a suggestion,
+// instead of cobra's default of printing help and exiting 0.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if !c.HasSubCommands() || c.Run != nil || c.RunE != nil {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return c.Help()
+		}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
+		c.SuggestionsMinimumDistance = 2
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			slices.SortStableFunc(s, func(a, b string) int { return editDistance(args[0], a) - editDistance(args[0], b) })
+			msg += fmt.Sprintf("; did you mean %q?", s[0])
+		}
+		return usage(fmt.Errorf("%s\nrun '%s --help' for its commands", msg, c.CommandPath()))
+	}
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // imageRepo is what --image-repo takes: a repository path without a registry.
