@@ -46,7 +46,12 @@ type Dispatcher interface {
 }
 
 // Scheduler is told when events change.
-type Scheduler interface{ Notify() }
+type Scheduler interface {
+	// Notify says events changed.
+	Notify()
+	// NextFire is when the scheduler will next fire an event, if it has it queued.
+	NextFire(eventID int64) (time.Time, bool)
+}
 
 // Config configures a Server.
 type Config struct {
@@ -109,6 +114,7 @@ func Routes() []Route {
 		{"GET", "/v1/events", false, (*Server).listEvents},
 		{"POST", "/v1/events", false, (*Server).createEvent},
 		{"GET", "/v1/events/{name}", false, (*Server).getEvent},
+		{"GET", "/v1/events/{name}/next", false, (*Server).nextRuns},
 		{"PUT", "/v1/events/{name}", false, (*Server).putEvent},
 		{"DELETE", "/v1/events/{name}", false, (*Server).deleteEvent},
 		{"POST", "/v1/events/{name}/pause", false, (*Server).pauseEvent},
@@ -441,10 +447,11 @@ func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, u *cronium.U
 	if err != nil {
 		return err
 	}
-	if evs == nil {
-		evs = []cronium.Event{}
+	stats, err := s.cfg.Store.EventStats(r.Context(), id)
+	if err != nil {
+		return err
 	}
-	return writeJSON(w, http.StatusOK, map[string]any{"items": evs})
+	return writeJSON(w, http.StatusOK, map[string]any{"items": s.views(evs, stats)})
 }
 
 // validateEvent normalises ev for its owner and checks its schedule.
@@ -536,11 +543,15 @@ func (s *Server) event(r *http.Request, u *cronium.User) (cronium.Event, cronium
 }
 
 func (s *Server) getEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
-	ev, _, err := s.event(r, u)
+	ev, owner, err := s.event(r, u)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, ev)
+	stats, err := s.cfg.Store.EventStats(r.Context(), owner.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, s.views([]cronium.Event{ev}, stats)[0])
 }
 
 func (s *Server) deleteEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {

@@ -124,6 +124,19 @@ func (s *Scheduler) Notify() {
 	}
 }
 
+// NextFire returns when the scheduler will next fire the event with this
+// ID, and false if it has not queued the event (on demand, paused, not
+// read yet, or a schedule with no next time).
+func (s *Scheduler) NextFire(eventID int64) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[eventID]
+	if !ok || e.index < 0 {
+		return time.Time{}, false
+	}
+	return e.next, true
+}
+
 // Fired returns how many executions the scheduler has enqueued.
 func (s *Scheduler) Fired() int64 {
 	s.mu.Lock()

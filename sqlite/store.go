@@ -583,14 +583,7 @@ func scanExecution(sc interface{ Scan(...any) error }) (cronium.Execution, error
 	if err != nil {
 		return x, err
 	}
-	t := func(n sql.NullInt64) *time.Time {
-		if !n.Valid {
-			return nil
-		}
-		v := time.Unix(0, n.Int64).UTC()
-		return &v
-	}
-	x.ScheduledAt, x.StartedAt, x.FinishedAt = t(sched), t(started), t(finished)
+	x.ScheduledAt, x.StartedAt, x.FinishedAt = unixNano(sched), unixNano(started), unixNano(finished)
 	x.QueuedAt, x.NotBefore = time.Unix(0, queued).UTC(), time.Unix(0, notBefore).UTC()
 	if exit.Valid {
 		c := int(exit.Int64)

@@ -158,6 +158,15 @@ func (cl *apiClient) printJSON(w io.Writer, v any) {
 	enc.Encode(v)
 }
 
+// inZone shows t in the IANA zone tz, for its abbreviation (CET), when
+// this machine knows the zone; else as it came (an offset).
+func inZone(t time.Time, tz string) time.Time {
+	if loc, err := time.LoadLocation(tz); err == nil && tz != "" {
+		return t.In(loc)
+	}
+	return t
+}
+
 func table(w io.Writer, header string, rows [][]string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
@@ -218,20 +227,32 @@ func newEventCmd() *cobra.Command {
 		Use: "list", Short: "List events", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			var page struct {
-				Items []cronium.Event `json:"items"`
+				Items []api.EventView `json:"items"`
 			}
 			if err := cl.do(c.Context(), "GET", "/v1/events", nil, &page); err != nil {
 				return err
 			}
 			if cl.output == "json" {
-				cl.printJSON(c.OutOrStdout(), page.Items)
+				cl.printJSON(c.OutOrStdout(), page)
 				return nil
 			}
 			var rows [][]string
 			for _, e := range page.Items {
-				rows = append(rows, []string{e.User, e.Name, string(e.Language), e.Schedule, e.Timezone, fmt.Sprint(e.IsEnabled()), string(e.Concurrency)})
+				st := e.Status
+				next, nextUTC, last, outcome := "-", "-", "-", "-"
+				if st.NextRun != nil {
+					next, nextUTC = inZone(*st.NextRun, e.Timezone).Format("2006-01-02 15:04:05 MST"), st.NextRunUTC.Format("2006-01-02 15:04:05Z")
+				}
+				if l := st.Last; l != nil {
+					last, outcome = l.QueuedAt.Local().Format("2006-01-02 15:04:05"), string(l.Status)
+					if l.Outcome != "" {
+						outcome = string(l.Outcome)
+					}
+				}
+				rows = append(rows, []string{e.User, e.Name, string(e.Language), e.Schedule, e.Timezone, st.State,
+					next, nextUTC, last, outcome, fmt.Sprintf("%d/%d", st.Succeeded, st.Runs)})
 			}
-			table(c.OutOrStdout(), "USER\tNAME\tLANGUAGE\tSCHEDULE\tTIMEZONE\tENABLED\tCONCURRENCY", rows)
+			table(c.OutOrStdout(), "USER\tNAME\tLANGUAGE\tSCHEDULE\tTIMEZONE\tSTATE\tNEXT RUN\tNEXT RUN (UTC)\tLAST RUN\tLAST OUTCOME\tSUCCEEDED/RUNS", rows)
 			return nil
 		},
 	}
@@ -239,7 +260,7 @@ func newEventCmd() *cobra.Command {
 		return &cobra.Command{
 			Use: use + " NAME", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
-				var out cronium.Event
+				var out api.EventView
 				path := "/v1/events/" + url.PathEscape(args[0]) + suffix
 				if method == "DELETE" {
 					if err := cl.do(c.Context(), method, path, nil, nil); err != nil {
@@ -260,7 +281,29 @@ func newEventCmd() *cobra.Command {
 			},
 		}
 	}
-	c.AddCommand(apply, list, one("get", "Show an event", "GET", ""), one("delete", "Delete an event", "DELETE", ""),
+	var count int
+	next := &cobra.Command{
+		Use: "next NAME", Short: "Print an event's next fire times, in its zone and in UTC", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var out api.NextRuns
+			path := fmt.Sprintf("/v1/events/%s/next?n=%d", url.PathEscape(args[0]), count)
+			if err := cl.do(c.Context(), "GET", path, nil, &out); err != nil {
+				return err
+			}
+			if cl.output == "json" {
+				cl.printJSON(c.OutOrStdout(), out)
+				return nil
+			}
+			var rows [][]string
+			for _, r := range out.Items {
+				rows = append(rows, []string{inZone(r.At, out.Timezone).Format("2006-01-02 15:04:05 MST (-07:00) Mon"), r.UTC.Format(time.RFC3339)})
+			}
+			table(c.OutOrStdout(), "AT\tUTC", rows)
+			return nil
+		},
+	}
+	next.Flags().IntVarP(&count, "count", "n", 5, "how many fire times (1-100)")
+	c.AddCommand(apply, list, next, one("get", "Show an event", "GET", ""), one("delete", "Delete an event", "DELETE", ""),
 		one("pause", "Pause an event's schedule", "POST", "/pause"), one("resume", "Resume an event's schedule", "POST", "/resume"))
 	return c
 }

@@ -1,0 +1,98 @@
+package api_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/schedule"
+)
+
+// GET /v1/events and /v1/events/{name} show each event's state, next run
+// (in its zone and UTC), last run and counts; /next lists fire times as
+// the schedule tests compute them.
+func TestEventStatusAndNextRuns(t *testing.T) {
+	e := setup(t)
+	nightly := map[string]any{"name": "nightly", "language": "bash", "script": "echo hi", "schedule": "30 2 * * *", "timezone": "Europe/Berlin"}
+	if st, body := e.call(t, e.alice, "PUT", "/v1/events/nightly", nightly); st != 201 {
+		t.Fatalf("apply: %d %v", st, body)
+	}
+	before := time.Now()
+	_, ev := e.call(t, e.alice, "GET", "/v1/events/nightly", nil)
+	status, _ := ev["status"].(map[string]any)
+	if status["state"] != "scheduled" {
+		t.Fatalf("status %v", status)
+	}
+	sched, err := schedule.Parse("30 2 * * *", "Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err1 := time.Parse(time.RFC3339, status["next_run"].(string))
+	utc, err2 := time.Parse(time.RFC3339, status["next_run_utc"].(string))
+	if err1 != nil || err2 != nil || !local.Equal(utc) || !local.Equal(sched.Next(before)) || utc.Location() != time.UTC {
+		t.Errorf("next_run %v, next_run_utc %v; want %v", status["next_run"], status["next_run_utc"], sched.Next(before))
+	}
+	if _, off := local.Zone(); off != 3600 && off != 7200 {
+		t.Errorf("next_run %v is not in Berlin's offset", status["next_run"])
+	}
+	if status["runs"] != 0.0 || status["last_run"] != nil {
+		t.Errorf("a new event has runs: %v", status)
+	}
+
+	_, next := e.call(t, e.alice, "GET", "/v1/events/nightly/next?n=3", nil)
+	items, _ := next["items"].([]any)
+	want := sched.Between(before, before.AddDate(0, 0, 4), 3)
+	if len(items) != 3 {
+		t.Fatalf("next: %v", next)
+	}
+	for i, it := range items {
+		at, _ := time.Parse(time.RFC3339, it.(map[string]any)["at"].(string))
+		if !at.Equal(want[i]) || at.Format("15:04") != "02:30" && at.Format("15:04") != "03:00" {
+			t.Errorf("next[%d] = %v, want %v", i, it, want[i])
+		}
+	}
+	for _, n := range []string{"0", "101", "x"} {
+		st, body := e.call(t, e.alice, "GET", "/v1/events/nightly/next?n="+n, nil)
+		if _, field, _ := errOf(body); st != 400 || field != "n" {
+			t.Errorf("n=%s: %d %v", n, st, body)
+		}
+	}
+
+	// A run shows as the last run.
+	_, x := e.call(t, e.alice, "POST", "/v1/events/nightly/trigger", map[string]any{})
+	_, ev = e.call(t, e.alice, "GET", "/v1/events/nightly", nil)
+	last, _ := ev["status"].(map[string]any)["last_run"].(map[string]any)
+	if last["execution_id"] != x["id"] || last["status"] != "queued" || last["trigger"] != "api" {
+		t.Errorf("last_run %v, want execution %v queued", last, x["id"])
+	}
+
+	// Paused, on demand, and a stored schedule that no longer parses.
+	e.call(t, e.alice, "POST", "/v1/events/nightly/pause", nil)
+	ondemand := map[string]any{"name": "adhoc", "language": "bash", "script": "echo hi"}
+	e.call(t, e.alice, "PUT", "/v1/events/adhoc", ondemand)
+	usr, err := e.store.UserByName(context.Background(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := cronium.Event{Name: "legacy", Language: cronium.Bash, Script: "echo", Schedule: "0 0 ? * *", Timezone: "UTC"}
+	if _, err := e.store.PutEvent(context.Background(), usr.ID, &legacy); err != nil {
+		t.Fatal(err)
+	}
+	_, list := e.call(t, e.alice, "GET", "/v1/events", nil)
+	states := map[string]string{}
+	for _, it := range list["items"].([]any) {
+		m := it.(map[string]any)
+		st := m["status"].(map[string]any)
+		states[m["name"].(string)] = st["state"].(string)
+		if m["name"] == "legacy" && st["problem"] == nil {
+			t.Errorf("legacy event: no problem said: %v", st)
+		}
+	}
+	if states["nightly"] != "paused" || states["adhoc"] != "on demand" || states["legacy"] != "never fires" {
+		t.Errorf("states %v", states)
+	}
+	if st, body := e.call(t, e.alice, "GET", "/v1/events/adhoc/next", nil); st != 400 {
+		t.Errorf("next of an on-demand event: %d %v", st, body)
+	}
+}

@@ -1,0 +1,92 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+// EventStats is what the stored executions of one event say about it.
+type EventStats struct {
+	// Runs counts its finished executions (those still stored), Succeeded
+	// those that ended succeeded.
+	Runs      int64 `json:"runs"`
+	Succeeded int64 `json:"succeeded"`
+	// Last is its newest execution, nil when it never ran.
+	Last *LastRun `json:"last_run,omitempty"`
+}
+
+// LastRun is an event's newest execution, in short.
+type LastRun struct {
+	ExecutionID string          `json:"execution_id"`
+	Trigger     cronium.Trigger `json:"trigger"`
+	Status      cronium.Status  `json:"status"`
+	Outcome     cronium.Outcome `json:"outcome,omitempty"`
+	QueuedAt    time.Time       `json:"queued_at"`
+	ScheduledAt *time.Time      `json:"scheduled_at,omitempty"`
+	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
+}
+
+// EventStats returns the stats of one user's events (every user's when
+// userID is 0), by event ID. Events that never ran are absent.
+func (s *Store) EventStats(ctx context.Context, userID int64) (map[int64]EventStats, error) {
+	where, args := "", []any{}
+	if userID != 0 {
+		where, args = "WHERE user_id = ?", []any{userID}
+	}
+	out := map[int64]EventStats{}
+	rows, err := s.db.QueryContext(ctx, `SELECT event_id, COUNT(finished_at), COALESCE(SUM(outcome = 'succeeded'), 0)
+		FROM executions `+where+` GROUP BY event_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("event stats: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var st EventStats
+		if err := rows.Scan(&id, &st.Runs, &st.Succeeded); err != nil {
+			return nil, fmt.Errorf("event stats: %w", err)
+		}
+		out[id] = st
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("event stats: %w", err)
+	}
+	rows.Close()
+
+	// SQLite takes the other columns from the row that has the maximum.
+	rows, err = s.db.QueryContext(ctx, `SELECT event_id, id, trigger, status, outcome, MAX(queued_at), scheduled_at, finished_at
+		FROM executions `+where+` GROUP BY event_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("last runs: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, queued int64
+		var sched, finished sql.NullInt64
+		var l LastRun
+		if err := rows.Scan(&id, &l.ExecutionID, &l.Trigger, &l.Status, &l.Outcome, &queued, &sched, &finished); err != nil {
+			return nil, fmt.Errorf("last runs: %w", err)
+		}
+		l.QueuedAt, l.ScheduledAt, l.FinishedAt = time.Unix(0, queued).UTC(), unixNano(sched), unixNano(finished)
+		st := out[id]
+		st.Last = &l
+		out[id] = st
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("last runs: %w", err)
+	}
+	return out, nil
+}
+
+// unixNano is a stored nanosecond time, nil when NULL.
+func unixNano(n sql.NullInt64) *time.Time {
+	if !n.Valid {
+		return nil
+	}
+	v := time.Unix(0, n.Int64).UTC()
+	return &v
+}
