@@ -37,9 +37,19 @@ func clientFlags(c *cobra.Command) *apiClient {
 		server = "http://127.0.0.1:8080"
 	}
 	c.PersistentFlags().StringVar(&cl.server, "server", server, "server URL (env CRONIUM_SERVER)")
-	c.PersistentFlags().StringVar(&cl.token, "token", os.Getenv("CRONIUM_TOKEN"), "API key (env CRONIUM_TOKEN)")
+	// The key is read from the environment when a request is made, not
+	// given as the flag's default: help output would print it.
+	c.PersistentFlags().StringVar(&cl.token, "token", "", "API key (default: $CRONIUM_TOKEN)")
 	c.PersistentFlags().StringVarP(&cl.output, "output", "o", "table", "output: table or json")
 	return cl
+}
+
+// key is the API key: --token, else $CRONIUM_TOKEN.
+func (cl *apiClient) key() string {
+	if cl.token != "" {
+		return cl.token
+	}
+	return os.Getenv("CRONIUM_TOKEN")
 }
 
 // apiError is the server's error body.
@@ -78,8 +88,8 @@ func (cl *apiClient) do(ctx context.Context, method, path string, body, out any)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Cronium-Client", "cli")
-	if cl.token != "" {
-		req.Header.Set("Authorization", "Bearer "+cl.token)
+	if key := cl.key(); key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	resp, err := cl.http.Do(req)
 	if err != nil {
@@ -661,7 +671,7 @@ func (cl *apiClient) follow(ctx context.Context, id string, stdout, stderr io.Wr
 	for attempt := 0; ; attempt++ {
 		req, _ := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(cl.server, "/")+"/v1/executions/"+url.PathEscape(id)+"/logs?follow=true", nil)
 		req.Header.Set("Accept", "text/event-stream")
-		req.Header.Set("Authorization", "Bearer "+cl.token)
+		req.Header.Set("Authorization", "Bearer "+cl.key())
 		if last != "" {
 			req.Header.Set("Last-Event-ID", last)
 		}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -25,5 +27,22 @@ func TestUnknownSubcommandsAreRefused(t *testing.T) {
 	}
 	if stdout, _, code := cronium_(t, "event"); code != 0 || !strings.Contains(stdout, "Available Commands") {
 		t.Errorf("cronium event: exit %d, %q; want its help", code, stdout)
+	}
+}
+
+// The API key in CRONIUM_TOKEN never shows in help output.
+func TestHelpDoesNotShowTheToken(t *testing.T) {
+	t.Parallel()
+	const secret = "crn_help_must_not_show_this_key"
+	for _, args := range [][]string{{"event", "--help"}, {"exec", "list", "--help"}, {"var", "set", "--help"}, {"event", "lst"}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "CRONIUM_TOKEN="+secret)
+		out, _ := cmd.CombinedOutput()
+		if strings.Contains(string(out), secret) {
+			t.Errorf("cronium %v shows the API key:\n%s", args, out)
+		}
+		if args[1] == "--help" && !strings.Contains(string(out), "$CRONIUM_TOKEN") {
+			t.Errorf("cronium %v does not say where the key comes from:\n%s", args, out)
+		}
 	}
 }
