@@ -423,6 +423,13 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	store := d.cfg.Store
 	fail := func(err error) cronium.Result {
 		now := time.Now()
+		if ctx.Err() != nil {
+			// Cancelled (by Cancel: nothing else cancels ctx before
+			// execute returns) while its sandbox was being made: the
+			// engine's error only echoes the cancel. Recorded as an engine
+			// error, it would be retried.
+			return cronium.Result{ID: x.ID, Outcome: cronium.Cancelled, ExitCode: -1, Error: context.Cause(ctx).Error(), StartedAt: now, EndedAt: now}
+		}
 		return cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: err.Error(), StartedAt: now, EndedAt: now}
 	}
 	sink := &logSink{d: d, id: x.ID, limit: d.cfg.LogLimit}
@@ -552,6 +559,9 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 			res.OutputError = err.Error()
 		}
 		res.Output = nil // stored on the execution, redacted
+	}
+	if res.Outcome == cronium.EngineError && ctx.Err() != nil {
+		res.Outcome = cronium.Cancelled // as in fail: a warm sandbox cancelled while being made
 	}
 	if res.Outcome == cronium.Cancelled {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {

@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -24,6 +25,10 @@ func (e *scriptedEngine) Run(ctx context.Context, spec cronium.Spec) (cronium.Re
 	e.mu.Lock()
 	e.runs = append(e.runs, spec)
 	e.mu.Unlock()
+	if string(spec.Script) == "starting" { // making its sandbox until cancelled, as a slow Docker call does
+		<-ctx.Done()
+		return cronium.Result{}, fmt.Errorf("create container for execution %s: %w", spec.ID, context.Cause(ctx))
+	}
 	now := time.Now()
 	res := cronium.Result{ID: spec.ID, Outcome: cronium.Outcome(spec.Script), StartedAt: now, EndedAt: now}
 	if res.Outcome != cronium.Succeeded {
@@ -31,6 +36,12 @@ func (e *scriptedEngine) Run(ctx context.Context, spec cronium.Spec) (cronium.Re
 	}
 	return res, nil
 }
+func (e *scriptedEngine) started() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.runs)
+}
+
 func (e *scriptedEngine) GC(context.Context, time.Duration) (int, error) { return 0, nil }
 func (e *scriptedEngine) Close() error                                   { return nil }
 
@@ -59,22 +70,9 @@ func setupAt(t *testing.T) (*sqlite.Store, *scriptedEngine, *Dispatcher, string)
 func TestFailedRunIsRetried(t *testing.T) {
 	st, eng, d := setup(t)
 	ctx := context.Background()
-	u, _ := st.CreateUser(ctx, "alice", "free", false)
-	ev := cronium.Event{Name: "flaky", Language: cronium.Bash, Script: string(cronium.Failed),
-		Retry: cronium.RetryPolicy{MaxAttempts: 2, Backoff: cronium.Duration(time.Second)}}
-	if err := ev.Normalize(cronium.DefaultTiers()["free"]); err != nil {
-		t.Fatal(err)
-	}
-	st.PutEvent(ctx, u.ID, &ev)
-	x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1, QueuedAt: time.Now()}
-	if _, err := st.Enqueue(ctx, &x, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := d.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer d.Stop(ctx)
-	d.Wake()
+	queue(t, st, cronium.Event{Name: "flaky", Language: cronium.Bash, Script: string(cronium.Failed),
+		Retry: cronium.RetryPolicy{MaxAttempts: 2, Backoff: cronium.Duration(time.Second)}})
+	start(t, d)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		xs, _ := st.Executions(ctx, sqlite.ExecutionFilter{Event: "flaky", Limit: 10})
@@ -97,6 +95,43 @@ func TestFailedRunIsRetried(t *testing.T) {
 	}
 	if len(eng.runs) != 2 {
 		t.Errorf("%d runs, want 2", len(eng.runs))
+	}
+}
+
+// An execution cancelled while its sandbox is being made is cancelled, not
+// an engine error, and so never retried.
+func TestCancelWhileStartingIsNotRetried(t *testing.T) {
+	st, eng, d := setup(t)
+	ctx := context.Background()
+	_, x := queue(t, st, cronium.Event{Name: "slow", Language: cronium.Bash, Script: "starting",
+		Retry: cronium.RetryPolicy{MaxAttempts: 3, Backoff: cronium.Duration(time.Second), On: []cronium.Outcome{cronium.EngineError}}})
+	start(t, d)
+	deadline := time.Now().Add(10 * time.Second)
+	for eng.started() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the execution never reached the engine")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := d.Cancel(ctx, x.ID, "cancelled by alice"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, _ := st.Execution(ctx, 0, x.ID)
+		if got.Status == cronium.StatusFinished {
+			if got.Outcome != cronium.Cancelled || got.Error != "cancelled by alice" {
+				t.Errorf("got %s %q, want cancelled \"cancelled by alice\"", got.Outcome, got.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %s after the cancel", got.Status)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // a retry would be queued by now
+	if xs, _ := st.Executions(ctx, sqlite.ExecutionFilter{Event: "slow", Limit: 10}); len(xs) != 1 {
+		t.Errorf("%d executions, want the cancelled one alone: %+v", len(xs), xs)
 	}
 }
 
@@ -183,21 +218,39 @@ func TestRetryDecisionSurvivesAStoreHiccup(t *testing.T) {
 // queued stores alice's event "e" and one queued execution of it.
 func queued(t *testing.T, st *sqlite.Store) (cronium.Event, cronium.Execution) {
 	t.Helper()
+	return queue(t, st, cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"})
+}
+
+// queue stores ev as alice's and one queued execution of it.
+func queue(t *testing.T, st *sqlite.Store, ev cronium.Event) (cronium.Event, cronium.Execution) {
+	t.Helper()
 	ctx := context.Background()
 	u, err := st.CreateUser(ctx, "alice", "free", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"}
-	ev.Normalize(cronium.DefaultTiers()["free"])
+	if err := ev.Normalize(cronium.DefaultTiers()["free"]); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := st.PutEvent(ctx, u.ID, &ev); err != nil {
 		t.Fatal(err)
 	}
-	x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1}
+	x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1, QueuedAt: time.Now()}
 	if _, err := st.Enqueue(ctx, &x, nil); err != nil {
 		t.Fatal(err)
 	}
 	return ev, x
+}
+
+// start starts d until the test ends, and has it look at the queue.
+func start(t *testing.T, d *Dispatcher) {
+	t.Helper()
+	ctx := context.Background()
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Stop(ctx) })
+	d.Wake()
 }
 
 // faults opens a second connection to the store's database, for a test to
