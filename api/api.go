@@ -689,15 +689,21 @@ func (s *Server) cancelExecution(w http.ResponseWriter, r *http.Request, u *cron
 	if err != nil {
 		return err
 	}
-	if x.Status == cronium.StatusFinished {
-		return fmt.Errorf("%w: execution %s already finished (%s)", cronium.ErrConflict, x.ID, x.Outcome)
+	if x.Status != cronium.StatusFinished {
+		cerr := s.cfg.Dispatcher.Cancel(r.Context(), x.ID, "cancelled by "+u.Name)
+		if cerr != nil && !errors.Is(cerr, cronium.ErrConflict) {
+			return cerr
+		}
+		if x, err = s.execution(r, u); err != nil {
+			return err
+		}
+		if cerr == nil {
+			return writeJSON(w, http.StatusAccepted, x)
+		}
+		if x.Status != cronium.StatusFinished {
+			return cerr
+		}
+		// It finished meanwhile.
 	}
-	if err := s.cfg.Dispatcher.Cancel(r.Context(), x.ID, "cancelled by "+u.Name); err != nil {
-		return err
-	}
-	x, err = s.execution(r, u)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusAccepted, x)
+	return &Error{Status: http.StatusConflict, Code: "conflict", Message: fmt.Sprintf("execution %s already finished (%s): there is nothing to cancel", x.ID, x.Outcome)}
 }

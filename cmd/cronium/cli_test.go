@@ -49,7 +49,11 @@ func TestUserAndCancelSayWhatHappened(t *testing.T) {
 	s.api(key, "POST", "/v1/events/long/trigger", nil, &queued) // waits: the node's capacity is 1
 	expect("execution "+queued.ID+" cancelled before it started", "exec", "cancel", queued.ID)
 	expect("execution "+running.ID+": cancelling: its script is being stopped; `cronium exec get "+running.ID+"` shows when it has ended", "exec", "cancel", running.ID)
-	s.waitAll(key, time.Minute)
+	for _, x := range s.waitAll(key, time.Minute) {
+		if x.Outcome != cronium.Cancelled {
+			t.Errorf("execution %s: %s %q, want cancelled", x.ID, x.Outcome, x.Error)
+		}
+	}
 	expect("execution "+running.ID+" already finished (cancelled): there is nothing to cancel", "exec", "cancel", running.ID)
 	expect("there is no execution nope that you can see: `cronium exec list` lists yours", "exec", "cancel", "nope")
 }

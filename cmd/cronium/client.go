@@ -653,15 +653,37 @@ func newExecCmd() *cobra.Command {
 		Use: "cancel ID", Short: "Cancel a queued or running execution", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			var x cronium.Execution
-			if err := cl.do(c.Context(), "POST", "/v1/executions/"+url.PathEscape(args[0])+"/cancel", nil, &x); err != nil {
+			err := cl.do(c.Context(), "POST", "/v1/executions/"+url.PathEscape(args[0])+"/cancel", nil, &x)
+			var ae *apiError
+			if errors.As(err, &ae) && ae.status == http.StatusNotFound {
+				ae.Err.Message = fmt.Sprintf("there is no execution %s that you can see: `cronium exec list` lists yours", args[0])
+			}
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "execution %s: %s %s\n", x.ID, x.Status, x.Outcome)
+			if cl.output == "json" {
+				cl.printJSON(c.OutOrStdout(), x)
+				return nil
+			}
+			fmt.Fprintln(c.OutOrStdout(), cancelled(x))
 			return nil
 		},
 	}
 	c.AddCommand(list, get, logs, cancel)
 	return c
+}
+
+// cancelled says what a cancel did to x, as the server answered it.
+func cancelled(x cronium.Execution) string {
+	switch {
+	case x.Status != cronium.StatusFinished:
+		return fmt.Sprintf("execution %s: cancelling: its script is being stopped; `cronium exec get %s` shows when it has ended", x.ID, x.ID)
+	case x.Outcome != cronium.Cancelled:
+		return fmt.Sprintf("execution %s finished (%s) before the cancel reached it", x.ID, x.Outcome)
+	case x.StartedAt == nil:
+		return fmt.Sprintf("execution %s cancelled before it started", x.ID)
+	}
+	return fmt.Sprintf("execution %s cancelled: its script was stopped", x.ID)
 }
 
 // follow streams logs over Server-Sent Events, reconnecting with
@@ -774,7 +796,11 @@ func newUserCmd() *cobra.Command {
 				return usage(err)
 			}
 			if _, ok := cfg.Tiers[tier]; !ok {
-				return usage(cronium.Invalid("--tier", tier, "is not a tier: want one of "+cronium.TierNames(cfg.Tiers)))
+				problem := "is not a tier: want one of " + cronium.TierNames(cfg.Tiers)
+				if _, ok := cfg.Tiers[strings.ToLower(tier)]; ok {
+					problem = fmt.Sprintf("is not a tier: did you mean %q? Tier names are lowercase", strings.ToLower(tier))
+				}
+				return usage(cronium.Invalid("--tier", tier, problem))
 			}
 			// The API's rule: a name the API refuses is refused here too.
 			if err := api.ValidateUser(args[0], tier, cfg.Tiers); err != nil {
@@ -782,6 +808,9 @@ func newUserCmd() *cobra.Command {
 			}
 			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
 				u, err := st.CreateUser(c.Context(), args[0], tier, admin)
+				if errors.Is(err, cronium.ErrConflict) {
+					return fmt.Errorf("user %s already exists, unchanged: to give them another API key, run `cronium key create %s`", args[0], args[0])
+				}
 				if err != nil {
 					return err
 				}
@@ -789,7 +818,11 @@ func newUserCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.ErrOrStderr(), "user %s created (tier %s, admin %v); API key (shown once):\n", u.Name, u.Tier, u.Admin)
+				kind := "user"
+				if u.Admin {
+					kind = "admin user" // may see and act for every user
+				}
+				fmt.Fprintf(c.ErrOrStderr(), "created %s %s (tier %s). Their API key, shown only this once (set CRONIUM_TOKEN to it to act as %s):\n", kind, u.Name, u.Tier, u.Name)
 				fmt.Fprintln(c.OutOrStdout(), key)
 				return nil
 			})
@@ -814,6 +847,9 @@ func newKeyCmd() *cobra.Command {
 			}
 			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
 				u, err := st.UserByName(c.Context(), args[0])
+				if errors.Is(err, cronium.ErrNotFound) {
+					return fmt.Errorf("user %s does not exist: create them with `cronium user create %s` (which prints their first key)", args[0], args[0])
+				}
 				if err != nil {
 					return err
 				}

@@ -105,15 +105,21 @@ func (s *server) kill() {
 
 // cli runs a cronium command against this server.
 func (s *server) cli(args ...string) (string, error) {
+	out, _, err := s.run(args...)
+	return out, err
+}
+
+// run runs a cronium command against this server; a failure's error
+// holds its stderr.
+func (s *server) run(args ...string) (stdout, stderr string, err error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = s.env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	if err != nil {
-		return out.String(), fmt.Errorf("cronium %s: %v: %s", strings.Join(args, " "), err, errb.String())
+	if err := cmd.Run(); err != nil {
+		return out.String(), errb.String(), fmt.Errorf("cronium %s: %v: %s", strings.Join(args, " "), err, errb.String())
 	}
-	return out.String(), nil
+	return out.String(), errb.String(), nil
 }
 
 func (s *server) user(name, tier string) string {
