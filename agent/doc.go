@@ -38,6 +38,7 @@
 // the next host. With no run outstanding, a closed connection ends the agent
 // as before: that is how every run ends once its report is acknowledged.
 //
-// The package imports only the standard library (and package redact, which
-// does too) so the agent stays small; a test checks its dependencies.
+// The package imports only the standard library (and packages redact and
+// strictjson, which do too) so the agent stays small; a test checks its
+// dependencies.
 package agent

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/cronium/executor/strictjson"
 )
 
 // Runtime API limits inside the sandbox.
@@ -142,6 +144,23 @@ func fail(format string, args ...any) Reply {
 	return Reply{Error: fmt.Sprintf(format, args...)}
 }
 
+// requests decodes helpers' requests as the HTTP API decodes its bodies:
+// a key given twice, also in another case ({"key": "a", "Key": "b"}), is
+// refused rather than one of them quietly taken. Other keys are ignored,
+// as they always were here.
+var requests = strictjson.Decoder{AllowUnknownFields: true}
+
+// refuse answers a request that did not decode: err is a *strictjson.Error.
+func refuse(err error) Reply {
+	var e *strictjson.Error
+	rep := fail("request: %v", err)
+	if errors.As(err, &e) && e.Field == "" {
+		rep = fail("request %s", e.Problem) // "request is not valid JSON: ..."
+	}
+	rep.Code = "invalid"
+	return rep
+}
+
 func (r *runtimeServer) handle(c net.Conn) Reply {
 	// A few requests are read at a time, each within maxCallBytes: however
 	// many connections a script opens, the agent's memory stays bounded.
@@ -169,8 +188,8 @@ func (r *runtimeServer) handle(c net.Conn) Reply {
 		return fail("read request: %v", err)
 	}
 	var q request
-	if err := json.Unmarshal(line, &q); err != nil {
-		return fail("request is not JSON: %v", err)
+	if err := requests.Decode(line, &q); err != nil {
+		return refuse(err)
 	}
 	if subtle.ConstantTimeCompare([]byte(q.Token), []byte(r.st.Token)) != 1 || r.st.Token == "" {
 		return fail("invalid runtime token: each execution has its own, in CRONIUM_RUNTIME_TOKEN")
