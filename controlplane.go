@@ -65,6 +65,36 @@ type Tier struct {
 	// MaxPids bounds the processes and threads an event may ask for.
 	// Default: free 256, pro 1024, enterprise 4096.
 	MaxPids int64 `json:"max_pids,omitempty"`
+	// RetentionDays is how long finished executions and their logs are
+	// kept, RetentionRuns how many of each event's newest finished
+	// executions are kept at most. Default: free 7 days and 100 runs, pro
+	// 30 and 1,000, enterprise 90 and 10,000.
+	RetentionDays int `json:"retention_days,omitempty"`
+	RetentionRuns int `json:"retention_runs,omitempty"`
+}
+
+// Retention bounds, for the configuration's checks.
+const (
+	MinRetentionDays, MaxRetentionDays = 1, 36500
+	MinRetentionRuns, MaxRetentionRuns = 1, 10_000_000
+)
+
+// Retention is how many days and how many runs per event the tier keeps.
+func (t Tier) Retention() (days, runs int) {
+	days, runs = 7, 100
+	switch t.Name {
+	case "enterprise":
+		days, runs = 90, 10_000
+	case "pro":
+		days, runs = 30, 1000
+	}
+	if t.RetentionDays > 0 {
+		days = t.RetentionDays
+	}
+	if t.RetentionRuns > 0 {
+		runs = t.RetentionRuns
+	}
+	return days, runs
 }
 
 // PidsCap is the tier's limit on resources.pids.

@@ -49,7 +49,11 @@ type serverConfig struct {
 	// DockerHost is the engine address. Default: $DOCKER_HOST, then the default socket.
 	DockerHost string `json:"docker_host"`
 	// Tiers override or add tiers; the defaults are free, pro and enterprise.
+	// A default tier named in the file keeps the fields the file leaves out.
 	Tiers map[string]cronium.Tier `json:"tiers"`
+	// RetentionInterval is how often finished executions past their
+	// tier's retention (retention_days, retention_runs) are deleted. Default 1h.
+	RetentionInterval cronium.Duration `json:"retention_interval"`
 	// MasterKeyFile holds the secrets' master keys ("ID:BASE64" lines, first is primary, mode 0600).
 	// Default: $CRONIUM_MASTER_KEYS, else DataDir/master.keys, created on first use.
 	MasterKeyFile string `json:"master_key_file"`
@@ -185,6 +189,7 @@ func defaultServerConfig() serverConfig {
 	return serverConfig{
 		Listen: "127.0.0.1:8080", DataDir: dir, NodeID: host, Capacity: 2 * runtime.NumCPU(),
 		ShutdownGrace: cronium.Duration(30 * time.Second), LogLimit: 1 << 20, RequestTimeout: cronium.Duration(time.Minute), Tiers: cronium.DefaultTiers(),
+		RetentionInterval: cronium.Duration(time.Hour),
 	}
 }
 
@@ -251,6 +256,9 @@ func loadServerConfig(path string) (serverConfig, error) {
 		if err := strictJSON(j, &file, path); err != nil {
 			return c, err
 		}
+		if err := mergeDefaultTiers(j, &file, path); err != nil {
+			return c, err
+		}
 		c.merge(file)
 	}
 	env := map[string]func(string) error{
@@ -275,6 +283,11 @@ func loadServerConfig(path string) (serverConfig, error) {
 			c.RequestTimeout = cronium.Duration(d)
 			return err
 		},
+		"CRONIUM_RETENTION_INTERVAL": func(v string) error {
+			d, err := cronium.ParseDuration("CRONIUM_RETENTION_INTERVAL", v)
+			c.RetentionInterval = cronium.Duration(d)
+			return err
+		},
 		"CRONIUM_LOG_LIMIT": func(v string) error {
 			s, err := cronium.ParseSize("CRONIUM_LOG_LIMIT", v)
 			c.LogLimit = s
@@ -289,6 +302,33 @@ func loadServerConfig(path string) (serverConfig, error) {
 		}
 	}
 	return c, c.validate()
+}
+
+// mergeDefaultTiers decodes each default tier the file names (free, pro,
+// enterprise) onto that default, so that "free: {memory: 1Gi}" changes the
+// memory and keeps the rest.
+func mergeDefaultTiers(j []byte, file *serverConfig, path string) error {
+	var raw struct {
+		Tiers map[string]json.RawMessage `json:"tiers"`
+	}
+	if err := json.Unmarshal(j, &raw); err != nil {
+		return nil // strictJSON has accepted the file: not reached
+	}
+	for name, b := range raw.Tiers {
+		t, ok := cronium.DefaultTiers()[name]
+		if !ok {
+			continue
+		}
+		var probe any
+		if json.Unmarshal(b, &probe) != nil || probe == nil {
+			continue // null: left to validate
+		}
+		if err := strictJSON(b, &t, path+": tiers."+name); err != nil {
+			return err
+		}
+		file.Tiers[name] = t
+	}
+	return nil
 }
 
 func (c *serverConfig) merge(f serverConfig) {
@@ -312,6 +352,9 @@ func (c *serverConfig) merge(f serverConfig) {
 	}
 	if f.LogLimit != 0 {
 		c.LogLimit = f.LogLimit
+	}
+	if f.RetentionInterval != 0 {
+		c.RetentionInterval = f.RetentionInterval
 	}
 	if f.DockerHost != "" {
 		c.DockerHost = f.DockerHost
@@ -339,6 +382,9 @@ func (c *serverConfig) merge(f serverConfig) {
 func (c *serverConfig) validate() error {
 	if c.Capacity < 1 {
 		return cronium.Invalid("capacity", strconv.Itoa(c.Capacity), "must be at least 1")
+	}
+	if c.RetentionInterval.D() < time.Second {
+		return cronium.Invalid("retention_interval", c.RetentionInterval.D().String(), "must be at least 1s, like 1h")
 	}
 	if c.LogLimit < 1024 {
 		return cronium.Invalid("log_limit", c.LogLimit.String(), "is too small: want at least 1Ki")
@@ -425,10 +471,7 @@ func (c *serverConfig) validate() error {
 		// A field left out is zero, which the checks below would call a
 		// wrong value; and a tier in the file replaces the default one
 		// whole, which is easy to miss.
-		missing := "is missing or 0: a tier needs each of cpu_guaranteed, cpu_burst, memory, concurrency and max_timeout"
-		if _, ok := cronium.DefaultTiers()[name]; ok {
-			missing += " (a tier in the configuration replaces the default " + name + " tier whole)"
-		}
+		missing := "is missing or 0: a new tier needs each of cpu_guaranteed, cpu_burst, memory, concurrency and max_timeout"
 		for _, f := range []struct {
 			name string
 			zero bool
@@ -448,6 +491,12 @@ func (c *serverConfig) validate() error {
 			return cronium.Invalid(field+"memory", t.Memory.String(), "must be at least "+cronium.MinMemory.String())
 		case t.MaxTimeout.D() < time.Second:
 			return cronium.Invalid(field+"max_timeout", t.MaxTimeout.D().String(), "must be at least 1s")
+		}
+		switch {
+		case t.RetentionDays < 0 || t.RetentionDays > cronium.MaxRetentionDays: // 0: the default
+			return cronium.Invalid(field+"retention_days", strconv.Itoa(t.RetentionDays), fmt.Sprintf("must be %d-%d days (0 or left out: the default)", cronium.MinRetentionDays, cronium.MaxRetentionDays))
+		case t.RetentionRuns < 0 || t.RetentionRuns > cronium.MaxRetentionRuns:
+			return cronium.Invalid(field+"retention_runs", strconv.Itoa(t.RetentionRuns), fmt.Sprintf("must be %d-%d runs per event (0 or left out: the default)", cronium.MinRetentionRuns, cronium.MaxRetentionRuns))
 		}
 		for _, m := range t.NetworkModes {
 			if _, err := cronium.ParseNetworkMode(field+"network_modes", string(m)); err != nil || m == "" {

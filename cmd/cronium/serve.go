@@ -274,15 +274,27 @@ func serve(g *globals, cfg serverConfig) error {
 			log.Info("removed unused package layers", "images", removed)
 		}
 	}
-	prune()     // remembers what exists now: nothing goes before unused_for
-	go func() { // periodic orphan GC and layer pruning, owned by serve
+	prune() // remembers what exists now: nothing goes before unused_for
+	retain := func() {
+		if n, err := store.PruneAll(ctx, cfg.Tiers, time.Now()); err != nil {
+			log.Warn("delete executions past their tier's retention", "err", err)
+		} else if n > 0 {
+			log.Info("deleted executions past their tier's retention, with their logs", "executions", n)
+		}
+	}
+	go func() { // periodic orphan GC, layer pruning and retention, owned by serve
 		defer close(gcDone)
 		t := time.NewTicker(time.Minute)
 		defer t.Stop()
-		for i := 1; ; i++ {
+		rt := time.NewTicker(cfg.RetentionInterval.D())
+		defer rt.Stop()
+		retain()
+		for minutes := 0; ; {
 			select {
 			case <-ctx.Done():
 				return
+			case <-rt.C:
+				retain()
 			case <-t.C:
 				if n, err := eng.GC(ctx, time.Minute); err != nil {
 					log.Warn("gc", "err", err)
@@ -292,7 +304,7 @@ func serve(g *globals, cfg serverConfig) error {
 				if n := pools.RetireUnused(cfg.Pools.RetireAfter.D()); n > 0 {
 					log.Info("retired warm pools that served no run lately", "pools", n, "unused_for", cfg.Pools.RetireAfter.D())
 				}
-				if i%10 == 0 {
+				if minutes++; minutes%10 == 0 {
 					prune()
 				}
 			}
