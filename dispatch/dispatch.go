@@ -14,6 +14,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/pool"
@@ -432,7 +433,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		}
 		return cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: err.Error(), StartedAt: now, EndedAt: now}
 	}
-	sink := &logSink{d: d, id: x.ID, limit: d.cfg.LogLimit}
+	sink := newLogSink(d, x.ID, d.cfg.LogLimit)
 	defer sink.finish()
 	stopFlush := sink.startFlusher()
 	defer stopFlush()
@@ -741,11 +742,17 @@ func (d *Dispatcher) context(ctx context.Context, x cronium.Execution, ev croniu
 	return b
 }
 
-// logSink stores an execution's output in batches, capped, and publishes it live.
+// logSink stores an execution's output in batches, capped, and publishes
+// it live. Within the cap it keeps the head and the tail of the output,
+// where errors usually are: the first half of the cap is stored (and
+// published) as it comes; after that the newest output is held back, the
+// oldest of it dropped to stay within the other half, and stored when the
+// run ends, after a line that says how much was left out.
 type logSink struct {
-	d     *Dispatcher
-	id    string
-	limit int64
+	d       *Dispatcher
+	id      string
+	head    int64 // bytes stored as they come
+	tailMax int64 // bytes of the newest output kept at the end
 
 	flushMu sync.Mutex // serialises flushes so chunks are stored and published in order
 	secrets [][]byte   // redacted again here, a second line behind the agent's
@@ -753,24 +760,41 @@ type logSink struct {
 	mu        sync.Mutex // guards the fields below
 	pending   []cronium.OutputChunk
 	stored    int64
-	truncated bool
+	inTail    bool                  // the head is full: output goes to tail
+	tail      []cronium.OutputChunk // the newest output, oldest first
+	tailBytes int64
+	omitted   int64 // bytes dropped between head and tail
+	truncated bool  // omitted > 0, as the store is told once (truncSent)
+	truncSent bool
 	lastSeq   uint64
+}
+
+// markerRoom is what the cap leaves for the line that says what was omitted.
+const markerRoom = 256
+
+func newLogSink(d *Dispatcher, id string, limit int64) *logSink {
+	head := limit / 2
+	return &logSink{d: d, id: id, head: head, tailMax: max(limit-head-markerRoom, 0)}
 }
 
 func (s *logSink) add(c cronium.OutputChunk) {
 	s.mu.Lock()
-	if c.Seq <= s.lastSeq || s.truncated {
+	if c.Seq <= s.lastSeq {
 		s.mu.Unlock()
 		return
 	}
 	s.lastSeq = c.Seq
-	if room := s.limit - s.stored; int64(len(c.Data)) > room {
-		c.Data = append(c.Data[:room:room], []byte(fmt.Sprintf("\n[cronium] log truncated: only the first %d bytes are stored\n", s.limit))...)
-		s.truncated = true
-	}
 	c.Data = append([]byte(nil), c.Data...)
 	if len(s.secrets) > 0 {
 		c.Data = redact.Bytes(c.Data, s.secrets)
+	}
+	if !s.inTail && s.stored+int64(len(c.Data)) > s.head {
+		s.inTail = true
+	}
+	if s.inTail {
+		s.keepInTail(c)
+		s.mu.Unlock()
+		return
 	}
 	s.stored += int64(len(c.Data))
 	s.pending = append(s.pending, c)
@@ -781,13 +805,57 @@ func (s *logSink) add(c cronium.OutputChunk) {
 	}
 }
 
+// keepInTail adds c to the tail and drops the oldest output beyond
+// tailMax, whole chunks first, then the start of the oldest one (on a
+// character boundary). Called with s.mu held.
+func (s *logSink) keepInTail(c cronium.OutputChunk) {
+	s.tail = append(s.tail, c)
+	s.tailBytes += int64(len(c.Data))
+	for len(s.tail) > 1 && s.tailBytes-int64(len(s.tail[0].Data)) >= s.tailMax {
+		s.drop(int64(len(s.tail[0].Data)))
+		s.tail = s.tail[1:]
+	}
+	if over := s.tailBytes - s.tailMax; over > 0 {
+		first := &s.tail[0]
+		cut := int(over)
+		for cut < len(first.Data) && !utf8.RuneStart(first.Data[cut]) {
+			cut++
+		}
+		first.Data = first.Data[cut:]
+		s.drop(int64(cut))
+	}
+}
+
+func (s *logSink) drop(n int64) {
+	s.tailBytes -= n
+	s.omitted += n
+	s.truncated = true
+}
+
+// closeTail moves the tail into pending, after a line saying what was left
+// out. Called once, when the run has ended.
+func (s *logSink) closeTail() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tail := s.tail
+	s.tail = nil
+	if len(tail) > 0 && s.omitted > 0 {
+		marker := fmt.Sprintf("\n[cronium] log truncated: %d bytes left out here; stored are the first %d and the last %d bytes\n", s.omitted, s.stored, s.tailBytes)
+		tail[0].Data = append([]byte(marker), tail[0].Data...)
+	}
+	for _, c := range tail {
+		s.stored += int64(len(c.Data))
+	}
+	s.pending = append(s.pending, tail...)
+}
+
 // flush stores the pending chunks and then publishes them. It reports
 // whether they were stored (or there were none).
 func (s *logSink) flush() bool {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	s.mu.Lock()
-	batch, trunc := s.pending, s.truncated
+	batch, trunc := s.pending, s.truncated && !s.truncSent
 	s.pending = nil
 	s.mu.Unlock()
 	if len(batch) == 0 && !trunc {
@@ -802,6 +870,11 @@ func (s *logSink) flush() bool {
 		s.mu.Unlock()
 		return false
 	}
+	if trunc {
+		s.mu.Lock()
+		s.truncSent = true
+		s.mu.Unlock()
+	}
 	// Published only once stored: a follower that subscribes and then reads
 	// the store can never miss a chunk.
 	for _, c := range batch {
@@ -810,9 +883,10 @@ func (s *logSink) flush() bool {
 	return true
 }
 
-// finish flushes what is left at the end of the run, trying a few times
-// when the store fails.
+// finish flushes what is left at the end of the run, the tail included,
+// trying a few times when the store fails.
 func (s *logSink) finish() {
+	s.closeTail()
 	for i, wait := 0, 100*time.Millisecond; !s.flush() && i < 5; i, wait = i+1, wait*2 {
 		time.Sleep(wait)
 	}

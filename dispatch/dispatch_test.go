@@ -165,7 +165,7 @@ func TestLogsAreKeptWhenTheStoreFails(t *testing.T) {
 	}
 	sub, cancel := d.Hub().Subscribe(x.ID)
 	defer cancel()
-	sink := &logSink{d: d, id: x.ID, limit: 1 << 20}
+	sink := newLogSink(d, x.ID, 1<<20)
 	sink.add(cronium.OutputChunk{Seq: 1, Stream: cronium.Stdout, Data: []byte("first\n")})
 	if sink.flush() {
 		t.Fatal("flush reported success while the store failed")
