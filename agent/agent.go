@@ -214,7 +214,7 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 		stdinW.Close()
 	}()
 
-	em := &emitter{a: a, limit: st.OutputCap, killOnCap: st.KillOnCap, capHit: make(chan struct{})}
+	em := newEmitter(a, st.OutputCap, st.KillOnCap)
 	if len(st.Secrets) > 0 {
 		var values [][]byte
 		for _, v := range st.Secrets {
@@ -296,6 +296,7 @@ wait:
 	outR.Close()
 	errR.Close()
 
+	em.sendTail()
 	rep := Report{RunNS: int64(runNS)}
 	rep.OutputBytes, rep.KeptBytes, rep.Truncated = em.totals()
 	switch st.DataMode {
@@ -346,9 +347,17 @@ func (a *Agent) killAll(pid int, sig syscall.Signal) {
 
 // emitter numbers output chunks, enforces the cap and sends them. Its lock
 // is taken before the link's.
+//
+// Under the truncate policy the cap keeps the head and the tail of the
+// output: past the head (the cap less tailMax) the newest output is held
+// in memory, at most tailMax bytes, and sent when the script has ended,
+// after a line saying how much was left out. Under the kill policy the
+// script is stopped at the cap.
 type emitter struct {
 	a         *Agent
 	limit     int64
+	head      int64 // bytes sent as they come
+	tailMax   int64 // bytes of the newest output kept for the end (truncate policy)
 	killOnCap bool
 	capHit    chan struct{}
 
@@ -360,6 +369,26 @@ type emitter struct {
 	total     int64
 	kept      int64
 	truncated bool
+	tail      []tailChunk // the newest output past the head, oldest first
+	tailBytes int64
+	left      int64 // bytes left out between head and tail
+}
+
+type tailChunk struct {
+	stream uint8
+	data   []byte
+}
+
+// maxTail bounds the tail the agent holds in the sandbox's memory.
+const maxTail = 1 << 20
+
+func newEmitter(a *Agent, limit int64, killOnCap bool) *emitter {
+	e := &emitter{a: a, limit: limit, head: limit, killOnCap: killOnCap, capHit: make(chan struct{})}
+	if !killOnCap {
+		e.tailMax = min(limit/4, maxTail)
+		e.head = limit - e.tailMax
+	}
+	return e
 }
 
 // Chunks end on character boundaries: a UTF-8 character split by a read
@@ -430,10 +459,16 @@ func (e *emitter) emit(stream uint8, p []byte) {
 		e.stdio.write(p)
 	}
 	if e.truncated {
-		return // past the cap: drained and dropped so the script never blocks
+		e.keepTail(stream, p) // past the cap: drained so the script never blocks
+		return
 	}
-	if room := e.limit - e.kept; int64(len(p)) > room {
-		p = p[:room]
+	var rest []byte
+	if room := e.head - e.kept; int64(len(p)) > room {
+		cut := int(room)
+		for cut > 0 && !utf8.RuneStart(p[cut]) {
+			cut-- // never split a character
+		}
+		p, rest = p[:cut], p[cut:]
 		e.truncated = true
 	}
 	if len(p) > 0 {
@@ -444,9 +479,61 @@ func (e *emitter) emit(stream uint8, p []byte) {
 	if e.truncated {
 		e.seq++
 		msg := fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; further output is dropped\n", e.limit)
+		if !e.killOnCap {
+			msg = fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; the last %d bytes follow when the script ends\n", e.limit, e.tailMax)
+		}
 		e.a.link.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)), e.seq)
 		close(e.capHit)
+		e.keepTail(stream, rest)
 	}
+}
+
+// keepTail holds p as the newest output, dropping the oldest beyond
+// tailMax (whole chunks, then the start of the oldest on a character
+// boundary). e.mu is held.
+func (e *emitter) keepTail(stream uint8, p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if e.tailMax == 0 {
+		e.left += int64(len(p))
+		return
+	}
+	e.tail = append(e.tail, tailChunk{stream, append([]byte(nil), p...)})
+	e.tailBytes += int64(len(p))
+	for len(e.tail) > 1 && e.tailBytes-int64(len(e.tail[0].data)) >= e.tailMax {
+		e.tailBytes -= int64(len(e.tail[0].data))
+		e.left += int64(len(e.tail[0].data))
+		e.tail = e.tail[1:]
+	}
+	if over := e.tailBytes - e.tailMax; over > 0 {
+		cut := int(over)
+		for cut < len(e.tail[0].data) && !utf8.RuneStart(e.tail[0].data[cut]) {
+			cut++
+		}
+		e.tail[0].data = e.tail[0].data[cut:]
+		e.tailBytes -= int64(cut)
+		e.left += int64(cut)
+	}
+}
+
+// sendTail sends the held tail once the script has ended, after a line
+// saying how much was left out.
+func (e *emitter) sendTail() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.truncated || e.killOnCap {
+		return
+	}
+	msg := fmt.Sprintf("[cronium] output resumes: %d bytes were left out; the last %d bytes follow\n", e.left, e.tailBytes)
+	e.seq++
+	e.a.link.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)), e.seq)
+	for _, c := range e.tail {
+		e.seq++
+		e.kept += int64(len(c.data))
+		e.a.link.send(FrameOutput, EncodeOutput(c.stream, e.seq, c.data), e.seq)
+	}
+	e.tail = nil
 }
 
 func (e *emitter) totals() (total, kept int64, truncated bool) {

@@ -288,10 +288,17 @@ func TestOutputFloodIsTruncated(t *testing.T) {
 	t.Parallel()
 	var got int64
 	var last string
+	var markers []string
 	res, _ := run(t, cronium.Bash, "head -c 1G /dev/zero | tr '\\0' a; echo done >&2", func(s *cronium.Spec) {
 		s.Limits.CPUs = 2
 		s.Limits.Timeout = 90 * time.Second
-		s.Output = func(c cronium.OutputChunk) { got += int64(len(c.Data)); last = string(c.Data) }
+		s.Output = func(c cronium.OutputChunk) {
+			got += int64(len(c.Data))
+			last = string(c.Data)
+			if strings.Contains(last, "[cronium] output") {
+				markers = append(markers, last)
+			}
+		}
 	})
 	if res.Outcome != cronium.Succeeded || !res.Truncated {
 		t.Fatalf("outcome %s truncated=%v (%s), want succeeded and truncated", res.Outcome, res.Truncated, res.Error)
@@ -302,11 +309,16 @@ func TestOutputFloodIsTruncated(t *testing.T) {
 	if res.Usage.KeptOutputBytes != 10<<20 {
 		t.Errorf("kept %d bytes, want exactly the 10Mi cap", res.Usage.KeptOutputBytes)
 	}
-	if got > 10<<20+200 {
-		t.Errorf("received %d bytes, want at most the cap plus the marker", got)
+	if got > 10<<20+400 {
+		t.Errorf("received %d bytes, want at most the cap plus the markers", got)
 	}
-	if !strings.Contains(last, "output truncated") {
-		t.Errorf("last chunk %q, want the truncation marker", last)
+	// The head, a line at the cap, a line saying what was left out, and the
+	// tail: the end of the output, where errors are.
+	if len(markers) != 2 || !strings.Contains(markers[0], "output truncated") || !strings.Contains(markers[1], "output resumes: ") {
+		t.Errorf("marker lines %q, want one at the cap and one before the tail", markers)
+	}
+	if last != "done\n" {
+		t.Errorf("last chunk %q, want the script's last output", last)
 	}
 	if res.Usage.PeakMemory > 128<<20 {
 		t.Errorf("peak memory %d during the flood: output is being buffered", res.Usage.PeakMemory)

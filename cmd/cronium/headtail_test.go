@@ -1,0 +1,36 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+// A run printing 12 MB in a real sandbox keeps its first and last lines.
+func TestTwelveMegabytesKeepTheirLastLines(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 1)
+	key := s.user("alice", "free")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	ev := map[string]any{"name": "loud", "language": "bash", "script": "seq 1 1600000; echo the-very-end"}
+	if st := s.api(key, "PUT", "/v1/events/loud", ev, nil); st != 201 {
+		t.Fatalf("apply: %d", st)
+	}
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/loud/trigger", map[string]any{}, &x)
+	for _, done := range s.waitAll(key, 2*time.Minute) {
+		if done.Outcome != cronium.Succeeded || !done.LogTruncated || done.LogBytes > 1<<20 {
+			t.Errorf("execution: %s, truncated %v, %d bytes stored; want succeeded, truncated, at most 1Mi", done.Outcome, done.LogTruncated, done.LogBytes)
+		}
+	}
+	logs, err := s.cli("exec", "logs", x.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(logs, "1\n2\n3\n") || !strings.HasSuffix(logs, "1599999\n1600000\nthe-very-end\n") || !strings.Contains(logs, "[cronium] log truncated: ") {
+		t.Errorf("logs: head %q ... tail %q", logs[:min(40, len(logs))], logs[max(0, len(logs)-60):])
+	}
+}
