@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/cronium/executor/redact"
+	"github.com/cronium/executor/tailbuf"
 	"io"
 	"net"
 	"os"
@@ -357,7 +358,6 @@ type emitter struct {
 	a         *Agent
 	limit     int64
 	head      int64 // bytes sent as they come
-	tailMax   int64 // bytes of the newest output kept for the end (truncate policy)
 	killOnCap bool
 	capHit    chan struct{}
 
@@ -369,14 +369,7 @@ type emitter struct {
 	total     int64
 	kept      int64
 	truncated bool
-	tail      []tailChunk // the newest output past the head, oldest first
-	tailBytes int64
-	left      int64 // bytes left out between head and tail
-}
-
-type tailChunk struct {
-	stream uint8
-	data   []byte
+	tail      tailbuf.Tail // the newest output past the head
 }
 
 // maxTail bounds the tail the agent holds in the sandbox's memory.
@@ -385,8 +378,8 @@ const maxTail = 1 << 20
 func newEmitter(a *Agent, limit int64, killOnCap bool) *emitter {
 	e := &emitter{a: a, limit: limit, head: limit, killOnCap: killOnCap, capHit: make(chan struct{})}
 	if !killOnCap {
-		e.tailMax = min(limit/4, maxTail)
-		e.head = limit - e.tailMax
+		e.tail.Max = min(limit/4, maxTail)
+		e.head = limit - e.tail.Max
 	}
 	return e
 }
@@ -480,7 +473,7 @@ func (e *emitter) emit(stream uint8, p []byte) {
 		e.seq++
 		msg := fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; further output is dropped\n", e.limit)
 		if !e.killOnCap {
-			msg = fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; the last %d bytes follow when the script ends\n", e.limit, e.tailMax)
+			msg = fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; the last %d bytes follow when the script ends\n", e.limit, e.tail.Max)
 		}
 		e.a.link.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)), e.seq)
 		close(e.capHit)
@@ -488,33 +481,9 @@ func (e *emitter) emit(stream uint8, p []byte) {
 	}
 }
 
-// keepTail holds p as the newest output, dropping the oldest beyond
-// tailMax (whole chunks, then the start of the oldest on a character
-// boundary). e.mu is held.
+// keepTail holds p as the newest output. e.mu is held.
 func (e *emitter) keepTail(stream uint8, p []byte) {
-	if len(p) == 0 {
-		return
-	}
-	if e.tailMax == 0 {
-		e.left += int64(len(p))
-		return
-	}
-	e.tail = append(e.tail, tailChunk{stream, append([]byte(nil), p...)})
-	e.tailBytes += int64(len(p))
-	for len(e.tail) > 1 && e.tailBytes-int64(len(e.tail[0].data)) >= e.tailMax {
-		e.tailBytes -= int64(len(e.tail[0].data))
-		e.left += int64(len(e.tail[0].data))
-		e.tail = e.tail[1:]
-	}
-	if over := e.tailBytes - e.tailMax; over > 0 {
-		cut := int(over)
-		for cut < len(e.tail[0].data) && !utf8.RuneStart(e.tail[0].data[cut]) {
-			cut++
-		}
-		e.tail[0].data = e.tail[0].data[cut:]
-		e.tailBytes -= int64(cut)
-		e.left += int64(cut)
-	}
+	e.tail.Add(tailbuf.Chunk{Stream: stream, Data: append([]byte(nil), p...)})
 }
 
 // sendTail sends the held tail once the script has ended, after a line
@@ -525,15 +494,14 @@ func (e *emitter) sendTail() {
 	if !e.truncated || e.killOnCap {
 		return
 	}
-	msg := fmt.Sprintf("[cronium] output resumes: %d bytes were left out; the last %d bytes follow\n", e.left, e.tailBytes)
+	msg := fmt.Sprintf("[cronium] output resumes: %d bytes were left out; the last %d bytes follow\n", e.tail.Dropped(), e.tail.Bytes())
 	e.seq++
 	e.a.link.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)), e.seq)
-	for _, c := range e.tail {
+	for _, c := range e.tail.Take() {
 		e.seq++
-		e.kept += int64(len(c.data))
-		e.a.link.send(FrameOutput, EncodeOutput(c.stream, e.seq, c.data), e.seq)
+		e.kept += int64(len(c.Data))
+		e.a.link.send(FrameOutput, EncodeOutput(c.Stream, e.seq, c.Data), e.seq)
 	}
-	e.tail = nil
 }
 
 func (e *emitter) totals() (total, kept int64, truncated bool) {

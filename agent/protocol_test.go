@@ -47,7 +47,7 @@ func TestFrameRejectsOversize(t *testing.T) {
 }
 
 // The agent runs in every sandbox: it imports only the standard library
-// and packages redact and strictjson (themselves standard-library only).
+// and packages redact, strictjson and tailbuf (themselves standard-library only).
 func TestAgentImportsOnlyTheStandardLibrary(t *testing.T) {
 	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "github.com/cronium/executor/cmd/cronium-agent").Output()
 	if err != nil {
@@ -58,6 +58,7 @@ func TestAgentImportsOnlyTheStandardLibrary(t *testing.T) {
 		"github.com/cronium/executor/agent":             true,
 		"github.com/cronium/executor/redact":            true,
 		"github.com/cronium/executor/strictjson":        true,
+		"github.com/cronium/executor/tailbuf":           true,
 	}
 	for _, p := range strings.Fields(string(out)) {
 		if !allowed[p] {

@@ -14,7 +14,6 @@ import (
 	"math/rand/v2"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/pool"
@@ -23,6 +22,7 @@ import (
 	"github.com/cronium/executor/schedule"
 	"github.com/cronium/executor/secrets"
 	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/tailbuf"
 )
 
 // Reattacher is implemented by engines that can resume collecting an
@@ -749,10 +749,9 @@ func (d *Dispatcher) context(ctx context.Context, x cronium.Execution, ev croniu
 // oldest of it dropped to stay within the other half, and stored when the
 // run ends, after a line that says how much was left out.
 type logSink struct {
-	d       *Dispatcher
-	id      string
-	head    int64 // bytes stored as they come
-	tailMax int64 // bytes of the newest output kept at the end
+	d    *Dispatcher
+	id   string
+	head int64 // bytes stored as they come
 
 	flushMu sync.Mutex // serialises flushes so chunks are stored and published in order
 	secrets [][]byte   // redacted again here, a second line behind the agent's
@@ -760,11 +759,9 @@ type logSink struct {
 	mu        sync.Mutex // guards the fields below
 	pending   []cronium.OutputChunk
 	stored    int64
-	inTail    bool                  // the head is full: output goes to tail
-	tail      []cronium.OutputChunk // the newest output, oldest first
-	tailBytes int64
-	omitted   int64 // bytes dropped between head and tail
-	truncated bool  // omitted > 0, as the store is told once (truncSent)
+	inTail    bool         // the head is full: output goes to tail
+	tail      tailbuf.Tail // the newest output
+	truncated bool         // the tail dropped some, as the store is told once (truncSent)
 	truncSent bool
 	lastSeq   uint64
 }
@@ -774,7 +771,7 @@ const markerRoom = 256
 
 func newLogSink(d *Dispatcher, id string, limit int64) *logSink {
 	head := limit / 2
-	return &logSink{d: d, id: id, head: head, tailMax: max(limit-head-markerRoom, 0)}
+	return &logSink{d: d, id: id, head: head, tail: tailbuf.Tail{Max: max(limit-head-markerRoom, 0)}}
 }
 
 func (s *logSink) add(c cronium.OutputChunk) {
@@ -792,7 +789,8 @@ func (s *logSink) add(c cronium.OutputChunk) {
 		s.inTail = true
 	}
 	if s.inTail {
-		s.keepInTail(c)
+		s.tail.Add(tailbuf.Chunk{Stream: uint8(c.Stream), Seq: c.Seq, Data: c.Data})
+		s.truncated = s.tail.Dropped() > 0
 		s.mu.Unlock()
 		return
 	}
@@ -805,48 +803,20 @@ func (s *logSink) add(c cronium.OutputChunk) {
 	}
 }
 
-// keepInTail adds c to the tail and drops the oldest output beyond
-// tailMax, whole chunks first, then the start of the oldest one (on a
-// character boundary). Called with s.mu held.
-func (s *logSink) keepInTail(c cronium.OutputChunk) {
-	s.tail = append(s.tail, c)
-	s.tailBytes += int64(len(c.Data))
-	for len(s.tail) > 1 && s.tailBytes-int64(len(s.tail[0].Data)) >= s.tailMax {
-		s.drop(int64(len(s.tail[0].Data)))
-		s.tail = s.tail[1:]
-	}
-	if over := s.tailBytes - s.tailMax; over > 0 {
-		first := &s.tail[0]
-		cut := int(over)
-		for cut < len(first.Data) && !utf8.RuneStart(first.Data[cut]) {
-			cut++
-		}
-		first.Data = first.Data[cut:]
-		s.drop(int64(cut))
-	}
-}
-
-func (s *logSink) drop(n int64) {
-	s.tailBytes -= n
-	s.omitted += n
-	s.truncated = true
-}
-
 // closeTail moves the tail into pending, after a line saying what was left
 // out. Called once, when the run has ended.
 func (s *logSink) closeTail() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	tail := s.tail
-	s.tail = nil
-	if len(tail) > 0 && s.omitted > 0 {
-		marker := fmt.Sprintf("\n[cronium] log truncated: %d bytes left out here; stored are the first %d and the last %d bytes\n", s.omitted, s.stored, s.tailBytes)
+	tail := s.tail.Take()
+	if len(tail) > 0 && s.tail.Dropped() > 0 {
+		marker := fmt.Sprintf("\n[cronium] log truncated: %d bytes left out here; stored are the first %d and the last %d bytes\n", s.tail.Dropped(), s.stored, s.tail.Bytes())
 		tail[0].Data = append([]byte(marker), tail[0].Data...)
 	}
 	for _, c := range tail {
 		s.stored += int64(len(c.Data))
+		s.pending = append(s.pending, cronium.OutputChunk{Seq: c.Seq, Stream: cronium.Stream(c.Stream), Data: c.Data})
 	}
-	s.pending = append(s.pending, tail...)
 }
 
 // flush stores the pending chunks and then publishes them. It reports
