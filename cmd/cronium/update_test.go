@@ -39,9 +39,19 @@ func TestImagesUpdateMovesToTheNewBase(t *testing.T) {
 	bashRecipe := images.Recipes[cronium.Bash]
 	ref := repo + "/runtime-bash:" + bashRecipe.Hash()
 	t.Cleanup(func() {
-		out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+repo+"/*").Output()
+		// Every tag of the test's repository, at any depth: a reference
+		// filter's "repo/*" stops at one (it left repo/sub/... behind).
+		out, err := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}").Output()
+		if err != nil {
+			t.Logf("list images to remove the test's: %v", err)
+		}
 		for _, tag := range strings.Fields(string(out)) {
-			exec.Command("docker", "rmi", "-f", tag).Run()
+			if !strings.HasPrefix(tag, repo+"/") {
+				continue
+			}
+			if out, err := exec.Command("docker", "rmi", "-f", tag).CombinedOutput(); err != nil {
+				t.Logf("remove the test's image %s: %v %s", tag, err, out)
+			}
 		}
 	})
 	docker_(t, "tag", images.BuilderRecipe.Ref(), repo+"/builder:"+images.BuilderRecipe.Hash())
