@@ -12,6 +12,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/internal/fakenet"
+	"github.com/cronium/executor/internal/testenv"
 )
 
 // restartDockerd stops dockerd and starts it again, as a restart of the
@@ -23,6 +24,14 @@ func restartDockerd(t *testing.T) { restartDockerdWith(t, "-TERM") }
 // a crash) and starts it again.
 func restartDockerdWith(t *testing.T, signal string) {
 	t.Helper()
+	// The engine cannot remove the sandboxes that a stopped dockerd left
+	// (exited, or never reported): this node's leftovers go when the test
+	// ends, failed or not. The restart tests run alone, so none is another's.
+	t.Cleanup(func() {
+		if err := testenv.RemoveContainers(engine.NodeID()); err != nil {
+			t.Log(err)
+		}
+	})
 	pid, err := exec.Command("pidof", "dockerd").Output()
 	if err != nil {
 		t.Fatalf("dockerd is not running: %v", err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/internal/testenv"
 )
 
 // server is a `cronium serve` process under test, on its own data dir, port and node id.
@@ -53,6 +54,11 @@ func newServer(t *testing.T, capacity int) *server {
 		fmt.Sprintf("CRONIUM_CAPACITY=%d", capacity), "CRONIUM_SERVER="+s.url, "CRONIUM_SHUTDOWN_GRACE=20s")
 	t.Cleanup(func() {
 		s.stop()
+		// Sandboxes a killed or stopped server left running, or that the
+		// engine could not remove, go with the test, failed or not.
+		if err := testenv.RemoveContainers(s.node); err != nil {
+			t.Log(err)
+		}
 		// Persistent user workspaces are file systems mounted under the data dir.
 		mounts, _ := filepath.Glob(filepath.Join(dir, "ws", "*"))
 		for _, m := range mounts {
