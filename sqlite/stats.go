@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -89,4 +90,17 @@ func unixNano(n sql.NullInt64) *time.Time {
 	}
 	v := time.Unix(0, n.Int64).UTC()
 	return &v
+}
+
+// NodeSeen reports whether any stored execution ran on node.
+func (s *Store) NodeSeen(ctx context.Context, node string) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM executions WHERE node = ? LIMIT 1`, node).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("executions of node %s: %w", node, err)
+	}
+	return true, nil
 }

@@ -34,7 +34,10 @@ type serverConfig struct {
 	Listen string `json:"listen"`
 	// DataDir holds the SQLite store and the sandbox sockets. Default /var/lib/cronium as root.
 	DataDir string `json:"data_dir"`
-	// NodeID names this node on containers and executions. Default: the host name.
+	// NodeID names this node on containers and executions. Default: the
+	// data directory's own, kept in its node-id file (the host name and a
+	// random suffix), so that servers with their own data directories on
+	// one host never touch each other's sandboxes.
 	NodeID string `json:"node_id"`
 	// Capacity is how many executions run at once on this node. Default 2 per CPU.
 	Capacity int `json:"capacity"`
@@ -179,7 +182,6 @@ type poolSize struct {
 }
 
 func defaultServerConfig() serverConfig {
-	host, _ := os.Hostname()
 	dir := "/var/lib/cronium"
 	if os.Geteuid() != 0 {
 		if d, err := os.UserConfigDir(); err == nil {
@@ -187,7 +189,7 @@ func defaultServerConfig() serverConfig {
 		}
 	}
 	return serverConfig{
-		Listen: "127.0.0.1:8080", DataDir: dir, NodeID: host, Capacity: 2 * runtime.NumCPU(),
+		Listen: "127.0.0.1:8080", DataDir: dir, Capacity: 2 * runtime.NumCPU(),
 		ShutdownGrace: cronium.Duration(30 * time.Second), LogLimit: 1 << 20, RequestTimeout: cronium.Duration(time.Minute), Tiers: cronium.DefaultTiers(),
 		RetentionInterval: cronium.Duration(time.Hour),
 	}
@@ -382,6 +384,9 @@ func (c *serverConfig) merge(f serverConfig) {
 func (c *serverConfig) validate() error {
 	if c.Capacity < 1 {
 		return cronium.Invalid("capacity", strconv.Itoa(c.Capacity), "must be at least 1")
+	}
+	if c.NodeID != "" && !nodeIDPattern.MatchString(c.NodeID) {
+		return cronium.Invalid("node_id", c.NodeID, "is not a node ID: use 1-63 letters, digits, '.', '_' and '-', starting with a letter or digit")
 	}
 	if c.RetentionInterval.D() < time.Second {
 		return cronium.Invalid("retention_interval", c.RetentionInterval.D().String(), "must be at least 1s, like 1h")

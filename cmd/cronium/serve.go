@@ -137,9 +137,21 @@ func serve(g *globals, cfg serverConfig) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	store, err := sqlite.Open(ctx, cfg.dbPath())
 	if err != nil {
 		return err
+	}
+	if cfg.NodeID == "" {
+		used := func(host string) bool { ok, err := store.NodeSeen(ctx, host); return ok || err != nil }
+		if cfg.NodeID, err = nodeID(cfg.DataDir, used); err != nil {
+			store.Close()
+			return err
+		}
 	}
 	// Closed last, and only when no execution goroutine can still use it.
 	closeStore := true
