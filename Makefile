@@ -36,7 +36,7 @@ FUZZTIME_SLOW ?= $(FUZZTIME)
 FUZZ_TARGETS = .:FuzzParseSize .:FuzzSizeString .:FuzzParseDuration .:FuzzParseBandwidth \
 	.:FuzzParseNames .:FuzzLimitsBudget .:FuzzEventNormalize ./schedule:FuzzParse \
 	./schedule:FuzzNextFarFutureRegression ./schedule:FuzzNextLikeCronie ./agent:FuzzReadFrame ./agent:FuzzFrameRoundTrip \
-	./agent:FuzzOutput ./redact:FuzzRedactor ./redact:FuzzRedactorStream
+	./agent:FuzzOutput ./redact:FuzzRedactor ./redact:FuzzRedactorStream ./strictjson:FuzzDecode
 FUZZ_SLOW_TARGETS = ./cmd/cronium:FuzzReadEvents
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS) $(FUZZ_SLOW_TARGETS:%=slow:%); do \
