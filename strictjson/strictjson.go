@@ -441,8 +441,9 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		if name == "-" && opts == "" {
 			continue
 		}
-		if f.Anonymous && name == "" {
-			// Embedded: its fields are promoted, even from an unexported type.
+		if f.Anonymous && name == "" && jsonFields(f.Type) != nil {
+			// An embedded struct: its fields are promoted, even from an
+			// unexported type.
 			for k, v := range jsonFields(f.Type) {
 				out[k] = v
 			}

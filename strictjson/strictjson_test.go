@@ -33,7 +33,17 @@ type tier struct {
 	Modes       []string `json:"modes"`
 }
 
+// Label is embedded in config as a plain field named Label.
+type Label string
+
+// extra is embedded in config: its fields are config's.
+type extra struct {
+	Note string `json:"note"`
+}
+
 type config struct {
+	Label
+	extra
 	Name    string          `json:"name"`
 	Enabled bool            `json:"enabled"`
 	CPUs    float64         `json:"cpus"`
@@ -64,6 +74,8 @@ func TestDecodeNamesTheFieldAndSaysWhatIsWanted(t *testing.T) {
 		{"a text field", `{"addr": "not-an-ip"}`, "addr", "ParseAddr"},
 		{"a text field given a number", `{"addr": 5}`, "addr", "want a string, got 5"},
 		{"unknown field, near", `{"nmae": "x"}`, "nmae", `unknown field: did you mean "name"?`},
+		{"an embedded struct's field", `{"note": 1}`, "note", "want a string, got 1"},
+		{"an embedded named type", `{"Label": 1}`, "Label", "want a string, got 1"},
 		{"unknown field, far", `{"tiers": {"free": {"colour": 1}}}`, "tiers.free.colour", "unknown field: the fields are burst, concurrency, modes, timeout"},
 		{"duplicate", `{"name": "a", "name": "b"}`, "name", "is given twice: give each field once"},
 		{"duplicate in another case", `{"name": "a", "Name": "b"}`, "Name", `is given twice (as "name" and "Name")`},
@@ -87,7 +99,7 @@ func TestDecodeNamesTheFieldAndSaysWhatIsWanted(t *testing.T) {
 func TestDecodeAcceptsWhatEncodingJSONAccepts(t *testing.T) {
 	body := `{"name": "x", "enabled": true, "cpus": 1.5, "tiers": {"free": {"concurrency": 2, "timeout": "30s", "burst": 255, "modes": ["a"]}},
 		"steps": [{"modes": null}], "addr": "192.0.2.1", "count": "12", "value": {"a": [1, {"b": null}]}, "any": {"A": 1, "a": 2},
-		"script": "aGk=", "name": "y"}`
+		"script": "aGk=", "Label": "l", "note": "n", "name": "y"}`
 	var v config
 	if err := Decode([]byte(body), &v); err == nil || !strings.Contains(err.Error(), "name: is given twice") {
 		t.Fatalf("got %v, want the duplicate name refused", err)
@@ -96,7 +108,7 @@ func TestDecodeAcceptsWhatEncodingJSONAccepts(t *testing.T) {
 	if err := Decode([]byte(body), &v); err != nil {
 		t.Fatal(err)
 	}
-	if v.Tiers["free"].Timeout != span(30*time.Second) || v.Count != 12 || string(v.Script) != "hi" {
+	if v.Tiers["free"].Timeout != span(30*time.Second) || v.Count != 12 || string(v.Script) != "hi" || v.Label != "l" || v.Note != "n" {
 		t.Errorf("got %+v", v)
 	}
 	if err := (Decoder{AllowUnknownFields: true}).Decode([]byte(`{"colour": 1, "name": "x"}`), &v); err != nil {
