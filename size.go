@@ -113,3 +113,22 @@ func (s *Size) UnmarshalJSON(b []byte) error {
 	*s = v
 	return nil
 }
+
+// MaxKeyLife bounds how long an API key may be made to work.
+const MaxKeyLife = 10 * 365 * 24 * time.Hour
+
+// ParseKeyLife reads how long an API key works: a duration ("720h") or
+// whole days ("30d"), more than 0 and at most 10 years. field names the
+// flag or JSON field in errors.
+func ParseKeyLife(field, v string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n > 0 && n <= 3650 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	d, err := ParseDuration(field, v)
+	if err == nil && d > MaxKeyLife {
+		err = Invalid(field, v, "is more than 10 years: want a duration like 720h or days like 30d")
+	}
+	return d, err
+}

@@ -110,7 +110,14 @@ func Routes() []Route {
 		{"GET", "/v1/openapi.json", true, (*Server).openapi},
 		{"GET", "/v1/me", false, (*Server).me},
 		{"POST", "/v1/users", false, (*Server).createUser},
+		{"GET", "/v1/users", false, (*Server).listUsers},
+		{"GET", "/v1/users/{name}", false, (*Server).getUser},
+		{"DELETE", "/v1/users/{name}", false, (*Server).deleteUser},
+		{"PUT", "/v1/users/{name}/tier", false, (*Server).setTier},
+		{"GET", "/v1/users/{name}/keys", false, (*Server).listKeys},
 		{"POST", "/v1/users/{name}/keys", false, (*Server).createKey},
+		{"DELETE", "/v1/users/{name}/keys/{id}", false, (*Server).revokeKey},
+		{"GET", "/v1/audit", false, (*Server).auditLog},
 		{"GET", "/v1/events", false, (*Server).listEvents},
 		{"POST", "/v1/events", false, (*Server).createEvent},
 		{"GET", "/v1/events/{name}", false, (*Server).getEvent},
@@ -161,16 +168,22 @@ func New(cfg Config) (*Server, error) {
 		s.mux.HandleFunc(rt.Method+" "+rt.Pattern, func(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 			var u *cronium.User
+			var key sqlite.KeyInfo
 			if !rt.Public {
-				user, err := s.authenticate(r)
+				user, k, err := s.authenticate(r)
 				if err != nil {
 					s.fail(w, r, err)
 					return
 				}
-				u = &user
+				u, key = &user, k
 			}
+			r, note, action := withAudit(r, rt.Method+" "+rt.Pattern)
 			tw := &trackingWriter{ResponseWriter: w}
-			if err := rt.handle(s, tw, r, u); err != nil {
+			err := rt.handle(s, tw, r, u)
+			if err == nil && note != nil && u != nil {
+				s.audit(r, u, key, action, note)
+			}
+			if err != nil {
 				if tw.wrote {
 					// The response was under way (a client that went away):
 					// nothing more can be said to it.
@@ -223,18 +236,20 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
-var errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "missing or unknown API key: send Authorization: Bearer <key> (create one with `cronium key create USER`)"}
+var errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "missing, unknown, revoked or expired API key: send Authorization: Bearer <key> (create one with `cronium key create USER`)"}
 
-func (s *Server) authenticate(r *http.Request) (cronium.User, error) {
+// authenticate returns the user and key of the request's API key, which
+// must be known, not revoked and not expired.
+func (s *Server) authenticate(r *http.Request) (cronium.User, sqlite.KeyInfo, error) {
 	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || key == "" {
-		return cronium.User{}, errUnauthorized
+		return cronium.User{}, sqlite.KeyInfo{}, errUnauthorized
 	}
-	u, err := s.cfg.Store.UserByKey(r.Context(), strings.TrimSpace(key))
+	u, k, err := s.cfg.Store.Authenticate(r.Context(), strings.TrimSpace(key), time.Now())
 	if errors.Is(err, cronium.ErrNotFound) {
-		return u, errUnauthorized
+		return u, k, errUnauthorized
 	}
-	return u, err
+	return u, k, err
 }
 
 // fail writes err as JSON, mapping error kinds to statuses in one place.
@@ -404,6 +419,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, u *cronium.U
 	if err != nil {
 		return err
 	}
+	noteAudit(r, nu.Name, fmt.Sprintf("tier %s, admin %v", nu.Tier, nu.Admin))
 	return writeJSON(w, http.StatusCreated, nu)
 }
 
@@ -416,22 +432,6 @@ func ValidateUser(name, tier string, tiers map[string]cronium.Tier) error {
 		return cronium.Invalid("tier", tier, "is not a tier: want one of "+cronium.TierNames(tiers))
 	}
 	return nil
-}
-
-func (s *Server) createKey(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
-	name := r.PathValue("name")
-	if name != u.Name && !u.Admin {
-		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "not found: user " + name}
-	}
-	target, err := s.cfg.Store.UserByName(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	key, err := s.cfg.Store.CreateKey(r.Context(), target.ID)
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusCreated, map[string]string{"user": target.Name, "key": key})
 }
 
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
@@ -622,6 +622,7 @@ func (s *Server) triggerEvent(w http.ResponseWriter, r *http.Request, u *cronium
 		return err
 	}
 	s.cfg.Dispatcher.Wake()
+	noteAudit(r, "", "execution "+x.ID)
 	got, err := s.cfg.Store.Execution(r.Context(), owner.ID, x.ID)
 	if err != nil {
 		return err

@@ -10,7 +10,6 @@ package sqlite
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -120,6 +119,42 @@ var migrations = []string{
 	`ALTER TABLE executions ADD COLUMN strategy_reason TEXT NOT NULL DEFAULT '';`,
 	// 4: the warm sandbox an execution runs in, to re-attach after a crash.
 	`ALTER TABLE executions ADD COLUMN sandbox TEXT NOT NULL DEFAULT '';`,
+	// 5: the notification outbox.
+	`CREATE TABLE notifications (
+		id TEXT PRIMARY KEY,
+		execution_id TEXT NOT NULL,
+		user_id INTEGER NOT NULL REFERENCES users(id),
+		channel TEXT NOT NULL,
+		reason TEXT NOT NULL,
+		message TEXT NOT NULL,
+		status TEXT NOT NULL,
+		attempts INTEGER NOT NULL DEFAULT 0,
+		next_at INTEGER NOT NULL,
+		claimed_until INTEGER NOT NULL DEFAULT 0,
+		last_error TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		sent_at INTEGER
+	);
+	CREATE INDEX notifications_due ON notifications(status, next_at);
+	CREATE UNIQUE INDEX notifications_execution ON notifications(execution_id, channel, reason);
+	CREATE INDEX notifications_claimed ON notifications(user_id, channel, claimed_until) WHERE status = 'pending';`,
+	// 6: key names, expiry and revocation; deleted users; the audit log.
+	`ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
+	ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
+	ALTER TABLE api_keys ADD COLUMN revoked_at INTEGER;
+	ALTER TABLE api_keys ADD COLUMN last_used_at INTEGER;
+	ALTER TABLE users ADD COLUMN deleted_at INTEGER;
+	CREATE TABLE audit (
+		id INTEGER PRIMARY KEY,
+		at INTEGER NOT NULL,
+		actor TEXT NOT NULL,
+		key_id INTEGER NOT NULL DEFAULT 0,
+		action TEXT NOT NULL,
+		target TEXT NOT NULL,
+		detail TEXT NOT NULL DEFAULT '',
+		source TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX audit_actor ON audit(actor, id);`,
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -219,7 +254,7 @@ func (s *Store) CreateUser(ctx context.Context, name, tier string, admin bool) (
 
 // UserByName returns a user.
 func (s *Store) UserByName(ctx context.Context, name string) (cronium.User, error) {
-	return s.scanUser(s.db.QueryRowContext(ctx, `SELECT id, name, tier, admin, created_at FROM users WHERE name = ?`, name), name)
+	return s.scanUser(s.db.QueryRowContext(ctx, `SELECT id, name, tier, admin, created_at FROM users WHERE name = ? AND deleted_at IS NULL`, name), name)
 }
 
 func (s *Store) scanUser(row *sql.Row, what string) (cronium.User, error) {
@@ -238,7 +273,7 @@ func (s *Store) scanUser(row *sql.Row, what string) (cronium.User, error) {
 
 // Users lists every user.
 func (s *Store) Users(ctx context.Context) ([]cronium.User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, name, tier, admin, created_at FROM users ORDER BY name`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, name, tier, admin, created_at FROM users WHERE deleted_at IS NULL ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -259,27 +294,10 @@ func (s *Store) Users(ctx context.Context) ([]cronium.User, error) {
 // KeyPrefix starts every API key, so leaked keys are easy to recognise.
 const KeyPrefix = "crn_"
 
-// CreateKey makes a new API key for a user and returns it; only its hash is stored.
-func (s *Store) CreateKey(ctx context.Context, userID int64) (string, error) {
-	var b [24]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", err
-	}
-	key := KeyPrefix + hex.EncodeToString(b[:])
-	sum := sha256.Sum256([]byte(key))
-	_, err := s.db.ExecContext(ctx, `INSERT INTO api_keys(user_id, hash, prefix, created_at) VALUES (?, ?, ?, ?)`,
-		userID, hex.EncodeToString(sum[:]), key[:10], time.Now().Unix())
-	if err != nil {
-		return "", fmt.Errorf("create key: %w", err)
-	}
-	return key, nil
-}
-
-// UserByKey authenticates an API key.
+// UserByKey authenticates an API key now (see Authenticate).
 func (s *Store) UserByKey(ctx context.Context, key string) (cronium.User, error) {
-	sum := sha256.Sum256([]byte(key))
-	return s.scanUser(s.db.QueryRowContext(ctx, `SELECT u.id, u.name, u.tier, u.admin, u.created_at FROM users u JOIN api_keys k ON k.user_id = u.id WHERE k.hash = ?`,
-		hex.EncodeToString(sum[:])), "with that key")
+	u, _, err := s.Authenticate(ctx, key, time.Now())
+	return u, err
 }
 
 // ---- events

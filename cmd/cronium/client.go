@@ -784,7 +784,7 @@ func durStr(x cronium.Execution) string {
 // ---- bootstrap: users and keys, straight on the store (no key exists yet)
 
 func newUserCmd() *cobra.Command {
-	c := &cobra.Command{Use: "user", Short: "Create users (bootstrap: works on the server's data directory directly)"}
+	c := &cobra.Command{Use: "user", Short: "Manage users: create works on the data directory (bootstrap), the others through the API (admins)"}
 	f := &serveFlags{}
 	var tier string
 	var admin bool
@@ -818,6 +818,7 @@ func newUserCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				localAudit(c.Context(), st, "user.create", u.Name, fmt.Sprintf("tier %s, admin %v", u.Tier, u.Admin))
 				kind := "user"
 				if u.Admin {
 					kind = "admin user" // may see and act for every user
@@ -831,13 +832,14 @@ func newUserCmd() *cobra.Command {
 	f.register(create)
 	create.Flags().StringVar(&tier, "tier", "free", "free, pro or enterprise")
 	create.Flags().BoolVar(&admin, "admin", false, "may see and act for every user")
-	c.AddCommand(create)
+	c.AddCommand(create, userListCmd(), userGetCmd(), userDeleteCmd(), userSetTierCmd())
 	return c
 }
 
 func newKeyCmd() *cobra.Command {
-	c := &cobra.Command{Use: "key", Short: "Create API keys (bootstrap: works on the server's data directory directly)"}
+	c := &cobra.Command{Use: "key", Short: "Manage API keys: create works on the data directory (bootstrap), list and revoke through the API"}
 	f := &serveFlags{}
+	var name, expires string
 	create := &cobra.Command{
 		Use: "create USER", Short: "Create another API key for a user and print it", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -853,9 +855,22 @@ func newKeyCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				key, err := st.CreateKey(c.Context(), u.ID)
+				var until *time.Time
+				if expires != "" {
+					d, err := cronium.ParseKeyLife("--expires", expires)
+					if err != nil {
+						return usage(err)
+					}
+					at := time.Now().Add(d).UTC()
+					until = &at
+				}
+				key, info, err := st.NewKey(c.Context(), u.ID, name, until)
 				if err != nil {
 					return err
+				}
+				localAudit(c.Context(), st, "key.create", fmt.Sprintf("%s/key %d", u.Name, info.ID), "")
+				if until != nil {
+					fmt.Fprintf(c.ErrOrStderr(), "key %d of %s, valid until %s, shown only this once:\n", info.ID, u.Name, until.Format(time.RFC3339))
 				}
 				fmt.Fprintln(c.OutOrStdout(), key)
 				return nil
@@ -863,7 +878,9 @@ func newKeyCmd() *cobra.Command {
 		},
 	}
 	f.register(create)
-	c.AddCommand(create)
+	create.Flags().StringVar(&name, "name", "", "a name to recognise the key by, like laptop or ci")
+	create.Flags().StringVar(&expires, "expires", "", "how long the key works, like 720h or 30d (default: until revoked)")
+	c.AddCommand(create, keyListCmd(), keyRevokeCmd())
 	return c
 }
 
