@@ -498,10 +498,20 @@ func (s *Server) saveEvent(w http.ResponseWriter, r *http.Request, u *cronium.Us
 	if err := s.validateEvent(&ev, owner); err != nil {
 		return err
 	}
-	if mustCreate {
-		if _, err := s.cfg.Store.Event(r.Context(), owner.ID, ev.Name); err == nil {
-			return fmt.Errorf("%w: event %s already exists: use PUT /v1/events/%s to update it", cronium.ErrConflict, ev.Name, ev.Name)
-		}
+	if err := s.checkSecrets(r.Context(), owner, ev.Secrets); err != nil {
+		return err
+	}
+	old, err := s.cfg.Store.Event(r.Context(), owner.ID, ev.Name)
+	switch {
+	case err == nil && mustCreate:
+		return fmt.Errorf("%w: event %s already exists: use PUT /v1/events/%s to update it", cronium.ErrConflict, ev.Name, ev.Name)
+	case err == nil && ev.Enabled == nil && !old.IsEnabled():
+		// Applying a file again does not resume a paused event unless
+		// the file says enabled: true.
+		paused := false
+		ev.Enabled = &paused
+	case err != nil && !errors.Is(err, cronium.ErrNotFound):
+		return err
 	}
 	if err := s.ensurePackages(r.Context(), &ev, io.Discard); err != nil {
 		return err
@@ -523,6 +533,21 @@ func (s *Server) saveEvent(w http.ResponseWriter, r *http.Request, u *cronium.Us
 		status = http.StatusCreated
 	}
 	return writeJSON(w, status, saved)
+}
+
+// checkSecrets refuses an event naming a secret its owner does not have:
+// at apply time, not as an engine error at its first run.
+func (s *Server) checkSecrets(ctx context.Context, owner cronium.User, names []string) error {
+	for _, name := range names {
+		_, err := s.cfg.Store.Secret(ctx, owner.ID, name)
+		if errors.Is(err, cronium.ErrNotFound) {
+			return cronium.Invalid("secrets", name, fmt.Sprintf("is not a secret of %s: set it first with `cronium secret set %s` (the value is read from stdin)", owner.Name, name))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Server) createEvent(w http.ResponseWriter, r *http.Request, u *cronium.User) error {

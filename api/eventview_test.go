@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,25 @@ func TestEventStatusAndNextRuns(t *testing.T) {
 	}
 	if st, body := e.call(t, e.alice, "GET", "/v1/events/adhoc/next", nil); st != 400 {
 		t.Errorf("next of an on-demand event: %d %v", st, body)
+	}
+}
+
+// Applying an event again keeps it paused unless the body says enabled;
+// a secret the owner does not have is refused at apply, naming the field.
+func TestApplyKeepsPausedAndChecksSecrets(t *testing.T) {
+	e := setup(t)
+	if st, _ := e.call(t, e.alice, "PUT", "/v1/events/job", okEvent); st != 201 {
+		t.Fatal(st)
+	}
+	e.call(t, e.alice, "POST", "/v1/events/job/pause", nil)
+	if _, ev := e.call(t, e.alice, "PUT", "/v1/events/job", okEvent); ev["enabled"] != false {
+		t.Errorf("re-applied without enabled: %v, want it still paused", ev["enabled"])
+	}
+	if _, ev := e.call(t, e.alice, "PUT", "/v1/events/job", eventWith("enabled", true)); ev["enabled"] != true {
+		t.Errorf("re-applied with enabled: true: %v", ev["enabled"])
+	}
+	st, body := e.call(t, e.alice, "PUT", "/v1/events/job", eventWith("secrets", []string{"db_password"}))
+	if _, field, msg := errOf(body); st != 400 || field != "secrets" || !strings.Contains(msg, "cronium secret set db_password") {
+		t.Errorf("a missing secret: %d %v", st, body)
 	}
 }
