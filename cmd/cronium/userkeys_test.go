@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os/exec"
 	"strings"
@@ -98,3 +99,37 @@ func mustCLI(t *testing.T, s *server, args ...string) string {
 }
 
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// var set reads VALUE as JSON when it is JSON: 100 is a number a script can
+// compare; --string keeps it a string; other text is a string.
+func TestVarSetIsTyped(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 1)
+	s.env = append(s.env, "CRONIUM_TOKEN="+s.user("alice", "free"))
+	s.start()
+	for _, c := range []struct {
+		args      []string
+		said, got string
+	}{
+		{[]string{"threshold", "100"}, "set to 100 (a number)", "100"},
+		{[]string{"zip", "0100", "--string"}, `set to "0100" (a string)`, `"0100"`},
+		{[]string{"flag", "true"}, "(a boolean)", "true"},
+		{[]string{"greeting", "hello world"}, `set to "hello world" (a string)`, `"hello world"`},
+		{[]string{"cfg", `{"a": [1, 2]}`}, "(an object)", `{"a": [1, 2]}`},
+	} {
+		out, err := s.cli(append([]string{"var", "set"}, c.args...)...)
+		if err != nil || !strings.Contains(out, c.said) {
+			t.Errorf("var set %v: %v %q, want it to say %q", c.args, err, out, c.said)
+		}
+		got, _ := s.cli("var", "get", c.args[0])
+		var g, w bytes.Buffer
+		json.Compact(&g, []byte(got))
+		json.Compact(&w, []byte(c.got))
+		if g.String() != w.String() || g.Len() == 0 {
+			t.Errorf("var get %s = %q, want %s", c.args[0], got, c.got)
+		}
+	}
+	if _, _, err := s.run("var", "set", "x", "1", "--string", "--json"); err == nil {
+		t.Error("--string with --json was accepted")
+	}
+}

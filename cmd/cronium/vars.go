@@ -55,22 +55,28 @@ func newVarCmd() *cobra.Command {
 			fmt.Fprintln(c.OutOrStdout(), string(v.Value))
 			return nil
 		}}
-	var asJSON bool
-	set := &cobra.Command{Use: "set KEY VALUE", Short: "Set a variable (a string, or JSON with --json)", Args: cobra.ExactArgs(2),
+	var asJSON, asString bool
+	set := &cobra.Command{Use: "set KEY VALUE", Short: "Set a variable: VALUE is read as JSON (100, true, [1,2], {\"a\": 1}) when it is JSON, else as a string; --string forces a string",
+		Args: cobra.ExactArgs(2),
 		RunE: func(c *cobra.Command, args []string) error {
+			if asJSON && asString {
+				return usage(cronium.Invalid("--string", "", "and --json contradict each other: give one"))
+			}
 			v := json.RawMessage(args[1])
-			if !asJSON {
-				v, _ = json.Marshal(args[1])
-			} else if !json.Valid(v) {
+			switch {
+			case asJSON && !json.Valid(v):
 				return usage(cronium.Invalid("VALUE", abbreviate(args[1]), "is not JSON (drop --json to store it as a string)"))
+			case asString || !json.Valid(v):
+				v, _ = json.Marshal(args[1])
 			}
 			if err := cl.do(c.Context(), "PUT", "/v1/variables/"+url.PathEscape(args[0]), map[string]any{"value": v}, nil); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "variable %s set\n", args[0])
+			fmt.Fprintf(c.OutOrStdout(), "variable %s set to %s (%s)\n", args[0], abbreviate(string(v)), jsonKind(v))
 			return nil
 		}}
-	set.Flags().BoolVar(&asJSON, "json", false, "VALUE is JSON, not a string")
+	set.Flags().BoolVar(&asString, "string", false, "store VALUE as a string even when it is JSON (\"100\", not 100)")
+	set.Flags().BoolVar(&asJSON, "json", false, "VALUE must be JSON (refused otherwise)")
 	del := &cobra.Command{Use: "delete KEY", Short: "Delete a variable", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if err := cl.do(c.Context(), "DELETE", "/v1/variables/"+url.PathEscape(args[0]), nil, nil); err != nil {
@@ -81,6 +87,23 @@ func newVarCmd() *cobra.Command {
 		}}
 	c.AddCommand(list, get, set, del)
 	return c
+}
+
+// jsonKind names the kind of a JSON value: "a number", "a string", ...
+func jsonKind(v json.RawMessage) string {
+	switch t := strings.TrimSpace(string(v)); {
+	case t == "null":
+		return "null"
+	case t == "true" || t == "false":
+		return "a boolean"
+	case strings.HasPrefix(t, `"`):
+		return "a string"
+	case strings.HasPrefix(t, "{"):
+		return "an object"
+	case strings.HasPrefix(t, "["):
+		return "a list"
+	}
+	return "a number"
 }
 
 func newSecretCmd() *cobra.Command {
