@@ -423,6 +423,8 @@ const (
 	TriggerManual   Trigger = "manual"
 	TriggerAPI      Trigger = "api"
 	TriggerRetry    Trigger = "retry"
+	// TriggerChain: another event's outcome triggered it (an event's on: actions).
+	TriggerChain Trigger = "chain"
 )
 
 // Status is where an execution is in its life.
@@ -470,6 +472,8 @@ type Execution struct {
 	LogBytes     int64   `json:"log_bytes"`
 	LogTruncated bool    `json:"log_truncated"`
 	RetryOf      string  `json:"retry_of,omitempty"`
+	// RetriedBy is the execution that retries this one (on single reads).
+	RetriedBy string `json:"retried_by,omitempty"`
 }
 
 // TierNames lists tier names, sorted.

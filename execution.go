@@ -28,6 +28,9 @@ const (
 	EngineError Outcome = "engine_error"
 )
 
+// Outcomes lists every outcome.
+var Outcomes = []Outcome{Succeeded, Failed, TimedOut, OOMKilled, OutputLimit, Cancelled, EngineError}
+
 // Stream identifies stdout or stderr.
 type Stream uint8
 

@@ -19,6 +19,7 @@ import (
 	"os"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -668,7 +669,33 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request, u *croni
 	switch f.Status {
 	case "", cronium.StatusQueued, cronium.StatusRunning, cronium.StatusFinished:
 	default:
-		return cronium.Invalid("status", string(f.Status), "is not a status: want queued, running or finished")
+		// An outcome names finished executions that ended so.
+		if !slices.Contains(cronium.Outcomes, cronium.Outcome(f.Status)) {
+			return cronium.Invalid("status", string(f.Status), "is not a status or outcome: want queued, running, finished, or one of "+outcomeNames())
+		}
+		f.Status, f.Outcome = cronium.StatusFinished, cronium.Outcome(f.Status)
+	}
+	switch tr := cronium.Trigger(q.Get("trigger")); tr {
+	case "", cronium.TriggerSchedule, cronium.TriggerManual, cronium.TriggerAPI, cronium.TriggerRetry, cronium.TriggerChain:
+		f.Trigger = tr
+	default:
+		return cronium.Invalid("trigger", string(tr), "is not a trigger: want schedule, manual, api, retry or chain")
+	}
+	for _, b := range []struct {
+		name string
+		to   *time.Time
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		v := q.Get(b.name)
+		if v == "" {
+			continue
+		}
+		if t, err := time.Parse(time.RFC3339, v); err == nil {
+			*b.to = t
+		} else if d, err := cronium.ParseDuration(b.name, v); err == nil {
+			*b.to = time.Now().Add(-d)
+		} else {
+			return cronium.Invalid(b.name, v, "is not a time: want a duration ago (24h) or a time (2026-12-01T00:00:00Z)")
+		}
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -692,6 +719,14 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request, u *croni
 		page["next"] = xs[len(xs)-1].ID
 	}
 	return writeJSON(w, http.StatusOK, page)
+}
+
+func outcomeNames() string {
+	var names []string
+	for _, o := range cronium.Outcomes {
+		names = append(names, string(o))
+	}
+	return strings.Join(names, ", ")
 }
 
 func (s *Server) execution(r *http.Request, u *cronium.User) (cronium.Execution, error) {

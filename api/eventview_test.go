@@ -117,3 +117,28 @@ func TestApplyKeepsPausedAndChecksSecrets(t *testing.T) {
 		t.Errorf("a missing secret: %d %v", st, body)
 	}
 }
+
+// Executions are filtered by outcome (as a status), trigger and time; a
+// retry and the run it retries point at each other.
+func TestExecutionFilters(t *testing.T) {
+	e := setup(t)
+	e.call(t, e.alice, "PUT", "/v1/events/job", okEvent)
+	e.call(t, e.alice, "POST", "/v1/events/job/trigger", map[string]any{})
+	for _, c := range []struct {
+		query string
+		n     int
+	}{
+		{"status=queued", 1}, {"status=failed", 0}, {"trigger=api", 1}, {"trigger=schedule", 0},
+		{"since=1h", 1}, {"until=1h", 0}, {"since=2000-01-01T00:00:00Z", 1},
+	} {
+		st, body := e.call(t, e.alice, "GET", "/v1/executions?"+c.query, nil)
+		if items, _ := body["items"].([]any); st != 200 || len(items) != c.n {
+			t.Errorf("%s: %d, %d items, want %d", c.query, st, len(items), c.n)
+		}
+	}
+	for _, bad := range []string{"status=broken", "trigger=cron", "since=yesterday"} {
+		if st, body := e.call(t, e.alice, "GET", "/v1/executions?"+bad, nil); st != 400 {
+			t.Errorf("%s: %d %v", bad, st, body)
+		}
+	}
+}

@@ -86,6 +86,9 @@ func TestFailedRunIsRetried(t *testing.T) {
 			if xs[0].Attempt != 2 || xs[0].RetryOf != xs[1].ID || xs[0].Trigger != cronium.TriggerRetry {
 				t.Errorf("the retry: %+v", xs[0])
 			}
+			if first, err := st.Execution(ctx, 0, xs[1].ID); err != nil || first.RetriedBy != xs[0].ID {
+				t.Errorf("the first attempt does not point at its retry: %v %q", err, first.RetriedBy)
+			}
 			break
 		}
 		if time.Now().After(deadline) {

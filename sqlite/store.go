@@ -155,6 +155,8 @@ var migrations = []string{
 		source TEXT NOT NULL DEFAULT ''
 	);
 	CREATE INDEX audit_actor ON audit(actor, id);`,
+	// 7: an execution's retry, found from the execution it retries.
+	`CREATE INDEX executions_retry_of ON executions(retry_of) WHERE retry_of != '';`,
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -640,14 +642,25 @@ func (s *Store) Execution(ctx context.Context, userID int64, id string) (cronium
 	if errors.Is(err, sql.ErrNoRows) {
 		return x, fmt.Errorf("%w: execution %s", cronium.ErrNotFound, id)
 	}
+	if err != nil {
+		return x, err
+	}
+	err = s.db.QueryRowContext(ctx, `SELECT id FROM executions WHERE retry_of = ? LIMIT 1`, id).Scan(&x.RetriedBy)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = nil
+	}
 	return x, err
 }
 
 // ExecutionFilter selects executions to list.
 type ExecutionFilter struct {
-	UserID int64  // 0: every user
-	Event  string // event name
-	Status cronium.Status
+	UserID  int64  // 0: every user
+	Event   string // event name
+	Status  cronium.Status
+	Outcome cronium.Outcome
+	Trigger cronium.Trigger
+	// Since and Until bound when executions were queued (zero: no bound).
+	Since, Until time.Time
 	// Before is a cursor: list executions queued before this (id of the last item of the previous page).
 	Before string
 	Limit  int
@@ -668,6 +681,22 @@ func (s *Store) Executions(ctx context.Context, f ExecutionFilter) ([]cronium.Ex
 	if f.Status != "" {
 		q += ` AND x.status = ?`
 		args = append(args, f.Status)
+	}
+	if f.Outcome != "" {
+		q += ` AND x.outcome = ?`
+		args = append(args, f.Outcome)
+	}
+	if f.Trigger != "" {
+		q += ` AND x.trigger = ?`
+		args = append(args, f.Trigger)
+	}
+	if !f.Since.IsZero() {
+		q += ` AND x.queued_at >= ?`
+		args = append(args, f.Since.UnixNano())
+	}
+	if !f.Until.IsZero() {
+		q += ` AND x.queued_at < ?`
+		args = append(args, f.Until.UnixNano())
 	}
 	if f.Before != "" {
 		q += ` AND (x.queued_at, x.id) < (SELECT queued_at, id FROM executions WHERE id = ?)`

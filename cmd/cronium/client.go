@@ -516,7 +516,7 @@ func newTriggerCmd() *cobra.Command {
 func newExecCmd() *cobra.Command {
 	c := &cobra.Command{Use: "exec", Short: "Inspect and cancel executions"}
 	cl := clientFlags(c)
-	var event, status string
+	var event, status, trigger, since, until string
 	var limit int
 	list := &cobra.Command{
 		Use: "list", Short: "List executions, newest first", Args: cobra.NoArgs,
@@ -525,8 +525,10 @@ func newExecCmd() *cobra.Command {
 			if event != "" {
 				q.Set("event", event)
 			}
-			if status != "" {
-				q.Set("status", status)
+			for k, v := range map[string]string{"status": status, "trigger": trigger, "since": since, "until": until} {
+				if v != "" {
+					q.Set(k, v)
+				}
 			}
 			q.Set("limit", fmt.Sprint(limit))
 			var page struct {
@@ -549,7 +551,10 @@ func newExecCmd() *cobra.Command {
 		},
 	}
 	list.Flags().StringVar(&event, "event", "", "only this event")
-	list.Flags().StringVar(&status, "status", "", "queued, running or finished")
+	list.Flags().StringVar(&status, "status", "", "queued, running, finished, or an outcome: succeeded, failed, timed_out, oom_killed, output_limit, cancelled, engine_error")
+	list.Flags().StringVar(&trigger, "trigger", "", "schedule, manual, api, retry or chain")
+	list.Flags().StringVar(&since, "since", "", "queued within the last DURATION (24h) or since a time (RFC 3339)")
+	list.Flags().StringVar(&until, "until", "", "queued before DURATION ago or before a time (RFC 3339)")
 	list.Flags().IntVar(&limit, "limit", 20, "how many")
 	get := &cobra.Command{
 		Use: "get ID", Short: "Show an execution: status, why it waits, outcome, usage", Args: cobra.ExactArgs(1),
@@ -565,6 +570,12 @@ func newExecCmd() *cobra.Command {
 			w := c.OutOrStdout()
 			fmt.Fprintf(w, "execution %s of event %s (user %s)\n", x.ID, x.Event, x.User)
 			fmt.Fprintf(w, "  trigger:   %s, attempt %d\n", x.Trigger, x.Attempt)
+			if x.RetryOf != "" {
+				fmt.Fprintf(w, "  retry of:  %s\n", x.RetryOf)
+			}
+			if x.RetriedBy != "" {
+				fmt.Fprintf(w, "  retried by: %s\n", x.RetriedBy)
+			}
 			if x.ScheduledAt != nil {
 				fmt.Fprintf(w, "  scheduled: %s\n", x.ScheduledAt.Format(time.RFC3339))
 			}
