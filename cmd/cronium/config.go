@@ -473,9 +473,8 @@ func (c *serverConfig) validate() error {
 		t.Name = name
 		c.Tiers[name] = t
 		field := "tiers." + name + "."
-		// A field left out is zero, which the checks below would call a
-		// wrong value; and a tier in the file replaces the default one
-		// whole, which is easy to miss.
+		// A field left out of a new tier is zero, which the checks below
+		// would call a wrong value (a default tier keeps its own).
 		missing := "is missing or 0: a new tier needs each of cpu_guaranteed, cpu_burst, memory, concurrency and max_timeout"
 		for _, f := range []struct {
 			name string

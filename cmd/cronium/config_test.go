@@ -26,7 +26,7 @@ func TestConfigCheckNamesTheSetting(t *testing.T) {
 		{"network:\n  upstream_dns: 192.0.2.53\n", `network.upstream_dns: want a list, got the string "192.0.2.53"`},
 		{"Capacity: 3\n", `Capacity: is not a field: did you mean "capacity"?`},
 		{"capacty: 3\n", `capacty: unknown field: did you mean "capacity"?`},
-		{"tiers:\n  free: {max_timeout: 10m}\n", "tiers.free.cpu_guaranteed: is missing or 0: a tier needs each of cpu_guaranteed, cpu_burst, memory, concurrency and max_timeout (a tier in the configuration replaces the default free tier whole)"},
+		{"tiers:\n  gold: {max_timeout: 10m}\n", "tiers.gold.cpu_guaranteed: is missing or 0: a new tier needs each of cpu_guaranteed, cpu_burst, memory, concurrency and max_timeout"},
 		{"tiers:\n  gold: {cpu_guaranteed: 1, cpu_burst: 0.5, memory: 1Gi, concurrency: 3, max_timeout: 1h}\n", `tiers.gold.cpu_guaranteed: "1" must be more than 0 and at most cpu_burst (0.5)`},
 	} {
 		f := filepath.Join(dir, "c.yaml")
