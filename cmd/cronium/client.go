@@ -27,6 +27,7 @@ import (
 // apiClient talks to a cronium server.
 type apiClient struct {
 	server, token, output string
+	user                  string // --user: an admin acting for this user
 	http                  *http.Client
 }
 
@@ -41,7 +42,20 @@ func clientFlags(c *cobra.Command) *apiClient {
 	// given as the flag's default: help output would print it.
 	c.PersistentFlags().StringVar(&cl.token, "token", "", "API key (default: $CRONIUM_TOKEN)")
 	c.PersistentFlags().StringVarP(&cl.output, "output", "o", "table", "output: table or json")
+	c.PersistentFlags().StringVar(&cl.user, "user", "", "admins: act for this user (their events, executions, variables and secrets)")
 	return cl
+}
+
+// forUser adds ?user= to path when an admin acts for a user.
+func (cl *apiClient) forUser(path string) string {
+	if cl.user == "" || strings.HasPrefix(path, "/v1/users") || strings.HasPrefix(path, "/v1/audit") {
+		return path
+	}
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return path + sep + "user=" + url.QueryEscape(cl.user)
 }
 
 // key is the API key: --token, else $CRONIUM_TOKEN.
@@ -82,7 +96,7 @@ func (cl *apiClient) do(ctx context.Context, method, path string, body, out any)
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(cl.server, "/")+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimRight(cl.server, "/")+cl.forUser(path), rd)
 	if err != nil {
 		return usage(cronium.Invalid("--server", cl.server, "is not a URL: "+err.Error()))
 	}

@@ -133,3 +133,41 @@ func TestVarSetIsTyped(t *testing.T) {
 		t.Error("--string with --json was accepted")
 	}
 }
+
+// An admin acts for a user with --user on any client command; a user
+// cannot.
+func TestAdminUserFlag(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 1)
+	alice := s.user("alice", "free")
+	out, err := s.cli("user", "create", "ops", "--admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := strings.TrimSpace(out)
+	s.start()
+	as := func(key string, args ...string) (string, error) {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(append([]string{}, s.env...), "CRONIUM_TOKEN="+key)
+		b, err := cmd.CombinedOutput()
+		return string(b), err
+	}
+	if out, err := as(ops, "var", "set", "owner", "alice", "--user", "alice"); err != nil {
+		t.Fatalf("var set --user: %v %s", err, out)
+	}
+	if out, err := as(alice, "var", "get", "owner"); err != nil || !strings.Contains(out, `"alice"`) {
+		t.Errorf("alice's variable set by the admin: %v %s", err, out)
+	}
+	if _, err := as(ops, "var", "get", "owner"); err == nil {
+		t.Error("the variable landed in the admin's own variables")
+	}
+	if out, err := as(ops, "event", "apply", "-f", "../../examples/heartbeat.yaml", "--user", "alice"); err != nil {
+		t.Fatalf("event apply --user: %v %s", err, out)
+	}
+	if out, err := as(alice, "event", "list"); err != nil || !strings.Contains(out, "heartbeat") {
+		t.Errorf("alice's events: %v %s", err, out)
+	}
+	if out, err := as(alice, "event", "list", "--user", "ops"); err == nil {
+		t.Errorf("a non-admin acted for another user: %s", out)
+	}
+}

@@ -93,9 +93,9 @@ func userSetTierCmd() *cobra.Command {
 }
 
 // keyUser is whose keys a key command acts on: --user, else the caller.
-func keyUser(c *cobra.Command, cl *apiClient, user string) (string, error) {
-	if user != "" {
-		return user, nil
+func keyUser(c *cobra.Command, cl *apiClient) (string, error) {
+	if cl.user != "" {
+		return cl.user, nil
 	}
 	var me cronium.User
 	if err := cl.do(c.Context(), "GET", "/v1/me", nil, &me); err != nil {
@@ -105,9 +105,8 @@ func keyUser(c *cobra.Command, cl *apiClient, user string) (string, error) {
 }
 
 func keyListCmd() *cobra.Command {
-	var user string
-	c := apiCmd("list", "List your API keys (admins: --user NAME)", cobra.NoArgs, func(c *cobra.Command, cl *apiClient, _ []string) error {
-		name, err := keyUser(c, cl, user)
+	return apiCmd("list", "List your API keys (admins: --user NAME)", cobra.NoArgs, func(c *cobra.Command, cl *apiClient, _ []string) error {
+		name, err := keyUser(c, cl)
 		if err != nil {
 			return err
 		}
@@ -128,14 +127,11 @@ func keyListCmd() *cobra.Command {
 			return []string{strconv.FormatInt(k.ID, 10), k.Name, k.Prefix + "...", state, when(&k.CreatedAt, ""), when(k.ExpiresAt, "never"), when(k.LastUsedAt, "never")}
 		})
 	})
-	c.Flags().StringVar(&user, "user", "", "whose keys (admins); default: yours")
-	return c
 }
 
 func keyRevokeCmd() *cobra.Command {
-	var user string
-	c := apiCmd("revoke ID", "Revoke one of your API keys at once (admins: --user NAME)", cobra.ExactArgs(1), func(c *cobra.Command, cl *apiClient, args []string) error {
-		name, err := keyUser(c, cl, user)
+	return apiCmd("revoke ID", "Revoke one of your API keys at once (admins: --user NAME)", cobra.ExactArgs(1), func(c *cobra.Command, cl *apiClient, args []string) error {
+		name, err := keyUser(c, cl)
 		if err != nil {
 			return err
 		}
@@ -146,8 +142,6 @@ func keyRevokeCmd() *cobra.Command {
 		fmt.Fprintf(c.OutOrStdout(), "key %d of %s (%s...) revoked: it no longer works\n", k.ID, k.User, k.Prefix)
 		return nil
 	})
-	c.Flags().StringVar(&user, "user", "", "whose key (admins); default: yours")
-	return c
 }
 
 func newAuditCmd() *cobra.Command {
