@@ -489,10 +489,16 @@ func yamlDocs(data []byte) ([][]byte, error) {
 
 func newTriggerCmd() *cobra.Command {
 	var input string
+	var wait, follow bool
 	c := &cobra.Command{
 		Use:   "trigger NAME",
-		Short: "Run an event now",
-		Args:  cobra.ExactArgs(1),
+		Short: "Run an event now; --wait waits for its end, --follow also prints its output live",
+		Long: `Run an event now.
+
+With --wait or --follow the command ends when the execution does, with the
+exit status of 'cronium run': the script's own, or 124 timed_out, 137
+oom_killed, 130 cancelled, 141 output_limit, 125 engine_error.`,
+		Args: cobra.ExactArgs(1),
 	}
 	cl := clientFlags(c)
 	c.RunE = func(c *cobra.Command, args []string) error {
@@ -514,14 +520,49 @@ func newTriggerCmd() *cobra.Command {
 		if err := cl.do(c.Context(), "POST", "/v1/events/"+url.PathEscape(args[0])+"/trigger", body, &x); err != nil {
 			return err
 		}
-		if cl.output == "json" {
-			cl.printJSON(c.OutOrStdout(), x)
+		if !wait && !follow {
+			if cl.output == "json" {
+				cl.printJSON(c.OutOrStdout(), x)
+				return nil
+			}
+			fmt.Fprintf(c.OutOrStdout(), "execution %s queued\n", x.ID)
 			return nil
 		}
-		fmt.Fprintf(c.OutOrStdout(), "execution %s queued\n", x.ID)
+		if cl.output != "json" {
+			fmt.Fprintf(c.ErrOrStderr(), "execution %s queued\n", x.ID)
+		}
+		if follow {
+			if err := cl.follow(c.Context(), x.ID, c.OutOrStdout(), c.ErrOrStderr()); err != nil {
+				return err
+			}
+		}
+		for x.Status != cronium.StatusFinished {
+			select {
+			case <-c.Context().Done():
+				return c.Context().Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+			if err := cl.do(c.Context(), "GET", "/v1/executions/"+url.PathEscape(x.ID), nil, &x); err != nil {
+				return err
+			}
+		}
+		if cl.output == "json" {
+			cl.printJSON(c.OutOrStdout(), x)
+		} else {
+			fmt.Fprintf(c.ErrOrStderr(), "execution %s %s%s\n", x.ID, x.Outcome, map[bool]string{true: ": " + x.Error, false: ""}[x.Error != ""])
+		}
+		res := cronium.Result{Outcome: x.Outcome}
+		if x.ExitCode != nil {
+			res.ExitCode = *x.ExitCode
+		}
+		if code := exitCode(res); code != 0 {
+			return &exitError{code: code}
+		}
 		return nil
 	}
 	c.Flags().StringVar(&input, "input", "", "JSON input, or @file")
+	c.Flags().BoolVar(&wait, "wait", false, "wait for the execution to end; exit with its status")
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "print its output live, then exit with its status")
 	return c
 }
 

@@ -171,3 +171,30 @@ func TestAdminUserFlag(t *testing.T) {
 		t.Errorf("a non-admin acted for another user: %s", out)
 	}
 }
+
+// trigger --wait ends with the run and its exit status; --follow prints
+// the output live first.
+func TestTriggerWaitAndFollow(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 1)
+	s.env = append(s.env, "CRONIUM_TOKEN="+s.user("alice", "free"))
+	s.start()
+	for name, script := range map[string]string{"ok": "echo out-line; echo err-line >&2", "bad": "echo failing; exit 7"} {
+		cmd := exec.Command(bin, "event", "apply", "-f", "-")
+		cmd.Env = s.env
+		cmd.Stdin = strings.NewReader("name: " + name + "\nlanguage: bash\nscript: '" + script + "'\n")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("apply %s: %v %s", name, err, out)
+		}
+	}
+	stdout, stderr, err := s.run("trigger", "ok", "--follow")
+	if err != nil || stdout != "out-line\n" || !strings.Contains(stderr, "err-line") || !strings.Contains(stderr, "succeeded") {
+		t.Errorf("trigger --follow: %v stdout %q stderr %q", err, stdout, stderr)
+	}
+	cmd := exec.Command(bin, "trigger", "bad", "--wait")
+	cmd.Env = s.env
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 7 || !strings.Contains(string(out), "failed") {
+		t.Errorf("trigger --wait of a failing run: %v %s; want exit 7", err, out)
+	}
+}
