@@ -104,3 +104,12 @@ func (s *Store) NodeSeen(ctx context.Context, node string) (bool, error) {
 	}
 	return true, nil
 }
+
+// Backup writes a consistent copy of the store to path (which must not
+// exist), while the server keeps running: SQLite's VACUUM INTO.
+func (s *Store) Backup(ctx context.Context, path string) error {
+	if _, err := s.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("back up the store to %s: %w", path, err)
+	}
+	return nil
+}
