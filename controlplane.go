@@ -204,6 +204,8 @@ type Event struct {
 	Enabled           *bool             `json:"enabled,omitempty"`
 	Concurrency       ConcurrencyPolicy `json:"concurrency"`
 	Retry             RetryPolicy       `json:"retry"`
+	// On says what follows the end of a run: notifications and chained events.
+	On Actions `json:"on,omitzero"`
 	// MissedRuns is skip or run_once: what happens to fires missed while the server was down.
 	MissedRuns string `json:"missed_runs"`
 	// StartingDeadline bounds how late a missed run may still start under run_once; 0 means no bound.
@@ -290,6 +292,9 @@ func (e *Event) Normalize(tier Tier) error {
 	case DataAPI, DataStdio, DataFiles:
 	default:
 		return Invalid("data_mode", e.DataMode, "is not a data mode: want api, stdio or files")
+	}
+	if err := e.On.Validate(); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, n := range e.Secrets {
@@ -474,6 +479,10 @@ type Execution struct {
 	RetryOf      string  `json:"retry_of,omitempty"`
 	// RetriedBy is the execution that retries this one (on single reads).
 	RetriedBy string `json:"retried_by,omitempty"`
+	// ChainedFrom is the execution whose end triggered this one (an event's
+	// on: actions), ChainDepth how many such links lead to it.
+	ChainedFrom string `json:"chained_from,omitempty"`
+	ChainDepth  int    `json:"chain_depth,omitempty"`
 }
 
 // TierNames lists tier names, sorted.

@@ -27,6 +27,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/dispatch"
+	"github.com/cronium/executor/notify"
 	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/schedule"
 	"github.com/cronium/executor/secrets"
@@ -77,6 +78,9 @@ type Config struct {
 	Packages Packages
 	// Images admits custom images. Nil: events with an image are refused.
 	Images Images
+	// Channel reports whether a user may name a notification channel in
+	// an event's on: actions. Nil: no channel exists.
+	Channel func(user, name string) bool
 }
 
 // Server is the HTTP handler. It is safe for concurrent use.
@@ -502,6 +506,9 @@ func (s *Server) saveEvent(w http.ResponseWriter, r *http.Request, u *cronium.Us
 	if err := s.checkSecrets(r.Context(), owner, ev.Secrets); err != nil {
 		return err
 	}
+	if err := s.checkActions(r.Context(), owner, ev); err != nil {
+		return err
+	}
 	old, err := s.cfg.Store.Event(r.Context(), owner.ID, ev.Name)
 	switch {
 	case err == nil && mustCreate:
@@ -737,12 +744,23 @@ func (s *Server) execution(r *http.Request, u *cronium.User) (cronium.Execution,
 	return s.cfg.Store.Execution(r.Context(), uid, r.PathValue("id"))
 }
 
+// ExecutionView is an execution as GET /v1/executions/{id} shows it: with
+// the notifications its end sent, and their state.
+type ExecutionView struct {
+	cronium.Execution
+	Notifications []notify.Delivery `json:"notifications,omitempty"`
+}
+
 func (s *Server) getExecution(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
 	x, err := s.execution(r, u)
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, x)
+	ns, err := s.cfg.Store.NotificationsFor(r.Context(), x.ID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, ExecutionView{Execution: x, Notifications: ns})
 }
 
 func (s *Server) cancelExecution(w http.ResponseWriter, r *http.Request, u *cronium.User) error {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/notify"
 	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/redact"
 	"github.com/cronium/executor/runtimeapi"
@@ -49,6 +50,9 @@ type Config struct {
 	Tiers map[string]cronium.Tier
 	// Node names this node in the store and on containers. Required.
 	Node string
+	// Notified is called when an execution's end queued notifications (to
+	// wake the notification worker). Optional.
+	Notified func()
 	// Capacity is how many executions this node runs at once. Default 8.
 	Capacity int
 	// LogLimit caps the stored logs of one execution. Default 1Mi.
@@ -574,8 +578,9 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 
 func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 	ctx := context.Background()
-	store := d.cfg.Store
-	if _, err := store.Finish(ctx, x.ID, res, ""); err != nil {
+	f := d.followUps(ctx, x, res)
+	finished, err := d.cfg.Store.FinishWith(ctx, x.ID, res, "", f)
+	if err != nil {
 		d.log.Error("record execution result", "execution_id", x.ID, "err", err)
 	}
 	d.cfg.Hub.End(x.ID)
@@ -583,35 +588,83 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 	delete(d.running, x.ID)
 	d.mu.Unlock()
 	d.log.Info("execution finished", "execution_id", x.ID, "event", x.Event, "outcome", res.Outcome, "exit_code", res.ExitCode)
-	d.retry(ctx, x, res)
+	if finished && len(f.Notifications) > 0 && d.cfg.Notified != nil {
+		d.cfg.Notified()
+	}
 	d.Wake()
 }
 
-// retry enqueues the next attempt when the event's policy says so.
-func (d *Dispatcher) retry(ctx context.Context, x cronium.Execution, res cronium.Result) {
-	if res.Outcome == cronium.Succeeded || res.Outcome == cronium.Cancelled {
-		return
-	}
+// followUps decides what an execution's end queues, recorded with its
+// result in one transaction: the next attempt when the event's retry
+// policy says so; otherwise (the last attempt) what its on: actions ask.
+func (d *Dispatcher) followUps(ctx context.Context, x cronium.Execution, res cronium.Result) sqlite.FollowUps {
 	ev, err := d.eventForRetry(ctx, x.EventID)
 	if err != nil {
-		d.log.Error("retry policy: the event could not be read; no retry is queued", "execution_id", x.ID, "event_id", x.EventID, "outcome", res.Outcome, "err", err)
-		return
+		d.log.Error("the event could not be read: no retry and no on: action follows", "execution_id", x.ID, "event_id", x.EventID, "outcome", res.Outcome, "err", err)
+		return sqlite.FollowUps{}
 	}
-	p := ev.Retry
-	if x.Attempt >= p.MaxAttempts || !retryable(p.On, res.Outcome) {
-		return
+	if p := ev.Retry; res.Outcome != cronium.Succeeded && res.Outcome != cronium.Cancelled && x.Attempt < p.MaxAttempts && retryable(p.On, res.Outcome) {
+		wait := Backoff(p, x.Attempt)
+		now := time.Now().UTC()
+		return sqlite.FollowUps{Retry: &cronium.Execution{
+			EventID: x.EventID, UserID: x.UserID, Trigger: cronium.TriggerRetry, Attempt: x.Attempt + 1,
+			Strategy: x.Strategy, Priority: x.Priority, Input: x.Input, RetryOf: x.ID, ChainedFrom: x.ChainedFrom, ChainDepth: x.ChainDepth,
+			QueuedAt: now, NotBefore: now.Add(wait),
+			Reason: fmt.Sprintf("waiting: retry %d of %d after %s, not before %s", x.Attempt+1, p.MaxAttempts, res.Outcome, now.Add(wait).Format(time.RFC3339)),
+		}}
 	}
-	wait := Backoff(p, x.Attempt)
+	if ev.On.IsZero() {
+		return sqlite.FollowUps{}
+	}
+	return d.actions(ctx, ev, x, res)
+}
+
+// actions turns an event's on: actions for this end into notifications and
+// chained executions.
+func (d *Dispatcher) actions(ctx context.Context, ev cronium.Event, x cronium.Execution, res cronium.Result) sqlite.FollowUps {
+	var f sqlite.FollowUps
+	cur, err := d.cfg.Store.Execution(ctx, 0, x.ID) // its output and condition, as the script set them
+	if err != nil {
+		d.log.Error("on: actions: the execution could not be read; none follows", "execution_id", x.ID, "err", err)
+		return f
+	}
+	excerpt, _ := d.cfg.Store.LogTail(ctx, x.ID, notify.MaxOutput)
+	msg := notify.Message{Event: ev.Name, User: ev.User, ExecutionID: x.ID, Outcome: string(res.Outcome), Condition: cur.Condition,
+		Error: res.Error, StartedAt: res.StartedAt, FinishedAt: res.EndedAt, Output: excerpt}
+	if res.Outcome == cronium.Succeeded || res.Outcome == cronium.Failed {
+		code := res.ExitCode
+		msg.ExitCode = &code
+	}
 	now := time.Now().UTC()
-	next := cronium.Execution{
-		EventID: x.EventID, UserID: x.UserID, Trigger: cronium.TriggerRetry, Attempt: x.Attempt + 1,
-		Strategy: x.Strategy, Priority: x.Priority, Input: x.Input, RetryOf: x.ID,
-		QueuedAt: now, NotBefore: now.Add(wait),
-		Reason: fmt.Sprintf("waiting: retry %d of %d after %s, not before %s", x.Attempt+1, p.MaxAttempts, res.Outcome, now.Add(wait).Format(time.RFC3339)),
+	for _, k := range ev.On.For(res.Outcome, cur.Condition) {
+		for _, a := range k.Actions {
+			switch {
+			case a.Notify != "":
+				m := msg
+				m.Reason = k.Reason
+				f.Notifications = append(f.Notifications, notify.Delivery{ExecutionID: x.ID, UserID: x.UserID, Channel: a.Notify, Reason: k.Reason, Message: m})
+			case x.ChainDepth >= cronium.MaxChainDepth:
+				d.log.Warn("on: trigger not run: the chain is at its longest", "execution_id", x.ID, "trigger", a.Trigger, "depth", x.ChainDepth, "max", cronium.MaxChainDepth)
+			default:
+				target, err := d.cfg.Store.Event(ctx, x.UserID, a.Trigger)
+				if err != nil {
+					d.log.Warn("on: trigger not run: its event is gone", "execution_id", x.ID, "trigger", a.Trigger, "err", err)
+					continue
+				}
+				next := &cronium.Execution{EventID: target.ID, UserID: x.UserID, Trigger: cronium.TriggerChain, Attempt: 1,
+					Strategy: target.Strategy, Priority: target.Priority, ChainedFrom: x.ID, ChainDepth: x.ChainDepth + 1, QueuedAt: now,
+					Reason: fmt.Sprintf("waiting: triggered by %s's %s (execution %s)", ev.Name, k.Reason, x.ID)}
+				switch a.InputFrom {
+				case "output":
+					next.Input = cur.Output
+				case "input":
+					next.Input = x.Input
+				}
+				f.Chained = append(f.Chained, next)
+			}
+		}
 	}
-	if _, err := d.cfg.Store.Enqueue(ctx, &next, nil); err != nil {
-		d.log.Error("enqueue retry", "execution_id", x.ID, "err", err)
-	}
+	return f
 }
 
 // eventForRetry reads the event a retry is decided on, trying a few times:

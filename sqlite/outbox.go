@@ -31,6 +31,19 @@ const notificationCols = `id, execution_id, user_id, channel, reason, message, s
 // reason as a stored one is skipped, so enqueueing again after a crash
 // sends nothing twice. An empty ExecutionID, Channel or UserID is refused.
 func (s *Store) EnqueueNotifications(ctx context.Context, ds []notify.Delivery) error {
+	if err := prepareDeliveries(ds); err != nil {
+		return err
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error { return insertDeliveries(ctx, tx, ds) })
+	if err != nil {
+		return fmt.Errorf("enqueue %d notification(s): %w", len(ds), err)
+	}
+	return nil
+}
+
+// prepareDeliveries fills in and checks deliveries for insertDeliveries (see
+// EnqueueNotifications).
+func prepareDeliveries(ds []notify.Delivery) error {
 	now := time.Now().UTC()
 	for i := range ds {
 		d := &ds[i]
@@ -59,23 +72,22 @@ func (s *Store) EnqueueNotifications(ctx context.Context, ds []notify.Delivery) 
 			return cronium.Invalid("user_id", "", "is required for a notification")
 		}
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		for _, d := range ds {
-			msg, err := json.Marshal(d.Message)
-			if err != nil {
-				return fmt.Errorf("encode notification %s: %w", d.ID, err)
-			}
-			_, err = tx.ExecContext(ctx, `INSERT INTO notifications(id, execution_id, user_id, channel, reason, message, status, attempts, next_at, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT DO NOTHING`,
-				d.ID, d.ExecutionID, d.UserID, d.Channel, d.Reason, string(msg), d.Status, d.NextAt.UnixNano(), d.CreatedAt.UnixNano())
-			if err != nil {
-				return fmt.Errorf("notification %s on %s: %w", d.ID, d.Channel, err)
-			}
+	return nil
+}
+
+// insertDeliveries inserts prepared deliveries in tx, skipping duplicates.
+func insertDeliveries(ctx context.Context, tx *sql.Tx, ds []notify.Delivery) error {
+	for _, d := range ds {
+		msg, err := json.Marshal(d.Message)
+		if err != nil {
+			return fmt.Errorf("encode notification %s: %w", d.ID, err)
 		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("enqueue %d notification(s): %w", len(ds), err)
+		_, err = tx.ExecContext(ctx, `INSERT INTO notifications(id, execution_id, user_id, channel, reason, message, status, attempts, next_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?) ON CONFLICT DO NOTHING`,
+			d.ID, d.ExecutionID, d.UserID, d.Channel, d.Reason, string(msg), d.Status, d.NextAt.UnixNano(), d.CreatedAt.UnixNano())
+		if err != nil {
+			return fmt.Errorf("notification %s on %s: %w", d.ID, d.Channel, err)
+		}
 	}
 	return nil
 }

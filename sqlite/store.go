@@ -157,6 +157,9 @@ var migrations = []string{
 	CREATE INDEX audit_actor ON audit(actor, id);`,
 	// 7: an execution's retry, found from the execution it retries.
 	`CREATE INDEX executions_retry_of ON executions(retry_of) WHERE retry_of != '';`,
+	// 8: chains: the execution whose end triggered this one.
+	`ALTER TABLE executions ADD COLUMN chained_from TEXT NOT NULL DEFAULT '';
+	ALTER TABLE executions ADD COLUMN chain_depth INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -539,29 +542,17 @@ func (s *Store) Enqueue(ctx context.Context, x *cronium.Execution, fire *time.Ti
 func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires []time.Time) (int, error) {
 	inserted := 0
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO executions(id, event_id, user_id, trigger, scheduled_at, queued_at, not_before, status, attempt, reason, strategy, priority, input, retry_of)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+		ins, err := tx.PrepareContext(ctx, insertExecution)
 		if err != nil {
 			return err
 		}
 		defer ins.Close()
 		for i, x := range xs {
-			if x.ID == "" {
-				x.ID = NewExecutionID()
-			}
-			if x.QueuedAt.IsZero() {
-				x.QueuedAt = time.Now().UTC() // per row: a large batch shows its real spread
-			}
-			if x.NotBefore.IsZero() {
-				x.NotBefore = x.QueuedAt
-			}
-			x.Status = cronium.StatusQueued
-			r, err := ins.ExecContext(ctx, x.ID, x.EventID, x.UserID, x.Trigger, nanos(x.ScheduledAt), x.QueuedAt.UnixNano(), x.NotBefore.UnixNano(),
-				x.Attempt, x.Reason, x.Strategy, x.Priority, []byte(x.Input), x.RetryOf)
+			ok, err := enqueueOne(ctx, ins, x)
 			if err != nil {
 				return err
 			}
-			if n, _ := r.RowsAffected(); n == 1 {
+			if ok {
 				inserted++
 			}
 			if i < len(fires) {
@@ -578,6 +569,31 @@ func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires 
 	return inserted, nil
 }
 
+const insertExecution = `INSERT INTO executions(id, event_id, user_id, trigger, scheduled_at, queued_at, not_before, status, attempt, reason, strategy, priority, input, retry_of, chained_from, chain_depth)
+	VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+
+// enqueueOne inserts x as queued with the prepared insertExecution,
+// filling its ID, times and status; it reports whether it was inserted.
+func enqueueOne(ctx context.Context, ins *sql.Stmt, x *cronium.Execution) (bool, error) {
+	if x.ID == "" {
+		x.ID = NewExecutionID()
+	}
+	if x.QueuedAt.IsZero() {
+		x.QueuedAt = time.Now().UTC() // per row: a large batch shows its real spread
+	}
+	if x.NotBefore.IsZero() {
+		x.NotBefore = x.QueuedAt
+	}
+	x.Status = cronium.StatusQueued
+	r, err := ins.ExecContext(ctx, x.ID, x.EventID, x.UserID, x.Trigger, nanos(x.ScheduledAt), x.QueuedAt.UnixNano(), x.NotBefore.UnixNano(),
+		x.Attempt, x.Reason, x.Strategy, x.Priority, []byte(x.Input), x.RetryOf, x.ChainedFrom, x.ChainDepth)
+	if err != nil {
+		return false, err
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
+}
+
 // AdvanceFire records that fire times up to t were handled without an execution (skipped).
 func (s *Store) AdvanceFire(ctx context.Context, eventID int64, t time.Time) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE events SET last_fire = MAX(COALESCE(last_fire, 0), ?) WHERE id = ?`, t.UnixNano(), eventID)
@@ -586,7 +602,7 @@ func (s *Store) AdvanceFire(ctx context.Context, eventID int64, t time.Time) err
 
 const execCols = `x.id, x.event_id, e.name, u.name, x.user_id, x.trigger, x.scheduled_at, x.queued_at, x.not_before, x.started_at, x.finished_at,
 	x.status, x.outcome, x.exit_code, x.attempt, x.reason, x.strategy, x.priority, x.node, x.error, x.input, x.result, x.log_bytes, x.log_truncated, x.retry_of,
-	x.output, x.condition, x.strategy_reason, x.sandbox`
+	x.output, x.condition, x.strategy_reason, x.sandbox, x.chained_from, x.chain_depth`
 
 const execFrom = ` FROM executions x JOIN events e ON e.id = x.event_id JOIN users u ON u.id = x.user_id`
 
@@ -599,7 +615,7 @@ func scanExecution(sc interface{ Scan(...any) error }) (cronium.Execution, error
 	var cond sql.NullBool
 	err := sc.Scan(&x.ID, &x.EventID, &x.Event, &x.User, &x.UserID, &x.Trigger, &sched, &queued, &notBefore, &started, &finished,
 		&x.Status, &x.Outcome, &exit, &x.Attempt, &x.Reason, &x.Strategy, &x.Priority, &x.Node, &x.Error, &input, &result, &x.LogBytes, &x.LogTruncated, &x.RetryOf,
-		&output, &cond, &x.StrategyReason, &x.Sandbox)
+		&output, &cond, &x.StrategyReason, &x.Sandbox, &x.ChainedFrom, &x.ChainDepth)
 	if err != nil {
 		return x, err
 	}
@@ -858,23 +874,6 @@ func (s *Store) Claim(ctx context.Context, id, node string, at time.Time) (bool,
 	r, err := s.db.ExecContext(ctx, `UPDATE executions SET status = 'running', started_at = ?, node = ?, reason = '' WHERE id = ? AND status = 'queued'`, at.UnixNano(), node, id)
 	if err != nil {
 		return false, fmt.Errorf("claim execution %s: %w", id, err)
-	}
-	n, _ := r.RowsAffected()
-	return n == 1, nil
-}
-
-// Finish records the end of a running execution, and the logs' final size.
-// It reports false if the execution was already finished.
-func (s *Store) Finish(ctx context.Context, id string, res cronium.Result, reason string) (bool, error) {
-	b, _ := json.Marshal(res)
-	at := res.EndedAt
-	if at.IsZero() {
-		at = time.Now()
-	}
-	r, err := s.db.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = ?, exit_code = ?, finished_at = ?, error = ?, result = ?, reason = ?
-		WHERE id = ? AND status != 'finished'`, res.Outcome, res.ExitCode, at.UnixNano(), res.Error, string(b), reason, id)
-	if err != nil {
-		return false, fmt.Errorf("finish execution %s: %w", id, err)
 	}
 	n, _ := r.RowsAffected()
 	return n == 1, nil

@@ -614,12 +614,13 @@ func newExecCmd() *cobra.Command {
 	get := &cobra.Command{
 		Use: "get ID", Short: "Show an execution: status, why it waits, outcome, usage", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			var x cronium.Execution
-			if err := cl.do(c.Context(), "GET", "/v1/executions/"+url.PathEscape(args[0]), nil, &x); err != nil {
+			var view api.ExecutionView
+			if err := cl.do(c.Context(), "GET", "/v1/executions/"+url.PathEscape(args[0]), nil, &view); err != nil {
 				return err
 			}
+			x := view.Execution
 			if cl.output == "json" {
-				cl.printJSON(c.OutOrStdout(), x)
+				cl.printJSON(c.OutOrStdout(), view)
 				return nil
 			}
 			w := c.OutOrStdout()
@@ -630,6 +631,19 @@ func newExecCmd() *cobra.Command {
 			}
 			if x.RetriedBy != "" {
 				fmt.Fprintf(w, "  retried by: %s\n", x.RetriedBy)
+			}
+			if x.ChainedFrom != "" {
+				fmt.Fprintf(w, "  chained from: %s (link %d of the chain)\n", x.ChainedFrom, x.ChainDepth)
+			}
+			for _, n := range view.Notifications {
+				state := string(n.Status)
+				switch {
+				case n.Status == "sent":
+					state += " " + n.SentAt.Local().Format(time.DateTime)
+				case n.LastError != "":
+					state += fmt.Sprintf(" (attempt %d: %s)", n.Attempts, n.LastError)
+				}
+				fmt.Fprintf(w, "  notified:  %s on %s: %s\n", n.Channel, n.Reason, state)
 			}
 			if x.ScheduledAt != nil {
 				fmt.Fprintf(w, "  scheduled: %s\n", x.ScheduledAt.Format(time.RFC3339))

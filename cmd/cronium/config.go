@@ -54,6 +54,8 @@ type serverConfig struct {
 	// Tiers override or add tiers; the defaults are free, pro and enterprise.
 	// A default tier named in the file keeps the fields the file leaves out.
 	Tiers map[string]cronium.Tier `json:"tiers"`
+	// Notifications are the channels events notify (on: actions).
+	Notifications notificationsConfig `json:"notifications"`
 	// RetentionInterval is how often finished executions past their
 	// tier's retention (retention_days, retention_runs) are deleted. Default 1h.
 	RetentionInterval cronium.Duration `json:"retention_interval"`
@@ -358,6 +360,9 @@ func (c *serverConfig) merge(f serverConfig) {
 	if f.RetentionInterval != 0 {
 		c.RetentionInterval = f.RetentionInterval
 	}
+	if !reflect.DeepEqual(f.Notifications, notificationsConfig{}) {
+		c.Notifications = f.Notifications
+	}
 	if f.DockerHost != "" {
 		c.DockerHost = f.DockerHost
 	}
@@ -384,6 +389,9 @@ func (c *serverConfig) merge(f serverConfig) {
 func (c *serverConfig) validate() error {
 	if c.Capacity < 1 {
 		return cronium.Invalid("capacity", strconv.Itoa(c.Capacity), "must be at least 1")
+	}
+	if _, err := c.Notifications.channels(); err != nil {
+		return err
 	}
 	if c.NodeID != "" && !nodeIDPattern.MatchString(c.NodeID) {
 		return cronium.Invalid("node_id", c.NodeID, "is not a node ID: use 1-63 letters, digits, '.', '_' and '-', starting with a letter or digit")

@@ -23,6 +23,7 @@ import (
 	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/imagepolicy"
 	"github.com/cronium/executor/images"
+	"github.com/cronium/executor/notify"
 	"github.com/cronium/executor/packages"
 	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/runtimeapi"
@@ -101,6 +102,7 @@ func newConfigCmd() *cobra.Command {
 			if cfg.DockerHost != "" {
 				cfg.DockerHost = maskURL(cfg.DockerHost)
 			}
+			cfg.Notifications = cfg.Notifications.masked()
 			b, _ := json.MarshalIndent(cfg, "", "  ")
 			fmt.Fprintln(c.OutOrStdout(), string(b))
 			return nil
@@ -200,7 +202,19 @@ func serve(g *globals, cfg serverConfig) error {
 	layerBuilder := &packages.Builder{Engine: eng, BuilderImage: images.BuilderRecipe.Ref(), Indexes: cfg.Images.Indexes,
 		Namespace: images.Repository + "/pkgs-"}
 	lifetime := max(cfg.Pools.Prewarmed.MaxAge.D(), cfg.Pools.Reuse.MaxAge.D(), cfg.Pools.User.MaxAge.D()) + longestTimeout + time.Hour
-	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity,
+	channels, err := cfg.Notifications.channels()
+	if err != nil {
+		return err
+	}
+	notifier := &notify.Worker{Store: store, Sender: &notify.Sender{AllowPrivate: cfg.Notifications.AllowPrivate}, Logger: log,
+		Backoff: cfg.Notifications.backoff(),
+		Channels: func(_, name string) (notify.Channel, error) {
+			if ch, ok := channels[name]; ok {
+				return ch, nil
+			}
+			return notify.Channel{}, fmt.Errorf("%w: notification channel %s is no longer configured", cronium.ErrNotFound, name)
+		}}
+	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity, Notified: notifier.Wake,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
 		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace, Network: cfg.Network.rules(), Bases: bases,
 		Sandboxes: func(ctx context.Context, t cronium.Spec) (pool.Sandbox, error) {
@@ -214,6 +228,7 @@ func serve(g *globals, cfg serverConfig) error {
 		return err
 	}
 	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log, Keyring: keyring, Pools: pools,
+		Channel:  func(_, name string) bool { _, ok := channels[name]; return ok },
 		Network:  cfg.Network.rules(),
 		Packages: layers{layerBuilder},
 		Images:   &imagepolicy.Policy{Config: cfg.Images.Config, Engine: eng},
@@ -322,6 +337,13 @@ func serve(g *globals, cfg serverConfig) error {
 			}
 		}
 	}()
+	notifyDone := make(chan struct{})
+	go func() { // delivers on: notifications from the outbox, owned by serve
+		defer close(notifyDone)
+		if err := notifier.Run(ctx); err != nil {
+			log.Error("notifications", "err", err)
+		}
+	}()
 	followDone := make(chan struct{})
 	go func() { // follows `cronium images update`, owned by serve
 		defer close(followDone)
@@ -365,6 +387,7 @@ func serve(g *globals, cfg serverConfig) error {
 	}
 	<-gcDone
 	<-followDone
+	<-notifyDone // pending notifications stay in the outbox for the next start
 	log.Info("stopped")
 	return nil
 }
