@@ -508,7 +508,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	d.cfg.Runtime.Open(x.ID, x.UserID, sink.secrets)
 	spec := cronium.Spec{
 		ID: x.ID, Language: ev.Language, Script: []byte(ev.Script), Files: ev.Files, Input: input,
-		Env: ev.Env, Limits: limits, Profile: profile, Network: netPolicy, Output: sink.add,
+		Env: withTZ(ev.Env, ev.Timezone), Limits: limits, Profile: profile, Network: netPolicy, Output: sink.add,
 		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}
 	if d.cfg.Bases != nil {
@@ -592,6 +592,24 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 		d.cfg.Notified()
 	}
 	d.Wake()
+}
+
+// withTZ returns env with TZ set to the event's zone (UTC when it has
+// none), unless the event sets TZ itself: the script's clock reads as its
+// schedule does.
+func withTZ(env map[string]string, zone string) map[string]string {
+	if _, ok := env["TZ"]; ok {
+		return env
+	}
+	if zone == "" {
+		zone = "UTC"
+	}
+	out := make(map[string]string, len(env)+1)
+	for k, v := range env {
+		out[k] = v
+	}
+	out["TZ"] = zone
+	return out
 }
 
 // followUps decides what an execution's end queues, recorded with its

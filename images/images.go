@@ -64,9 +64,9 @@ var changes = []string{
 
 // Recipes lists the runtime images, one per language.
 var Recipes = map[cronium.Language]Recipe{
-	cronium.Bash:   {Language: cronium.Bash, Packages: []string{"jq", "bc"}, Check: []string{"bash", "-c", "echo ok | jq -R . && echo 1+1 | bc"}},
-	cronium.Python: {Language: cronium.Python, Packages: []string{"python3"}, Check: []string{"python3", "-c", "import json, socket"}},
-	cronium.Node:   {Language: cronium.Node, Packages: []string{"nodejs"}, Check: []string{"node", "-e", "require('net')"}},
+	cronium.Bash:   {Language: cronium.Bash, Packages: []string{"jq", "bc", "tzdata"}, Check: []string{"bash", "-c", "echo ok | jq -R . && echo 1+1 | bc && TZ=Europe/Berlin date -d @0 +%Z | grep -qx CET"}},
+	cronium.Python: {Language: cronium.Python, Packages: []string{"python3", "tzdata"}, Check: []string{"python3", "-c", "import json, socket, os, time; os.environ['TZ'] = 'Europe/Berlin'; time.tzset(); assert time.strftime('%Z', time.localtime(0)) == 'CET'"}},
+	cronium.Node:   {Language: cronium.Node, Packages: []string{"nodejs", "tzdata"}, Check: []string{"node", "-e", "require('net'); process.env.TZ = 'Europe/Berlin'; if (new Date(0).getTimezoneOffset() !== -60) process.exit(1)"}},
 }
 
 func (r Recipe) hook() []byte {

@@ -64,3 +64,31 @@ func TestEventNextAndList(t *testing.T) {
 		t.Errorf("event list -o json: %v\n%s", err, js)
 	}
 }
+
+// The script's clock reads in its event's zone: TZ is the event's timezone
+// (UTC when it has none), unless the event sets TZ itself.
+func TestScriptsGetTheirEventsZone(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 2)
+	key := s.user("alice", "free")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	script := `echo "$TZ $(date -d @0 +%Z)"`
+	for name, ev := range map[string]map[string]any{
+		"berlin": {"timezone": "Europe/Berlin"},
+		"plain":  {},
+		"own":    {"timezone": "Europe/Berlin", "env": map[string]string{"TZ": "America/New_York"}},
+	} {
+		ev["name"], ev["language"], ev["script"] = name, "bash", script
+		if st := s.api(key, "PUT", "/v1/events/"+name, ev, nil); st != 201 {
+			t.Fatalf("apply %s: %d", name, st)
+		}
+	}
+	want := map[string]string{"berlin": "Europe/Berlin CET", "plain": "UTC UTC", "own": "America/New_York EST"}
+	for name, w := range want {
+		out, stderr, err := s.run("trigger", name, "--follow")
+		if err != nil || strings.TrimSpace(out) != w {
+			t.Errorf("%s: %v %q %q, want %q", name, err, out, stderr, w)
+		}
+	}
+}
