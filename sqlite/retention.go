@@ -25,7 +25,8 @@ func (s *Store) Prune(ctx context.Context, userID int64, olderThan time.Time, ke
 		rows, err := s.db.QueryContext(ctx, `SELECT id FROM (
 				SELECT id, finished_at, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY queued_at DESC, id DESC) AS rn
 				FROM executions WHERE user_id = ? AND status = 'finished')
-			WHERE rn > ? OR finished_at < ? LIMIT ?`, userID, keepRuns, olderThan.UnixNano(), pruneBatch)
+			WHERE (rn > ? OR finished_at < ?)
+				AND id NOT IN (SELECT execution_id FROM notifications WHERE status = 'pending') LIMIT ?`, userID, keepRuns, olderThan.UnixNano(), pruneBatch)
 		if err != nil {
 			return total, fmt.Errorf("prune: find executions: %w", err)
 		}
@@ -49,6 +50,10 @@ func (s *Store) Prune(ctx context.Context, userID int64, olderThan time.Time, ke
 			if _, err := tx.ExecContext(ctx, `DELETE FROM logs WHERE execution_id IN `+in, ids...); err != nil {
 				return err
 			}
+			// Its notifications go with it, once they are sent or given up.
+			if _, err := tx.ExecContext(ctx, `DELETE FROM notifications WHERE status != 'pending' AND execution_id IN `+in, ids...); err != nil {
+				return err
+			}
 			_, err := tx.ExecContext(ctx, `DELETE FROM executions WHERE status = 'finished' AND id IN `+in, ids...)
 			return err
 		})
@@ -62,10 +67,17 @@ func (s *Store) Prune(ctx context.Context, userID int64, olderThan time.Time, ke
 	}
 }
 
+// AuditRetention is how long audit entries are kept.
+const AuditRetention = 400 * 24 * time.Hour
+
 // PruneAll applies every user's tier retention (Tier.Retention) at now;
-// users of an unknown tier get the free tier's. It returns how many
-// executions it deleted.
+// users of an unknown tier get the free tier's. It also deletes audit
+// entries older than AuditRetention. It returns how many executions it
+// deleted.
 func (s *Store) PruneAll(ctx context.Context, tiers map[string]cronium.Tier, now time.Time) (int, error) {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM audit WHERE at < ?`, now.Add(-AuditRetention).UnixNano()); err != nil {
+		return 0, fmt.Errorf("prune the audit log: %w", err)
+	}
 	users, err := s.Users(ctx)
 	if err != nil {
 		return 0, err

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/notify"
 )
 
 // Prune keeps each event's newest runs and those finished within the
@@ -46,6 +47,19 @@ func TestPruneKeepsNewestRunsAndRecentOnes(t *testing.T) {
 		aIDs = append(aIDs, run(alice, a, now.Add(-time.Duration(i)*day), false))
 	}
 	bOld := run(alice, b, now.Add(-10*day), false)
+	aPending := run(alice, a, now.Add(-30*day), false) // old, but its notification is not sent yet
+	if err := st.EnqueueNotifications(ctx, []notify.Delivery{
+		{ExecutionID: aPending, UserID: alice.ID, Channel: "ops", Reason: "failure"},
+		{ExecutionID: bOld, UserID: alice.ID, Channel: "ops", Reason: "failure"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Audit(ctx, AuditEntry{At: now.Add(-500 * day), Actor: "alice", Action: "event.trigger", Target: "alice/a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.db.Exec(`UPDATE notifications SET status = 'sent' WHERE execution_id = ?`, bOld); err != nil {
+		t.Fatal(err)
+	}
 	bOpen := run(alice, b, now.Add(-20*day), true) // queued for 20 days: never pruned
 	cOld := run(bob, other, now.Add(-10*day), false)
 
@@ -58,7 +72,7 @@ func TestPruneKeepsNewestRunsAndRecentOnes(t *testing.T) {
 	if n != len(gone) {
 		t.Errorf("pruned %d executions, want %d", n, len(gone))
 	}
-	for _, id := range append(aIDs, bOld, bOpen, cOld) {
+	for _, id := range append(aIDs, bOld, bOpen, cOld, aPending) {
 		_, err := st.Execution(ctx, 0, id)
 		logs, _ := st.Logs(ctx, id, 0, 10)
 		switch {
@@ -70,6 +84,9 @@ func TestPruneKeepsNewestRunsAndRecentOnes(t *testing.T) {
 			t.Errorf("execution %s: %v, %d log chunks; want it kept with its logs", id, err, len(logs))
 		}
 	}
+	if ns, _ := st.NotificationsFor(ctx, bOld); len(ns) != 0 {
+		t.Errorf("the sent notification of a pruned execution was kept: %+v", ns)
+	}
 	// Twice is the same as once.
 	if n, err := st.Prune(ctx, alice.ID, now.Add(-4*day), 3); n != 0 || err != nil {
 		t.Errorf("second prune: %d %v", n, err)
@@ -80,5 +97,8 @@ func TestPruneKeepsNewestRunsAndRecentOnes(t *testing.T) {
 	}
 	if _, err := st.Execution(ctx, 0, cOld); err == nil {
 		t.Errorf("bob's 10-day-old execution was kept under the free tier's 7 days")
+	}
+	if log, _ := st.AuditLog(ctx, AuditFilter{}); len(log) != 0 {
+		t.Errorf("audit entries older than %s were kept: %+v", AuditRetention, log)
 	}
 }
