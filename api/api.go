@@ -521,6 +521,15 @@ func (s *Server) saveEvent(w http.ResponseWriter, r *http.Request, u *cronium.Us
 	case err != nil && !errors.Is(err, cronium.ErrNotFound):
 		return err
 	}
+	if r.URL.Query().Get("dry_run") == "true" {
+		// Checked as an apply would be, but neither built nor stored: the
+		// answer is the event as it would be saved.
+		ev.User = owner.Name
+		if err == nil {
+			ev.ID, ev.CreatedAt, ev.UpdatedAt, ev.PackageLock, ev.ImagePinned = old.ID, old.CreatedAt, old.UpdatedAt, old.PackageLock, old.ImagePinned
+		}
+		return writeJSON(w, http.StatusOK, ev)
+	}
 	if err := s.ensurePackages(r.Context(), &ev, io.Discard); err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func noteAudit(r *http.Request, target, detail string) {
 // withAudit prepares r for the audit entry of its route, if it has one.
 func withAudit(r *http.Request, route string) (*http.Request, *auditNote, string) {
 	action := auditActions[route]
-	if action == "" {
+	if action == "" || r.URL.Query().Get("dry_run") == "true" {
 		return r, nil, ""
 	}
 	note := &auditNote{}

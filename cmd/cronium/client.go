@@ -41,7 +41,7 @@ func clientFlags(c *cobra.Command) *apiClient {
 	// The key is read from the environment when a request is made, not
 	// given as the flag's default: help output would print it.
 	c.PersistentFlags().StringVar(&cl.token, "token", "", "API key (default: $CRONIUM_TOKEN)")
-	c.PersistentFlags().StringVarP(&cl.output, "output", "o", "table", "output: table or json")
+	c.PersistentFlags().StringVarP(&cl.output, "output", "o", "table", "output: table, wide (every column), json or yaml")
 	c.PersistentFlags().StringVar(&cl.user, "user", "", "admins: act for this user (their events, executions, variables and secrets)")
 	return cl
 }
@@ -85,8 +85,8 @@ func (e *apiError) Error() string {
 
 // do sends a request and decodes the JSON answer into out (if not nil).
 func (cl *apiClient) do(ctx context.Context, method, path string, body, out any) error {
-	if cl.output != "table" && cl.output != "json" {
-		return usage(cronium.Invalid("--output", cl.output, "is not an output format: want table or json"))
+	if err := checkOutput(cl.output); err != nil {
+		return err
 	}
 	var rd io.Reader
 	if body != nil {
@@ -176,7 +176,35 @@ func (cl *apiClient) buildPackages(ctx context.Context, ev map[string]any, w io.
 	})
 }
 
-func (cl *apiClient) printJSON(w io.Writer, v any) {
+// checkOutput refuses an unknown -o value.
+func checkOutput(o string) error {
+	switch o {
+	case "table", "wide", "json", "yaml":
+		return nil
+	}
+	return usage(cronium.Invalid("--output", o, "is not an output format: want table, wide, json or yaml"))
+}
+
+// structured reports whether -o asks for data (json or yaml), not a table.
+func (cl *apiClient) structured() bool { return cl.output == "json" || cl.output == "yaml" }
+
+// printJSON prints v as -o asks: YAML for -o yaml, indented JSON otherwise.
+func (cl *apiClient) printJSON(w io.Writer, v any) { printData(w, cl.output, v) }
+
+// printData prints v as JSON, or as YAML (keys in JSON's names, sorted) for
+// format "yaml".
+func printData(w io.Writer, format string, v any) {
+	if format == "yaml" {
+		b, err := json.Marshal(v)
+		var generic any
+		if err == nil && json.Unmarshal(b, &generic) == nil {
+			enc := yaml.NewEncoder(w)
+			enc.SetIndent(2)
+			enc.Encode(generic)
+			enc.Close()
+			return
+		}
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
@@ -206,11 +234,13 @@ func newEventCmd() *cobra.Command {
 	c := &cobra.Command{Use: "event", Short: "Manage events (scripts with a schedule)"}
 	cl := clientFlags(c)
 	var file string
+	var dryRun bool
 	apply := &cobra.Command{
-		Use:   "apply -f FILE",
-		Short: "Create or update events from a YAML file (idempotent); several may be separated by ---",
+		Use:   "apply -f FILE|DIR",
+		Short: "Create or update events from YAML (idempotent): a file (several events separated by ---), a folder with an event.yaml, or a directory of such files and folders",
 		Example: `  cronium event apply -f examples/heartbeat.yaml
-  cat event.yaml | cronium event apply -f -`,
+  cat event.yaml | cronium event apply -f -
+  cronium event apply -f events/ --dry-run     # checked by the server, nothing saved`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if file == "" {
@@ -225,9 +255,12 @@ func newEventCmd() *cobra.Command {
 				if name == "" {
 					return usage(cronium.Invalid(file+": name", "", "is required"))
 				}
+				stripServerFields(ev)
 				var out cronium.Event
-				err := cl.buildPackages(c.Context(), ev, c.ErrOrStderr())
-				if err == nil {
+				var err error
+				if dryRun {
+					err = cl.do(c.Context(), "PUT", "/v1/events/"+url.PathEscape(name)+"?dry_run=true", ev, &out)
+				} else if err = cl.buildPackages(c.Context(), ev, c.ErrOrStderr()); err == nil {
 					err = cl.do(c.Context(), "PUT", "/v1/events/"+url.PathEscape(name), ev, &out)
 				}
 				if err != nil {
@@ -237,16 +270,20 @@ func newEventCmd() *cobra.Command {
 					}
 					return err
 				}
-				if cl.output == "json" {
+				switch {
+				case cl.structured():
 					cl.printJSON(c.OutOrStdout(), out)
-				} else {
+				case dryRun:
+					fmt.Fprintf(c.OutOrStdout(), "event %s is valid (dry run: nothing saved; schedule %q, enabled %v)\n", out.Name, out.Schedule, out.IsEnabled())
+				default:
 					fmt.Fprintf(c.OutOrStdout(), "event %s applied (schedule %q, enabled %v)\n", out.Name, out.Schedule, out.IsEnabled())
 				}
 			}
 			return nil
 		},
 	}
-	apply.Flags().StringVarP(&file, "file", "f", "", "YAML file, or - for stdin")
+	apply.Flags().StringVarP(&file, "file", "f", "", "YAML file, folder or directory, or - for stdin")
+	apply.Flags().BoolVar(&dryRun, "dry-run", false, "have the server check the events without saving them (packages are not built)")
 	list := &cobra.Command{
 		Use: "list", Short: "List events", Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
@@ -256,7 +293,7 @@ func newEventCmd() *cobra.Command {
 			if err := cl.do(c.Context(), "GET", "/v1/events", nil, &page); err != nil {
 				return err
 			}
-			if cl.output == "json" {
+			if cl.structured() {
 				cl.printJSON(c.OutOrStdout(), page)
 				return nil
 			}
@@ -296,8 +333,12 @@ func newEventCmd() *cobra.Command {
 				if err := cl.do(c.Context(), method, path, nil, &out); err != nil {
 					return err
 				}
-				if cl.output == "json" || use == "get" {
+				if cl.structured() {
 					cl.printJSON(c.OutOrStdout(), out)
+					return nil
+				}
+				if use == "get" {
+					printEvent(c.OutOrStdout(), out)
 					return nil
 				}
 				fmt.Fprintf(c.OutOrStdout(), "event %s: enabled %v\n", out.Name, out.IsEnabled())
@@ -314,7 +355,7 @@ func newEventCmd() *cobra.Command {
 			if err := cl.do(c.Context(), "GET", path, nil, &out); err != nil {
 				return err
 			}
-			if cl.output == "json" {
+			if cl.structured() {
 				cl.printJSON(c.OutOrStdout(), out)
 				return nil
 			}
@@ -327,7 +368,7 @@ func newEventCmd() *cobra.Command {
 		},
 	}
 	next.Flags().IntVarP(&count, "count", "n", 5, "how many fire times (1-100)")
-	c.AddCommand(apply, list, next, one("get", "Show an event", "GET", ""), one("delete", "Delete an event", "DELETE", ""),
+	c.AddCommand(apply, list, next, newEventDiffCmd(cl), one("get", "Show an event (-o yaml: in the form apply takes)", "GET", ""), one("delete", "Delete an event", "DELETE", ""),
 		one("pause", "Pause an event's schedule", "POST", "/pause"), one("resume", "Resume an event's schedule", "POST", "/resume"))
 	return c
 }
@@ -339,6 +380,9 @@ func readEvents(file string) ([]map[string]any, error) {
 	var err error
 	dir := ""
 	if fi, serr := os.Stat(file); serr == nil && fi.IsDir() {
+		if _, err := os.Stat(filepath.Join(file, "event.yaml")); err != nil {
+			return readDir(file) // a directory of event files and folders
+		}
 		// A folder: its event.yaml, its entry script and every other file.
 		dir = file
 		file = filepath.Join(dir, "event.yaml")
@@ -521,14 +565,14 @@ oom_killed, 130 cancelled, 141 output_limit, 125 engine_error.`,
 			return err
 		}
 		if !wait && !follow {
-			if cl.output == "json" {
+			if cl.structured() {
 				cl.printJSON(c.OutOrStdout(), x)
 				return nil
 			}
 			fmt.Fprintf(c.OutOrStdout(), "execution %s queued\n", x.ID)
 			return nil
 		}
-		if cl.output != "json" {
+		if !cl.structured() {
 			fmt.Fprintf(c.ErrOrStderr(), "execution %s queued\n", x.ID)
 		}
 		if follow {
@@ -546,7 +590,7 @@ oom_killed, 130 cancelled, 141 output_limit, 125 engine_error.`,
 				return err
 			}
 		}
-		if cl.output == "json" {
+		if cl.structured() {
 			cl.printJSON(c.OutOrStdout(), x)
 		} else {
 			fmt.Fprintf(c.ErrOrStderr(), "execution %s %s%s\n", x.ID, x.Outcome, map[bool]string{true: ": " + x.Error, false: ""}[x.Error != ""])
@@ -593,7 +637,7 @@ func newExecCmd() *cobra.Command {
 			if err := cl.do(c.Context(), "GET", "/v1/executions?"+q.Encode(), nil, &page); err != nil {
 				return err
 			}
-			if cl.output == "json" {
+			if cl.structured() {
 				cl.printJSON(c.OutOrStdout(), page)
 				return nil
 			}
@@ -619,7 +663,7 @@ func newExecCmd() *cobra.Command {
 				return err
 			}
 			x := view.Execution
-			if cl.output == "json" {
+			if cl.structured() {
 				cl.printJSON(c.OutOrStdout(), view)
 				return nil
 			}
@@ -741,7 +785,7 @@ func newExecCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if cl.output == "json" {
+			if cl.structured() {
 				cl.printJSON(c.OutOrStdout(), x)
 				return nil
 			}

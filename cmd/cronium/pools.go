@@ -19,8 +19,8 @@ func newPoolCmd() *cobra.Command {
 			if err := cl.do(c.Context(), "GET", "/v1/pools", nil, &page); err != nil {
 				return err
 			}
-			if cl.output == "json" {
-				cl.printJSON(c.OutOrStdout(), page.Items)
+			if cl.structured() {
+				cl.printJSON(c.OutOrStdout(), page)
 				return nil
 			}
 			var rows [][]string

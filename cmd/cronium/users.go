@@ -31,7 +31,7 @@ func printList[T any](c *cobra.Command, cl *apiClient, path, header string, row 
 	if page.Items == nil {
 		page.Items = []T{}
 	}
-	if cl.output == "json" {
+	if cl.structured() {
 		cl.printJSON(c.OutOrStdout(), page)
 		return nil
 	}

@@ -28,15 +28,26 @@ func newVarCmd() *cobra.Command {
 			if err := cl.do(c.Context(), "GET", "/v1/variables", nil, &page); err != nil {
 				return err
 			}
-			if cl.output == "json" {
-				cl.printJSON(c.OutOrStdout(), page.Items)
-				return nil
-			}
 			keys := make([]string, 0, len(page.Items))
 			for k := range page.Items {
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
+			if cl.structured() {
+				// A list, as every list prints: {"items": [{"key", "value"}]}.
+				type item struct {
+					Key   string          `json:"key"`
+					Value json.RawMessage `json:"value"`
+				}
+				out := struct {
+					Items []item `json:"items"`
+				}{Items: []item{}}
+				for _, k := range keys {
+					out.Items = append(out.Items, item{k, page.Items[k]})
+				}
+				cl.printJSON(c.OutOrStdout(), out)
+				return nil
+			}
 			var rows [][]string
 			for _, k := range keys {
 				rows = append(rows, []string{k, string(page.Items[k])})
@@ -137,8 +148,8 @@ func newSecretCmd() *cobra.Command {
 			if err := cl.do(c.Context(), "GET", "/v1/secrets", nil, &page); err != nil {
 				return err
 			}
-			if cl.output == "json" {
-				cl.printJSON(c.OutOrStdout(), page.Items)
+			if cl.structured() {
+				cl.printJSON(c.OutOrStdout(), page)
 				return nil
 			}
 			var rows [][]string

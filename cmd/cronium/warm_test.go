@@ -81,11 +81,13 @@ func TestFrequentEventIsServedWarm(t *testing.T) {
 		t.Errorf("exec get does not say why:\n%s", get)
 	}
 	out, err := s.cli("pool", "list", "-o", "json")
-	var stats []pool.Stats
-	if err != nil || json.Unmarshal([]byte(out), &stats) != nil || len(stats) < 2 {
+	var page struct {
+		Items []pool.Stats `json:"items"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &page) != nil || len(page.Items) < 2 {
 		t.Fatalf("pool list: %v %s", err, out)
 	}
-	for _, st := range stats {
+	for _, st := range page.Items {
 		if st.Size > st.Max {
 			t.Errorf("pool %s has %d sandboxes, above its max %d", st.Name, st.Size, st.Max)
 		}
