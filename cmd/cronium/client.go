@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -739,12 +740,25 @@ func newExecCmd() *cobra.Command {
 		},
 	}
 	var follow bool
+	var tail int
 	logs := &cobra.Command{
 		Use: "logs ID", Short: "Print an execution's output; -f follows it live", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			if follow {
+				if tail > 0 || cl.structured() {
+					return usage(cronium.Invalid("--follow", "", "streams the output as it comes: it does not go with --tail or -o"))
+				}
 				return cl.follow(c.Context(), args[0], c.OutOrStdout(), c.ErrOrStderr())
 			}
+			if tail < 0 {
+				return usage(cronium.Invalid("--tail", strconv.Itoa(tail), "must be a number of lines, at least 1"))
+			}
+			type chunk struct {
+				Seq    uint64 `json:"seq"`
+				Stream string `json:"stream"`
+				Data   string `json:"data"`
+			}
+			var all []chunk
 			var after uint64
 			for {
 				var page struct {
@@ -759,20 +773,35 @@ func newExecCmd() *cobra.Command {
 					return err
 				}
 				for _, it := range page.Items {
-					w := c.OutOrStdout()
-					if it.Stream == "stderr" {
-						w = c.ErrOrStderr()
-					}
-					io.WriteString(w, it.Data)
+					all = append(all, chunk(it))
 				}
 				if len(page.Items) == 0 {
-					return nil
+					break
 				}
 				after = page.NextAfter
 			}
+			if tail > 0 {
+				all = lastLines(all, tail, func(c chunk) string { return c.Data }, func(c chunk, s string) chunk { c.Data = s; return c })
+			}
+			if cl.structured() {
+				if all == nil {
+					all = []chunk{}
+				}
+				cl.printJSON(c.OutOrStdout(), map[string]any{"items": all})
+				return nil
+			}
+			for _, it := range all {
+				w := c.OutOrStdout()
+				if it.Stream == "stderr" {
+					w = c.ErrOrStderr()
+				}
+				io.WriteString(w, it.Data)
+			}
+			return nil
 		},
 	}
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "stream live until the execution ends")
+	logs.Flags().IntVar(&tail, "tail", 0, "print only the last N lines (both streams together)")
 	cancel := &cobra.Command{
 		Use: "cancel ID", Short: "Cancel a queued or running execution", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {

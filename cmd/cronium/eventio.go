@@ -209,3 +209,22 @@ func jsonRoundTrip(v any) (map[string]any, error) {
 	var m map[string]any
 	return m, json.Unmarshal(b, &m)
 }
+
+// lastLines keeps the chunks that hold the last n lines of their text
+// (the first kept chunk cut to where its last line begins).
+func lastLines[T any](chunks []T, n int, text func(T) string, cut func(T, string) T) []T {
+	lines := 0
+	for i := len(chunks) - 1; i >= 0; i-- {
+		s := text(chunks[i])
+		for j := len(s) - 1; j >= 0; j-- {
+			if s[j] != '\n' || (i == len(chunks)-1 && j == len(s)-1) {
+				continue // the output's final newline ends the last line, not a new one
+			}
+			if lines++; lines == n {
+				out := append([]T{cut(chunks[i], s[j+1:])}, chunks[i+1:]...)
+				return out
+			}
+		}
+	}
+	return chunks
+}

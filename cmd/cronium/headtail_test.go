@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -32,5 +34,31 @@ func TestTwelveMegabytesKeepTheirLastLines(t *testing.T) {
 	}
 	if !strings.HasPrefix(logs, "1\n2\n3\n") || !strings.HasSuffix(logs, "1599999\n1600000\nthe-very-end\n") || !strings.Contains(logs, "[cronium] log truncated: ") {
 		t.Errorf("logs: head %q ... tail %q", logs[:min(40, len(logs))], logs[max(0, len(logs)-60):])
+	}
+}
+
+// exec logs --tail N prints the last N lines, of both streams.
+func TestExecLogsTail(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 1)
+	s.env = append(s.env, "CRONIUM_TOKEN="+s.user("alice", "free"))
+	s.start()
+	cmd := exec.Command(bin, "event", "apply", "-f", "-")
+	cmd.Env = s.env
+	cmd.Stdin = strings.NewReader("name: lines\nlanguage: bash\nscript: 'for i in $(seq 1 5000); do echo line $i; done; echo last-err >&2'\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("apply: %v %s", err, out)
+	}
+	out, err := s.cli("trigger", "lines", "--wait", "-o", "json")
+	var x cronium.Execution
+	if err != nil || json.Unmarshal([]byte(out), &x) != nil {
+		t.Fatalf("trigger: %v %s", err, out)
+	}
+	stdout, stderr, err := s.run("exec", "logs", x.ID, "--tail", "3")
+	if err != nil || stdout != "line 4999\nline 5000\n" || stderr != "last-err\n" {
+		t.Errorf("--tail 3: %v stdout %q stderr %q", err, stdout, stderr)
+	}
+	if _, _, err := s.run("exec", "logs", x.ID, "--tail", "-1"); err == nil {
+		t.Error("--tail -1 was accepted")
 	}
 }
