@@ -198,10 +198,12 @@ func printData(w io.Writer, format string, v any) {
 	if format == "yaml" {
 		b, err := json.Marshal(v)
 		var generic any
-		if err == nil && json.Unmarshal(b, &generic) == nil {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber()
+		if err == nil && dec.Decode(&generic) == nil {
 			enc := yaml.NewEncoder(w)
 			enc.SetIndent(2)
-			enc.Encode(generic)
+			enc.Encode(wholeNumbers(generic))
 			enc.Close()
 			return
 		}
@@ -209,6 +211,28 @@ func printData(w io.Writer, format string, v any) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(v)
+}
+
+// wholeNumbers turns JSON numbers into int64 where they are whole (YAML
+// would print a float64 byte count as 6.5686454e+07) and float64 elsewhere.
+func wholeNumbers(v any) any {
+	switch t := v.(type) {
+	case json.Number:
+		if n, err := t.Int64(); err == nil {
+			return n
+		}
+		f, _ := t.Float64()
+		return f
+	case map[string]any:
+		for k, x := range t {
+			t[k] = wholeNumbers(x)
+		}
+	case []any:
+		for i, x := range t {
+			t[i] = wholeNumbers(x)
+		}
+	}
+	return v
 }
 
 // inZone shows t in the IANA zone tz, for its abbreviation (CET), when

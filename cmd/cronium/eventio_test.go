@@ -81,7 +81,7 @@ func TestListsShareOneShape(t *testing.T) {
 	s.start()
 	mustCLI(t, s, "var", "set", "n", "1")
 	for _, args := range [][]string{{"event", "list"}, {"exec", "list"}, {"var", "list"}, {"secret", "list"}, {"pool", "list"},
-		{"user", "list"}, {"key", "list"}, {"audit"}} {
+		{"user", "list"}, {"key", "list"}, {"audit"}, {"images", "list"}} {
 		js, err := s.cli(append(args, "-o", "json")...)
 		var page map[string]json.RawMessage
 		if err != nil || json.Unmarshal([]byte(js), &page) != nil || !strings.HasPrefix(strings.TrimSpace(string(page["items"])), "[") {
@@ -91,6 +91,9 @@ func TestListsShareOneShape(t *testing.T) {
 		if err != nil || !strings.HasPrefix(y, "items:") {
 			t.Errorf("%v -o yaml: %v %q", args, err, y)
 		}
+	}
+	if v, err := s.cli("version", "-o", "json"); err != nil || !strings.Contains(v, `"version":`) {
+		t.Errorf("version -o json: %v %s", err, v)
 	}
 	if _, stderr, err := s.run("event", "list", "-o", "xml"); err == nil || !strings.Contains(stderr, "want table, wide, json or yaml") {
 		t.Errorf("-o xml: %v %s", err, stderr)

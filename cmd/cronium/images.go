@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -21,7 +24,7 @@ import (
 
 func newImagesCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "images", Short: "Build and list the runtime images"}
-	var mirror string
+	var mirror, listOutput string
 	build := &cobra.Command{
 		Use:   "build [bash|python|node|builder]...",
 		Short: "Build runtime images and the package builder offline from the Debian mirror (skips images that are up to date)",
@@ -49,12 +52,18 @@ recipe, so an unchanged image is not rebuilt. Needs root and mmdebstrap.`,
 		Use:   "list",
 		Short: "List the runtime images, their tags and whether they are built",
 		RunE: func(c *cobra.Command, _ []string) error {
+			if err := checkOutput(listOutput); err != nil {
+				return err
+			}
 			ctx := context.Background()
 			eng, err := g.engine(ctx)
 			if err != nil {
 				return &exitError{code: 125, err: err}
 			}
 			defer eng.Close()
+			if listOutput == "json" || listOutput == "yaml" {
+				return printImages(ctx, c.OutOrStdout(), listOutput, eng)
+			}
 			w := tabwriter.NewWriter(c.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "LANGUAGE\tIMAGE\tBUILT\tSIZE")
 			refs := images.Refs()
@@ -102,6 +111,7 @@ recipe, so an unchanged image is not rebuilt. Needs root and mmdebstrap.`,
 			return w.Flush()
 		},
 	}
+	list.Flags().StringVarP(&listOutput, "output", "o", "table", "table, json or yaml")
 	var updateMirror string
 	update := &cobra.Command{
 		Use:   "update [bash|python|node|builder]...",
@@ -195,4 +205,33 @@ func recipesOf(args []string) ([]images.Recipe, error) {
 		out = append(out, images.Recipes[l])
 	}
 	return out, nil
+}
+
+// printImages prints the runtime images and package layers as data:
+// {"items": [{language, image, built, size_bytes}], "layers": [...]}.
+func printImages(ctx context.Context, w io.Writer, format string, eng *docker.Engine) error {
+	type item struct {
+		Language string `json:"language"`
+		Image    string `json:"image"`
+		Built    bool   `json:"built"`
+		Size     int64  `json:"size_bytes,omitempty"`
+	}
+	out := struct {
+		Items  []item                 `json:"items"`
+		Layers []cronium.LayeredImage `json:"layers"`
+	}{Items: []item{}}
+	refs := images.Refs()
+	for _, l := range slices.Sorted(maps.Keys(refs)) {
+		size, err := eng.ImageSize(ctx, refs[l])
+		out.Items = append(out.Items, item{string(l), refs[l], err == nil, size})
+	}
+	size, err := eng.ImageSize(ctx, images.BuilderRecipe.Ref())
+	out.Items = append(out.Items, item{"(builder)", images.BuilderRecipe.Ref(), err == nil, size})
+	layered, err := (&packages.Builder{Engine: eng, Namespace: images.Repository + "/pkgs-"}).List(ctx)
+	if err != nil {
+		return err
+	}
+	out.Layers = append([]cronium.LayeredImage{}, layered...)
+	printData(w, format, out)
+	return nil
 }

@@ -172,13 +172,24 @@ func isCobraUsage(err error) bool {
 }
 
 func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
+	var output string
+	c := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Run: func(c *cobra.Command, _ []string) {
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := checkOutput(output); err != nil {
+				return err
+			}
+			if output == "json" || output == "yaml" {
+				printData(c.OutOrStdout(), output, map[string]string{"version": version})
+				return nil
+			}
 			fmt.Fprintln(c.OutOrStdout(), "cronium", version)
+			return nil
 		},
 	}
+	c.Flags().StringVarP(&output, "output", "o", "table", "table, json or yaml")
+	return c
 }
 
 // version is set by the linker: -ldflags "-X main.version=..."

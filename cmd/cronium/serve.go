@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -91,10 +91,14 @@ shutdown_grace, and leaves the rest to be re-attached at the next start.`,
 func newConfigCmd() *cobra.Command {
 	f := &serveFlags{}
 	c := &cobra.Command{Use: "config", Short: "Inspect the server configuration"}
+	var output string
 	check := &cobra.Command{
 		Use:   "check",
-		Short: "Validate the configuration and print the effective values (secrets masked)",
+		Short: "Validate the configuration and print the effective values (secrets masked), sizes and durations as they are written",
 		RunE: func(c *cobra.Command, _ []string) error {
+			if output != "yaml" && output != "json" {
+				return usage(cronium.Invalid("--output", output, "is not an output format for a configuration: want yaml or json"))
+			}
 			cfg, err := f.load(c)
 			if err != nil {
 				return usage(err)
@@ -103,12 +107,12 @@ func newConfigCmd() *cobra.Command {
 				cfg.DockerHost = maskURL(cfg.DockerHost)
 			}
 			cfg.Notifications = cfg.Notifications.masked()
-			b, _ := json.MarshalIndent(cfg, "", "  ")
-			fmt.Fprintln(c.OutOrStdout(), string(b))
+			printData(c.OutOrStdout(), output, humanize(reflect.ValueOf(cfg)))
 			return nil
 		},
 	}
 	f.register(check)
+	check.Flags().StringVarP(&output, "output", "o", "yaml", "yaml or json")
 	c.AddCommand(check)
 	return c
 }
