@@ -820,9 +820,10 @@ func (d *Dispatcher) context(ctx context.Context, x cronium.Execution, ev croniu
 // oldest of it dropped to stay within the other half, and stored when the
 // run ends, after a line that says how much was left out.
 type logSink struct {
-	d    *Dispatcher
-	id   string
-	head int64 // bytes stored as they come
+	d     *Dispatcher
+	id    string
+	head  int64 // bytes stored as they come, at most
+	limit int64 // the cap: head and tail together
 
 	flushMu sync.Mutex // serialises flushes so chunks are stored and published in order
 	secrets [][]byte   // redacted again here, a second line behind the agent's
@@ -841,8 +842,7 @@ type logSink struct {
 const markerRoom = 256
 
 func newLogSink(d *Dispatcher, id string, limit int64) *logSink {
-	head := limit / 2
-	return &logSink{d: d, id: id, head: head, tail: tailbuf.Tail{Max: max(limit-head-markerRoom, 0)}}
+	return &logSink{d: d, id: id, head: limit / 2, limit: limit}
 }
 
 func (s *logSink) add(c cronium.OutputChunk) {
@@ -857,7 +857,10 @@ func (s *logSink) add(c cronium.OutputChunk) {
 		c.Data = redact.Bytes(c.Data, s.secrets)
 	}
 	if !s.inTail && s.stored+int64(len(c.Data)) > s.head {
+		// The tail gets all of the cap the head did not use: output that
+		// fits the cap is kept whole.
 		s.inTail = true
+		s.tail.Max = max(s.limit-s.stored-markerRoom, 0)
 	}
 	if s.inTail {
 		s.tail.Add(tailbuf.Chunk{Stream: uint8(c.Stream), Seq: c.Seq, Data: c.Data})

@@ -103,3 +103,24 @@ func storedText(t *testing.T, st *sqlite.Store, id string) string {
 		}
 	}
 }
+
+// Output just under the cap is stored whole, though the head ends a chunk
+// short of its half.
+func TestOutputJustUnderTheCapIsWhole(t *testing.T) {
+	st, _, d := setup(t)
+	_, x := queued(t, st)
+	const limit = 1 << 20
+	sink := newLogSink(d, x.ID, limit)
+	var all bytes.Buffer
+	// 59,000-byte chunks: the head takes 8 (472,000 bytes, 52,288 short
+	// of its half), the tail must take the other 9 (531,000 bytes).
+	chunk := bytes.Repeat([]byte("0123456789abcdefghi\n"), 2950)
+	for seq := uint64(1); seq <= 17; seq++ {
+		all.Write(chunk)
+		sink.add(cronium.OutputChunk{Seq: seq, Stream: cronium.Stdout, Data: chunk})
+	}
+	sink.finish()
+	if got := storedText(t, st, x.ID); got != all.String() {
+		t.Errorf("stored %d bytes, want the whole %d", len(got), all.Len())
+	}
+}
