@@ -368,7 +368,8 @@ type emitter struct {
 	seq       uint64
 	total     int64
 	kept      int64
-	truncated bool
+	pastHead  bool         // the head is sent: output goes to the tail (truncate) or is dropped (kill)
+	truncated bool         // output was left out
 	tail      tailbuf.Tail // the newest output past the head
 }
 
@@ -451,8 +452,8 @@ func (e *emitter) emit(stream uint8, p []byte) {
 	if stream == 1 && e.stdio != nil {
 		e.stdio.write(p)
 	}
-	if e.truncated {
-		e.keepTail(stream, p) // past the cap: drained so the script never blocks
+	if e.pastHead {
+		e.keepTail(stream, p) // drained so the script never blocks
 		return
 	}
 	var rest []byte
@@ -462,21 +463,22 @@ func (e *emitter) emit(stream uint8, p []byte) {
 			cut-- // never split a character
 		}
 		p, rest = p[:cut], p[cut:]
-		e.truncated = true
+		e.pastHead = true
 	}
 	if len(p) > 0 {
 		e.seq++
 		e.kept += int64(len(p))
 		e.a.link.send(FrameOutput, EncodeOutput(stream, e.seq, p), e.seq)
 	}
-	if e.truncated {
-		e.seq++
-		msg := fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; further output is dropped\n", e.limit)
-		if !e.killOnCap {
-			msg = fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; the last %d bytes follow when the script ends\n", e.limit, e.tail.Max)
-		}
-		e.a.link.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)), e.seq)
+	if e.pastHead {
 		close(e.capHit)
+		if e.killOnCap {
+			e.truncated = true
+			e.seq++
+			msg := fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; further output is dropped\n", e.limit)
+			e.a.link.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)), e.seq)
+			return
+		}
 		e.keepTail(stream, rest)
 	}
 }
@@ -491,12 +493,15 @@ func (e *emitter) keepTail(stream uint8, p []byte) {
 func (e *emitter) sendTail() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.truncated || e.killOnCap {
+	if !e.pastHead || e.killOnCap {
 		return
 	}
-	msg := fmt.Sprintf("[cronium] output resumes: %d bytes were left out; the last %d bytes follow\n", e.tail.Dropped(), e.tail.Bytes())
-	e.seq++
-	e.a.link.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)), e.seq)
+	if e.tail.Dropped() > 0 { // else the output fit the cap: nothing to say
+		e.truncated = true
+		msg := fmt.Sprintf("\n[cronium] output truncated: the %d byte output limit was reached; %d bytes were left out here; the last %d bytes follow\n", e.limit, e.tail.Dropped(), e.tail.Bytes())
+		e.seq++
+		e.a.link.send(FrameOutput, EncodeOutput(2, e.seq, []byte(msg)), e.seq)
+	}
 	for _, c := range e.tail.Take() {
 		e.seq++
 		e.kept += int64(len(c.Data))

@@ -288,7 +288,7 @@ func TestOutputFloodIsTruncated(t *testing.T) {
 	t.Parallel()
 	var got int64
 	var markers []string
-	var tailStderr strings.Builder // stderr after the resume marker: the end of the output
+	var tailStderr strings.Builder // stderr after the marker: the end of the output
 	res, _ := run(t, cronium.Bash, "head -c 1G /dev/zero | tr '\\0' a; echo done >&2", func(s *cronium.Spec) {
 		s.Limits.CPUs = 2
 		s.Limits.Timeout = 90 * time.Second
@@ -297,7 +297,7 @@ func TestOutputFloodIsTruncated(t *testing.T) {
 			switch text := string(c.Data); {
 			case strings.Contains(text, "[cronium] output"):
 				markers = append(markers, text)
-			case len(markers) == 2 && c.Stream == cronium.Stderr:
+			case len(markers) == 1 && c.Stream == cronium.Stderr:
 				tailStderr.WriteString(text)
 			}
 		}
@@ -314,10 +314,10 @@ func TestOutputFloodIsTruncated(t *testing.T) {
 	if got > 10<<20+400 {
 		t.Errorf("received %d bytes, want at most the cap plus the markers", got)
 	}
-	// The head, a line at the cap, a line saying what was left out, and the
-	// tail: the end of the output, where errors are.
-	if len(markers) != 2 || !strings.Contains(markers[0], "output truncated") || !strings.Contains(markers[1], "output resumes: ") {
-		t.Errorf("marker lines %q, want one at the cap and one before the tail", markers)
+	// The head, a line saying what was left out, and the tail: the end of
+	// the output, where errors are.
+	if len(markers) != 1 || !strings.Contains(markers[0], "output truncated: the 10485760 byte output limit was reached; ") || !strings.Contains(markers[0], " bytes were left out here; the last 1048576 bytes follow") {
+		t.Errorf("marker lines %q, want one before the tail saying what was left out", markers)
 	}
 	// Both streams are read at once, so "done" may come before the last of
 	// stdout: it is in the tail, whichever.
@@ -473,5 +473,23 @@ func TestOutputChunksKeepCharactersWhole(t *testing.T) {
 	}
 	if want := 3*65536 - 6 + 3*3000*9; total != want || len(chunks) < 4 {
 		t.Errorf("%d bytes in %d chunks, want %d in several", total, len(chunks), want)
+	}
+}
+
+// Output past the head but within the cap is sent whole, in order, and not
+// said to be truncated.
+func TestOutputWithinTheCapIsNotTruncated(t *testing.T) {
+	t.Parallel()
+	var got strings.Builder
+	res, _ := run(t, cronium.Bash, "seq 1 20000", func(s *cronium.Spec) {
+		s.Limits.Output = 128 << 10 // seq prints 108,894 bytes: past the 96Ki head, within the cap
+		s.Output = func(c cronium.OutputChunk) { got.WriteString(string(c.Data)) }
+	})
+	var want strings.Builder
+	for i := 1; i <= 20000; i++ {
+		want.WriteString(strconv.Itoa(i) + "\n")
+	}
+	if res.Outcome != cronium.Succeeded || res.Truncated || got.String() != want.String() {
+		t.Errorf("outcome %s, truncated %v, %d bytes (want %d, whole)", res.Outcome, res.Truncated, got.Len(), want.Len())
 	}
 }
