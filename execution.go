@@ -53,6 +53,8 @@ type OutputChunk struct {
 	Seq    uint64 `json:"seq"`
 	Stream Stream `json:"stream"`
 	Data   []byte `json:"data"`
+	// Time is when the server received the chunk (zero where unknown).
+	Time time.Time `json:"time,omitzero"`
 }
 
 // Spec is everything an engine needs to run one execution.

@@ -13,9 +13,10 @@ import (
 
 // logChunk is the JSON form of a stored chunk.
 type logChunk struct {
-	Seq    uint64 `json:"seq"`
-	Stream string `json:"stream"`
-	Data   string `json:"data"`
+	Seq    uint64    `json:"seq"`
+	Stream string    `json:"stream"`
+	Data   string    `json:"data"`
+	Time   time.Time `json:"time,omitzero"` // when the server received it
 }
 
 // streamWriteWait is how long a stream's client may take to read one write.
@@ -25,7 +26,7 @@ const streamWriteWait = 30 * time.Second
 const maxLogPage = 256 << 10
 
 func toChunk(c cronium.OutputChunk) logChunk {
-	return logChunk{Seq: c.Seq, Stream: c.Stream.String(), Data: string(c.Data)}
+	return logChunk{Seq: c.Seq, Stream: c.Stream.String(), Data: string(c.Data), Time: c.Time}
 }
 
 // logs serves an execution's logs: a JSON page, or with ?follow=true (or

@@ -852,6 +852,7 @@ func (s *logSink) add(c cronium.OutputChunk) {
 		return
 	}
 	s.lastSeq = c.Seq
+	c.Time = time.Now().UTC()
 	c.Data = append([]byte(nil), c.Data...)
 	if len(s.secrets) > 0 {
 		c.Data = redact.Bytes(c.Data, s.secrets)
@@ -863,7 +864,7 @@ func (s *logSink) add(c cronium.OutputChunk) {
 		s.tail.Max = max(s.limit-s.stored-markerRoom, 0)
 	}
 	if s.inTail {
-		s.tail.Add(tailbuf.Chunk{Stream: uint8(c.Stream), Seq: c.Seq, Data: c.Data})
+		s.tail.Add(tailbuf.Chunk{Stream: uint8(c.Stream), Seq: c.Seq, Data: c.Data, Time: c.Time})
 		s.truncated = s.tail.Dropped() > 0
 		s.mu.Unlock()
 		return
@@ -889,7 +890,7 @@ func (s *logSink) closeTail() {
 	}
 	for _, c := range tail {
 		s.stored += int64(len(c.Data))
-		s.pending = append(s.pending, cronium.OutputChunk{Seq: c.Seq, Stream: cronium.Stream(c.Stream), Data: c.Data})
+		s.pending = append(s.pending, cronium.OutputChunk{Seq: c.Seq, Stream: cronium.Stream(c.Stream), Data: c.Data, Time: c.Time})
 	}
 }
 

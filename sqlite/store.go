@@ -160,6 +160,8 @@ var migrations = []string{
 	// 8: chains: the execution whose end triggered this one.
 	`ALTER TABLE executions ADD COLUMN chained_from TEXT NOT NULL DEFAULT '';
 	ALTER TABLE executions ADD COLUMN chain_depth INTEGER NOT NULL DEFAULT 0;`,
+	// 9: when each log chunk was received (0: before this column).
+	`ALTER TABLE logs ADD COLUMN at INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -922,7 +924,11 @@ func (s *Store) AppendLogs(ctx context.Context, id string, chunks []LogChunk, tr
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var added int64
 		for _, c := range chunks {
-			r, err := tx.ExecContext(ctx, `INSERT INTO logs(execution_id, seq, stream, data) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`, id, c.Seq, c.Stream, c.Data)
+			var at int64
+			if !c.Time.IsZero() {
+				at = c.Time.UnixNano()
+			}
+			r, err := tx.ExecContext(ctx, `INSERT INTO logs(execution_id, seq, stream, data, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, id, c.Seq, c.Stream, c.Data, at)
 			if err != nil {
 				return err
 			}
@@ -937,7 +943,7 @@ func (s *Store) AppendLogs(ctx context.Context, id string, chunks []LogChunk, tr
 
 // Logs returns stored chunks with seq > after, in order, at most limit.
 func (s *Store) Logs(ctx context.Context, id string, after uint64, limit int) ([]LogChunk, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, stream, data FROM logs WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, stream, data, at FROM logs WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read logs of %s: %w", id, err)
 	}
@@ -945,8 +951,12 @@ func (s *Store) Logs(ctx context.Context, id string, after uint64, limit int) ([
 	var out []LogChunk
 	for rows.Next() {
 		var c LogChunk
-		if err := rows.Scan(&c.Seq, &c.Stream, &c.Data); err != nil {
+		var at int64
+		if err := rows.Scan(&c.Seq, &c.Stream, &c.Data, &at); err != nil {
 			return nil, err
+		}
+		if at != 0 {
+			c.Time = time.Unix(0, at).UTC()
 		}
 		out = append(out, c)
 	}

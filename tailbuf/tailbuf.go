@@ -4,7 +4,10 @@
 // the standard library (the sandbox agent uses it).
 package tailbuf
 
-import "unicode/utf8"
+import (
+	"time"
+	"unicode/utf8"
+)
 
 // Chunk is a piece of output: its stream (1 stdout, 2 stderr), sequence
 // number (when it has one) and bytes.
@@ -12,6 +15,7 @@ type Chunk struct {
 	Stream uint8
 	Seq    uint64
 	Data   []byte
+	Time   time.Time // when it was received, where that is kept
 }
 
 // Tail holds the newest chunks, at most Max bytes. The zero value with Max

@@ -763,8 +763,9 @@ func newExecCmd() *cobra.Command {
 			return nil
 		},
 	}
-	var follow bool
+	var follow, timestamps bool
 	var tail int
+	var logsSince string
 	logs := &cobra.Command{
 		Use: "logs ID", Short: "Print an execution's output; -f follows it live", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
@@ -777,27 +778,34 @@ func newExecCmd() *cobra.Command {
 			if tail < 0 {
 				return usage(cronium.Invalid("--tail", strconv.Itoa(tail), "must be a number of lines, at least 1"))
 			}
+			var from time.Time
+			if logsSince != "" {
+				d, err := cronium.ParseDuration("--since", logsSince)
+				if err != nil {
+					return usage(err)
+				}
+				from = time.Now().Add(-d)
+			}
 			type chunk struct {
-				Seq    uint64 `json:"seq"`
-				Stream string `json:"stream"`
-				Data   string `json:"data"`
+				Seq    uint64    `json:"seq"`
+				Stream string    `json:"stream"`
+				Data   string    `json:"data"`
+				Time   time.Time `json:"time,omitzero"`
 			}
 			var all []chunk
 			var after uint64
 			for {
 				var page struct {
-					Items []struct {
-						Seq    uint64 `json:"seq"`
-						Stream string `json:"stream"`
-						Data   string `json:"data"`
-					} `json:"items"`
-					NextAfter uint64 `json:"next_after"`
+					Items     []chunk `json:"items"`
+					NextAfter uint64  `json:"next_after"`
 				}
 				if err := cl.do(c.Context(), "GET", fmt.Sprintf("/v1/executions/%s/logs?after=%d", url.PathEscape(args[0]), after), nil, &page); err != nil {
 					return err
 				}
 				for _, it := range page.Items {
-					all = append(all, chunk(it))
+					if it.Time.IsZero() || !it.Time.Before(from) {
+						all = append(all, it)
+					}
 				}
 				if len(page.Items) == 0 {
 					break
@@ -814,18 +822,38 @@ func newExecCmd() *cobra.Command {
 				cl.printJSON(c.OutOrStdout(), map[string]any{"items": all})
 				return nil
 			}
+			lineStart := map[string]bool{"stdout": true, "stderr": true}
 			for _, it := range all {
 				w := c.OutOrStdout()
 				if it.Stream == "stderr" {
 					w = c.ErrOrStderr()
 				}
-				io.WriteString(w, it.Data)
+				if !timestamps {
+					io.WriteString(w, it.Data)
+					continue
+				}
+				stamp := "(time unknown)"
+				if !it.Time.IsZero() {
+					stamp = it.Time.Local().Format("2006-01-02T15:04:05.000Z07:00")
+				}
+				for _, line := range strings.SplitAfter(it.Data, "\n") {
+					if line == "" {
+						continue
+					}
+					if lineStart[it.Stream] {
+						io.WriteString(w, stamp+" ")
+					}
+					io.WriteString(w, line)
+					lineStart[it.Stream] = strings.HasSuffix(line, "\n")
+				}
 			}
 			return nil
 		},
 	}
 	logs.Flags().BoolVarP(&follow, "follow", "f", false, "stream live until the execution ends")
 	logs.Flags().IntVar(&tail, "tail", 0, "print only the last N lines (both streams together)")
+	logs.Flags().StringVar(&logsSince, "since", "", "only output received in the last DURATION, like 10m")
+	logs.Flags().BoolVar(&timestamps, "timestamps", false, "start each line with when the server received it")
 	cancel := &cobra.Command{
 		Use: "cancel ID", Short: "Cancel a queued or running execution", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
