@@ -235,6 +235,13 @@ func wholeNumbers(v any) any {
 	return v
 }
 
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 // inZone shows t in the IANA zone tz, for its abbreviation (CET), when
 // this machine knows the zone; else as it came (an offset).
 func inZone(t time.Time, tz string) time.Time {
@@ -335,10 +342,18 @@ func newEventCmd() *cobra.Command {
 						outcome = string(l.Outcome)
 					}
 				}
-				rows = append(rows, []string{e.User, e.Name, string(e.Language), e.Schedule, e.Timezone, st.State,
-					next, nextUTC, last, outcome, fmt.Sprintf("%d/%d", st.Succeeded, st.Runs)})
+				row := []string{e.User, e.Name, string(e.Language), e.Schedule, e.Timezone, st.State,
+					next, nextUTC, last, outcome, fmt.Sprintf("%d/%d", st.Succeeded, st.Runs)}
+				if cl.output == "wide" {
+					row = append(row, e.Profile, string(e.Network.Mode), e.Strategy, string(e.Concurrency), e.Resources.Memory.String(), fmt.Sprint(e.Resources.CPUs), e.Timeout.D().String())
+				}
+				rows = append(rows, row)
 			}
-			table(c.OutOrStdout(), "USER\tNAME\tLANGUAGE\tSCHEDULE\tTIMEZONE\tSTATE\tNEXT RUN\tNEXT RUN (UTC)\tLAST RUN\tLAST OUTCOME\tSUCCEEDED/RUNS", rows)
+			header := "USER\tNAME\tLANGUAGE\tSCHEDULE\tTIMEZONE\tSTATE\tNEXT RUN\tNEXT RUN (UTC)\tLAST RUN\tLAST OUTCOME\tSUCCEEDED/RUNS"
+			if cl.output == "wide" {
+				header += "\tPROFILE\tNETWORK\tSTRATEGY\tCONCURRENCY\tMEMORY\tCPUS\tTIMEOUT"
+			}
+			table(c.OutOrStdout(), header, rows)
 			return nil
 		},
 	}
@@ -668,9 +683,17 @@ func newExecCmd() *cobra.Command {
 			}
 			var rows [][]string
 			for _, x := range page.Items {
-				rows = append(rows, []string{x.ID, x.Event, string(x.Trigger), string(x.Status), string(x.Outcome), exitStr(x.ExitCode), ago(x.QueuedAt), durStr(x), x.Reason})
+				row := []string{x.ID, x.Event, string(x.Trigger), string(x.Status), string(x.Outcome), exitStr(x.ExitCode), ago(x.QueuedAt), durStr(x), x.Reason}
+				if cl.output == "wide" {
+					row = append(row, x.User, strconv.Itoa(x.Attempt), x.Strategy, x.Node, orDash(x.RetryOf), orDash(x.ChainedFrom))
+				}
+				rows = append(rows, row)
 			}
-			table(c.OutOrStdout(), "ID\tEVENT\tTRIGGER\tSTATUS\tOUTCOME\tEXIT\tQUEUED\tDURATION\tREASON", rows)
+			header := "ID\tEVENT\tTRIGGER\tSTATUS\tOUTCOME\tEXIT\tQUEUED\tDURATION\tREASON"
+			if cl.output == "wide" {
+				header += "\tUSER\tATTEMPT\tSTRATEGY\tNODE\tRETRY OF\tCHAINED FROM"
+			}
+			table(c.OutOrStdout(), header, rows)
 			return nil
 		},
 	}
