@@ -345,7 +345,7 @@ func newEventCmd() *cobra.Command {
 				row := []string{e.User, e.Name, string(e.Language), e.Schedule, e.Timezone, st.State,
 					next, nextUTC, last, outcome, fmt.Sprintf("%d/%d", st.Succeeded, st.Runs)}
 				if cl.output == "wide" {
-					row = append(row, e.Profile, string(e.Network.Mode), e.Strategy, string(e.Concurrency), e.Resources.Memory.String(), fmt.Sprint(e.Resources.CPUs), e.Timeout.D().String())
+					row = append(row, e.Profile, string(e.Network.Mode), e.Strategy, string(e.Concurrency), e.Resources.Memory, fmt.Sprint(e.Resources.CPUs), e.Timeout.D().String())
 				}
 				rows = append(rows, row)
 			}
