@@ -162,7 +162,16 @@ func (h *Handler) Output(ctx context.Context, id string, v json.RawMessage) erro
 	if !json.Valid(v) {
 		return errorf("output is not JSON: %s", abbreviate(v))
 	}
-	return h.store.SetOutput(ctx, id, h.Redact(id, compact(v)))
+	h.mu.Lock()
+	x := h.live[id]
+	h.mu.Unlock()
+	out := compact(v)
+	if x != nil && len(x.secrets) > 0 {
+		// Matched in the strings as read, escapes undone: a secret with a
+		// quote or a non-ASCII character is escaped in JSON text.
+		out = redact.JSON(out, x.secrets)
+	}
+	return h.store.SetOutput(ctx, id, out)
 }
 
 func compact(v json.RawMessage) json.RawMessage {
