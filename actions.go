@@ -37,11 +37,15 @@ type Action struct {
 const (
 	// MaxActions is the most actions an event may list in all.
 	MaxActions = 10
-	// MaxTriggers is the most events one execution's end may trigger.
+	// MaxTriggers is the most triggers an event may list, over all its
+	// outcomes: the most events one execution's end may trigger.
 	MaxTriggers = 5
 	// MaxChainDepth is how long a chain of triggers may grow: a run at this
 	// depth triggers nothing more (and says so).
 	MaxChainDepth = 10
+	// MaxChainRuns is the most runs one chain may start in all, however
+	// it branches (5 triggers a link would otherwise allow 5^10).
+	MaxChainRuns = 50
 )
 
 // Kinds returns each list of actions with its field name and reason.
@@ -68,7 +72,6 @@ var channelName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 func (a Actions) Validate() error {
 	total, triggers := 0, 0
 	for _, k := range a.Kinds() {
-		per := 0
 		for i, ac := range k.Actions {
 			field := fmt.Sprintf("on.%s[%d]", k.Reason, i)
 			total++
@@ -88,16 +91,15 @@ func (a Actions) Validate() error {
 				return Invalid(field+".input_from", ac.InputFrom, `is not an input source: want "output" (the script's output), "input" (this run's input) or nothing (the event's own input)`)
 			}
 			if ac.Trigger != "" {
-				per++
+				triggers++
 			}
 		}
-		triggers = max(triggers, per)
 	}
 	if total > MaxActions {
 		return Invalid("on", "", fmt.Sprintf("lists %d actions: at most %d", total, MaxActions))
 	}
 	if triggers > MaxTriggers {
-		return Invalid("on", "", fmt.Sprintf("triggers %d events on one outcome: at most %d", triggers, MaxTriggers))
+		return Invalid("on", "", fmt.Sprintf("lists %d triggers: at most %d over all outcomes (success and condition_true can apply to one run)", triggers, MaxTriggers))
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ func TestActions(t *testing.T) {
 		{Actions{Success: []Action{{Notify: "Ops!"}}}, "on.success[0].notify"},
 		{Actions{Success: []Action{{Notify: "ops", InputFrom: "output"}}}, `on.success[0].input_from: "output" applies to trigger only`},
 		{Actions{ConditionTrue: []Action{{Trigger: "x", InputFrom: "stdout"}}}, "on.condition_true[0].input_from"},
-		{Actions{Success: []Action{{Trigger: "a"}, {Trigger: "b"}, {Trigger: "c"}, {Trigger: "d"}, {Trigger: "e"}, {Trigger: "f"}}}, "triggers 6 events on one outcome"},
+		{Actions{Success: []Action{{Trigger: "a"}, {Trigger: "b"}, {Trigger: "c"}, {Trigger: "d"}, {Trigger: "e"}, {Trigger: "f"}}}, "lists 6 triggers: at most 5"},
 		{Actions{Failure: make([]Action, 11)}, "must have exactly one"},
 	} {
 		err := c.on.Validate()

@@ -483,6 +483,8 @@ type Execution struct {
 	// on: actions), ChainDepth how many such links lead to it.
 	ChainedFrom string `json:"chained_from,omitempty"`
 	ChainDepth  int    `json:"chain_depth,omitempty"`
+	// ChainRoot is the execution the chain began with (empty for it).
+	ChainRoot string `json:"chain_root,omitempty"`
 }
 
 // TierNames lists tier names, sorted.

@@ -583,6 +583,9 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 	if err != nil {
 		d.log.Error("record execution result", "execution_id", x.ID, "err", err)
 	}
+	if finished && len(f.Notes) > 0 {
+		d.log.Warn("on: actions not done", "execution_id", x.ID, "why", f.Notes)
+	}
 	d.cfg.Hub.End(x.ID)
 	d.mu.Lock()
 	delete(d.running, x.ID)
@@ -626,7 +629,7 @@ func (d *Dispatcher) followUps(ctx context.Context, x cronium.Execution, res cro
 		now := time.Now().UTC()
 		return sqlite.FollowUps{Retry: &cronium.Execution{
 			EventID: x.EventID, UserID: x.UserID, Trigger: cronium.TriggerRetry, Attempt: x.Attempt + 1,
-			Strategy: x.Strategy, Priority: x.Priority, Input: x.Input, RetryOf: x.ID, ChainedFrom: x.ChainedFrom, ChainDepth: x.ChainDepth,
+			Strategy: x.Strategy, Priority: x.Priority, Input: x.Input, RetryOf: x.ID, ChainedFrom: x.ChainedFrom, ChainDepth: x.ChainDepth, ChainRoot: x.ChainRoot,
 			QueuedAt: now, NotBefore: now.Add(wait),
 			Reason: fmt.Sprintf("waiting: retry %d of %d after %s, not before %s", x.Attempt+1, p.MaxAttempts, res.Outcome, now.Add(wait).Format(time.RFC3339)),
 		}}
@@ -654,6 +657,11 @@ func (d *Dispatcher) actions(ctx context.Context, ev cronium.Event, x cronium.Ex
 		msg.ExitCode = &code
 	}
 	now := time.Now().UTC()
+	root := x.ChainRoot
+	if root == "" {
+		root = x.ID
+	}
+	var notes []string
 	for _, k := range ev.On.For(res.Outcome, cur.Condition) {
 		for _, a := range k.Actions {
 			switch {
@@ -662,15 +670,15 @@ func (d *Dispatcher) actions(ctx context.Context, ev cronium.Event, x cronium.Ex
 				m.Reason = k.Reason
 				f.Notifications = append(f.Notifications, notify.Delivery{ExecutionID: x.ID, UserID: x.UserID, Channel: a.Notify, Reason: k.Reason, Message: m})
 			case x.ChainDepth >= cronium.MaxChainDepth:
-				d.log.Warn("on: trigger not run: the chain is at its longest", "execution_id", x.ID, "trigger", a.Trigger, "depth", x.ChainDepth, "max", cronium.MaxChainDepth)
+				notes = append(notes, fmt.Sprintf("on.%s: trigger %s not run: the chain is %d links long, the most there may be", k.Reason, a.Trigger, x.ChainDepth))
 			default:
 				target, err := d.cfg.Store.Event(ctx, x.UserID, a.Trigger)
 				if err != nil {
-					d.log.Warn("on: trigger not run: its event is gone", "execution_id", x.ID, "trigger", a.Trigger, "err", err)
+					notes = append(notes, fmt.Sprintf("on.%s: trigger %s not run: %v", k.Reason, a.Trigger, err))
 					continue
 				}
 				next := &cronium.Execution{EventID: target.ID, UserID: x.UserID, Trigger: cronium.TriggerChain, Attempt: 1,
-					Strategy: target.Strategy, Priority: target.Priority, ChainedFrom: x.ID, ChainDepth: x.ChainDepth + 1, QueuedAt: now,
+					Strategy: target.Strategy, Priority: target.Priority, ChainedFrom: x.ID, ChainDepth: x.ChainDepth + 1, ChainRoot: root, QueuedAt: now,
 					Reason: fmt.Sprintf("waiting: triggered by %s's %s (execution %s)", ev.Name, k.Reason, x.ID)}
 				switch a.InputFrom {
 				case "output":
@@ -682,6 +690,7 @@ func (d *Dispatcher) actions(ctx context.Context, ev cronium.Event, x cronium.Ex
 			}
 		}
 	}
+	f.Notes = notes
 	return f
 }
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -17,6 +18,10 @@ type FollowUps struct {
 	Retry         *cronium.Execution
 	Chained       []*cronium.Execution
 	Notifications []notify.Delivery
+	// Notes say what its actions could not do (a chain at its limit, a
+	// trigger's event gone); they are recorded as the execution's reason.
+	// FinishWith adds one when the chain's run budget stops a trigger.
+	Notes []string
 }
 
 // FinishWith records an execution's result and queues its follow-ups in
@@ -43,7 +48,19 @@ func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, r
 			return nil // finished before (a cancel that raced): nothing follows twice
 		}
 		finished = true
-		xs := f.Chained
+		chained, dropped, err := chainBudget(ctx, tx, f.Chained)
+		if err != nil {
+			return err
+		}
+		if dropped > 0 {
+			f.Notes = append(f.Notes, fmt.Sprintf("on: %d trigger(s) not run: the chain has started %d runs, the most one chain may", dropped, cronium.MaxChainRuns))
+		}
+		if len(f.Notes) > 0 {
+			if _, err := tx.ExecContext(ctx, `UPDATE executions SET reason = ? WHERE id = ?`, strings.Join(f.Notes, "; "), id); err != nil {
+				return err
+			}
+		}
+		xs := chained
 		if f.Retry != nil {
 			xs = append([]*cronium.Execution{f.Retry}, xs...)
 		}
@@ -70,6 +87,34 @@ func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, r
 // Finish records an execution's result. It reports false if it was finished already.
 func (s *Store) Finish(ctx context.Context, id string, res cronium.Result, reason string) (bool, error) {
 	return s.FinishWith(ctx, id, res, reason, FollowUps{})
+}
+
+// chainBudget keeps the chained runs their chains still have room for
+// (cronium.MaxChainRuns each, counted in the transaction that adds them,
+// so branches finishing at once cannot overshoot), and says how many it
+// dropped.
+func chainBudget(ctx context.Context, tx *sql.Tx, xs []*cronium.Execution) ([]*cronium.Execution, int, error) {
+	room := map[string]int{}
+	var keep []*cronium.Execution
+	dropped := 0
+	for _, x := range xs {
+		r, ok := room[x.ChainRoot]
+		if !ok {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM executions WHERE chain_root = ?`, x.ChainRoot).Scan(&n); err != nil {
+				return nil, 0, err
+			}
+			r = cronium.MaxChainRuns - n
+		}
+		if r <= 0 {
+			dropped++
+		} else {
+			keep = append(keep, x)
+			r--
+		}
+		room[x.ChainRoot] = r
+	}
+	return keep, dropped, nil
 }
 
 // LogTail returns the last bytes (at most max) of an execution's stored

@@ -162,6 +162,9 @@ var migrations = []string{
 	ALTER TABLE executions ADD COLUMN chain_depth INTEGER NOT NULL DEFAULT 0;`,
 	// 9: when each log chunk was received (0: before this column).
 	`ALTER TABLE logs ADD COLUMN at INTEGER NOT NULL DEFAULT 0;`,
+	// 10: the first execution of a chain, to bound the runs it starts.
+	`ALTER TABLE executions ADD COLUMN chain_root TEXT NOT NULL DEFAULT '';
+	CREATE INDEX executions_chain_root ON executions(chain_root) WHERE chain_root != '';`,
 }
 
 // Open opens (creating if needed) the database at path and migrates it.
@@ -571,8 +574,8 @@ func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires 
 	return inserted, nil
 }
 
-const insertExecution = `INSERT INTO executions(id, event_id, user_id, trigger, scheduled_at, queued_at, not_before, status, attempt, reason, strategy, priority, input, retry_of, chained_from, chain_depth)
-	VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
+const insertExecution = `INSERT INTO executions(id, event_id, user_id, trigger, scheduled_at, queued_at, not_before, status, attempt, reason, strategy, priority, input, retry_of, chained_from, chain_depth, chain_root)
+	VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`
 
 // enqueueOne inserts x as queued with the prepared insertExecution,
 // filling its ID, times and status; it reports whether it was inserted.
@@ -588,7 +591,7 @@ func enqueueOne(ctx context.Context, ins *sql.Stmt, x *cronium.Execution) (bool,
 	}
 	x.Status = cronium.StatusQueued
 	r, err := ins.ExecContext(ctx, x.ID, x.EventID, x.UserID, x.Trigger, nanos(x.ScheduledAt), x.QueuedAt.UnixNano(), x.NotBefore.UnixNano(),
-		x.Attempt, x.Reason, x.Strategy, x.Priority, []byte(x.Input), x.RetryOf, x.ChainedFrom, x.ChainDepth)
+		x.Attempt, x.Reason, x.Strategy, x.Priority, []byte(x.Input), x.RetryOf, x.ChainedFrom, x.ChainDepth, x.ChainRoot)
 	if err != nil {
 		return false, err
 	}
@@ -604,7 +607,7 @@ func (s *Store) AdvanceFire(ctx context.Context, eventID int64, t time.Time) err
 
 const execCols = `x.id, x.event_id, e.name, u.name, x.user_id, x.trigger, x.scheduled_at, x.queued_at, x.not_before, x.started_at, x.finished_at,
 	x.status, x.outcome, x.exit_code, x.attempt, x.reason, x.strategy, x.priority, x.node, x.error, x.input, x.result, x.log_bytes, x.log_truncated, x.retry_of,
-	x.output, x.condition, x.strategy_reason, x.sandbox, x.chained_from, x.chain_depth`
+	x.output, x.condition, x.strategy_reason, x.sandbox, x.chained_from, x.chain_depth, x.chain_root`
 
 const execFrom = ` FROM executions x JOIN events e ON e.id = x.event_id JOIN users u ON u.id = x.user_id`
 
@@ -617,7 +620,7 @@ func scanExecution(sc interface{ Scan(...any) error }) (cronium.Execution, error
 	var cond sql.NullBool
 	err := sc.Scan(&x.ID, &x.EventID, &x.Event, &x.User, &x.UserID, &x.Trigger, &sched, &queued, &notBefore, &started, &finished,
 		&x.Status, &x.Outcome, &exit, &x.Attempt, &x.Reason, &x.Strategy, &x.Priority, &x.Node, &x.Error, &input, &result, &x.LogBytes, &x.LogTruncated, &x.RetryOf,
-		&output, &cond, &x.StrategyReason, &x.Sandbox, &x.ChainedFrom, &x.ChainDepth)
+		&output, &cond, &x.StrategyReason, &x.Sandbox, &x.ChainedFrom, &x.ChainDepth, &x.ChainRoot)
 	if err != nil {
 		return x, err
 	}
