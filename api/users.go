@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -138,6 +139,16 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, u *cronium.U
 	}
 	if err := s.cfg.Store.DeleteUser(r.Context(), target.ID, time.Now()); err != nil {
 		return err
+	}
+	// Their running executions are stopped; nothing of theirs runs again.
+	running, err := s.cfg.Store.Executions(r.Context(), sqlite.ExecutionFilter{UserID: target.ID, Status: cronium.StatusRunning, Limit: 1000})
+	if err != nil {
+		return err
+	}
+	for _, x := range running {
+		if err := s.cfg.Dispatcher.Cancel(r.Context(), x.ID, "its user was deleted by "+u.Name); err != nil && !errors.Is(err, cronium.ErrConflict) {
+			s.log.Warn("cancel a deleted user's execution", "execution_id", x.ID, "err", err)
+		}
 	}
 	s.cfg.Scheduler.Notify()
 	w.WriteHeader(http.StatusNoContent)

@@ -79,3 +79,23 @@ func TestChainRunsAreBounded(t *testing.T) {
 		t.Errorf("%d chained runs (want %d), %d runs saying triggers were stopped", chained, cronium.MaxChainRuns, noted)
 	}
 }
+
+// A run whose event was deleted while it ran is not retried, and its
+// actions do not run.
+func TestNothingFollowsADeletedEvent(t *testing.T) {
+	st, _, d := setup(t)
+	ctx := context.Background()
+	ev, x := queue(t, st, cronium.Event{Name: "gone", Language: cronium.Bash, Script: string(cronium.Failed),
+		Retry: cronium.RetryPolicy{MaxAttempts: 3, Backoff: cronium.Duration(time.Second)},
+		On:    cronium.Actions{Failure: []cronium.Action{{Notify: "ops"}}}})
+	res := cronium.Result{ID: x.ID, Outcome: cronium.Failed, ExitCode: 1}
+	if f := d.followUps(ctx, x, res); f.Retry == nil {
+		t.Fatalf("a live event's failed run is not retried: %+v", f)
+	}
+	if _, err := st.DeleteEvent(ctx, x.UserID, ev.Name); err != nil {
+		t.Fatal(err)
+	}
+	if f := d.followUps(ctx, x, res); f.Retry != nil || len(f.Notifications) != 0 || len(f.Chained) != 0 || len(f.Notes) == 0 {
+		t.Errorf("after the event was deleted: %+v", f)
+	}
+}

@@ -624,6 +624,10 @@ func (d *Dispatcher) followUps(ctx context.Context, x cronium.Execution, res cro
 		d.log.Error("the event could not be read: no retry and no on: action follows", "execution_id", x.ID, "event_id", x.EventID, "outcome", res.Outcome, "err", err)
 		return sqlite.FollowUps{}
 	}
+	if live, err := d.cfg.Store.Event(ctx, x.UserID, ev.Name); err != nil || live.ID != ev.ID {
+		// Deleted (or its user deleted) while it ran: nothing of it runs again.
+		return sqlite.FollowUps{Notes: []string{"its event was deleted: no retry and no on: action follows"}}
+	}
 	if p := ev.Retry; res.Outcome != cronium.Succeeded && res.Outcome != cronium.Cancelled && x.Attempt < p.MaxAttempts && retryable(p.On, res.Outcome) {
 		wait := Backoff(p, x.Attempt)
 		now := time.Now().UTC()

@@ -152,6 +152,9 @@ func (s *Store) DeleteUser(ctx context.Context, userID int64, at time.Time) erro
 			`UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`,
 			`UPDATE events SET deleted = 1, enabled = 0, updated_at = ? / 1000000000 WHERE user_id = ? AND deleted = 0`,
 			`UPDATE executions SET status = 'finished', outcome = 'cancelled', finished_at = ?, reason = 'its user was deleted' WHERE user_id = ? AND status = 'queued'`,
+			// Their secrets and variables go at once ("? > 0" only uses the time).
+			`DELETE FROM secrets WHERE ? > 0 AND user_id = ?`,
+			`DELETE FROM variables WHERE ? > 0 AND user_id = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, at.UnixNano(), userID); err != nil {
 				return fmt.Errorf("delete user: %w", err)

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,8 +41,14 @@ func TestKeyLifecycleAndAudit(t *testing.T) {
 		t.Errorf("revoking twice: %v", err)
 	}
 	other, _ := st.CreateKey(ctx, u.ID)
+	if err := st.SetVariable(ctx, u.ID, "k", []byte(`1`)); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.DeleteUser(ctx, u.ID, now); err != nil {
 		t.Fatal(err)
+	}
+	if vars, _ := st.Variables(ctx, u.ID); len(vars) != 0 {
+		t.Errorf("a deleted user's variables were kept: %v", vars)
 	}
 	if _, _, err := st.Authenticate(ctx, other, now); !errors.Is(err, cronium.ErrNotFound) {
 		t.Errorf("a deleted user's key: %v", err)
@@ -49,7 +56,7 @@ func TestKeyLifecycleAndAudit(t *testing.T) {
 	if _, err := st.UserByName(ctx, "alice"); !errors.Is(err, cronium.ErrNotFound) {
 		t.Errorf("a deleted user is still found: %v", err)
 	}
-	if _, err := st.CreateUser(ctx, "alice", "free", false); !errors.Is(err, cronium.ErrConflict) {
+	if _, err := st.CreateUser(ctx, "alice", "free", false); !errors.Is(err, cronium.ErrConflict) || !strings.Contains(err.Error(), "was deleted") {
 		t.Errorf("a deleted user's name was given again: %v", err)
 	}
 

@@ -253,6 +253,11 @@ func (s *Store) CreateUser(ctx context.Context, name, tier string, admin bool) (
 	u := cronium.User{Name: name, Tier: tier, Admin: admin, CreatedAt: time.Now().UTC().Truncate(time.Second)}
 	r, err := s.db.ExecContext(ctx, `INSERT INTO users(name, tier, admin, created_at) VALUES (?, ?, ?, ?)`, name, tier, admin, u.CreatedAt.Unix())
 	if isUnique(err) {
+		var deleted sql.NullInt64
+		s.db.QueryRowContext(ctx, `SELECT deleted_at FROM users WHERE name = ?`, name).Scan(&deleted)
+		if deleted.Valid {
+			return u, fmt.Errorf("%w: user %s was deleted, and a deleted user's name is not given again (the audit log and past executions name them): choose another name", cronium.ErrConflict, name)
+		}
 		return u, fmt.Errorf("%w: user %s already exists", cronium.ErrConflict, name)
 	}
 	if err != nil {

@@ -1036,7 +1036,7 @@ func newUserCmd() *cobra.Command {
 			}
 			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
 				u, err := st.CreateUser(c.Context(), args[0], tier, admin)
-				if errors.Is(err, cronium.ErrConflict) {
+				if errors.Is(err, cronium.ErrConflict) && !strings.Contains(err.Error(), "was deleted") {
 					return fmt.Errorf("user %s already exists, unchanged: to give them another API key, run `cronium key create %s`", args[0], args[0])
 				}
 				if err != nil {
