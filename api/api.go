@@ -91,6 +91,10 @@ type Server struct {
 
 	closing   chan struct{} // closed by Close: streams end
 	closeOnce sync.Once
+
+	// triggers serialises saving events that trigger others, so that two
+	// applies at once cannot each pass the cycle check and close a cycle.
+	triggers sync.Mutex
 }
 
 // Close ends the log streams in progress (an http.Server's Shutdown waits
@@ -535,6 +539,13 @@ func (s *Server) saveEvent(w http.ResponseWriter, r *http.Request, u *cronium.Us
 	}
 	if err := s.admitImage(r.Context(), &ev, io.Discard); err != nil {
 		return err
+	}
+	if len(triggers(ev.On)) > 0 {
+		s.triggers.Lock()
+		defer s.triggers.Unlock()
+		if err := s.checkActions(r.Context(), owner, ev); err != nil { // again, under the lock
+			return err
+		}
 	}
 	created, err := s.cfg.Store.PutEvent(r.Context(), owner.ID, &ev)
 	if err != nil {

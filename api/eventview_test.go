@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,31 @@ func TestExecutionFilters(t *testing.T) {
 	for _, bad := range []string{"status=broken", "trigger=cron", "since=yesterday"} {
 		if st, body := e.call(t, e.alice, "GET", "/v1/executions?"+bad, nil); st != 400 {
 			t.Errorf("%s: %d %v", bad, st, body)
+		}
+	}
+}
+
+// Two applies at once, each closing half of a cycle, cannot both pass.
+func TestCycleCheckHoldsUnderRace(t *testing.T) {
+	e := setup(t)
+	for round := 0; round < 20; round++ {
+		x, y := fmt.Sprintf("x%d", round), fmt.Sprintf("y%d", round)
+		for _, n := range []string{x, y} {
+			if st, body := e.call(t, e.alice, "PUT", "/v1/events/"+n, map[string]any{"name": n, "language": "bash", "script": "true"}); st != 201 {
+				t.Fatalf("%s: %d %v", n, st, body)
+			}
+		}
+		codes := make(chan int, 2)
+		for _, pair := range [][2]string{{x, y}, {y, x}} {
+			go func() {
+				st, _ := e.call(t, e.alice, "PUT", "/v1/events/"+pair[0], map[string]any{"name": pair[0], "language": "bash", "script": "true",
+					"on": map[string]any{"success": []any{map[string]any{"trigger": pair[1]}}}})
+				codes <- st
+			}()
+		}
+		a, b := <-codes, <-codes
+		if a == 200 && b == 200 {
+			t.Fatalf("round %d: both halves of the cycle %s <-> %s were stored", round, x, y)
 		}
 	}
 }
