@@ -36,6 +36,9 @@ To restore: stop the server, copy the files of DIR into the data directory
 				return usage(err)
 			}
 			dir := args[0]
+			if _, err := os.Stat(cfg.dbPath()); err != nil {
+				return usage(fmt.Errorf("there is no store to back up at %s (%v): give the server's data directory with --data-dir or CRONIUM_DATA_DIR", cfg.dbPath(), err))
+			}
 			if err := os.Mkdir(dir, 0o700); err != nil {
 				return usage(fmt.Errorf("backup directory %s: %w (give a new directory)", dir, err))
 			}

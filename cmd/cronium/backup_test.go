@@ -41,6 +41,9 @@ func TestBackupAndRestore(t *testing.T) {
 	if _, err := s.cli("backup", backup); err == nil {
 		t.Error("a backup into an existing directory was accepted")
 	}
+	if _, err := s.cli("backup", backup+"-2", "--data-dir", filepath.Join(t.TempDir(), "typo")); err == nil || !strings.Contains(err.Error(), "there is no store to back up") {
+		t.Errorf("a backup of a data directory that does not exist: %v", err)
+	}
 	s.stop()
 
 	r := newServer(t, 1)
@@ -63,5 +66,22 @@ func TestBackupAndRestore(t *testing.T) {
 	}
 	if logs := mustCLI(t, r, "exec", "logs", x.ID); strings.TrimSpace(logs) != "***" { // the value, redacted
 		t.Errorf("the restored secret was not delivered: %q", logs)
+	}
+}
+
+// The data directory and the store are for their owner alone, even when
+// the directory existed world-readable (cronium run's state directory).
+func TestStoreIsPrivate(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "data")
+	os.MkdirAll(dir, 0o755)
+	s := newServer(t, 1)
+	s.env = append(s.env, "CRONIUM_DATA_DIR="+dir)
+	s.user("zed", "free")
+	for path, want := range map[string]os.FileMode{dir: 0o700, filepath.Join(dir, "cronium.db"): 0o600} {
+		fi, err := os.Stat(path)
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, mode %v; want %v", path, err, fi.Mode().Perm(), want)
+		}
 	}
 }

@@ -1113,7 +1113,7 @@ func newKeyCmd() *cobra.Command {
 }
 
 func withStore(ctx context.Context, cfg serverConfig, fn func(*sqlite.Store) error) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+	if err := privateDir(cfg.DataDir); err != nil {
 		return err
 	}
 	st, err := sqlite.Open(ctx, cfg.dbPath())

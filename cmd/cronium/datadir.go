@@ -13,6 +13,20 @@ import (
 	"syscall"
 )
 
+// privateDir creates the data directory, or closes an existing one, to
+// everyone but its owner (mode 0700): it holds the store, the master keys
+// and the sandboxes' sockets. A directory made world-readable by something
+// else (cronium run's state directory is the same default) is corrected.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	return nil
+}
+
 // lockDataDir makes sure one `cronium serve` at a time uses dir: two on one
 // store would both run its queue and remove each other's sandboxes. The
 // lock is held until the process ends (the returned file stays open).

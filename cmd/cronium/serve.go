@@ -140,8 +140,8 @@ func serve(g *globals, cfg serverConfig) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := privateDir(cfg.DataDir); err != nil {
+		return err
 	}
 	lock, err := lockDataDir(cfg.DataDir)
 	if err != nil {
