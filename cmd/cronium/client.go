@@ -579,9 +579,12 @@ func newTriggerCmd() *cobra.Command {
 		Short: "Run an event now; --wait waits for its end, --follow also prints its output live",
 		Long: `Run an event now.
 
-With --wait or --follow the command ends when the execution does, with the
-exit status of 'cronium run': the script's own, or 124 timed_out, 137
-oom_killed, 130 cancelled, 141 output_limit, 125 engine_error.`,
+With --wait or --follow the command ends when the execution does, retries
+included (it waits for the last attempt), with the exit status of 'cronium
+run': the script's own, or 124 timed_out, 137 oom_killed, 130 cancelled,
+141 output_limit, 125 engine_error; 125 also when the server cannot be asked
+(unreachable, a refused key, an unknown event), so that it never passes for
+the script's own status.`,
 		Args: cobra.ExactArgs(1),
 	}
 	cl := clientFlags(c)
@@ -602,6 +605,9 @@ oom_killed, 130 cancelled, 141 output_limit, 125 engine_error.`,
 		}
 		var x cronium.Execution
 		if err := cl.do(c.Context(), "POST", "/v1/events/"+url.PathEscape(args[0])+"/trigger", body, &x); err != nil {
+			if wait || follow {
+				return clientFailure(err)
+			}
 			return err
 		}
 		if !wait && !follow {
@@ -615,20 +621,41 @@ oom_killed, 130 cancelled, 141 output_limit, 125 engine_error.`,
 		if !cl.structured() {
 			fmt.Fprintf(c.ErrOrStderr(), "execution %s queued\n", x.ID)
 		}
-		if follow {
-			if err := cl.follow(c.Context(), x.ID, c.OutOrStdout(), c.ErrOrStderr()); err != nil {
-				return err
+		for {
+			if follow {
+				if err := cl.follow(c.Context(), x.ID, c.OutOrStdout(), c.ErrOrStderr()); err != nil {
+					return clientFailure(err)
+				}
 			}
-		}
-		for x.Status != cronium.StatusFinished {
-			select {
-			case <-c.Context().Done():
-				return c.Context().Err()
-			case <-time.After(250 * time.Millisecond):
+			var view api.ExecutionView
+			for view.Status != cronium.StatusFinished || view.ID != x.ID {
+				if err := cl.do(c.Context(), "GET", "/v1/executions/"+url.PathEscape(x.ID), nil, &view); err != nil {
+					return clientFailure(err)
+				}
+				if view.Status == cronium.StatusFinished {
+					break
+				}
+				select {
+				case <-c.Context().Done():
+					return c.Context().Err()
+				case <-time.After(250 * time.Millisecond):
+				}
 			}
-			if err := cl.do(c.Context(), "GET", "/v1/executions/"+url.PathEscape(x.ID), nil, &x); err != nil {
-				return err
+			x = view.Execution
+			if x.RetriedBy == "" && x.Outcome != cronium.Succeeded && x.Outcome != cronium.Cancelled {
+				// Its retry is queued in the transaction that finished it:
+				// read once more to be sure none is.
+				if err := cl.do(c.Context(), "GET", "/v1/executions/"+url.PathEscape(x.ID), nil, &view); err == nil {
+					x = view.Execution
+				}
 			}
+			if x.RetriedBy == "" {
+				break
+			}
+			if !cl.structured() {
+				fmt.Fprintf(c.ErrOrStderr(), "execution %s %s; its retry %s follows\n", x.ID, x.Outcome, x.RetriedBy)
+			}
+			x = cronium.Execution{ID: x.RetriedBy}
 		}
 		if cl.structured() {
 			cl.printJSON(c.OutOrStdout(), x)
@@ -648,6 +675,16 @@ oom_killed, 130 cancelled, 141 output_limit, 125 engine_error.`,
 	c.Flags().BoolVar(&wait, "wait", false, "wait for the execution to end; exit with its status")
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "print its output live, then exit with its status")
 	return c
+}
+
+// clientFailure marks an error of asking the server (not of the script)
+// for trigger --wait: exit status 125, as docker run uses for its own.
+func clientFailure(err error) error {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return &exitError{code: 125, err: ee.err}
+	}
+	return &exitError{code: 125, err: err}
 }
 
 // ---- executions

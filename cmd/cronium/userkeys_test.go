@@ -198,3 +198,30 @@ func TestTriggerWaitAndFollow(t *testing.T) {
 		t.Errorf("trigger --wait of a failing run: %v %s; want exit 7", err, out)
 	}
 }
+
+// trigger --wait waits for the retries and exits with the last attempt's
+// status; not reaching the server exits 125, never a script's status.
+func TestTriggerWaitFollowsRetries(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 1)
+	s.env = append(s.env, "CRONIUM_TOKEN="+s.user("alice", "free"))
+	s.start()
+	cmd := exec.Command(bin, "event", "apply", "-f", "-")
+	cmd.Env = s.env
+	// Fails the first time, succeeds the second (a variable remembers).
+	cmd.Stdin = strings.NewReader("name: flaky\nlanguage: bash\nretry: {max_attempts: 2, backoff: 1s}\n" +
+		"script: 'if [ \"$(cronium_getVariable tried)\" = true ]; then echo second; else cronium_setVariable tried true; exit 4; fi'\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("apply: %v %s", err, out)
+	}
+	stdout, stderr, err := s.run("trigger", "flaky", "--follow")
+	if err != nil || !strings.Contains(stderr, "its retry") || !strings.Contains(stdout, "second") || !strings.Contains(stderr, "succeeded") {
+		t.Errorf("trigger --follow of a run that succeeds on retry: %v\nstdout %q\nstderr %q", err, stdout, stderr)
+	}
+	bad := exec.Command(bin, "trigger", "nope", "--wait")
+	bad.Env = s.env
+	out, err := bad.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 125 {
+		t.Errorf("trigger --wait of an unknown event: %v %s; want exit 125", err, out)
+	}
+}
