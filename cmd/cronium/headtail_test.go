@@ -45,7 +45,7 @@ func TestExecLogsTail(t *testing.T) {
 	s.start()
 	cmd := exec.Command(bin, "event", "apply", "-f", "-")
 	cmd.Env = s.env
-	cmd.Stdin = strings.NewReader("name: lines\nlanguage: bash\nscript: 'for i in $(seq 1 5000); do echo line $i; done; echo last-err >&2'\n")
+	cmd.Stdin = strings.NewReader("name: lines\nlanguage: bash\nscript: 'for i in $(seq 1 5000); do echo line $i; done; sleep 0.3; echo last-err >&2'\n")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("apply: %v %s", err, out)
 	}
