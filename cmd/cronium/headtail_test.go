@@ -61,4 +61,20 @@ func TestExecLogsTail(t *testing.T) {
 	if _, _, err := s.run("exec", "logs", x.ID, "--tail", "-1"); err == nil {
 		t.Error("--tail -1 was accepted")
 	}
+	stamped, _, err := s.run("exec", "logs", x.ID, "--tail", "3", "--timestamps") // stdout: its last two lines
+	lines := strings.Split(strings.TrimSuffix(stamped, "\n"), "\n")
+	if err != nil || len(lines) != 2 || !strings.HasSuffix(lines[1], " line 5000") {
+		t.Fatalf("--timestamps: %v %q", err, stamped)
+	}
+	at, err := time.Parse("2006-01-02T15:04:05.000Z07:00", strings.Fields(lines[1])[0])
+	if err != nil || time.Since(at) > 5*time.Minute || time.Since(at) < 0 {
+		t.Errorf("--timestamps: stamp %q: %v", lines[1], err)
+	}
+	if out, _, err := s.run("exec", "logs", x.ID, "--since", "1h"); err != nil || !strings.HasPrefix(out, "line 1\n") {
+		t.Errorf("--since 1h: %v %q", err, out[:min(20, len(out))])
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if out, stderr, err := s.run("exec", "logs", x.ID, "--since", "1s"); err != nil || out != "" || stderr != "" {
+		t.Errorf("--since 1s, a second after the run: %v %q %q", err, out, stderr)
+	}
 }
