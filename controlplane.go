@@ -278,9 +278,12 @@ func (e *Event) Normalize(tier Tier) error {
 	if err := e.Network.Normalize("network"); err != nil {
 		return err
 	}
-	for k := range e.Env {
+	for k, v := range e.Env {
 		if err := CheckEnvName("env", k); err != nil {
 			return err
+		}
+		if strings.ContainsRune(v, 0) {
+			return Invalid("env."+k, "", "holds a NUL character, which no environment variable can: remove it")
 		}
 	}
 	if len(e.Input) > 0 && !json.Valid(e.Input) {

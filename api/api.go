@@ -480,7 +480,7 @@ func (s *Server) validateEvent(ev *cronium.Event, owner cronium.User) error {
 		if _, err := schedule.Parse(ev.Schedule, ev.Timezone); err != nil {
 			return err
 		}
-	} else if _, err := time.LoadLocation(ev.Timezone); err != nil {
+	} else if _, err := time.LoadLocation(ev.Timezone); err != nil || ev.Timezone == "Local" {
 		return cronium.Invalid("timezone", ev.Timezone, `is not an IANA time zone: want a name like "Europe/Berlin" or "UTC"`)
 	}
 	ev.User = owner.Name

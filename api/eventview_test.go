@@ -168,3 +168,20 @@ func TestCycleCheckHoldsUnderRace(t *testing.T) {
 		}
 	}
 }
+
+// Values no environment or zone can hold are refused at apply, naming the field.
+func TestApplyRefusesNulAndLocal(t *testing.T) {
+	e := setup(t)
+	for _, c := range []struct {
+		ev    map[string]any
+		field string
+	}{
+		{map[string]any{"name": "n", "language": "bash", "script": "true", "env": map[string]string{"A": "x\x00y"}}, "env.A"},
+		{map[string]any{"name": "l", "language": "bash", "script": "true", "timezone": "Local"}, "timezone"},
+	} {
+		st, body := e.call(t, e.alice, "PUT", "/v1/events/"+c.ev["name"].(string), c.ev)
+		if _, field, _ := errOf(body); st != 400 || field != c.field {
+			t.Errorf("%v: %d %v, want 400 naming %s", c.ev, st, body, c.field)
+		}
+	}
+}

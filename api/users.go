@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -64,13 +65,13 @@ func withAudit(r *http.Request, route string) (*http.Request, *auditNote, string
 func (s *Server) audit(r *http.Request, u *cronium.User, key sqlite.KeyInfo, action string, note *auditNote) {
 	target := note.target
 	if target == "" {
-		target = r.PathValue("name")
-		if target == "" {
-			target = r.PathValue("key")
+		var parts []string
+		for _, p := range []string{r.PathValue("name"), r.PathValue("key"), r.PathValue("id")} {
+			if p != "" {
+				parts = append(parts, p)
+			}
 		}
-		if id := r.PathValue("id"); id != "" {
-			target += "/" + id
-		}
+		target = strings.Join(parts, "/")
 		owner := u.Name
 		if o := r.URL.Query().Get("user"); o != "" {
 			owner = o

@@ -438,6 +438,9 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		return cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: err.Error(), StartedAt: now, EndedAt: now}
 	}
 	sink := newLogSink(d, x.ID, d.cfg.LogLimit)
+	if reattach != nil {
+		sink.resume(x.LogBytes) // what the previous process stored counts
+	}
 	defer sink.finish()
 	stopFlush := sink.startFlusher()
 	defer stopFlush()
@@ -856,6 +859,18 @@ const markerRoom = 256
 
 func newLogSink(d *Dispatcher, id string, limit int64) *logSink {
 	return &logSink{d: d, id: id, head: limit / 2, limit: limit}
+}
+
+// resume starts the sink of a re-attached execution with the bytes stored
+// before: the head and the cap go on from there.
+func (s *logSink) resume(stored int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stored = stored
+	if stored >= s.head {
+		s.inTail = true
+		s.tail.Max = max(s.limit-stored-markerRoom, 0)
+	}
 }
 
 func (s *logSink) add(c cronium.OutputChunk) {

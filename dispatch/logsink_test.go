@@ -124,3 +124,31 @@ func TestOutputJustUnderTheCapIsWhole(t *testing.T) {
 		t.Errorf("stored %d bytes, want the whole %d", len(got), all.Len())
 	}
 }
+
+// A re-attached execution's sink counts what was stored before: the cap
+// holds across a restart of the server.
+func TestResumedSinkKeepsTheCap(t *testing.T) {
+	st, _, d := setup(t)
+	_, x := queued(t, st)
+	const limit = 64 << 10
+	first := newLogSink(d, x.ID, limit)
+	line := bytes.Repeat([]byte("x"), 1023)
+	line = append(line, '\n')
+	seq := uint64(0)
+	for range 40 { // 40 KiB: past the head
+		seq++
+		first.add(cronium.OutputChunk{Seq: seq, Stream: cronium.Stdout, Data: line})
+	}
+	first.flush() // the server dies here: the tail held in memory is lost
+	got, _ := st.Execution(context.Background(), 0, x.ID)
+	second := newLogSink(d, x.ID, limit)
+	second.resume(got.LogBytes)
+	for range 200 { // 200 KiB more after re-attach
+		seq++
+		second.add(cronium.OutputChunk{Seq: seq, Stream: cronium.Stdout, Data: line})
+	}
+	second.finish()
+	if n := len(storedText(t, st, x.ID)); n > limit {
+		t.Errorf("stored %d bytes across the restart, above the %d cap", n, limit)
+	}
+}

@@ -203,7 +203,9 @@ func (s *Store) AuditLog(ctx context.Context, f AuditFilter) ([]AuditEntry, erro
 	if f.Actor != "" {
 		q, args = q+` AND actor = ?`, append(args, f.Actor)
 	}
-	if prefix, ok := strings.CutSuffix(f.Action, "."); ok {
+	if prefix, ok := strings.CutSuffix(f.Action, "."); ok || f.Action != "" && !strings.Contains(f.Action, ".") {
+		// A kind ("event." or "event"): every action of it.
+		prefix = strings.TrimSuffix(f.Action, ".")
 		q, args = q+` AND substr(action, 1, ?) = ?`, append(args, len(prefix)+1, prefix+".")
 	} else if f.Action != "" {
 		q, args = q+` AND action = ?`, append(args, f.Action)

@@ -73,4 +73,7 @@ func TestKeyLifecycleAndAudit(t *testing.T) {
 	if got, _ := st.AuditLog(ctx, AuditFilter{Action: "event.trigger"}); len(got) != 1 {
 		t.Errorf("an exact action: %+v", got)
 	}
+	if got, _ := st.AuditLog(ctx, AuditFilter{Action: "key"}); len(got) != 1 || got[0].Action != "key.revoke" {
+		t.Errorf("a kind without its dot: %+v", got)
+	}
 }
