@@ -326,8 +326,23 @@ func (s *Scheduler) fireDue(ctx context.Context) error {
 }
 
 // fire applies concurrency policies and enqueues, batching plain fires into one transaction.
+// MaxQueuedFires is how many scheduled runs of one event may wait in the
+// queue: a schedule that fires faster than its runs end (concurrency
+// allow) skips fires past it instead of growing the queue without end.
+const MaxQueuedFires = 10
+
 func (s *Scheduler) fire(ctx context.Context, fs []fire) error {
 	store := s.cfg.Store
+	var ids []int64
+	for _, f := range fs {
+		if f.mark.IsZero() {
+			ids = append(ids, f.e.ev.ID)
+		}
+	}
+	queued, err := store.QueuedCounts(ctx, ids)
+	if err != nil {
+		return err
+	}
 	var batch []*cronium.Execution
 	var times []time.Time
 	for _, f := range fs {
@@ -338,6 +353,14 @@ func (s *Scheduler) fire(ctx context.Context, fs []fire) error {
 			}
 			continue
 		}
+		if queued[ev.ID] >= MaxQueuedFires {
+			s.log.Warn("skipped scheduled run: the event's earlier runs are still queued", "event", ev.Name, "user", ev.User, "scheduled_at", f.at, "queued", queued[ev.ID])
+			if err := store.AdvanceFire(ctx, ev.ID, f.at); err != nil {
+				return err
+			}
+			continue
+		}
+		queued[ev.ID]++
 		if ev.Concurrency == cronium.ConcurrencyForbid || ev.Concurrency == cronium.ConcurrencyReplace {
 			active, err := store.Active(ctx, ev.ID)
 			if err != nil {

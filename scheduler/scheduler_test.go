@@ -373,3 +373,28 @@ func TestScheduleInTheLastDayOf2040(t *testing.T) {
 		t.Fatalf("Stop: %v", err)
 	}
 }
+
+// A schedule that fires faster than its runs leave the queue skips fires
+// past MaxQueuedFires waiting runs, instead of growing the queue without
+// end (nothing runs here: every run stays queued).
+func TestQueuedFiresAreBounded(t *testing.T) {
+	b := setup(t, utc("2026-06-01T10:00:00Z"))
+	b.event(t, "fast", "* * * * * *", "UTC", nil)
+	b.event(t, "tick", "*/15 * * * * *", "UTC", nil)
+	s := b.start(t)
+	for i := 1; i <= 15; i++ {
+		b.clock.Advance(time.Second)
+		if i <= MaxQueuedFires {
+			b.waitFor(t, "fast", i)
+		}
+	}
+	b.waitFor(t, "tick", 1) // the fire at :15 is done, and with it fast's
+	if n := len(b.scheduled(t, "fast")); n != MaxQueuedFires {
+		t.Errorf("fast has %d queued runs, want %d", n, MaxQueuedFires)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -112,4 +113,36 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 		return fmt.Errorf("back up the store to %s: %w", path, err)
 	}
 	return nil
+}
+
+// QueuedCounts returns how many executions of each event are queued.
+func (s *Store) QueuedCounts(ctx context.Context, eventIDs []int64) (map[int64]int, error) {
+	out := map[int64]int{}
+	for len(eventIDs) > 0 {
+		batch := eventIDs[:min(len(eventIDs), 500)]
+		eventIDs = eventIDs[len(batch):]
+		args := make([]any, len(batch))
+		for i, id := range batch {
+			args[i] = id
+		}
+		in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",") + ")"
+		rows, err := s.db.QueryContext(ctx, `SELECT event_id, COUNT(*) FROM executions WHERE status = 'queued' AND event_id IN `+in+` GROUP BY event_id`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("queued executions: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var n int
+			if err := rows.Scan(&id, &n); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("queued executions: %w", err)
+			}
+			out[id] = n
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("queued executions: %w", err)
+		}
+	}
+	return out, nil
 }
