@@ -34,7 +34,7 @@ func (s *Server) checkActions(ctx context.Context, owner cronium.User, ev croniu
 				return cronium.Invalid(field+".trigger", a.Trigger, "is this event itself: a chain that triggers itself would never end")
 			case a.Trigger != "":
 				if _, ok := graph[a.Trigger]; !ok {
-					return cronium.Invalid(field+".trigger", a.Trigger, "is not one of your events: apply it first")
+					return cronium.Invalid(field+".trigger", a.Trigger, "is not one of "+owner.Name+"'s events: apply it first")
 				}
 				if path := cycle(graph, a.Trigger, ev.Name); path != nil {
 					return cronium.Invalid(field+".trigger", a.Trigger, "closes a cycle of triggers ("+ev.Name+" -> "+strings.Join(path, " -> ")+"), which would never end: remove one of them")
@@ -43,6 +43,21 @@ func (s *Server) checkActions(ctx context.Context, owner cronium.User, ev croniu
 		}
 	}
 	return nil
+}
+
+// referrers names the owner's events for which refers is true.
+func (s *Server) referrers(ctx context.Context, owner cronium.User, refers func(cronium.Event) bool) ([]string, error) {
+	evs, err := s.cfg.Store.Events(ctx, owner.ID)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, ev := range evs {
+		if refers(ev) {
+			out = append(out, ev.Name)
+		}
+	}
+	return out, nil
 }
 
 func triggers(on cronium.Actions) []string {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -312,6 +313,10 @@ var bodies = strictjson.Decoder{Forms: map[string]string{"resources.memory": str
 // what it wants.
 func decode(r *http.Request, v any) error {
 	body, err := io.ReadAll(r.Body)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &Error{Status: http.StatusRequestTimeout, Code: "timeout", Message: "the request body did not arrive within the server's request_timeout: send it at once"}
+	}
 	if err != nil {
 		return err // too large: a MaxBytesError
 	}
@@ -611,6 +616,11 @@ func (s *Server) deleteEvent(w http.ResponseWriter, r *http.Request, u *cronium.
 	owner, err := s.owner(r, u)
 	if err != nil {
 		return err
+	}
+	if refs, err := s.referrers(r.Context(), owner, func(ev cronium.Event) bool { return slices.Contains(triggers(ev.On), r.PathValue("name")) }); err != nil {
+		return err
+	} else if len(refs) > 0 {
+		return fmt.Errorf("%w: event %s is triggered by %s (on:): remove those triggers first", cronium.ErrConflict, r.PathValue("name"), strings.Join(refs, ", "))
 	}
 	if _, err := s.cfg.Store.DeleteEvent(r.Context(), owner.ID, r.PathValue("name")); err != nil {
 		return err

@@ -185,3 +185,23 @@ func TestApplyRefusesNulAndLocal(t *testing.T) {
 		}
 	}
 }
+
+// An event another event triggers cannot be deleted from under it; the
+// refusal names who triggers it.
+func TestTriggeredEventsAreKept(t *testing.T) {
+	e := setup(t)
+	e.call(t, e.alice, "PUT", "/v1/events/b", map[string]any{"name": "b", "language": "bash", "script": "true"})
+	if st, body := e.call(t, e.alice, "PUT", "/v1/events/a", map[string]any{"name": "a", "language": "bash", "script": "true",
+		"on": map[string]any{"success": []any{map[string]any{"trigger": "b"}}}}); st != 201 {
+		t.Fatalf("apply a: %d %v", st, body)
+	}
+	if st, body := e.call(t, e.alice, "DELETE", "/v1/events/b", nil); st != 409 || !strings.Contains(fmt.Sprint(body), "triggered by a") {
+		t.Errorf("delete b: %d %v", st, body)
+	}
+	if st, _ := e.call(t, e.alice, "DELETE", "/v1/events/a", nil); st != 204 {
+		t.Errorf("delete a: %d", st)
+	}
+	if st, _ := e.call(t, e.alice, "DELETE", "/v1/events/b", nil); st != 204 {
+		t.Errorf("delete b once a is gone: %d", st)
+	}
+}

@@ -48,6 +48,11 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, u *cronium.User) e
 			return cronium.Invalid("after", v, "is not a sequence number: want a whole number from 0 to 9223372036854775807")
 		}
 	}
+	switch q.Get("follow") {
+	case "", "true", "false", "1", "0":
+	default:
+		return cronium.Invalid("follow", q.Get("follow"), "is not a yes or no: want true or false")
+	}
 	follow := q.Get("follow") == "true" || q.Get("follow") == "1" || r.Header.Get("Accept") == "text/event-stream"
 	if !follow {
 		chunks, err := s.cfg.Store.Logs(r.Context(), x.ID, after, 1000)

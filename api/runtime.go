@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -153,6 +155,11 @@ func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request, u *cronium
 	o, err := s.owner(r, u)
 	if err != nil {
 		return err
+	}
+	if refs, err := s.referrers(r.Context(), o, func(ev cronium.Event) bool { return slices.Contains(ev.Secrets, r.PathValue("name")) }); err != nil {
+		return err
+	} else if len(refs) > 0 {
+		return fmt.Errorf("%w: secret %s is used by event %s: remove it from their secrets first", cronium.ErrConflict, r.PathValue("name"), strings.Join(refs, ", "))
 	}
 	ok, err := s.cfg.Store.DeleteSecret(r.Context(), o.ID, r.PathValue("name"))
 	if err != nil {

@@ -38,4 +38,8 @@ func TestOutputRedactsEscapedSecrets(t *testing.T) {
 	if view.Outcome != cronium.Succeeded || out == "" || strings.Contains(out, "mlaut") || strings.Contains(out, "u00fc") || strings.Contains(out, "word-1234") {
 		t.Errorf("outcome %s, output %s: want both secrets redacted", view.Outcome, out)
 	}
+	// A secret an event uses is not deleted from under it.
+	if _, stderr, err := s.run("secret", "delete", "mb"); err == nil || !strings.Contains(stderr, "used by event leak") {
+		t.Errorf("secret delete of a used secret: %v %s", err, stderr)
+	}
 }
