@@ -734,6 +734,9 @@ func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request, u *croni
 			return cronium.Invalid(b.name, v, "is not a time: want a duration ago (24h) or a time (2026-12-01T00:00:00Z)")
 		}
 	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		return cronium.Invalid("until", q.Get("until"), "is not after since: since is the earlier bound (since 2h, until 1h: queued between two hours and one hour ago)")
+	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {

@@ -149,7 +149,7 @@ func parseItem(f field, item string) (uint64, error) {
 				return 0, err
 			}
 			if lo > hi {
-				return 0, problem("runs backwards: ranges do not wrap around; write two ranges, like %d-%d,%d-%d", lo, f.high, f.low, hi)
+				return 0, problem("runs backwards: ranges do not wrap around; write it as two, like %s,%s", span(lo, f.high), span(f.low, hi))
 			}
 		} else if hasStep {
 			return 0, problem(`has a step but no range: write "%d-%d/%s" (from %d on) or "*/%s"`, lo, f.high, stepText, lo, stepText)
@@ -214,6 +214,14 @@ func value(f field, text string, rangeEnd bool) (int, error) {
 		return 0, problem("uses ~ (a random value), which Cronium does not support: pick a value")
 	}
 	return 0, problem("is not a value: want a number %s", bounds)
+}
+
+// span writes the range a-b, or a alone when b is a.
+func span(a, b int) string {
+	if a == b {
+		return strconv.Itoa(a)
+	}
+	return strconv.Itoa(a) + "-" + strconv.Itoa(b)
 }
 
 func allDigits(s string) bool {
