@@ -105,7 +105,10 @@ func keyUser(c *cobra.Command, cl *apiClient) (string, error) {
 }
 
 func keyListCmd() *cobra.Command {
-	return apiCmd("list", "List your API keys (admins: --user NAME)", cobra.NoArgs, func(c *cobra.Command, cl *apiClient, _ []string) error {
+	return apiCmd("list [USER]", "List your API keys (admins: another user's, as USER or --user NAME)", cobra.MaximumNArgs(1), func(c *cobra.Command, cl *apiClient, args []string) error {
+		if len(args) == 1 {
+			cl.user = args[0]
+		}
 		name, err := keyUser(c, cl)
 		if err != nil {
 			return err
