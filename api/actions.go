@@ -28,8 +28,8 @@ func (s *Server) checkActions(ctx context.Context, owner cronium.User, ev croniu
 		for i, a := range k.Actions {
 			field := fmt.Sprintf("on.%s[%d]", k.Reason, i)
 			switch {
-			case a.Notify != "" && (s.cfg.Channel == nil || !s.cfg.Channel(owner.Name, a.Notify)):
-				return cronium.Invalid(field+".notify", a.Notify, "is not a notification channel: the server's configuration lists them (notifications.channels)")
+			case a.Notify != "" && (s.cfg.Channel == nil || !s.cfg.Channel(owner.Name, a.Notify)) && !s.ownChannel(ctx, owner, a.Notify):
+				return cronium.Invalid(field+".notify", a.Notify, "is not a notification channel: yours are set with `cronium channel set`, the server's are in its configuration (notifications.channels)")
 			case a.Trigger == ev.Name:
 				return cronium.Invalid(field+".trigger", a.Trigger, "is this event itself: a chain that triggers itself would never end")
 			case a.Trigger != "":

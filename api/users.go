@@ -31,6 +31,8 @@ var auditActions = map[string]string{
 	"DELETE /v1/variables/{key}":        "variable.delete",
 	"PUT /v1/secrets/{name}":            "secret.set",
 	"DELETE /v1/secrets/{name}":         "secret.delete",
+	"PUT /v1/channels/{name}":           "channel.set",
+	"DELETE /v1/channels/{name}":        "channel.delete",
 	"POST /v1/images/build":             "image.build",
 }
 

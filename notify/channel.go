@@ -52,6 +52,11 @@ type Channel struct {
 	// AUTH PLAIN, which is only ever sent over TLS (or to localhost).
 	Username string
 	Password string
+	// Trusted lets this channel reach private and loopback addresses, as
+	// Sender.AllowPrivate does for all: set by the server for the
+	// operator's channels when its configuration allows it, never from
+	// what a user sends.
+	Trusted bool `json:"-"`
 	// RequireTLS refuses to send when the server does not offer STARTTLS.
 	// When false (the default), STARTTLS is used whenever the server
 	// offers it, and the mail goes in the clear otherwise.

@@ -108,7 +108,7 @@ type Sender struct {
 
 func (s *Sender) init() {
 	s.once.Do(func() {
-		s.dialer = &net.Dialer{Timeout: dialTimeout, Control: s.control}
+		s.dialer = &net.Dialer{Timeout: dialTimeout, ControlContext: s.control}
 		s.client = &http.Client{
 			Transport: &http.Transport{
 				Proxy:                  nil, // a proxy would be dialed instead of the receiver, defeating the address check
@@ -126,10 +126,13 @@ func (s *Sender) init() {
 	})
 }
 
+// trustedKey marks the context of a send on a Trusted channel.
+type trustedKey struct{}
+
 // control checks each address the sender is about to connect to, after
 // name resolution and before the connection is made.
-func (s *Sender) control(_, address string, _ syscall.RawConn) error {
-	if s.AllowPrivate {
+func (s *Sender) control(ctx context.Context, _, address string, _ syscall.RawConn) error {
+	if s.AllowPrivate || ctx.Value(trustedKey{}) != nil {
 		return nil
 	}
 	ap, err := netip.ParseAddrPort(address)
@@ -154,6 +157,9 @@ func (s *Sender) Send(ctx context.Context, ch Channel, deliveryID string, msg Me
 		return Permanent(fmt.Errorf("channel %s is not usable: %w", ch.Name, err))
 	}
 	s.init()
+	if ch.Trusted {
+		ctx = context.WithValue(ctx, trustedKey{}, true)
+	}
 	ctx, cancel := context.WithTimeout(ctx, MaxSendTime)
 	defer cancel()
 	now := time.Now()

@@ -155,6 +155,7 @@ func (s *Store) DeleteUser(ctx context.Context, userID int64, at time.Time) erro
 			// Their secrets and variables go at once ("? > 0" only uses the time).
 			`DELETE FROM secrets WHERE ? > 0 AND user_id = ?`,
 			`DELETE FROM variables WHERE ? > 0 AND user_id = ?`,
+			`DELETE FROM channels WHERE ? > 0 AND user_id = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, at.UnixNano(), userID); err != nil {
 				return fmt.Errorf("delete user: %w", err)

@@ -167,6 +167,16 @@ var migrations = []string{
 	// 10: the first execution of a chain, to bound the runs it starts.
 	`ALTER TABLE executions ADD COLUMN chain_root TEXT NOT NULL DEFAULT '';
 	CREATE INDEX executions_chain_root ON executions(chain_root) WHERE chain_root != '';`,
+	// 11: users' own notification channels, sealed like secrets.
+	`CREATE TABLE channels (
+		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		name TEXT NOT NULL,
+		type TEXT NOT NULL,
+		key_id TEXT NOT NULL,
+		blob BLOB NOT NULL,
+		updated_at INTEGER NOT NULL,
+		PRIMARY KEY (user_id, name)
+	);`,
 }
 
 // Open opens (creating if needed) the database at path and migrates it.

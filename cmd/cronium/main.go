@@ -86,7 +86,7 @@ Start with:
 	}
 	root.AddCommand(newRunCmd(g), newImagesCmd(g), newGCCmd(g), newBenchCmd(g), newVersionCmd(),
 		newServeCmd(g), newConfigCmd(), newEventCmd(), newTriggerCmd(), newExecCmd(), newUserCmd(), newKeyCmd(),
-		newVarCmd(), newSecretCmd(), newPoolCmd(), newAuditCmd(), newBackupCmd())
+		newVarCmd(), newSecretCmd(), newPoolCmd(), newAuditCmd(), newBackupCmd(), newChannelCmd())
 	refuseUnknownSubcommands(root)
 	return root
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -148,5 +149,64 @@ func TestOnActions(t *testing.T) {
 	out := mustCLI(t, s, "exec", "get", failed.ID, "--token", key)
 	if !strings.Contains(out, "notified:  ops-webhook on failure: sent") {
 		t.Errorf("exec get does not show the notification:\n%s", out)
+	}
+}
+
+// A user's own channel is stored sealed, listed without its secret, and
+// never reaches a private address, even where the server lets its own
+// channels do so; it cannot be deleted while an event notifies it.
+func TestUserChannelsReachPublicAddressesOnly(t *testing.T) {
+	t.Parallel()
+	var hits int
+	var mu sync.Mutex
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits++
+		mu.Unlock()
+	}))
+	defer receiver.Close()
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("notifications:\n  allow_private: true\n  retry_backoff: 1s\n"), 0o600)
+	s := newServer(t, 1)
+	key := s.user("alice", "free")
+	s.env = append(s.env, "CRONIUM_CONFIG="+cfg, "CRONIUM_TOKEN="+key)
+	s.start()
+	const secret = "users-own-signing-secret"
+	set := exec.Command(bin, "channel", "set", "mine", "--type", "webhook", "--url", receiver.URL+"/hook")
+	set.Env, set.Stdin = s.env, strings.NewReader(secret+"\n")
+	if out, err := set.CombinedOutput(); err != nil || !strings.Contains(string(out), "channel mine set") {
+		t.Fatalf("channel set: %v %s", err, out)
+	}
+	if out, err := s.cli("channel", "list", "-o", "json"); err != nil || !strings.Contains(out, `"name": "mine"`) || strings.Contains(out, secret) || strings.Contains(out, "/hook") {
+		t.Errorf("channel list: %v %s", err, out)
+	}
+	ev := map[string]any{"name": "fails", "language": "bash", "script": "exit 1", "on": map[string]any{"failure": []any{map[string]any{"notify": "mine"}}}}
+	if st := s.api(key, "PUT", "/v1/events/fails", ev, nil); st != 201 {
+		t.Fatalf("apply: %d", st)
+	}
+	if _, stderr, err := s.run("channel", "delete", "mine"); err == nil || !strings.Contains(stderr, "notified by event fails") {
+		t.Errorf("channel delete while used: %v %s", err, stderr)
+	}
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/fails/trigger", map[string]any{}, &x)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var view api.ExecutionView
+		s.api(key, "GET", "/v1/executions/"+x.ID, nil, &view)
+		if len(view.Notifications) == 1 && view.Notifications[0].Status == notify.StatusFailed {
+			if !strings.Contains(view.Notifications[0].LastError, "notifications go to public addresses only") {
+				t.Errorf("the refusal: %q", view.Notifications[0].LastError)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("notifications: %+v", view.Notifications)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits != 0 {
+		t.Errorf("a user's channel reached a loopback receiver %d times", hits)
 	}
 }

@@ -210,13 +210,21 @@ func serve(g *globals, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	notifier := &notify.Worker{Store: store, Sender: &notify.Sender{AllowPrivate: cfg.Notifications.AllowPrivate}, Logger: log,
+	for name, ch := range channels { // the operator's channels may reach private addresses when allowed
+		ch.Trusted = cfg.Notifications.AllowPrivate
+		channels[name] = ch
+	}
+	notifier := &notify.Worker{Store: store, Sender: &notify.Sender{}, Logger: log,
 		Backoff: cfg.Notifications.backoff(),
-		Channels: func(_, name string) (notify.Channel, error) {
+		Channels: func(user, name string) (notify.Channel, error) {
 			if ch, ok := channels[name]; ok {
 				return ch, nil
 			}
-			return notify.Channel{}, fmt.Errorf("%w: notification channel %s is no longer configured", cronium.ErrNotFound, name)
+			u, err := store.UserByName(ctx, user)
+			if err != nil {
+				return notify.Channel{}, err
+			}
+			return api.OpenChannel(ctx, store, keyring, u.ID, name) // a user's own: public addresses only
 		}}
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity, Notified: notifier.Wake,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
