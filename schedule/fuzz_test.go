@@ -144,7 +144,7 @@ func checkSchedule(t *testing.T, expr, tz string, t0 time.Time, frac uint8) {
 		}
 		loc := s.Location().String()
 		every := s.Interval()
-		if every < 0 || every%time.Second != 0 || (every > 0) != strings.HasPrefix(strings.TrimSpace(expr), "@every ") {
+		if every < 0 || every%time.Second != 0 || (every > 0) != strings.HasPrefix(strings.ToLower(strings.TrimSpace(expr)), "@every ") {
 			t.Fatalf("Parse(%q): Interval() = %v", expr, every)
 		}
 		if str := s.String(); !strings.Contains(str, strings.TrimSpace(expr)) {
