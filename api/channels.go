@@ -33,7 +33,8 @@ type ChannelInfo struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-func channelAAD(userID int64, name string) []byte {
+// ChannelAAD binds a sealed channel to its user and name.
+func ChannelAAD(userID int64, name string) []byte {
 	return []byte("channel/" + strconv.FormatInt(userID, 10) + "/" + name)
 }
 
@@ -48,7 +49,7 @@ func OpenChannel(ctx context.Context, st *sqlite.Store, kr *secrets.Keyring, use
 	if kr == nil {
 		return notify.Channel{}, fmt.Errorf("%w: no master key to open channel %s", cronium.ErrUnavailable, name)
 	}
-	plain, err := kr.Open(sc.KeyID, sc.Blob, channelAAD(userID, name))
+	plain, err := kr.Open(sc.KeyID, sc.Blob, ChannelAAD(userID, name))
 	if err != nil {
 		return notify.Channel{}, fmt.Errorf("open channel %s: %w", name, err)
 	}
@@ -84,7 +85,7 @@ func (s *Server) putChannel(w http.ResponseWriter, r *http.Request, u *cronium.U
 		return err
 	}
 	plain, _ := json.Marshal(ch)
-	keyID, blob, err := s.cfg.Keyring.Seal(plain, channelAAD(o.ID, name))
+	keyID, blob, err := s.cfg.Keyring.Seal(plain, ChannelAAD(o.ID, name))
 	if err != nil {
 		return err
 	}

@@ -76,3 +76,23 @@ func (s *Store) DeleteChannel(ctx context.Context, userID int64, name string) (b
 	n, _ := r.RowsAffected()
 	return n == 1, nil
 }
+
+// AllChannels lists every user's channels (sealed), for key rotation.
+func (s *Store) AllChannels(ctx context.Context) ([]SealedChannel, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT user_id, name, type, key_id, blob, updated_at FROM channels ORDER BY user_id, name`)
+	if err != nil {
+		return nil, fmt.Errorf("list channels: %w", err)
+	}
+	defer rows.Close()
+	var out []SealedChannel
+	for rows.Next() {
+		var c SealedChannel
+		var at int64
+		if err := rows.Scan(&c.UserID, &c.Name, &c.Type, &c.KeyID, &c.Blob, &at); err != nil {
+			return nil, fmt.Errorf("list channels: %w", err)
+		}
+		c.UpdatedAt = time.Unix(0, at).UTC()
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}

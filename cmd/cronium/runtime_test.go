@@ -253,18 +253,36 @@ sleep 2
 			t.Errorf("%s holds the secret in plain text", f)
 		}
 	}
-	// Rotation: a new primary key, rotate, drop the old key; the secret still decrypts.
+	// Rotation: a new primary key, rotate, drop the old key; the secret
+	// still decrypts, and so does a user's notification channel.
 	old, _ := os.ReadFile(filepath.Join(s.dir, "master.keys"))
+	{
+		s.start()
+		set := exec.Command(bin, "channel", "set", "team", "--type", "slack", "--url", "-")
+		set.Env, set.Stdin = append(append([]string{}, s.env...), "CRONIUM_TOKEN="+key), strings.NewReader("https://hooks.slack.example/services/T0/B0/XX\n")
+		if out, err := set.CombinedOutput(); err != nil {
+			t.Fatalf("channel set: %v %s", err, out)
+		}
+		s.stop()
+	}
 	newKey, err := s.cli("secret", "keygen", "k2")
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(s.dir, "master.keys"), []byte(newKey+string(old)), 0o600)
-	if out, err := s.cli("secret", "rotate"); err != nil || !strings.Contains(out, "re-encrypted 1 secret(s) under key k2") {
+	if out, err := s.cli("secret", "rotate"); err != nil || !strings.Contains(out, "re-encrypted 1 secret(s) under key k2, and 1 notification channel(s)") {
 		t.Fatalf("rotate: %v %s", err, out)
 	}
 	os.WriteFile(filepath.Join(s.dir, "master.keys"), []byte(newKey), 0o600)
 	s.start()
+	var chans struct {
+		Items []struct {
+			URL string `json:"url"`
+		} `json:"items"`
+	}
+	if st := s.api(key, "GET", "/v1/channels", nil, &chans); st != 200 || len(chans.Items) != 1 || !strings.Contains(chans.Items[0].URL, "hooks.slack.example") {
+		t.Errorf("the channel after rotation: %d %+v", st, chans)
+	}
 	s.api(key, "POST", "/v1/events/usesecret/trigger", nil, nil)
 	xs = s.waitAll(key, time.Minute)
 	for _, e := range xs {

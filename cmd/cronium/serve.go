@@ -217,14 +217,20 @@ func serve(g *globals, cfg serverConfig) error {
 	notifier := &notify.Worker{Store: store, Sender: &notify.Sender{}, Logger: log,
 		Backoff: cfg.Notifications.backoff(),
 		Channels: func(user, name string) (notify.Channel, error) {
-			if ch, ok := channels[name]; ok {
-				return ch, nil
-			}
+			// A user's own channel first (never trusted: public addresses
+			// only), so an operator channel added later under the same
+			// name does not silently take over their notifications.
 			u, err := store.UserByName(ctx, user)
 			if err != nil {
 				return notify.Channel{}, err
 			}
-			return api.OpenChannel(ctx, store, keyring, u.ID, name) // a user's own: public addresses only
+			ch, err := api.OpenChannel(ctx, store, keyring, u.ID, name)
+			if errors.Is(err, cronium.ErrNotFound) {
+				if op, ok := channels[name]; ok {
+					return op, nil
+				}
+			}
+			return ch, err
 		}}
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity, Notified: notifier.Wake,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/api"
 	"github.com/cronium/executor/dispatch"
 	"github.com/cronium/executor/secrets"
 	"github.com/cronium/executor/sqlite"
@@ -191,11 +192,15 @@ the old key. Works on the server's data directory directly.`,
 				return err
 			}
 			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
-				n, err := rotateSecrets(c, st, kr)
+				n, m, err := rotateSecrets(c, st, kr)
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(c.OutOrStdout(), "re-encrypted %d secret(s) under key %s\n", n, kr.Primary())
+				fmt.Fprintf(c.OutOrStdout(), "re-encrypted %d secret(s) under key %s", n, kr.Primary())
+				if m > 0 {
+					fmt.Fprintf(c.OutOrStdout(), ", and %d notification channel(s)", m)
+				}
+				fmt.Fprintln(c.OutOrStdout())
 				return nil
 			})
 		}}
@@ -204,25 +209,43 @@ the old key. Works on the server's data directory directly.`,
 	return c
 }
 
-func rotateSecrets(c *cobra.Command, st *sqlite.Store, kr *secrets.Keyring) (int, error) {
+func rotateSecrets(c *cobra.Command, st *sqlite.Store, kr *secrets.Keyring) (n, m int, err error) {
 	all, err := st.Secrets(c.Context(), 0)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	n := 0
 	for _, sec := range all {
 		id, blob, changed, err := kr.Rotate(sec.KeyID, sec.Blob, dispatch.SecretAAD(sec.UserID, sec.Name))
 		if err != nil {
-			return n, fmt.Errorf("secret %s of user %d: %w", sec.Name, sec.UserID, err)
+			return n, m, fmt.Errorf("secret %s of user %d: %w", sec.Name, sec.UserID, err)
 		}
 		if !changed {
 			continue
 		}
 		sec.KeyID, sec.Blob = id, blob
 		if err := st.PutSecret(c.Context(), sec); err != nil {
-			return n, err
+			return n, m, err
 		}
 		n++
 	}
-	return n, nil
+	// Users' notification channels are sealed with the same keys.
+	chs, err := st.AllChannels(c.Context())
+	if err != nil {
+		return n, m, err
+	}
+	for _, ch := range chs {
+		id, blob, changed, err := kr.Rotate(ch.KeyID, ch.Blob, api.ChannelAAD(ch.UserID, ch.Name))
+		if err != nil {
+			return n, m, fmt.Errorf("channel %s of user %d: %w", ch.Name, ch.UserID, err)
+		}
+		if !changed {
+			continue
+		}
+		ch.KeyID, ch.Blob = id, blob
+		if err := st.PutChannel(c.Context(), ch); err != nil {
+			return n, m, err
+		}
+		m++
+	}
+	return n, m, nil
 }
