@@ -182,7 +182,28 @@ func (s *Server) setTier(w http.ResponseWriter, r *http.Request, u *cronium.User
 	}
 	noteAudit(r, "", "tier "+target.Tier+" -> "+b.Tier)
 	target.Tier = b.Tier
-	return writeJSON(w, http.StatusOK, target)
+	// Events the new tier no longer allows would fail at their next run:
+	// say which, now.
+	evs, err := s.cfg.Store.Events(r.Context(), target.ID)
+	if err != nil {
+		return err
+	}
+	tier := s.tier(target)
+	out := TierChange{User: target}
+	for _, ev := range evs {
+		if err := ev.Normalize(tier); err != nil {
+			out.EventsOverTier = append(out.EventsOverTier, ev.Name+": "+err.Error())
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// TierChange is the answer of PUT /v1/users/{name}/tier: the user, and
+// their events the new tier does not allow (they fail at their next run
+// until changed).
+type TierChange struct {
+	cronium.User
+	EventsOverTier []string `json:"events_over_tier,omitempty"`
 }
 
 type createKeyBody struct {

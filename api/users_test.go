@@ -142,3 +142,18 @@ func TestUserLifecycle(t *testing.T) {
 		t.Errorf("audit of user changes: %v", actions)
 	}
 }
+
+// Moving a user to a smaller tier names the events it no longer allows.
+func TestTierDowngradeNamesEventsOverTheTier(t *testing.T) {
+	e := setup(t)
+	big := map[string]any{"name": "big", "language": "bash", "script": "true", "resources": map[string]any{"memory": "2Gi"}}
+	if st, body := e.call(t, e.bob, "PUT", "/v1/events/big", big); st != 201 {
+		t.Fatalf("apply: %d %v", st, body)
+	}
+	e.call(t, e.bob, "PUT", "/v1/events/small", map[string]any{"name": "small", "language": "bash", "script": "true"})
+	st, body := e.call(t, e.root, "PUT", "/v1/users/bob/tier", map[string]any{"tier": "free"})
+	over, _ := body["events_over_tier"].([]any)
+	if st != 200 || body["tier"] != "free" || len(over) != 1 || !strings.HasPrefix(over[0].(string), "big: ") || !strings.Contains(over[0].(string), "memory") {
+		t.Errorf("downgrade: %d %v", st, body)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/api"
 	"github.com/cronium/executor/sqlite"
 )
 
@@ -83,11 +84,18 @@ func userDeleteCmd() *cobra.Command {
 
 func userSetTierCmd() *cobra.Command {
 	return apiCmd("set-tier NAME TIER", "Change a user's tier (admins)", cobra.ExactArgs(2), func(c *cobra.Command, cl *apiClient, args []string) error {
-		var u cronium.User
+		var u api.TierChange
 		if err := cl.do(c.Context(), "PUT", "/v1/users/"+url.PathEscape(args[0])+"/tier", map[string]string{"tier": args[1]}, &u); err != nil {
 			return err
 		}
+		if cl.structured() {
+			cl.printJSON(c.OutOrStdout(), u)
+			return nil
+		}
 		fmt.Fprintf(c.OutOrStdout(), "user %s is now in tier %s\n", u.Name, u.Tier)
+		for _, e := range u.EventsOverTier {
+			fmt.Fprintf(c.ErrOrStderr(), "warning: event %s (change it, or its runs fail)\n", e)
+		}
 		return nil
 	})
 }
