@@ -146,18 +146,22 @@ func (s *Store) SetTier(ctx context.Context, userID int64, tier string) error {
 // transaction. The record stays (for the audit log and past executions),
 // so the name stays taken.
 func (s *Store) DeleteUser(ctx context.Context, userID int64, at time.Time) error {
+	stamp := at.UnixNano()
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		for _, q := range []string{
-			`UPDATE users SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL`,
-			`UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`,
-			`UPDATE events SET deleted = 1, enabled = 0, updated_at = ? / 1000000000 WHERE user_id = ? AND deleted = 0`,
-			`UPDATE executions SET status = 'finished', outcome = 'cancelled', finished_at = ?, reason = 'its user was deleted' WHERE user_id = ? AND status = 'queued'`,
-			// Their secrets and variables go at once ("? > 0" only uses the time).
-			`DELETE FROM secrets WHERE ? > 0 AND user_id = ?`,
-			`DELETE FROM variables WHERE ? > 0 AND user_id = ?`,
-			`DELETE FROM channels WHERE ? > 0 AND user_id = ?`,
+		for _, st := range []struct {
+			q    string
+			args []any
+		}{
+			{`UPDATE users SET deleted_at = ? WHERE id = ? AND deleted_at IS NULL`, []any{stamp, userID}},
+			{`UPDATE api_keys SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`, []any{stamp, userID}},
+			{`UPDATE events SET deleted = 1, enabled = 0, updated_at = ? WHERE user_id = ? AND deleted = 0`, []any{at.Unix(), userID}},
+			{`UPDATE executions SET status = 'finished', outcome = 'cancelled', finished_at = ?, reason = 'its user was deleted' WHERE user_id = ? AND status = 'queued'`, []any{stamp, userID}},
+			// Their secrets, variables and channels go at once.
+			{`DELETE FROM secrets WHERE user_id = ?`, []any{userID}},
+			{`DELETE FROM variables WHERE user_id = ?`, []any{userID}},
+			{`DELETE FROM channels WHERE user_id = ?`, []any{userID}},
 		} {
-			if _, err := tx.ExecContext(ctx, q, at.UnixNano(), userID); err != nil {
+			if _, err := tx.ExecContext(ctx, st.q, st.args...); err != nil {
 				return fmt.Errorf("delete user: %w", err)
 			}
 		}

@@ -269,15 +269,16 @@ func unknown(key string, fields map[string]reflect.Type) string {
 	}
 	slices.Sort(names)
 	for _, k := range names {
-		if distance(strings.ToLower(key), k) <= 2 {
+		if Distance(strings.ToLower(key), k) <= 2 {
 			return fmt.Sprintf("unknown field: did you mean %q?", k)
 		}
 	}
 	return "unknown field: the fields are " + strings.Join(names, ", ")
 }
 
-// distance is the Levenshtein distance between a and b, in bytes.
-func distance(a, b string) int {
+// Distance is the Levenshtein distance between a and b, in bytes (for
+// "did you mean" suggestions).
+func Distance(a, b string) int {
 	prev := make([]int, len(b)+1)
 	for j := range prev {
 		prev[j] = j

@@ -19,6 +19,7 @@ import (
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
+	"github.com/cronium/executor/strictjson"
 )
 
 // exitError carries a process exit status up to main.
@@ -110,32 +111,11 @@ func refuseUnknownSubcommands(c *cobra.Command) {
 		msg := fmt.Sprintf("unknown command %q for %q", args[0], c.CommandPath())
 		c.SuggestionsMinimumDistance = 2
 		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
-			slices.SortStableFunc(s, func(a, b string) int { return editDistance(args[0], a) - editDistance(args[0], b) })
+			slices.SortStableFunc(s, func(a, b string) int { return strictjson.Distance(args[0], a) - strictjson.Distance(args[0], b) })
 			msg += fmt.Sprintf("; did you mean %q?", s[0])
 		}
 		return usage(fmt.Errorf("%s\nrun '%s --help' for its commands", msg, c.CommandPath()))
 	}
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
 }
 
 // imageRepo is what --image-repo takes: a repository path without a registry.
