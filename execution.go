@@ -194,19 +194,6 @@ type Result struct {
 	OutputError string `json:"output_error,omitempty"`
 }
 
-// Engine runs executions in isolated sandboxes. Implementations are safe for concurrent use.
-type Engine interface {
-	// Run executes spec and blocks until it ends. A cancelled ctx cancels the
-	// execution (outcome cancelled); the sandbox is removed in every case.
-	// The error is non-nil only when no Result could be produced at all
-	// (bad spec); engine failures during a run come back as EngineError results.
-	Run(ctx context.Context, spec Spec) (Result, error)
-	// GC removes sandboxes left behind by crashed runs that are older than grace.
-	GC(ctx context.Context, grace time.Duration) (removed int, err error)
-	// Close releases the engine's connections.
-	io.Closer
-}
-
 // RuntimeCall is one runtime API call from a script (output, variables,
 // conditions), forwarded by the agent. Input and event are answered in the
 // sandbox from Spec.Input and Spec.Context.

@@ -24,13 +24,14 @@ import (
 // idleEngine stands in for the engine at its seam: these tests exercise the
 // API, the store and the scheduler; the dispatcher is never started, so
 // nothing runs. Engine behaviour is tested against real Docker elsewhere.
-type idleEngine struct{}
+type idleEngine struct{ cronium.ColdOnly }
 
 func (idleEngine) Run(context.Context, cronium.Spec) (cronium.Result, error) {
 	return cronium.Result{}, nil
 }
 func (idleEngine) GC(context.Context, time.Duration) (int, error) { return 0, nil }
 func (idleEngine) Close() error                                   { return nil }
+func (idleEngine) Capabilities() cronium.Capabilities             { return cronium.Capabilities{Name: "idle"} }
 
 type env struct {
 	srv              *httptest.Server

@@ -26,18 +26,6 @@ import (
 	"github.com/cronium/executor/tailbuf"
 )
 
-// Reattacher is implemented by engines that can resume collecting an
-// execution after the node restarted.
-type Reattacher interface {
-	Reattach(ctx context.Context, id string, afterSeq uint64, output func(cronium.OutputChunk)) (cronium.Result, error)
-}
-
-// SandboxReattacher is a Reattacher that can also resume an execution that
-// ran in a warm sandbox, found by the sandbox's id.
-type SandboxReattacher interface {
-	ReattachIn(ctx context.Context, sandboxID, executionID string, afterSeq uint64, output func(cronium.OutputChunk)) (cronium.Result, error)
-}
-
 // Config configures a Dispatcher.
 type Config struct {
 	// Store is the durable queue. Required.
@@ -73,8 +61,9 @@ type Config struct {
 	Pools *pool.Manager
 	// UserWorkspace is the size quota of a user strategy's persistent workspace. Default 1Gi.
 	UserWorkspace cronium.Size
-	// Sandboxes creates a warm sandbox for a template (image from the language, limits, profile, network).
-	Sandboxes func(ctx context.Context, template cronium.Spec) (pool.Sandbox, error)
+	// SandboxLifetime bounds how long a warm sandbox may be kept (its
+	// pool's max age plus one run). Default 1h.
+	SandboxLifetime time.Duration
 	// Bases names the exact runtime image of each language (see
 	// images.Bases). Runs and pool keys use it, so that an image update
 	// moves new runs and new warm sandboxes to the new image, and never
@@ -135,6 +124,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	}
 	if cfg.UserWorkspace == 0 {
 		cfg.UserWorkspace = 1 << 30
+	}
+	if cfg.SandboxLifetime <= 0 {
+		cfg.SandboxLifetime = time.Hour
 	}
 	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cachedTier{}, rates: map[string]float64{}}, nil
 }
@@ -357,7 +349,7 @@ func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 		}
 		for _, x := range picked {
 			if ok[x.ID] { // an execution cancelled meanwhile is not started
-				d.launch(x, nil)
+				d.launch(x, false)
 			}
 		}
 	}
@@ -410,7 +402,7 @@ func less(a cronium.Execution, ra int, b cronium.Execution, rb int) bool {
 
 // launch runs x in its own goroutine. With reattach set it resumes a
 // recovered execution instead of starting it.
-func (d *Dispatcher) launch(x cronium.Execution, reattach Reattacher) {
+func (d *Dispatcher) launch(x cronium.Execution, reattach bool) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	d.mu.Lock()
 	d.running[x.ID] = &running{userID: x.UserID, cancel: cancel}
@@ -424,7 +416,7 @@ func (d *Dispatcher) launch(x cronium.Execution, reattach Reattacher) {
 	}()
 }
 
-func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach Reattacher) cronium.Result {
+func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach bool) cronium.Result {
 	store := d.cfg.Store
 	fail := func(err error) cronium.Result {
 		now := time.Now()
@@ -438,7 +430,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		return cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: err.Error(), StartedAt: now, EndedAt: now}
 	}
 	sink := newLogSink(d, x.ID, d.cfg.LogLimit)
-	if reattach != nil {
+	if reattach {
 		sink.resume(x.LogBytes) // what the previous process stored counts
 	}
 	defer sink.finish()
@@ -446,7 +438,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	defer stopFlush()
 
 	defer d.cfg.Runtime.Close(x.ID)
-	if reattach != nil {
+	if reattach {
 		// The runtime API and the second line of redaction, as at the start
 		// (the agent, which kept running, redacts with its own copy first).
 		ev, err := d.eventForRetry(ctx, x.EventID)
@@ -464,12 +456,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 			return fail(err)
 		}
 		sink.lastSeq = after
-		var res cronium.Result
-		if sr, ok := reattach.(SandboxReattacher); ok && x.Sandbox != "" {
-			res, err = sr.ReattachIn(ctx, x.Sandbox, x.ID, after, sink.add)
-		} else {
-			res, err = reattach.Reattach(ctx, x.ID, after, sink.add)
-		}
+		res, err := d.cfg.Engine.Reattach(ctx, cronium.Reattach{ExecutionID: x.ID, Sandbox: x.Sandbox, AfterSeq: after, Output: sink.add, Runtime: d.cfg.Runtime})
 		switch {
 		case errors.Is(err, cronium.ErrNotFound):
 			return fail(errors.New("lost: node restarted and the execution's sandbox is gone"))
@@ -530,7 +517,14 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		// A writable root file system cannot be wiped between runs.
 		strategy, why = cronium.StrategyPrewarmed, why+"; the "+profile.Name+" profile has a writable root, which a reset cannot wipe: prewarmed instead"
 	}
-	if strategy != cronium.StrategyCold && (d.cfg.Pools == nil || d.cfg.Sandboxes == nil) {
+	caps := d.cfg.Engine.Capabilities()
+	switch {
+	case strategy == cronium.StrategyCold:
+	case !caps.Warm:
+		strategy, why = cronium.StrategyCold, why+"; the "+caps.Name+" engine has no warm sandboxes: cold"
+	case strategy == cronium.StrategyUser && !caps.Workspaces:
+		strategy, why = cronium.StrategyReuse, why+"; the "+caps.Name+" engine keeps no user workspaces: reuse"
+	case d.cfg.Pools == nil:
 		strategy, why = cronium.StrategyCold, why+"; this node has no warm pools: cold"
 	}
 	if err := store.SetStrategy(ctx, x.ID, strategy, why); err != nil {
@@ -560,7 +554,9 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 				d.log.Error("record the execution's sandbox", "execution_id", x.ID, "err", err)
 			}
 		}
-		res, _ = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) { return d.cfg.Sandboxes(ctx, template) }, spec)
+		res, _ = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) {
+			return d.cfg.Engine.NewSandbox(ctx, template, d.cfg.SandboxLifetime)
+		}, spec)
 	}
 	if len(res.Output) > 0 {
 		if err := d.cfg.Runtime.Output(ctx, x.ID, res.Output); err != nil {
@@ -743,15 +739,16 @@ func (d *Dispatcher) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("recover running executions: %w", err)
 	}
-	re, _ := d.cfg.Engine.(Reattacher)
+	caps := d.cfg.Engine.Capabilities()
 	for _, x := range xs {
-		if re == nil {
+		if !caps.Reattach {
 			now := time.Now()
-			d.finish(x, cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: "lost: node restarted", StartedAt: now, EndedAt: now})
+			d.finish(x, cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, StartedAt: now, EndedAt: now,
+				Error: "lost: the node restarted, and the " + caps.Name + " engine cannot re-attach to a running execution"})
 			continue
 		}
 		d.log.Info("re-attaching to execution", "execution_id", x.ID, "event", x.Event)
-		d.launch(x, re)
+		d.launch(x, true)
 	}
 	return nil
 }

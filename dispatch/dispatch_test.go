@@ -17,6 +17,7 @@ import (
 // seam (the engine has its own tests against Docker): each run ends with
 // the outcome its script names.
 type scriptedEngine struct {
+	cronium.ColdOnly
 	mu   sync.Mutex
 	runs []cronium.Spec
 }
@@ -44,6 +45,11 @@ func (e *scriptedEngine) started() int {
 
 func (e *scriptedEngine) GC(context.Context, time.Duration) (int, error) { return 0, nil }
 func (e *scriptedEngine) Close() error                                   { return nil }
+
+// Capabilities implements cronium.Engine: cold runs only.
+func (e *scriptedEngine) Capabilities() cronium.Capabilities {
+	return cronium.Capabilities{Name: "scripted", Networks: []cronium.NetworkMode{cronium.NetworkNone}}
+}
 
 func setup(t *testing.T) (*sqlite.Store, *scriptedEngine, *Dispatcher) {
 	st, eng, d, _ := setupAt(t)

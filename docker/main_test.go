@@ -2,102 +2,117 @@ package docker
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"os"
-	"path/filepath"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/images"
-	"github.com/cronium/executor/internal/testenv"
+	"github.com/cronium/executor/enginetest"
 )
 
-// testEngine is shared by the tests of this package: a real Docker daemon,
-// the real agent and the real runtime images. A missing engine or image is
-// a failure, never a skip.
-var testEngine *Engine
-
+// The engine's behaviour is the conformance suite's, run here against a
+// real Docker daemon with the real agent and runtime images (a missing
+// engine or image is a failure, never a skip); the tests below are of
+// what is Docker's own.
 func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
+	os.Exit(enginetest.Main(m, enginetest.Config{Engine: "docker", Kill: dockerKill}))
 }
 
-func runMain(m *testing.M) int {
-	tmp, err := os.MkdirTemp("", "crt")
+// dockerKill signals a container's first process through the docker CLI.
+func dockerKill(ref, signal string) error {
+	out, err := exec.Command("docker", "kill", "--signal", signal, ref).CombinedOutput()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return errors.New(strings.TrimSpace(string(out)))
 	}
-	defer os.RemoveAll(tmp)
-	agentBin, err := testenv.BuildAgent(tmp)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+	return nil
+}
+
+func TestConformance(t *testing.T) { enginetest.Run(t) }
+
+// testEngine is the suite's engine, as a Docker engine.
+func testEngine() *Engine { return enginetest.Engine().(*Engine) }
+
+func TestUnreachableEngine(t *testing.T) {
+	t.Parallel()
+	_, err := New(context.Background(), Config{Host: "unix:///nonexistent/docker.sock", AgentPath: "/dev/null"})
+	if !errors.Is(err, cronium.ErrUnavailable) {
+		t.Fatalf("err %v, want ErrUnavailable", err)
 	}
-	ctx := context.Background()
-	testEngine, err = New(ctx, Config{AgentPath: agentBin, StateDir: filepath.Join(tmp, "st"), Images: images.Refs(), NodeID: "test-" + NewID()[:6]})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL: the engine tests need a running Docker:", err)
-		return 1
-	}
-	defer testEngine.Close()
-	for l, ref := range images.Refs() {
-		ok, err := testEngine.ImageExists(ctx, ref)
-		if err != nil || !ok {
-			fmt.Fprintf(os.Stderr, "FAIL: runtime image %s for %s is missing (%v): run `make images` first\n", ref, l, err)
-			return 1
+	for _, want := range []string{"/nonexistent/docker.sock", "DOCKER_HOST", "dockerd"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
 		}
 	}
-	code := m.Run()
-	// Nothing may be left behind: no container of this node, no sandbox dir.
-	left, err := testEngine.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: client.Filters{}.Add("label", LabelNode+"="+testEngine.cfg.NodeID)})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "list containers:", err)
-		return 1
-	}
-	if len(left.Items) > 0 {
-		fmt.Fprintf(os.Stderr, "FAIL: %d container(s) left behind by the tests\n", len(left.Items))
-		return 1
-	}
-	if dirs, _ := os.ReadDir(filepath.Join(testEngine.cfg.StateDir, "s")); len(dirs) > 0 && code == 0 {
-		fmt.Fprintf(os.Stderr, "FAIL: %d sandbox dir(s) left behind by the tests\n", len(dirs))
-		return 1
-	}
-	return code
 }
 
-// run runs script and returns the result and its output, failing the test
-// on a spec error.
-func run(t *testing.T, lang cronium.Language, script string, mod func(*cronium.Spec)) (cronium.Result, string) {
-	t.Helper()
-	var out strings.Builder
-	spec := cronium.Spec{Language: lang, Script: []byte(script)}
-	spec.Limits.Timeout = 20 * time.Second
-	spec.Output = func(c cronium.OutputChunk) { out.Write(c.Data) }
-	if mod != nil {
-		mod(&spec)
-	}
-	res, err := testEngine.Run(context.Background(), spec)
-	if err != nil {
-		t.Fatalf("run: %v", err)
-	}
-	return res, out.String()
-}
-
-func wantOutcome(t *testing.T, res cronium.Result, out string, want cronium.Outcome) {
-	t.Helper()
-	if res.Outcome != want {
-		t.Fatalf("outcome %s (exit %d, error %q), want %s; output:\n%s", res.Outcome, res.ExitCode, res.Error, want, tail(out))
+// An engine name that is not registered is refused, naming the ones there are.
+func TestUnknownEngineName(t *testing.T) {
+	t.Parallel()
+	_, err := cronium.OpenEngine(context.Background(), "--engine", "dockr", cronium.EngineOptions{})
+	if !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), "--engine") || !strings.Contains(err.Error(), "docker") {
+		t.Fatalf("err %v, want an invalid --engine naming docker", err)
 	}
 }
 
-func tail(s string) string {
-	if len(s) > 2000 {
-		return "..." + s[len(s)-2000:]
+// A Docker engine asked for a Podman socket says which engine answered.
+func TestDialectMismatch(t *testing.T) {
+	t.Parallel()
+	o := enginetest.Options()
+	_, err := New(context.Background(), Config{AgentPath: o.AgentPath, StateDir: t.TempDir(), Dialect: "podman"})
+	if !errors.Is(err, cronium.ErrUnavailable) || !strings.Contains(err.Error(), "is docker") || !strings.Contains(err.Error(), "--engine docker") {
+		t.Fatalf("err %v, want a refusal saying the engine is docker", err)
 	}
-	return s
+}
+
+func TestGCRemovesOrphans(t *testing.T) {
+	t.Parallel()
+	e := testEngine()
+	ctx := context.Background()
+	old := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
+	fresh := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
+	mk := func(deadline string) string {
+		r, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+			Image: e.cfg.Images[cronium.Bash],
+			Config: &container.Config{Cmd: []string{"sleep", "600"}, Labels: map[string]string{
+				LabelManaged: "true", LabelNode: e.cfg.NodeID, LabelExecution: "gc-" + NewID(),
+				LabelCreated: old, LabelDeadline: deadline,
+			}},
+			HostConfig: &container.HostConfig{NetworkMode: "none"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.cli.ContainerStart(ctx, r.ID, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		return r.ID
+	}
+	orphan, live := mk(old), mk(fresh)
+	defer e.cli.ContainerRemove(ctx, live, client.ContainerRemoveOptions{Force: true})
+	if _, err := e.GC(ctx, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.cli.ContainerInspect(ctx, orphan, client.ContainerInspectOptions{}); err == nil {
+		t.Error("orphan past its deadline survived gc")
+	}
+	if _, err := e.cli.ContainerInspect(ctx, live, client.ContainerInspectOptions{}); err != nil {
+		t.Errorf("running container within its deadline was removed: %v", err)
+	}
+}
+
+// A dynamically linked agent would load the image's loader and libc (which
+// a custom image or a package layer could replace): refused.
+func TestDynamicAgentRefused(t *testing.T) {
+	t.Parallel()
+	_, err := New(context.Background(), Config{AgentPath: "/bin/ls", StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "dynamically linked") || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Fatalf("err %v, want a refusal of the dynamic agent", err)
+	}
 }

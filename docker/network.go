@@ -13,18 +13,7 @@ import (
 )
 
 // NetworkConfig is how the engine enforces network policies on this host.
-type NetworkConfig struct {
-	// Pool is the range the engine takes a /24 from for its sandbox bridge. Default 10.213.0.0/16.
-	Pool netip.Prefix
-	// UpstreamDNS are the name servers cronium's resolver asks ("IP" or "IP:port"). Default: the host's.
-	UpstreamDNS []string
-	// BlockedPorts are refused in every mode; a policy only adds to them. Default 25, 465, 587.
-	BlockedPorts []int
-	// AllowMetadata lets full mode reach 169.254.0.0/16 (cloud metadata). Default false.
-	AllowMetadata bool
-	// Services are the internal services by name.
-	Services map[string]cronium.InternalService
-}
+type NetworkConfig = cronium.NetworkSetup
 
 // guard returns the engine's network guard, creating its bridge, rules,
 // resolver and proxy on first use: runs without network never pay for it.

@@ -18,7 +18,7 @@ type countingFactory struct {
 }
 
 type countedSandbox struct {
-	*Sandbox
+	cronium.Sandbox
 	f    *countingFactory
 	once sync.Once
 }
@@ -29,7 +29,7 @@ func (c *countedSandbox) Close() {
 }
 
 func (f *countingFactory) new(ctx context.Context) (pool.Sandbox, error) {
-	sb, err := testEngine.NewSandbox(ctx, f.template, time.Minute)
+	sb, err := testEngine().NewSandbox(ctx, f.template, time.Minute)
 	if err != nil {
 		return nil, err
 	}

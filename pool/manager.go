@@ -186,14 +186,6 @@ type budgetedSandbox struct {
 	release func()
 }
 
-// Pause pauses the sandbox when it can be paused.
-func (b *budgetedSandbox) Pause(ctx context.Context) error {
-	if p, ok := b.Sandbox.(Pauser); ok {
-		return p.Pause(ctx)
-	}
-	return nil
-}
-
 // Close closes the sandbox and releases its budget.
 func (b *budgetedSandbox) Close() {
 	b.Sandbox.Close()

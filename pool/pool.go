@@ -11,19 +11,8 @@ import (
 	cronium "github.com/cronium/executor"
 )
 
-// Sandbox is one warm sandbox. Implementations run one execution at a time.
-type Sandbox interface {
-	// ID names the sandbox.
-	ID() string
-	// Run runs one execution in the sandbox and reports it. It has no error
-	// return: problems are reported in the Result (engine_error and so on).
-	Run(ctx context.Context, spec cronium.Spec) cronium.Result
-	// Reset makes the sandbox fresh for another run of the same user; an
-	// error means it must be recycled.
-	Reset(ctx context.Context) error
-	// Close destroys the sandbox. The pool calls it once.
-	Close()
-}
+// Sandbox is one warm sandbox: the engine contract's (cronium.Sandbox).
+type Sandbox = cronium.Sandbox
 
 // Factory creates and starts a sandbox (takes ~300 ms with Docker). It
 // should give up when ctx is done.
@@ -88,15 +77,10 @@ type Config struct {
 	// Clock tells the time for ages and idle timeouts. Default time.Now;
 	// tests may fake it. Phases are always measured with the real clock.
 	Clock func() time.Time
-	// PauseIdle pauses idle sandboxes that can be paused (Pauser), so they
-	// hold no CPU while they wait; the sandbox resumes itself when used.
+	// PauseIdle pauses idle sandboxes, so they hold no CPU while they
+	// wait; the sandbox resumes itself when used. Set it only for an engine
+	// whose capabilities include Pause.
 	PauseIdle bool
-}
-
-// Pauser is a Sandbox that can be frozen while idle. A paused sandbox
-// resumes by itself on Run, Reset or Close.
-type Pauser interface {
-	Pause(ctx context.Context) error
 }
 
 // withDefaults fills zero fields and checks the rest.
@@ -446,14 +430,13 @@ func (p *Pool) release(e *entry, reason string) {
 
 // pauseLocked freezes an idle sandbox in a goroutine owned by the pool.
 func (p *Pool) pauseLocked(e *entry) {
-	pz, ok := e.sb.(Pauser)
-	if !p.cfg.PauseIdle || !ok || p.stopped {
+	if !p.cfg.PauseIdle || p.stopped {
 		return
 	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		if err := pz.Pause(p.bg); err != nil {
+		if err := e.sb.Pause(p.bg); err != nil && !errors.Is(err, cronium.ErrUnsupported) {
 			p.log.Warn("pause idle sandbox", "sandbox", e.sb.ID(), "err", err)
 		}
 	}()

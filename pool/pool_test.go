@@ -127,6 +127,9 @@ func (s *fakeSandbox) Reset(ctx context.Context) error {
 	return nil
 }
 
+// Pause implements cronium.Sandbox: a fake cannot freeze.
+func (s *fakeSandbox) Pause(context.Context) error { return cronium.ErrUnsupported }
+
 func (s *fakeSandbox) Close() {
 	if s.closed.Swap(true) {
 		s.f.violate("%s: closed twice", s.id)

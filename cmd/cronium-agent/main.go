@@ -27,6 +27,10 @@ func main() {
 			os.Exit(agent.WipeMain(os.Args[2:]))
 		}
 	}
+	if err := agent.OwnSecretsDir(); err != nil {
+		fmt.Fprintln(os.Stderr, "cronium-agent:", err)
+		os.Exit(72)
+	}
 	agent.ReserveThreads(agent.AgentThreads)
 	conn, err := agent.Dial(filepath.Join(agent.HostDir, agent.SocketName), 10*time.Second)
 	if err != nil {

@@ -15,7 +15,6 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/docker"
-	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/internal/fakenet"
 )
 
@@ -58,12 +57,8 @@ func benchNetwork(w io.Writer, g *globals, runs, mb int) error {
 		return fmt.Errorf("fake internet (needs root): %w", err)
 	}
 	defer inet.Close()
-	agentPath, err := g.findAgent()
-	if err != nil {
-		return err
-	}
-	eng, err := docker.New(ctx, docker.Config{Host: g.dockerHost, AgentPath: agentPath, StateDir: g.stateDir, Images: images.Refs(),
-		Network: docker.NetworkConfig{UpstreamDNS: []string{fakenet.DNS}}})
+	g.network = cronium.NetworkSetup{UpstreamDNS: []string{fakenet.DNS}}
+	eng, err := g.engine(ctx)
 	if err != nil {
 		return err
 	}
@@ -107,7 +102,7 @@ func benchNetwork(w io.Writer, g *globals, runs, mb int) error {
 	fmt.Fprintln(os.Stderr)
 
 	warm := make([][]time.Duration, len(modes))
-	sbs := make([]*docker.Sandbox, len(modes))
+	sbs := make([]cronium.Sandbox, len(modes))
 	for j, m := range modes {
 		sb, err := eng.NewSandbox(ctx, cronium.Spec{Language: cronium.Bash, Network: m.policy, Limits: limits}, time.Hour)
 		if err != nil {

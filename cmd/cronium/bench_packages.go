@@ -50,7 +50,7 @@ func benchPackages(ctx context.Context, w io.Writer, g *globals, runs int, p cro
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	eng, err := g.engine(ctx)
+	eng, err := g.engineWithImages(ctx)
 	if err != nil {
 		return &exitError{code: 125, err: err}
 	}

@@ -23,7 +23,7 @@ import (
 // instantEngine finishes every execution at once. The schedule benchmark
 // uses it to measure the scheduler, the queue and the store, which are what
 // it tests; container start-up is measured by `bench cold`.
-type instantEngine struct{}
+type instantEngine struct{ cronium.ColdOnly }
 
 func (instantEngine) Run(_ context.Context, s cronium.Spec) (cronium.Result, error) {
 	now := time.Now()
@@ -31,6 +31,11 @@ func (instantEngine) Run(_ context.Context, s cronium.Spec) (cronium.Result, err
 }
 func (instantEngine) GC(context.Context, time.Duration) (int, error) { return 0, nil }
 func (instantEngine) Close() error                                   { return nil }
+
+// Capabilities implements cronium.Engine: cold runs only.
+func (instantEngine) Capabilities() cronium.Capabilities {
+	return cronium.Capabilities{Name: "instant", Networks: []cronium.NetworkMode{cronium.NetworkNone}}
+}
 
 func newBenchScheduleCmd(g *globals) *cobra.Command {
 	var events, users, capacity int

@@ -255,7 +255,7 @@ func throughput(n, workers int, run func() error) float64 {
 }
 
 // benchCPU compares a ~1 s CPU-bound python script in docker run and in cronium (reuse), 5 runs each, interleaved.
-func benchCPU(ctx context.Context, w io.Writer, eng *docker.Engine, dockerCLI string, pools *pool.Manager, limits cronium.Limits, p cronium.Profile) error {
+func benchCPU(ctx context.Context, w io.Writer, eng cronium.Engine, dockerCLI string, pools *pool.Manager, limits cronium.Limits, p cronium.Profile) error {
 	l := cronium.Python
 	img := images.Recipes[l].Ref()
 	// Calibrate N so the loop takes about a second here.

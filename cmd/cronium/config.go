@@ -13,11 +13,11 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/secrets"
 	"github.com/cronium/executor/strictjson"
 
@@ -49,7 +49,12 @@ type serverConfig struct {
 	// headers and body; an idle keep-alive connection is closed after twice
 	// that. Streams (logs, builds) are not bound by it. Default 1m.
 	RequestTimeout cronium.Duration `json:"request_timeout"`
-	// DockerHost is the engine address. Default: $DOCKER_HOST, then the default socket.
+	// Engine is the container engine: docker (default) or podman.
+	Engine string `json:"engine"`
+	// EngineOptions are settings of the engine's own (see its documentation).
+	EngineOptions map[string]string `json:"engine_options"`
+	// DockerHost is the engine address. Default: $DOCKER_HOST, then the
+	// default socket; with engine podman, a service cronium starts on demand.
 	DockerHost string `json:"docker_host"`
 	// Tiers override or add tiers; the defaults are free, pro and enterprise.
 	// A default tier named in the file keeps the fields the file leaves out.
@@ -110,8 +115,8 @@ func (n networkConfig) rules() cronium.NetworkRules {
 }
 
 // engineConfig is the part the engine enforces.
-func (n networkConfig) engineConfig() docker.NetworkConfig {
-	c := docker.NetworkConfig{UpstreamDNS: n.UpstreamDNS, BlockedPorts: n.BlockedPorts, AllowMetadata: n.AllowMetadata, Services: n.InternalServices}
+func (n networkConfig) engineConfig() cronium.NetworkSetup {
+	c := cronium.NetworkSetup{UpstreamDNS: n.UpstreamDNS, BlockedPorts: n.BlockedPorts, AllowMetadata: n.AllowMetadata, Services: n.InternalServices}
 	c.Pool, _ = netip.ParsePrefix(n.Pool)
 	return c
 }
@@ -268,6 +273,7 @@ func loadServerConfig(path string) (serverConfig, error) {
 	env := map[string]func(string) error{
 		"CRONIUM_LISTEN":   func(v string) error { c.Listen = v; return nil },
 		"CRONIUM_DATA_DIR": func(v string) error { c.DataDir = v; return nil },
+		"CRONIUM_ENGINE":   func(v string) error { c.Engine = v; return nil },
 		"CRONIUM_NODE_ID":  func(v string) error { c.NodeID = v; return nil },
 		"CRONIUM_CAPACITY": func(v string) error {
 			n, err := strconv.Atoi(v)
@@ -366,6 +372,12 @@ func (c *serverConfig) merge(f serverConfig) {
 	if f.DockerHost != "" {
 		c.DockerHost = f.DockerHost
 	}
+	if f.Engine != "" {
+		c.Engine = f.Engine
+	}
+	if f.EngineOptions != nil {
+		c.EngineOptions = f.EngineOptions
+	}
 	if f.MasterKeyFile != "" {
 		c.MasterKeyFile = f.MasterKeyFile
 	}
@@ -407,6 +419,9 @@ func (c *serverConfig) validate() error {
 	}
 	if c.DataDir == "" {
 		return cronium.Invalid("data_dir", "", "is empty")
+	}
+	if c.Engine != "" && !slices.Contains(cronium.EngineNames(), c.Engine) {
+		return cronium.Invalid("engine", c.Engine, "is not an engine: use one of "+strings.Join(cronium.EngineNames(), ", "))
 	}
 	if err := c.Network.validate(); err != nil {
 		return err

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 
-	"github.com/cronium/executor/docker"
+	cronium "github.com/cronium/executor"
+	_ "github.com/cronium/executor/docker" // registers the docker engine
 	"github.com/cronium/executor/images"
+	_ "github.com/cronium/executor/podman" // registers the podman engine
 )
 
 // findAgent locates the cronium-agent binary: --agent, $CRONIUM_AGENT, then
@@ -29,12 +32,24 @@ func (g *globals) findAgent() (string, error) {
 	return "", errors.New("cronium-agent not found next to cronium: build both with `make build` (into bin/), or pass --agent / set CRONIUM_AGENT")
 }
 
-func (g *globals) engine(ctx context.Context) (*docker.Engine, error) {
+// engineName is the engine --engine names, then $CRONIUM_ENGINE, then docker.
+func (g *globals) engineName() string {
+	if g.engineFlag != "" {
+		return g.engineFlag
+	}
+	if v := os.Getenv("CRONIUM_ENGINE"); v != "" {
+		return v
+	}
+	return "docker"
+}
+
+// engine opens the engine --engine names (docker by default) for a command.
+func (g *globals) engine(ctx context.Context) (cronium.Engine, error) {
 	agentPath, err := g.findAgent()
 	if err != nil {
 		return nil, err
 	}
-	return docker.New(ctx, docker.Config{
+	return cronium.OpenEngine(ctx, "--engine", g.engineName(), cronium.EngineOptions{
 		Host:      g.dockerHost,
 		AgentPath: agentPath,
 		StateDir:  g.stateDir,
@@ -42,4 +57,34 @@ func (g *globals) engine(ctx context.Context) (*docker.Engine, error) {
 		Network:   g.network,
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
+}
+
+// imageStore is the engine's image store, or an error saying the engine holds none.
+func imageStore(eng cronium.Engine) (cronium.ImageStore, error) {
+	if st := eng.Images(); st != nil {
+		return st, nil
+	}
+	return nil, fmt.Errorf("%w: the %s engine holds no images of its own", cronium.ErrUnsupported, eng.Capabilities().Name)
+}
+
+// engineImages is an engine and its image store as one value, for the
+// package builder (which runs builds and commits their layers).
+type engineImages struct {
+	cronium.Engine
+	cronium.ImageStore
+}
+
+// engineWithImages opens the engine and its image store, for the commands
+// that need both.
+func (g *globals) engineWithImages(ctx context.Context) (engineImages, error) {
+	eng, err := g.engine(ctx)
+	if err != nil {
+		return engineImages{}, err
+	}
+	img, err := imageStore(eng)
+	if err != nil {
+		eng.Close()
+		return engineImages{}, err
+	}
+	return engineImages{eng, img}, nil
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/packages"
 	"github.com/cronium/executor/pool"
@@ -37,7 +36,7 @@ const retryRebuild = 10 * time.Minute
 // images updates replaced once nothing uses them.
 type follower struct {
 	bases  *images.Bases
-	eng    *docker.Engine
+	eng    cronium.ImageStore
 	pools  *pool.Manager
 	store  *sqlite.Store
 	layers *packages.Builder

@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/packages"
 )
@@ -36,7 +35,7 @@ recipe, so an unchanged image is not rebuilt. Needs root and mmdebstrap.`,
 			if err != nil {
 				return err
 			}
-			return withEngine(g, func(ctx context.Context, eng *docker.Engine) error {
+			return withEngine(g, func(ctx context.Context, eng cronium.ImageStore) error {
 				b := &images.Builder{Engine: eng, Mirror: mirror, Progress: c.ErrOrStderr()}
 				for _, r := range recipes {
 					if _, err := b.Ensure(ctx, r); err != nil {
@@ -56,7 +55,7 @@ recipe, so an unchanged image is not rebuilt. Needs root and mmdebstrap.`,
 				return err
 			}
 			ctx := context.Background()
-			eng, err := g.engine(ctx)
+			eng, err := g.engineWithImages(ctx)
 			if err != nil {
 				return &exitError{code: 125, err: err}
 			}
@@ -134,7 +133,7 @@ Needs root and mmdebstrap, like build.`,
 			if err != nil {
 				return err
 			}
-			return withEngine(g, func(ctx context.Context, eng *docker.Engine) error {
+			return withEngine(g, func(ctx context.Context, eng cronium.ImageStore) error {
 				// A mistyped --image-repo would build a whole new set.
 				if have, err := eng.ImageTags(ctx, images.Repository+"/"); err != nil {
 					return err
@@ -170,7 +169,7 @@ Needs root and mmdebstrap, like build.`,
 }
 
 // withEngine runs f with the engine, under a context that an interrupt cancels.
-func withEngine(g *globals, f func(ctx context.Context, eng *docker.Engine) error) error {
+func withEngine(g *globals, f func(ctx context.Context, img cronium.ImageStore) error) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	eng, err := g.engine(ctx)
@@ -178,7 +177,11 @@ func withEngine(g *globals, f func(ctx context.Context, eng *docker.Engine) erro
 		return &exitError{code: 125, err: err}
 	}
 	defer eng.Close()
-	return f(ctx, eng)
+	img, err := imageStore(eng)
+	if err != nil {
+		return &exitError{code: 125, err: err}
+	}
+	return f(ctx, img)
 }
 
 // recipesOf maps image names (bash, python, node, builder) to recipes:
@@ -209,7 +212,7 @@ func recipesOf(args []string) ([]images.Recipe, error) {
 
 // printImages prints the runtime images and package layers as data:
 // {"items": [{language, image, built, size_bytes}], "layers": [...]}.
-func printImages(ctx context.Context, w io.Writer, format string, eng *docker.Engine) error {
+func printImages(ctx context.Context, w io.Writer, format string, eng engineImages) error {
 	type item struct {
 		Language string `json:"language"`
 		Image    string `json:"image"`

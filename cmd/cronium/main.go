@@ -17,7 +17,6 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/strictjson"
 )
@@ -41,10 +40,11 @@ func (e *exitError) Unwrap() error { return e.err }
 func usage(err error) error { return &exitError{code: 2, err: err} }
 
 type globals struct {
+	engineFlag string
 	dockerHost string
 	stateDir   string
 	agentPath  string
-	network    docker.NetworkConfig // how network policies are enforced (from --config)
+	network    cronium.NetworkSetup // how network policies are enforced (from --config)
 }
 
 func newRoot() *cobra.Command {
@@ -67,7 +67,8 @@ Start with:
 		return usage(fmt.Errorf("%w\nrun '%s --help' for usage", err, c.CommandPath()))
 	})
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.dockerHost, "docker-host", "", "container engine address (default: $DOCKER_HOST, then unix:///var/run/docker.sock)")
+	pf.StringVar(&g.engineFlag, "engine", "", "container engine: docker or podman (default: $CRONIUM_ENGINE, then docker)")
+	pf.StringVar(&g.dockerHost, "docker-host", "", "container engine address: a Docker socket, or with --engine podman a Podman API socket (default: $DOCKER_HOST, then unix:///var/run/docker.sock; podman: a service cronium starts on demand)")
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory for sandbox sockets and the agent copy (default: /var/lib/cronium as root)")
 	pf.StringVar(&g.agentPath, "agent", "", "path of the cronium-agent binary (default: $CRONIUM_AGENT, then next to cronium)")
 	repo := pf.String("image-repo", "", "repository of the runtime images and package layers, for several installations on one engine (default: $CRONIUM_IMAGE_REPO, then cronium)")

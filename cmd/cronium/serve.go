@@ -20,7 +20,6 @@ import (
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/api"
 	"github.com/cronium/executor/dispatch"
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/imagepolicy"
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/notify"
@@ -170,26 +169,36 @@ func serve(g *globals, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	host := cfg.DockerHost
+	host, engineName := cfg.DockerHost, cfg.Engine
 	if g.dockerHost != "" {
 		host = g.dockerHost
 	}
-	eng, err := docker.New(ctx, docker.Config{Host: host, AgentPath: agentPath, StateDir: cfg.DataDir, NodeID: cfg.NodeID, Images: images.Refs(), Logger: log,
-		Network: cfg.Network.engineConfig()})
+	if g.engineFlag != "" {
+		engineName = g.engineFlag
+	}
+	if engineName == "" {
+		engineName = "docker"
+	}
+	eng, err := cronium.OpenEngine(ctx, "engine", engineName, cronium.EngineOptions{Host: host, AgentPath: agentPath, StateDir: cfg.DataDir,
+		NodeID: cfg.NodeID, Images: images.Refs(), Logger: log, Network: cfg.Network.engineConfig(), Params: cfg.EngineOptions})
 	if err != nil {
 		return &exitError{code: 125, err: err}
 	}
 	defer eng.Close()
+	caps := eng.Capabilities()
+	imgs, err := imageStore(eng)
+	if err != nil {
+		return &exitError{code: 125, err: fmt.Errorf("%w: serve builds package layers and admits custom images on the engine", err)}
+	}
 	keyring, err := cfg.keyring(log)
 	if err != nil {
 		return err
 	}
 	rt := runtimeapi.New(store)
-	eng.SetRuntime(rt)
 	pools := pool.NewManager(map[pool.Mode]pool.Config{
-		pool.Prewarmed: cfg.Pools.Prewarmed.config(pool.Prewarmed, log),
-		pool.Reuse:     cfg.Pools.Reuse.config(pool.Reuse, log),
-		pool.User:      cfg.Pools.User.config(pool.User, log),
+		pool.Prewarmed: cfg.Pools.Prewarmed.config(pool.Prewarmed, caps, log),
+		pool.Reuse:     cfg.Pools.Reuse.config(pool.Reuse, caps, log),
+		pool.User:      cfg.Pools.User.config(pool.User, caps, log),
 	})
 	pools.LimitTotal(cfg.Capacity) // warm sandboxes of all pools together never exceed the node's capacity
 	// A pooled sandbox lives at most its pool's max age while idle, plus one
@@ -199,11 +208,11 @@ func serve(g *globals, cfg serverConfig) error {
 		longestTimeout = max(longestTimeout, t.MaxTimeout.D())
 	}
 	// The exact runtime images: runs and pools follow `cronium images update`.
-	bases := images.NewBases(eng, images.Refs())
+	bases := images.NewBases(imgs, images.Refs())
 	if _, err := bases.Refresh(ctx); err != nil {
 		log.Warn("look up the runtime images", "err", err)
 	}
-	layerBuilder := &packages.Builder{Engine: eng, BuilderImage: images.BuilderRecipe.Ref(), Indexes: cfg.Images.Indexes,
+	layerBuilder := &packages.Builder{Engine: engineImages{eng, imgs}, BuilderImage: images.BuilderRecipe.Ref(), Indexes: cfg.Images.Indexes,
 		Namespace: images.Repository + "/pkgs-"}
 	lifetime := max(cfg.Pools.Prewarmed.MaxAge.D(), cfg.Pools.Reuse.MaxAge.D(), cfg.Pools.User.MaxAge.D()) + longestTimeout + time.Hour
 	channels, err := cfg.Notifications.channels()
@@ -235,9 +244,7 @@ func serve(g *globals, cfg serverConfig) error {
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity, Notified: notifier.Wake,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
 		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace, Network: cfg.Network.rules(), Bases: bases,
-		Sandboxes: func(ctx context.Context, t cronium.Spec) (pool.Sandbox, error) {
-			return eng.NewSandbox(ctx, t, lifetime)
-		}})
+		SandboxLifetime: lifetime})
 	if err != nil {
 		return err
 	}
@@ -249,12 +256,12 @@ func serve(g *globals, cfg serverConfig) error {
 		Channel:  func(_, name string) bool { _, ok := channels[name]; return ok },
 		Network:  cfg.Network.rules(),
 		Packages: layers{layerBuilder},
-		Images:   &imagepolicy.Policy{Config: cfg.Images.Config, Engine: eng},
+		Images:   &imagepolicy.Policy{Config: cfg.Images.Config, Engine: imgs},
 		Ready: func(ctx context.Context) error {
 			if _, err := store.Counts(ctx); err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
-			_, err := eng.ImageExists(ctx, images.Refs()[cronium.Bash])
+			_, err := imgs.ImageExists(ctx, images.Refs()[cronium.Bash])
 			return err
 		}})
 	if err != nil {
@@ -271,16 +278,13 @@ func serve(g *globals, cfg serverConfig) error {
 		for _, x := range running {
 			keep[x.Sandbox] = x.Sandbox != ""
 		}
-		if n, err := eng.RemoveSandboxesExcept(ctx, keep); err != nil {
-			log.Warn("remove orphaned warm sandboxes", "err", err)
+		// With them, the bridges and firewall rules a dead process left
+		// (unless a sandbox still uses them: it is being re-attached).
+		if n, err := eng.Recover(ctx, keep); err != nil {
+			log.Warn("remove what the previous process left", "err", err)
 		} else if n > 0 {
 			log.Info("removed warm sandboxes left by the previous process", "count", n)
 		}
-	}
-	// The bridges and firewall rules a dead process left (unless a sandbox
-	// still uses them: it is being re-attached).
-	if err := eng.SweepNetworks(ctx); err != nil {
-		log.Warn("sweep sandbox networks", "err", err)
 	}
 	// Recovery first: executions that were running are re-attached before anything new starts.
 	if err := disp.Start(ctx); err != nil {
@@ -299,7 +303,7 @@ func serve(g *globals, cfg serverConfig) error {
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
 	gcDone := make(chan struct{})
-	pruner := &packages.Pruner{Builder: layerBuilder, Remove: eng.RemoveImage,
+	pruner := &packages.Pruner{Builder: layerBuilder, Remove: imgs.RemoveImage,
 		UnusedFor: cfg.Images.UnusedFor.D(), Budget: int64(cfg.Images.DiskBudget)}
 	prune := func() {
 		evs, err := store.Events(ctx, 0)
@@ -365,9 +369,9 @@ func serve(g *globals, cfg serverConfig) error {
 	followDone := make(chan struct{})
 	go func() { // follows `cronium images update`, owned by serve
 		defer close(followDone)
-		(&follower{bases: bases, eng: eng, pools: pools, store: store, layers: layerBuilder, log: log}).run(ctx)
+		(&follower{bases: bases, eng: imgs, pools: pools, store: store, layers: layerBuilder, log: log}).run(ctx)
 	}()
-	log.Info("cronium serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "node", cfg.NodeID, "capacity", cfg.Capacity, "engine", eng.Host())
+	log.Info("cronium serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "node", cfg.NodeID, "capacity", cfg.Capacity, "engine", caps.Name, "engine_address", caps.Address, "engine_version", caps.Version)
 
 	select {
 	case <-ctx.Done():
@@ -390,7 +394,7 @@ func serve(g *globals, cfg serverConfig) error {
 		pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := pools.Stop(pctx); err != nil {
 			log.Warn("drain pools", "err", err)
-		} else if n, err := eng.UnmountWorkspaces(); err != nil {
+		} else if n, err := eng.Release(); err != nil {
 			log.Warn("unmount user workspaces", "err", err)
 		} else if n > 0 {
 			log.Info("unmounted user workspaces", "count", n)
@@ -410,6 +414,9 @@ func serve(g *globals, cfg serverConfig) error {
 	return nil
 }
 
-func (p poolSize) config(mode pool.Mode, log *slog.Logger) pool.Config {
-	return pool.Config{Mode: mode, Min: p.Min, Max: p.Max, IdleTimeout: p.IdleTimeout.D(), MaxRuns: p.MaxRuns, MaxAge: p.MaxAge.D(), Logger: log, PauseIdle: p.PauseIdle}
+func (p poolSize) config(mode pool.Mode, caps cronium.Capabilities, log *slog.Logger) pool.Config {
+	if p.PauseIdle && !caps.Pause {
+		log.Warn("pools.pause_idle is set, but the engine cannot pause sandboxes: idle sandboxes keep running", "pool", mode, "engine", caps.Name)
+	}
+	return pool.Config{Mode: mode, Min: p.Min, Max: p.Max, IdleTimeout: p.IdleTimeout.D(), MaxRuns: p.MaxRuns, MaxAge: p.MaxAge.D(), Logger: log, PauseIdle: p.PauseIdle && caps.Pause}
 }

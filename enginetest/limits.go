@@ -1,4 +1,4 @@
-package docker
+package enginetest
 
 import (
 	"context"
@@ -11,14 +11,33 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
-
 	cronium "github.com/cronium/executor"
 )
 
-func TestHelloEachLanguage(t *testing.T) {
-	t.Parallel()
+// Limits, outcomes, output and the strict profile: every engine enforces
+// them the same way.
+func init() {
+	add("HelloEachLanguage", testHelloEachLanguage)
+	add("ExitCodeFailed", testExitCodeFailed)
+	add("MemoryBombIsOOMKilled", testMemoryBombIsOOMKilled)
+	add("ForkBombIsContained", testForkBombIsContained)
+	add("CPUQuota", testCPUQuota)
+	add("FullMountsAndMemoryBombLeaveTheAgentAlive", testFullMountsAndMemoryBombLeaveTheAgentAlive)
+	add("TmpFullGetsENOSPC", testTmpFullGetsENOSPC)
+	add("SandboxIdentity", testSandboxIdentity)
+	add("EnvironmentIsOnlyUserAndCronium", testEnvironmentIsOnlyUserAndCronium)
+	add("TimeoutKillsScriptIgnoringTERM", testTimeoutKillsScriptIgnoringTERM)
+	add("DaemonizedChildDoesNotOutlive", testDaemonizedChildDoesNotOutlive)
+	add("OutputFloodIsTruncated", testOutputFloodIsTruncated)
+	add("OutputKillPolicy", testOutputKillPolicy)
+	add("CancelRemovesEverything", testCancelRemovesEverything)
+	add("MissingImageSaysHowToBuild", testMissingImageSaysHowToBuild)
+	add("BadSpecIsRejected", testBadSpecIsRejected)
+	add("OutputChunksKeepCharactersWhole", testOutputChunksKeepCharactersWhole)
+	add("OutputWithinTheCapIsNotTruncated", testOutputWithinTheCapIsNotTruncated)
+}
+
+func testHelloEachLanguage(t *testing.T) {
 	scripts := map[cronium.Language]string{
 		cronium.Bash:   `read -r line; echo "hi $line"; echo err >&2`,
 		cronium.Python: "import sys\nprint('hi', sys.stdin.read().strip())\nprint('err', file=sys.stderr)",
@@ -61,8 +80,7 @@ func TestHelloEachLanguage(t *testing.T) {
 	}
 }
 
-func TestExitCodeFailed(t *testing.T) {
-	t.Parallel()
+func testExitCodeFailed(t *testing.T) {
 	res, out := run(t, cronium.Bash, "echo bye; exit 3", nil)
 	wantOutcome(t, res, out, cronium.Failed)
 	if res.ExitCode != 3 {
@@ -70,8 +88,7 @@ func TestExitCodeFailed(t *testing.T) {
 	}
 }
 
-func TestMemoryBombIsOOMKilled(t *testing.T) {
-	t.Parallel()
+func testMemoryBombIsOOMKilled(t *testing.T) {
 	script := "a = []\nwhile True:\n    a.append(bytearray(8 << 20))\n"
 	res, out := run(t, cronium.Python, script, func(s *cronium.Spec) { s.Limits.Memory = 64 << 20 })
 	wantOutcome(t, res, out, cronium.OOMKilled)
@@ -83,8 +100,7 @@ func TestMemoryBombIsOOMKilled(t *testing.T) {
 	}
 }
 
-func TestForkBombIsContained(t *testing.T) {
-	t.Parallel()
+func testForkBombIsContained(t *testing.T) {
 	// Count how many processes can be created; children sleep so they all stay alive.
 	script := `
 import os, time
@@ -137,8 +153,7 @@ print("children", n, flush=True)
 
 // The CPU quota is a ceiling: a busy loop never gets more than its share,
 // however idle the host.
-func TestCPUQuota(t *testing.T) {
-	t.Parallel()
+func testCPUQuota(t *testing.T) {
 	script := "import time\nend = time.time() + 4\nwhile time.time() < end:\n    pass\n"
 	res, out := run(t, cronium.Python, script, func(s *cronium.Spec) { s.Limits.CPUs = 0.5 })
 	wantOutcome(t, res, out, cronium.Succeeded)
@@ -161,8 +176,7 @@ func TestCPUQuota(t *testing.T) {
 // Then, with the mounts full, a memory bomb: the kernel kills a script
 // process (the OOM killer's first choice), never the agent, and the run
 // ends oom_killed, its output kept.
-func TestFullMountsAndMemoryBombLeaveTheAgentAlive(t *testing.T) {
-	t.Parallel()
+func testFullMountsAndMemoryBombLeaveTheAgentAlive(t *testing.T) {
 	fill := `cat /proc/self/oom_score_adj
 for d in /tmp /workspace /dev/shm; do head -c 100M /dev/zero > $d/fill; echo "$d status=$?"; done
 echo filled
@@ -192,8 +206,7 @@ echo filled
 	}
 }
 
-func TestTmpFullGetsENOSPC(t *testing.T) {
-	t.Parallel()
+func testTmpFullGetsENOSPC(t *testing.T) {
 	res, out := run(t, cronium.Bash, "head -c 64M /dev/zero > /tmp/fill; echo status=$?", func(s *cronium.Spec) { s.Limits.TmpSize = 16 << 20 })
 	wantOutcome(t, res, out, cronium.Succeeded)
 	if !strings.Contains(out, "No space left on device") || !strings.Contains(out, "status=1") {
@@ -201,8 +214,7 @@ func TestTmpFullGetsENOSPC(t *testing.T) {
 	}
 }
 
-func TestSandboxIdentity(t *testing.T) {
-	t.Parallel()
+func testSandboxIdentity(t *testing.T) {
 	script := `
 echo "uid=$(id -u) gid=$(id -g)"
 grep -E '^Cap(Eff|Prm|Amb)' /proc/self/status
@@ -214,9 +226,18 @@ echo "setuid=$(find / -xdev -type f -perm /6000 2>/dev/null | wc -l)"
 cat /.cronium/host/agent.sock 2>&1 | head -1
 echo x >> /.cronium/agent 2>&1 || echo "agent write failed"
 kill -9 1 2>&1 || echo "kill agent failed"
+for d in /run /var/tmp /etc /usr/local/bin; do touch $d/x 2>/dev/null && echo "wrote $d" || echo "no write $d"; done
+cp /bin/true /tmp/t && /tmp/t 2>/dev/null && echo "exec from tmp" || echo "no exec tmp"
+cp /bin/true /workspace/t && /workspace/t 2>/dev/null && echo "exec from workspace" || echo "no exec workspace"
+stat -c 'secrets %U %a' /run/secrets
 `
 	res, out := run(t, cronium.Bash, script, nil)
 	wantOutcome(t, res, out, cronium.Succeeded)
+	for _, bad := range []string{"wrote ", "exec from "} {
+		if strings.Contains(out, bad) {
+			t.Errorf("output has %q:\n%s", bad, out)
+		}
+	}
 	for _, want := range []string{
 		"uid=65534 gid=65534",
 		"CapEff:\t0000000000000000",
@@ -231,6 +252,12 @@ kill -9 1 2>&1 || echo "kill agent failed"
 		"Permission denied", // the host socket directory
 		"agent write failed",
 		"kill agent failed",
+		// Nothing writable outside the sandbox's own mounts, and nothing
+		// written there can run (Podman adds writable /run and /var/tmp
+		// of its own: they must not be).
+		"no write /run", "no write /var/tmp", "no write /etc", "no write /usr/local/bin",
+		"no exec tmp", "no exec workspace",
+		"secrets nobody 700",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -238,8 +265,7 @@ kill -9 1 2>&1 || echo "kill agent failed"
 	}
 }
 
-func TestEnvironmentIsOnlyUserAndCronium(t *testing.T) {
-	t.Parallel()
+func testEnvironmentIsOnlyUserAndCronium(t *testing.T) {
 	res, out := run(t, cronium.Bash, "env -0 | tr '\\0' '\\n' | cut -d= -f1 | sort", func(s *cronium.Spec) {
 		s.Env = map[string]string{"MODE": "prod"}
 	})
@@ -255,8 +281,7 @@ func TestEnvironmentIsOnlyUserAndCronium(t *testing.T) {
 	}
 }
 
-func TestTimeoutKillsScriptIgnoringTERM(t *testing.T) {
-	t.Parallel()
+func testTimeoutKillsScriptIgnoringTERM(t *testing.T) {
 	res, out := run(t, cronium.Bash, "trap '' TERM; echo started; while true; do sleep 0.2; done", func(s *cronium.Spec) {
 		s.Limits.Timeout = 2 * time.Second
 		s.Limits.Grace = time.Second
@@ -270,8 +295,7 @@ func TestTimeoutKillsScriptIgnoringTERM(t *testing.T) {
 	}
 }
 
-func TestDaemonizedChildDoesNotOutlive(t *testing.T) {
-	t.Parallel()
+func testDaemonizedChildDoesNotOutlive(t *testing.T) {
 	// Double fork plus setsid: the grandchild is reparented to PID 1 in its own session.
 	script := `( setsid bash -c 'trap "" TERM HUP; sleep 3; echo still-alive' & ) ; echo parent-done`
 	res, out := run(t, cronium.Bash, script, nil)
@@ -284,8 +308,7 @@ func TestDaemonizedChildDoesNotOutlive(t *testing.T) {
 	}
 }
 
-func TestOutputFloodIsTruncated(t *testing.T) {
-	t.Parallel()
+func testOutputFloodIsTruncated(t *testing.T) {
 	var got int64
 	var markers []string
 	var tailStderr strings.Builder // stderr after the marker: the end of the output
@@ -329,8 +352,7 @@ func TestOutputFloodIsTruncated(t *testing.T) {
 	}
 }
 
-func TestOutputKillPolicy(t *testing.T) {
-	t.Parallel()
+func testOutputKillPolicy(t *testing.T) {
 	res, out := run(t, cronium.Bash, "yes", func(s *cronium.Spec) {
 		s.Limits.Output = 64 << 10
 		s.Limits.OutputPolicy = cronium.OutputKill
@@ -338,11 +360,10 @@ func TestOutputKillPolicy(t *testing.T) {
 	wantOutcome(t, res, out, cronium.OutputLimit)
 }
 
-func TestCancelRemovesEverything(t *testing.T) {
-	t.Parallel()
+func testCancelRemovesEverything(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	started := make(chan struct{}, 1)
-	spec := cronium.Spec{Language: cronium.Bash, Script: []byte("echo started; sleep 60"), ID: "cancel-" + NewID()}
+	spec := cronium.Spec{Language: cronium.Bash, Script: []byte("echo started; sleep 60"), ID: "cancel-" + newID()}
 	spec.Limits.Grace = time.Second
 	spec.Output = func(cronium.OutputChunk) {
 		select {
@@ -351,25 +372,17 @@ func TestCancelRemovesEverything(t *testing.T) {
 		}
 	}
 	go func() { <-started; cancel() }()
-	res, err := testEngine.Run(ctx, spec)
+	res, err := eng.Run(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Outcome != cronium.Cancelled {
 		t.Fatalf("outcome %s (%s), want cancelled", res.Outcome, res.Error)
 	}
-	list, err := testEngine.cli.ContainerList(context.Background(), client.ContainerListOptions{All: true,
-		Filters: client.Filters{}.Add("label", LabelExecution+"="+spec.ID)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list.Items) != 0 {
-		t.Errorf("%d container(s) left after cancel", len(list.Items))
-	}
+	checkGone(t, spec.ID)
 }
 
-func TestMissingImageSaysHowToBuild(t *testing.T) {
-	t.Parallel()
+func testMissingImageSaysHowToBuild(t *testing.T) {
 	res, _ := run(t, cronium.Bash, "true", func(s *cronium.Spec) { s.Image = "cronium/runtime-bash:missing000" })
 	if res.Outcome != cronium.EngineError || !strings.Contains(res.Error, "cronium images build") || !strings.Contains(res.Error, "missing000") {
 		t.Errorf("outcome %s error %q, want engine_error naming the image and how to build it", res.Outcome, res.Error)
@@ -381,56 +394,7 @@ func TestMissingImageSaysHowToBuild(t *testing.T) {
 	}
 }
 
-func TestUnreachableEngine(t *testing.T) {
-	t.Parallel()
-	_, err := New(context.Background(), Config{Host: "unix:///nonexistent/docker.sock", AgentPath: "/dev/null"})
-	if !errors.Is(err, cronium.ErrUnavailable) {
-		t.Fatalf("err %v, want ErrUnavailable", err)
-	}
-	for _, want := range []string{"/nonexistent/docker.sock", "DOCKER_HOST", "dockerd"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not mention %q", err, want)
-		}
-	}
-}
-
-func TestGCRemovesOrphans(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	old := strconv.FormatInt(time.Now().Add(-time.Hour).Unix(), 10)
-	fresh := strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10)
-	mk := func(deadline string) string {
-		r, err := testEngine.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-			Image: testEngine.cfg.Images[cronium.Bash],
-			Config: &container.Config{Cmd: []string{"sleep", "600"}, Labels: map[string]string{
-				LabelManaged: "true", LabelNode: testEngine.cfg.NodeID, LabelExecution: "gc-" + NewID(),
-				LabelCreated: old, LabelDeadline: deadline,
-			}},
-			HostConfig: &container.HostConfig{NetworkMode: "none"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := testEngine.cli.ContainerStart(ctx, r.ID, client.ContainerStartOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		return r.ID
-	}
-	orphan, live := mk(old), mk(fresh)
-	defer testEngine.cli.ContainerRemove(ctx, live, client.ContainerRemoveOptions{Force: true})
-	if _, err := testEngine.GC(ctx, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := testEngine.cli.ContainerInspect(ctx, orphan, client.ContainerInspectOptions{}); err == nil {
-		t.Error("orphan past its deadline survived gc")
-	}
-	if _, err := testEngine.cli.ContainerInspect(ctx, live, client.ContainerInspectOptions{}); err != nil {
-		t.Errorf("running container within its deadline was removed: %v", err)
-	}
-}
-
-func TestBadSpecIsRejected(t *testing.T) {
-	t.Parallel()
+func testBadSpecIsRejected(t *testing.T) {
 	for name, spec := range map[string]cronium.Spec{
 		"no script":    {Language: cronium.Bash},
 		"bad language": {Language: "cobol", Script: []byte("x")},
@@ -438,26 +402,15 @@ func TestBadSpecIsRejected(t *testing.T) {
 		"reserved env": {Language: cronium.Bash, Script: []byte("x"), Env: map[string]string{"CRONIUM_X": "1"}},
 		"tiny memory":  {Language: cronium.Bash, Script: []byte("x"), Limits: cronium.Limits{Memory: 1 << 20}},
 	} {
-		if _, err := testEngine.Run(context.Background(), spec); !errors.Is(err, cronium.ErrInvalid) {
+		if _, err := eng.Run(context.Background(), spec); !errors.Is(err, cronium.ErrInvalid) {
 			t.Errorf("%s: err %v, want ErrInvalid", name, err)
 		}
 	}
 }
 
-// A dynamically linked agent would load the image's loader and libc (which
-// a custom image or a package layer could replace): refused.
-func TestDynamicAgentRefused(t *testing.T) {
-	t.Parallel()
-	_, err := New(context.Background(), Config{AgentPath: "/bin/ls", StateDir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), "dynamically linked") || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
-		t.Fatalf("err %v, want a refusal of the dynamic agent", err)
-	}
-}
-
 // Output chunks end on character boundaries: multi-byte characters that
 // straddle the agent's 64 KiB reads arrive whole, in every chunk.
-func TestOutputChunksKeepCharactersWhole(t *testing.T) {
-	t.Parallel()
+func testOutputChunksKeepCharactersWhole(t *testing.T) {
 	script := "import sys\nfor pad in range(1, 4):\n    sys.stdout.buffer.write(b'a' * (65536 - pad) + 'é€😀'.encode() * 3000)\n    sys.stdout.buffer.flush()\n"
 	var chunks [][]byte
 	res, _ := run(t, cronium.Python, script, func(s *cronium.Spec) {
@@ -478,8 +431,7 @@ func TestOutputChunksKeepCharactersWhole(t *testing.T) {
 
 // Output past the head but within the cap is sent whole, in order, and not
 // said to be truncated.
-func TestOutputWithinTheCapIsNotTruncated(t *testing.T) {
-	t.Parallel()
+func testOutputWithinTheCapIsNotTruncated(t *testing.T) {
 	var got strings.Builder
 	res, _ := run(t, cronium.Bash, "seq 1 20000", func(s *cronium.Spec) {
 		s.Limits.Output = 128 << 10 // seq prints 108,894 bytes: past the 96Ki head, within the cap

@@ -1,16 +1,23 @@
-package docker
+package enginetest
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/moby/moby/client"
-
 	cronium "github.com/cronium/executor"
 )
+
+// Warm sandboxes: what pools hold, reset between runs of one user.
+func init() {
+	add("ReusedSandboxIsClean", testReusedSandboxIsClean)
+	add("PrewarmedSandboxRunsFilesAndSecrets", testPrewarmedSandboxRunsFilesAndSecrets)
+	add("PausedSandboxResumesForItsRun", testPausedSandboxResumesForItsRun)
+	add("WarmRunTakesItsOwnTimeout", testWarmRunTakesItsOwnTimeout)
+}
 
 type nopRuntime struct{}
 
@@ -18,17 +25,26 @@ func (nopRuntime) Call(context.Context, cronium.RuntimeCall) (json.RawMessage, e
 	return json.RawMessage("false"), nil
 }
 
-func TestReusedSandboxIsClean(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	sb, err := testEngine.NewSandbox(ctx, cronium.Spec{Language: cronium.Bash}, time.Minute)
+// newSandbox makes a warm sandbox for template, closed at the test's end.
+func newSandbox(t *testing.T, template cronium.Spec) cronium.Sandbox {
+	t.Helper()
+	if !eng.Capabilities().Warm {
+		t.Fatalf("the %s engine has no warm sandboxes", eng.Capabilities().Name)
+	}
+	sb, err := eng.NewSandbox(context.Background(), template, time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sb.Close()
+	t.Cleanup(sb.Close)
+	return sb
+}
+
+func testReusedSandboxIsClean(t *testing.T) {
+	ctx := context.Background()
+	sb := newSandbox(t, cronium.Spec{Language: cronium.Bash})
 	run := func(script string, mod func(*cronium.Spec)) (cronium.Result, string) {
 		var out strings.Builder
-		spec := cronium.Spec{ID: NewID(), Language: cronium.Bash, Script: []byte(script), Output: func(c cronium.OutputChunk) { out.Write(c.Data) }}
+		spec := cronium.Spec{ID: newID(), Language: cronium.Bash, Script: []byte(script), Output: func(c cronium.OutputChunk) { out.Write(c.Data) }}
 		if mod != nil {
 			mod(&spec)
 		}
@@ -58,7 +74,6 @@ ls -A /tmp /dev/shm /workspace /run/secrets | grep -v '^/' | grep -v '^$' | grep
 echo "daemons=$(for p in /proc/[0-9]*; do tr '\0' ' ' < $p/cmdline 2>/dev/null; echo; done | grep -c 'sleep 10[0]0')"
 echo "leak=[${LEAK:-}]"
 CRONIUM_RUNTIME_TOKEN=`+oldToken+` cronium_getCondition 2>&1 || echo "old token refused"
-echo "same container: $(cat /proc/1/cgroup | head -c 0)ok"
 `, func(s *cronium.Spec) { s.Runtime = nopRuntime{} })
 	if res2.Outcome != cronium.Succeeded {
 		t.Fatalf("run N+1: %s %s %q", res2.Outcome, res2.Error, out2)
@@ -82,57 +97,51 @@ echo "same container: $(cat /proc/1/cgroup | head -c 0)ok"
 	}
 }
 
-func TestPrewarmedSandboxRunsFast(t *testing.T) {
-	t.Parallel()
+// A warm run gets what a cold run gets: its files next to the script, its
+// secrets as files only the script user reads, its input.
+func testPrewarmedSandboxRunsFilesAndSecrets(t *testing.T) {
 	ctx := context.Background()
-	sb, err := testEngine.NewSandbox(ctx, cronium.Spec{Language: cronium.Python}, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
-	res := sb.Run(ctx, cronium.Spec{ID: NewID(), Language: cronium.Python, Script: []byte("print('hi')")})
-	if res.Outcome != cronium.Succeeded || res.Phases.Create != 0 {
-		t.Fatalf("%+v", res)
-	}
-	t.Logf("warm run phase: %s", res.Phases.Run)
-}
-
-func TestPausedSandboxResumesForItsRun(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	sb, err := testEngine.NewSandbox(ctx, cronium.Spec{Language: cronium.Bash}, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
-	if err := sb.Pause(ctx); err != nil {
-		t.Fatal(err)
-	}
-	r, err := testEngine.cli.ContainerInspect(ctx, sb.Container(), client.ContainerInspectOptions{})
-	if err != nil || !r.Container.State.Paused {
-		t.Fatalf("container not paused: %v", err)
-	}
-	res := sb.Run(ctx, cronium.Spec{ID: NewID(), Language: cronium.Bash, Script: []byte("echo awake")})
-	if res.Outcome != cronium.Succeeded || sb.Paused() {
-		t.Fatalf("run of a paused sandbox: %s %s (paused %v)", res.Outcome, res.Error, sb.Paused())
-	}
-	// Pause again and close while paused: nothing is left behind (TestMain checks).
-	if err := sb.Pause(ctx); err != nil {
-		t.Fatal(err)
+	sb := newSandbox(t, cronium.Spec{Language: cronium.Python})
+	var out strings.Builder
+	res := sb.Run(ctx, cronium.Spec{ID: newID(), Language: cronium.Python, Input: []byte("in"),
+		Script:  []byte("import sys, os, helper\nprint(helper.X, sys.stdin.read(), open('/run/secrets/k').read() == 'v4lue', oct(os.stat('/run/secrets').st_mode & 0o777))"),
+		Files:   map[string][]byte{"helper.py": []byte("X = 'from-helper'\n")},
+		Secrets: map[string][]byte{"k": []byte("v4lue")},
+		Output:  func(c cronium.OutputChunk) { out.Write(c.Data) }})
+	if res.Outcome != cronium.Succeeded || res.Phases.Create != 0 || out.String() != "from-helper in True 0o700\n" {
+		t.Fatalf("outcome %s (%s), create phase %s, output %q: want the files, input and secret of the run", res.Outcome, res.Error, res.Phases.Create, out.String())
 	}
 }
 
-func TestWarmRunTakesItsOwnTimeout(t *testing.T) {
-	t.Parallel()
+func testPausedSandboxResumesForItsRun(t *testing.T) {
+	ctx := context.Background()
+	sb := newSandbox(t, cronium.Spec{Language: cronium.Bash})
+	err := sb.Pause(ctx)
+	if !eng.Capabilities().Pause {
+		if !errors.Is(err, cronium.ErrUnsupported) {
+			t.Fatalf("pause on an engine that cannot: %v, want ErrUnsupported", err)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := sb.Run(ctx, cronium.Spec{ID: newID(), Language: cronium.Bash, Script: []byte("echo awake")})
+	if res.Outcome != cronium.Succeeded {
+		t.Fatalf("run of a paused sandbox: %s %s", res.Outcome, res.Error)
+	}
+	// Pause again and close while paused: nothing is left behind (Main checks).
+	if err := sb.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testWarmRunTakesItsOwnTimeout(t *testing.T) {
 	ctx := context.Background()
 	tmpl := cronium.Spec{Language: cronium.Bash}
 	tmpl.Limits.Timeout = 2 * time.Second
-	sb, err := testEngine.NewSandbox(ctx, tmpl, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sb.Close()
-	spec := cronium.Spec{ID: NewID(), Language: cronium.Bash, Script: []byte("sleep 3; echo done")}
+	sb := newSandbox(t, tmpl)
+	spec := cronium.Spec{ID: newID(), Language: cronium.Bash, Script: []byte("sleep 3; echo done")}
 	spec.Limits.Timeout = 10 * time.Second
 	res := sb.Run(ctx, spec)
 	if res.Outcome != cronium.Succeeded || res.Limits.Timeout != 10*time.Second {

@@ -1,0 +1,460 @@
+package docker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/client"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/agent"
+	"github.com/cronium/executor/netguard"
+	"github.com/cronium/executor/session"
+)
+
+// box is one sandbox's container and host directory: the Docker half of a
+// sandbox (session.Box); the session package drives its agent.
+type box struct {
+	e     *Engine
+	spec  cronium.Spec
+	name  string
+	dir   string
+	ln    *net.UnixListener
+	id    string          // container id
+	lease *netguard.Lease // the sandbox's address and network rules, if it has a network
+
+	lifetime   time.Duration // pooled sandboxes: how long past one run's deadline they may live
+	autoRemove bool          // the engine removes the container when its agent exits
+}
+
+var _ session.Box = (*box)(nil)
+
+// newBox prepares the sandbox of a checked spec. A cold run's container
+// without network or files to collect removes itself when its agent exits.
+func (e *Engine) newBox(spec cronium.Spec, lifetime time.Duration, cold bool) *box {
+	return &box{e: e, spec: spec, name: sandboxName(spec.ID), lifetime: lifetime,
+		autoRemove: cold && !spec.Network.Networked() && spec.Collect == nil && spec.Workspace == nil}
+}
+
+// Ref implements session.Box.
+func (s *box) Ref() string { return s.id }
+
+// listen creates the sandbox socket the agent dials, replacing a stale one
+// left by a host process that died.
+func (s *box) listen() error {
+	path := filepath.Join(s.dir, agent.SocketName)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove stale sandbox socket: %w", err)
+	}
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return fmt.Errorf("listen on sandbox socket: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// relisten listens again on the socket of a sandbox whose host process
+// died, for its agent to redial.
+func (s *box) relisten() error {
+	s.dir = filepath.Join(s.e.cfg.StateDir, "s", s.name)
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return fmt.Errorf("create sandbox dir: %w", err)
+	}
+	return s.listen()
+}
+
+// Create implements session.Box: the host directory and socket, the
+// network rules (before the container exists: fail closed), the container.
+func (s *box) Create(ctx context.Context) error {
+	e, spec := s.e, s.spec
+	s.dir = filepath.Join(e.cfg.StateDir, "s", s.name)
+	if err := os.MkdirAll(filepath.Dir(s.dir), 0o711); err != nil {
+		return fmt.Errorf("create sandbox parent dir: %w", err)
+	}
+	if err := os.Mkdir(s.dir, 0o700); err != nil {
+		return fmt.Errorf("create sandbox dir for execution %s: %w", spec.ID, err)
+	}
+	if err := s.listen(); err != nil {
+		return err
+	}
+
+	l, p := spec.Limits, spec.Profile
+	now := time.Now()
+	deadline := now.Add(e.cfg.StartTimeout + l.Timeout + l.Grace + e.cfg.Backstop + s.lifetime)
+	labels := map[string]string{
+		LabelManaged:   "true",
+		LabelExecution: spec.ID,
+		LabelNode:      e.cfg.NodeID,
+		LabelCreated:   strconv.FormatInt(now.Unix(), 10),
+		LabelDeadline:  strconv.FormatInt(deadline.Unix(), 10),
+		LabelSandbox:   s.name,
+	}
+	if b, err := json.Marshal(l); err == nil {
+		labels[LabelLimits] = string(b)
+	}
+	tmpfs := func(size cronium.Size) string {
+		return fmt.Sprintf("rw,nosuid,nodev,noexec,size=%d,mode=1777", int64(size))
+	}
+	pids := l.Pids + agent.AgentThreads      // the agent's threads, made at its start, come on top
+	netMode := container.NetworkMode("none") // networked sandboxes are plugged in by the guard
+	capDrop := p.DropCaps
+	var capAdd []string
+	if len(p.DropCaps) == 1 && p.DropCaps[0] == "ALL" {
+		capAdd = p.AgentCaps
+	}
+	var resolv string
+	if spec.Network.Networked() {
+		// Fail closed: the rules exist before the container does.
+		g, err := e.guard(ctx)
+		if err != nil {
+			return fmt.Errorf("network policy: %w", err)
+		}
+		if s.lease, err = g.Attach(ctx, spec.ID, spec.Network); err != nil {
+			return fmt.Errorf("network policy: %w", err)
+		}
+		e.netMu.Lock()
+		resolv = e.resolvConf
+		e.netMu.Unlock()
+		// IPv6 is switched off in the sandbox by the guard when it plugs it in
+		// (a Docker sysctl costs ~25 ms of container start), and dropped on the host.
+		if len(capAdd) == 0 && spec.Network.Mode != cronium.NetworkFull {
+			// Raw sockets could forge another sandbox's source address.
+			capDrop = append(append([]string(nil), capDrop...), "NET_RAW")
+		}
+		labels[LabelNetwork] = spec.Network.String()
+	}
+	var secOpt []string
+	if p.NoNewPrivileges {
+		secOpt = append(secOpt, "no-new-privileges")
+	}
+	shares := int64(l.CPUGuaranteed * 1024)
+	if shares < 2 {
+		shares = 2
+	}
+	cfg := &container.Config{
+		Hostname:   "cronium",
+		User:       "0:0",
+		Entrypoint: []string{agent.BinaryPath},
+		Cmd:        []string{},
+		WorkingDir: agent.Workspace,
+		Labels:     labels,
+	}
+	host := &container.HostConfig{
+		NetworkMode: netMode,
+		Mounts: []mount.Mount{
+			{Type: mount.TypeBind, Source: e.agentPath, Target: agent.BinaryPath, ReadOnly: true},
+			{Type: mount.TypeBind, Source: s.dir, Target: agent.HostDir},
+			{Type: mount.TypeBind, Source: e.libPath, Target: agent.LibDir, ReadOnly: true},
+		},
+		Tmpfs: map[string]string{
+			"/tmp": tmpfs(l.TmpSize),
+			// The runtime API socket; root-owned, the socket itself is open to the script.
+			agent.RuntimeDir: "rw,nosuid,nodev,noexec,size=1m,mode=0755",
+			// Secrets: owned by the script user alone; the agent writes them as that user.
+			agent.SecretsDir: e.dialect.secretsTmpfs(p),
+		},
+		ShmSize:        int64(l.ShmSize()), // tmpfs: within the memory limit with the other mounts (Limits.TmpfsBudget)
+		ReadonlyRootfs: p.ReadOnlyRoot,
+		CapDrop:        capDrop,
+		CapAdd:         capAdd,
+		SecurityOpt:    secOpt,
+		OomScoreAdj:    500,
+		Resources: container.Resources{
+			Memory:            int64(l.Memory),
+			MemorySwap:        int64(l.Memory), // equal to Memory: no swap
+			MemoryReservation: int64(l.MemoryReservation),
+			CPUPeriod:         100000,
+			CPUQuota:          int64(l.CPUs * 100000),
+			CPUShares:         shares,
+			PidsLimit:         &pids,
+			Ulimits: []*container.Ulimit{
+				{Name: "nofile", Soft: l.NoFile, Hard: l.NoFile},
+				{Name: "nproc", Soft: min(l.NProc, hostNProc()), Hard: min(l.NProc, hostNProc())},
+			},
+		},
+	}
+	e.dialect.adjust(cfg, host, p)
+	if s.autoRemove {
+		// The engine removes the container once its agent exits: the
+		// result does not wait for the removal (Remove).
+		host.AutoRemove = true
+	}
+	if resolv != "" {
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: resolv, Target: "/etc/resolv.conf", ReadOnly: true})
+	}
+	if ws := spec.Workspace; ws != nil {
+		dir, err := e.workspaceDir(ws)
+		if err != nil {
+			return err
+		}
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: dir, Target: agent.Workspace})
+	} else {
+		host.Tmpfs[agent.Workspace] = tmpfs(l.WorkspaceSize)
+	}
+	if spec.Collect != nil {
+
+		// A volume, not a tmpfs: the engine reads the files back from it
+		// (it cannot read a tmpfs). The image's directory lends it its owner.
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeVolume, Target: spec.CollectPath})
+	}
+	image := spec.Image
+	if spec.ImageID != "" {
+		image = spec.ImageID // what Image named at dispatch, whatever it names now
+	}
+	r, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: image,
+	})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			how := "build it with `cronium images build` (or `make images`)"
+			switch {
+			case strings.Contains(spec.Image, "/pkgs-"):
+				how = "it is an event's package layer, removed since: apply the event again to rebuild it"
+			case strings.Contains(spec.Image, "@sha256:"):
+				how = "it is an event's custom image, removed since: apply the event again to pull it"
+			}
+			return fmt.Errorf("%w: image %s is not in the engine at %s: %s", cronium.ErrNotFound, spec.Image, e.cli.DaemonHost(), how)
+		}
+		return fmt.Errorf("create container for execution %s: %w", spec.ID, err)
+	}
+	s.id = r.ID
+	return nil
+}
+
+// Start implements session.Box.
+func (s *box) Start(ctx context.Context) error {
+	if _, err := s.e.cli.ContainerStart(ctx, s.id, client.ContainerStartOptions{}); err != nil {
+		return fmt.Errorf("start container for execution %s: %w", s.spec.ID, err)
+	}
+	return nil
+}
+
+// Ready implements session.Box: a networked sandbox's link is isolated and
+// its bandwidth capped before the script exists.
+func (s *box) Ready(ctx context.Context) error {
+	if s.lease == nil {
+		return nil
+	}
+	r, err := s.e.cli.ContainerInspect(ctx, s.id, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect container: %w", err)
+	}
+	st := r.Container.State
+	if st == nil || !st.Running || st.Pid <= 0 {
+		return fmt.Errorf("container %.12s is not running", s.id)
+	}
+	// The network namespace of the container's first process: Podman has
+	// no SandboxKey without a network of its own, Docker's is the same
+	// namespace.
+	ns := ""
+	if r.Container.NetworkSettings != nil {
+		ns = r.Container.NetworkSettings.SandboxKey
+	}
+	if ns == "" {
+		ns = "/proc/" + strconv.Itoa(st.Pid) + "/ns/net"
+	}
+	return s.lease.Link(ctx, ns)
+}
+
+// Connect implements session.Box: it waits up to timeout for the agent to
+// dial the sandbox socket and say hello; a done ctx closes the listener.
+func (s *box) Connect(ctx context.Context, timeout time.Duration) (*agent.Session, error) {
+	s.ln.SetDeadline(time.Now().Add(timeout))
+	type accepted struct {
+		sess *agent.Session
+		err  error
+	}
+	ch := make(chan accepted, 1)
+	go func() { // ends at the listener deadline or when the listener is closed
+		c, err := s.ln.AcceptUnix()
+		if err != nil {
+			ch <- accepted{nil, err}
+			return
+		}
+		c.SetDeadline(time.Now().Add(s.e.cfg.StartTimeout))
+		sess, err := agent.Handshake(c)
+		if err != nil {
+			c.Close()
+		} else {
+			c.SetDeadline(time.Time{})
+		}
+		ch <- accepted{sess, err}
+	}()
+	select {
+	case a := <-ch:
+		return a.sess, a.err
+	case <-ctx.Done():
+		s.ln.Close()
+		if a := <-ch; a.sess != nil {
+			a.sess.Close()
+		}
+		return nil, ctx.Err()
+	}
+}
+
+// State implements session.Box.
+func (s *box) State(ctx context.Context) (session.State, error) {
+	r, err := s.e.cli.ContainerInspect(ctx, s.id, client.ContainerInspectOptions{})
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return session.State{Status: "removed"}, nil
+		}
+		return session.State{}, err
+	}
+	st := r.Container.State
+	if st == nil {
+		return session.State{}, fmt.Errorf("container %.12s has no state", s.id)
+	}
+	out := session.State{Running: st.Running, OOMKilled: st.OOMKilled, ExitCode: st.ExitCode, Status: string(st.Status), Error: st.Error}
+	if !out.OOMKilled && !out.Running {
+		out.OOMKilled = s.e.dialect.oomKilled(s.id, st.ExitCode)
+	}
+	return out, nil
+}
+
+// Collect implements session.Box: the engine reads the files from inside
+// the container, so the host never follows a path the script made.
+func (s *box) Collect(ctx context.Context, path string) (io.ReadCloser, error) {
+	r, err := s.e.cli.CopyFromContainer(ctx, s.id, client.CopyFromContainerOptions{SourcePath: path})
+	if err != nil {
+		return nil, err
+	}
+	return r.Content, nil
+}
+
+// BeginRun implements session.Box: a networked sandbox counts the run's traffic from now.
+func (s *box) BeginRun(ctx context.Context) {
+	if s.lease != nil {
+		s.lease.StartRun(ctx)
+	}
+}
+
+// AfterReset implements session.Box: the processes are gone, so are their
+// sockets; the proxy's ends go too.
+func (s *box) AfterReset() {
+	if s.lease != nil {
+		s.lease.DropConnections()
+	}
+}
+
+// Usage implements session.Box.
+func (s *box) Usage(context.Context) *cronium.NetworkUsage {
+	if s.lease == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	u := s.lease.Usage(ctx)
+	return &u
+}
+
+// Pause implements session.Box (cgroup freezer).
+func (s *box) Pause(ctx context.Context) error {
+	_, err := s.e.cli.ContainerPause(ctx, s.id, client.ContainerPauseOptions{})
+	return err
+}
+
+// Unpause implements session.Box.
+func (s *box) Unpause(ctx context.Context) error {
+	_, err := s.e.cli.ContainerUnpause(ctx, s.id, client.ContainerUnpauseOptions{})
+	return err
+}
+
+// Remove implements session.Box: the container, its network rules and the
+// host directory, whatever happened. A finished container that removes
+// itself is left to the engine; a watchdog removes it if it lingers.
+func (s *box) Remove(finished bool) {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.id != "" {
+		if finished && s.autoRemove {
+			s.e.watch(s.id, s.spec.ID)
+		} else if err := s.e.remove(context.Background(), s.id); err != nil {
+			s.e.log.Error("remove container; gc will retry", "container", s.id, "execution_id", s.spec.ID, "err", err)
+		}
+	}
+	if s.lease != nil {
+		s.lease.Release()
+	}
+	if s.dir != "" {
+		os.RemoveAll(s.dir)
+	}
+}
+
+// remove force-removes container id with its anonymous volumes. Podman
+// may refuse a container that is stopping at that moment ("container
+// state improper"): it is tried again.
+func (e *Engine) remove(ctx context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var err error
+	for try := 0; try < 5; try++ {
+		_, err = e.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+		if err == nil || cerrdefs.IsNotFound(err) {
+			return nil
+		}
+		if ctx.Err() != nil || (cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "in progress")) {
+			return nil // being removed already (by the engine: AutoRemove)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(try+1) * 100 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// watch removes a self-removing container whose removal did not happen
+// within removeWait (its agent did not exit). Close stops the watchers.
+func (e *Engine) watch(id, execution string) {
+	e.pending.Add(1)
+	go func() { // owned by the engine: Close cancels and waits
+		defer e.pending.Done()
+		ctx, cancel := context.WithTimeout(e.bg, removeWait)
+		defer cancel()
+		w := e.cli.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionRemoved})
+		select {
+		case <-w.Result:
+			return
+		case err := <-w.Error:
+			if cerrdefs.IsNotFound(err) || e.bg.Err() != nil {
+				return
+			}
+		}
+		if e.bg.Err() != nil {
+			return // closing: GC finds it by its deadline label
+		}
+		if err := e.remove(context.WithoutCancel(e.bg), id); err != nil {
+			e.log.Error("remove container; gc will retry", "container", id, "execution_id", execution, "err", err)
+		}
+	}()
+}
+
+// removeWait is how long a finished container may take to remove itself.
+const removeWait = 15 * time.Second
+
+// hostNProc is this host's limit on processes per user: a container's
+// nproc cannot be above it (the runtime refuses to start it).
+var hostNProc = sync.OnceValue(func() int64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(6 /* RLIMIT_NPROC */, &r); err != nil || r.Max == 0 || r.Max > 1<<22 {
+		return 1 << 22
+	}
+	return int64(r.Max)
+})

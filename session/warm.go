@@ -1,0 +1,190 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/agent"
+)
+
+// Warm is a started sandbox whose agent is connected and idle: what warm
+// pools hold. It runs one execution at a time; Reset makes it fresh for the
+// next. It implements cronium.Sandbox for every backend.
+type Warm struct {
+	t       Timing
+	box     Box
+	id      string       // the sandbox's own id
+	spec    cronium.Spec // the template: image, limits, profile, network, workspace
+	sess    *agent.Session
+	created time.Time
+
+	mu     sync.Mutex // guards broken, closed and paused; held across pause and unpause
+	broken error      // set when the sandbox must not be used again
+	closed bool
+	paused bool
+}
+
+var _ cronium.Sandbox = (*Warm)(nil)
+
+// NewWarm creates and starts box for template (checked, with template.ID
+// the sandbox's id) and waits for its agent. The box is removed on error.
+func NewWarm(ctx context.Context, t Timing, box Box, template cronium.Spec) (*Warm, error) {
+	if err := box.Create(ctx); err != nil {
+		box.Remove(false)
+		return nil, err
+	}
+	sess, err := Start(ctx, t, box)
+	if err != nil {
+		box.Remove(false)
+		return nil, err
+	}
+	return &Warm{t: t, box: box, id: template.ID, spec: template, sess: sess, created: time.Now()}, nil
+}
+
+// ID names the sandbox (also what Spec.Attached receives).
+func (x *Warm) ID() string { return x.id }
+
+// Ref is the engine's name for the sandbox (a container id).
+func (x *Warm) Ref() string { return x.box.Ref() }
+
+// Age is how long ago the sandbox was created.
+func (x *Warm) Age() time.Duration { return time.Since(x.created) }
+
+// Run implements cronium.Sandbox. Phases.Create and Start are left to the
+// caller (the pool measures acquiring).
+func (x *Warm) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
+	now := time.Now()
+	np := x.spec.Network
+	res := cronium.Result{ID: spec.ID, Image: x.spec.Image, ImageID: x.spec.ImageID, Limits: x.spec.Limits, NetworkPolicy: &np, Container: x.box.Ref(), StartedAt: now}
+	if err := x.usable(); err != nil {
+		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
+		res.EndedAt = time.Now()
+		return res
+	}
+	rs := x.spec
+	rs.ID, rs.Language, rs.Script, rs.Input, rs.Files = spec.ID, spec.Language, spec.Script, spec.Input, spec.Files
+	rs.Env, rs.Output, rs.Runtime = spec.Env, spec.Output, spec.Runtime
+	rs.Context, rs.Secrets, rs.DataMode = spec.Context, spec.Secrets, spec.DataMode
+	if spec.Limits.Timeout > 0 {
+		// The agent enforces these per run; the sandbox's own limits stay the template's.
+		l := spec.Limits.Defaults()
+		rs.Limits.Timeout, rs.Limits.Grace, rs.Limits.Output, rs.Limits.OutputPolicy = l.Timeout, l.Grace, l.Output, l.OutputPolicy
+	}
+	res.Limits = rs.Limits
+	r := &run{t: x.t, box: x.box, spec: rs, sess: x.sess}
+	st := r.startMessage()
+	x.box.BeginRun(ctx)
+	if spec.Attached != nil {
+		spec.Attached(x.ID())
+	}
+	l := rs.Limits
+	rep, err := r.drive(ctx, now.Add(l.Timeout+l.Grace+x.t.Backstop), func(out func(uint8, uint64, []byte)) (agent.Report, error) {
+		return x.sess.Run(ctx, st, out)
+	})
+	res.Phases.Run = time.Since(now)
+	if err != nil {
+		x.breakWith(err)
+	}
+	res = r.result(res, rep, err)
+	res.Usage.Network = x.box.Usage(ctx)
+	res.EndedAt = time.Now()
+	return res
+}
+
+// Reset asks the agent to make the sandbox fresh for another run: every
+// process killed, /tmp, the workspace and the secrets emptied and checked.
+// An error means the sandbox must be recycled.
+func (x *Warm) Reset(ctx context.Context) error {
+	if err := x.usable(); err != nil {
+		return err
+	}
+	p := x.spec.Profile
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := x.sess.Reset(ctx, agent.Reset{UID: p.UID, GID: p.GID, KeepWorkspace: x.spec.Workspace != nil})
+	if err == nil && !c.Clean {
+		err = fmt.Errorf("sandbox %s is not clean after reset: %s", x.ID(), c.Problem)
+	}
+	x.box.AfterReset()
+	if err != nil {
+		x.breakWith(err)
+	}
+	return err
+}
+
+// Pause implements cronium.Sandbox: it freezes the idle sandbox's processes.
+func (x *Warm) Pause(ctx context.Context) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed || x.paused || x.broken != nil {
+		return nil
+	}
+	if err := x.box.Pause(ctx); err != nil {
+		return fmt.Errorf("pause sandbox %s: %w", x.ID(), err)
+	}
+	x.paused = true
+	return nil
+}
+
+// Paused reports whether the sandbox is frozen.
+func (x *Warm) Paused() bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.paused
+}
+
+// resumeLocked unpauses a paused sandbox. x.mu is held.
+func (x *Warm) resumeLocked() error {
+	if !x.paused {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := x.box.Unpause(ctx); err != nil {
+		return fmt.Errorf("unpause sandbox %s: %w", x.ID(), err)
+	}
+	x.paused = false
+	return nil
+}
+
+// Close removes the sandbox and its host files. Safe to call twice.
+func (x *Warm) Close() {
+	x.mu.Lock()
+	if x.closed {
+		x.mu.Unlock()
+		return
+	}
+	x.closed = true
+	x.resumeLocked() // a paused sandbox cannot be killed
+	x.mu.Unlock()
+	x.sess.Close()
+	x.box.Remove(false)
+}
+
+func (x *Warm) usable() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	switch {
+	case x.closed:
+		return errors.New("sandbox closed")
+	case x.broken != nil:
+		return fmt.Errorf("sandbox unusable: %w", x.broken)
+	}
+	if err := x.resumeLocked(); err != nil {
+		x.broken = err
+		return err
+	}
+	return nil
+}
+
+func (x *Warm) breakWith(err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.broken == nil {
+		x.broken = err
+	}
+}
