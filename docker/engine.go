@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		opts = append(opts, client.WithHost(cfg.Host))
 	}
 	if cfg.Dial != nil {
-		opts = append(opts, client.WithDialContext(cfg.Dial))
+		opts = append(opts, client.WithDialContext(cfg.Dial), client.WithScheme("http"))
 	}
 	cli, err := client.New(opts...)
 	if err != nil {
@@ -176,7 +176,14 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			cronium.ErrUnavailable, cli.DaemonHost(), err)
 	}
 	e := &Engine{cfg: cfg, cli: cli, log: cfg.Logger}
-	if v, err := cli.ServerVersion(pctx, client.ServerVersionOptions{}); err == nil {
+	if name, version, ok := serverHeader(pctx, cli.DaemonHost(), cfg.Dial); ok {
+		// Podman's /version takes half a second (it asks its runtimes);
+		// the Server header of /_ping says the same.
+		e.version = version
+		if name == "Libpod" {
+			e.dialect = podman
+		}
+	} else if v, err := cli.ServerVersion(pctx, client.ServerVersionOptions{}); err == nil {
 		e.version = v.Version
 		for _, c := range v.Components {
 			if strings.HasPrefix(c.Name, "Podman") {
@@ -203,6 +210,35 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("install runtime helpers: %w", err)
 	}
 	return e, nil
+}
+
+// serverHeader reads the Server header of a unix socket engine's /_ping:
+// "Docker/20.10.24 (linux)" or "Libpod/4.3.1 (linux)".
+func serverHeader(ctx context.Context, host string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (name, version string, ok bool) {
+	path, isUnix := strings.CutPrefix(host, "unix://")
+	if !isUnix {
+		return "", "", false
+	}
+	if dial == nil {
+		dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		}
+	}
+	tr := &http.Transport{DialContext: dial, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://engine/_ping", nil)
+	if err != nil {
+		return "", "", false
+	}
+	resp, err := tr.RoundTrip(req)
+	if err != nil {
+		return "", "", false
+	}
+	resp.Body.Close()
+	name, rest, _ := strings.Cut(resp.Header.Get("Server"), "/")
+	version, _, _ = strings.Cut(rest, " ")
+	return name, version, name != "" && version != ""
 }
 
 // DefaultStateDir is where the engine keeps its files when Config.StateDir is empty.

@@ -42,6 +42,9 @@ type Config struct {
 	Kill func(ref, signal string) error
 	// Params are the engine's own options.
 	Params map[string]string
+	// Done, if set, is called once the suite ended, with the options the
+	// engine was opened with (to stop what the engine started).
+	Done func(o cronium.EngineOptions)
 }
 
 // The suite's state, set by Main.
@@ -76,6 +79,9 @@ func Main(m *testing.M, c Config) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
+	if c.Done != nil {
+		defer func() { c.Done(opts) }()
+	}
 	agentBin, err := testenv.BuildAgent(tmp)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -210,9 +210,16 @@ func runScript(c *cobra.Command, g *globals, f *runFlags, file string) error {
 		return &exitError{code: 125, err: err}
 	}
 	defer eng.Close()
-	if _, err := eng.GC(ctx, time.Minute); err != nil {
-		fmt.Fprintln(os.Stderr, "cronium: warning: gc:", err)
-	}
+	// What crashed runs left is removed alongside this run, not before it:
+	// it only touches sandboxes past their deadline.
+	gcDone := make(chan struct{})
+	go func() { // owned by runScript: waited for below
+		defer close(gcDone)
+		if _, err := eng.GC(ctx, time.Minute); err != nil {
+			fmt.Fprintln(os.Stderr, "cronium: warning: gc:", err)
+		}
+	}()
+	defer func() { <-gcDone }()
 
 	var mu sync.Mutex
 	var stdout, stderr strings.Builder

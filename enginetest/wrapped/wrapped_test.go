@@ -1,0 +1,102 @@
+package wrapped
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	_ "github.com/cronium/executor/docker" // the target engine
+	"github.com/cronium/executor/dispatch"
+	"github.com/cronium/executor/enginetest"
+	"github.com/cronium/executor/pool"
+	"github.com/cronium/executor/sqlite"
+)
+
+// The conformance suite against the wrapped Docker engine, then the
+// dispatcher and its pools: none of them needs to know this engine.
+func TestMain(m *testing.M) {
+	os.Exit(enginetest.Main(m, enginetest.Config{Engine: "wrapped", Params: map[string]string{"target": "docker"}, Kill: func(ref, signal string) error {
+		out, err := exec.Command("docker", "kill", "--signal", signal, ref).CombinedOutput()
+		if err != nil {
+			return errors.New(strings.TrimSpace(string(out)))
+		}
+		return nil
+	}}))
+}
+
+func TestConformance(t *testing.T) { enginetest.Run(t) }
+
+// The dispatcher runs a new engine's executions cold, prewarmed and reused
+// from its pools, and records why, through the contract alone.
+func TestDispatcherAndPoolsRunIt(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	pools := pool.NewManager(map[pool.Mode]pool.Config{pool.Prewarmed: {Mode: pool.Prewarmed, Min: -1, Max: 2}, pool.Reuse: {Mode: pool.Reuse, Min: -1, Max: 2}})
+	d, err := dispatch.New(dispatch.Config{Store: st, Engine: enginetest.Engine(), Node: enginetest.Options().NodeID, Poll: 20 * time.Millisecond, Pools: pools})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		d.Stop(sctx)
+		pools.Stop(sctx)
+	}()
+	u, err := st.CreateUser(ctx, "alice", "free", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, strategy := range []string{"cold", "prewarmed", "reuse"} {
+		ev := cronium.Event{Name: "e-" + strategy, Language: cronium.Python, Script: "print('ran', " + "'" + strategy + "')", Strategy: strategy}
+		if err := ev.Normalize(cronium.DefaultTiers()["free"]); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.PutEvent(ctx, u.ID, &ev); err != nil {
+			t.Fatal(err)
+		}
+		x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1, QueuedAt: time.Now()}
+		if _, err := st.Enqueue(ctx, &x, nil); err != nil {
+			t.Fatal(err)
+		}
+		want[x.ID] = strategy
+	}
+	d.Wake()
+	for id, strategy := range want {
+		var x cronium.Execution
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if x, err = st.Execution(ctx, 0, id); err != nil {
+				t.Fatal(err)
+			}
+			if x.Status == cronium.StatusFinished || time.Now().After(deadline) {
+				break
+			}
+		}
+		if x.Status != cronium.StatusFinished || x.Outcome != cronium.Succeeded || x.Strategy != strategy {
+			t.Errorf("%s: status %s outcome %s (%s) strategy %s (%s), want a %s success", id, x.Status, x.Outcome, x.Error, x.Strategy, x.StrategyReason, strategy)
+		}
+	}
+}
+
+// A target that does not exist is refused, naming the option.
+func TestUnknownTarget(t *testing.T) {
+	t.Parallel()
+	_, err := cronium.OpenEngine(context.Background(), "engine", "wrapped", cronium.EngineOptions{Params: map[string]string{"target": "nope"}})
+	if !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), "engine_options.target") {
+		t.Fatalf("err %v, want an invalid engine_options.target", err)
+	}
+}

@@ -1,0 +1,77 @@
+package podman
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/enginetest"
+)
+
+// The conformance suite against rootful Podman (the Debian package), with
+// the API service started on demand by the engine itself: nothing is
+// skipped, a missing podman is a failure.
+func TestMain(m *testing.M) {
+	os.Exit(enginetest.Main(m, enginetest.Config{Engine: "podman", Kill: podmanKill, Done: stopService}))
+}
+
+func TestConformance(t *testing.T) { enginetest.Run(t) }
+
+// podmanKill signals a container's first process through the podman CLI.
+func podmanKill(ref, signal string) error {
+	out, err := exec.Command("podman", "kill", "--signal", signal, ref).CombinedOutput()
+	if err != nil {
+		return errors.New(strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// stopService stops the API service the engine started for the tests (it
+// would stop by itself once idle).
+func stopService(o cronium.EngineOptions) {
+	exec.Command("pkill", "-f", "system service .*unix://"+filepath.Join(o.StateDir, "podman")).Run()
+}
+
+// The engine started the service itself: its socket is in the state directory.
+func TestServiceStartedOnDemand(t *testing.T) {
+	t.Parallel()
+	sock := filepath.Join(enginetest.Options().StateDir, "podman", "podman.sock")
+	if !answers(sock) {
+		t.Fatalf("no podman service answers on %s", sock)
+	}
+	if caps := enginetest.Engine().Capabilities(); caps.Name != "podman" || !strings.Contains(caps.Address, sock) || caps.Version == "" {
+		t.Errorf("capabilities %+v: want podman at %s with its version", caps, sock)
+	}
+}
+
+// Without the podman binary and without a socket: a clear error at once.
+func TestNoBinaryNoSocket(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	_, err := cronium.OpenEngine(context.Background(), "engine", "podman", cronium.EngineOptions{AgentPath: "/dev/null", StateDir: t.TempDir()})
+	if !errors.Is(err, cronium.ErrUnavailable) || !strings.Contains(err.Error(), "apt-get install podman") || !strings.Contains(err.Error(), "--docker-host") {
+		t.Fatalf("err %v, want one saying to install podman or give a socket", err)
+	}
+}
+
+// A socket given that nothing answers on: a clear error, not a hang.
+func TestUnreachableSocket(t *testing.T) {
+	t.Parallel()
+	_, err := cronium.OpenEngine(context.Background(), "engine", "podman", cronium.EngineOptions{Host: "unix:///nonexistent/podman.sock", AgentPath: "/dev/null", StateDir: t.TempDir()})
+	if !errors.Is(err, cronium.ErrUnavailable) || !strings.Contains(err.Error(), "/nonexistent/podman.sock") {
+		t.Fatalf("err %v, want one naming the socket", err)
+	}
+}
+
+// The Docker socket given to the podman engine: refused, saying what answered.
+func TestDockerSocketIsNotPodman(t *testing.T) {
+	t.Parallel()
+	_, err := cronium.OpenEngine(context.Background(), "engine", "podman", cronium.EngineOptions{Host: "unix:///var/run/docker.sock", AgentPath: enginetest.Options().AgentPath, StateDir: t.TempDir()})
+	if !errors.Is(err, cronium.ErrUnavailable) || !strings.Contains(err.Error(), "is docker") || !strings.Contains(err.Error(), "--engine docker") {
+		t.Fatalf("err %v, want a refusal saying the engine is docker", err)
+	}
+}
