@@ -11,8 +11,8 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
-	_ "github.com/cronium/executor/docker" // the target engine
 	"github.com/cronium/executor/dispatch"
+	_ "github.com/cronium/executor/docker" // the target engine
 	"github.com/cronium/executor/enginetest"
 	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/sqlite"
