@@ -14,6 +14,8 @@ setup:
 
 images: setup build
 	./bin/cronium images build
+	# The podman engine's tests use the same images, copied into Podman.
+	./scripts/podman-images.sh $$(./bin/cronium images list -o json | python3 -c 'import json,sys; print(" ".join(i["image"] for i in json.load(sys.stdin)["items"] if i["language"] != "(builder)"))')
 
 demo: images
 	./bin/cronium run examples/hello.py --input '{"name": "Cronium"}'

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what Cronium needs on a fresh Debian machine: Docker
-# (docker.io) and mmdebstrap for the offline image builds. Idempotent; needs root.
+# (docker.io), Podman, and mmdebstrap for the offline image builds.
+# Idempotent; needs root.
 set -euo pipefail
 
 need=()
@@ -20,6 +21,10 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 # The engine-restart tests find dockerd and its containerd with pidof and pgrep.
 command -v pgrep >/dev/null 2>&1 || need+=(procps)
 command -v pidof >/dev/null 2>&1 || need+=(sysvinit-utils)
+# The podman engine (and its tests): rootful Podman, with catatonit (its
+# init, which Debian only recommends).
+command -v podman >/dev/null 2>&1 || need+=(podman)
+[ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
 # The schedule tests compare two sources of zone data: the host's and Go's.
 [ -f /usr/share/zoneinfo/Europe/Berlin ] || need+=(tzdata)
 if [ ${#need[@]} -gt 0 ]; then
