@@ -24,15 +24,25 @@ import (
 
 func init() { cronium.RegisterEngine("podman", Open) }
 
-// IdleTimeout is how long the API service cronium starts stays up without a request.
+// IdleTimeout is how long the API service cronium starts stays up without
+// a request, unless the engine option idle_timeout says otherwise.
 const IdleTimeout = 60 * time.Second
 
-// Open opens the Podman engine. With o.Host empty (and no params
-// "socket"), the API service is started on demand (see Service).
+// Open opens the Podman engine. With o.Host empty, the API service is
+// started on demand (see Service). Engine options: idle_timeout, how long
+// that service stays up idle (a duration, at least 1s; default 60s).
 func Open(ctx context.Context, o cronium.EngineOptions) (cronium.Engine, error) {
 	host := o.Host
-	if host == "" {
-		host = o.Params["socket"]
+	idle := IdleTimeout
+	if v, ok := o.Params["idle_timeout"]; ok {
+		d, err := cronium.ParseDuration("engine_options.idle_timeout", v)
+		if err != nil {
+			return nil, err
+		}
+		if d < time.Second {
+			return nil, cronium.Invalid("engine_options.idle_timeout", v, "is too short: want at least 1s, like 60s")
+		}
+		idle = d
 	}
 	cfg := docker.Config{Host: host, AgentPath: o.AgentPath, StateDir: o.StateDir, NodeID: o.NodeID, Images: o.Images,
 		Logger: o.Logger, Network: o.Network, Dialect: "podman"}
@@ -45,6 +55,7 @@ func Open(ctx context.Context, o cronium.EngineOptions) (cronium.Engine, error) 
 		if err != nil {
 			return nil, err
 		}
+		svc.idle = idle
 		cfg.Host, cfg.Dial = "unix://"+svc.Socket(), svc.Dial
 	}
 	return docker.New(ctx, cfg)
@@ -55,6 +66,7 @@ func Open(ctx context.Context, o cronium.EngineOptions) (cronium.Engine, error) 
 type Service struct {
 	dir    string
 	binary string
+	idle   time.Duration
 	mu     sync.Mutex // serialises starts within this process
 }
 
@@ -68,7 +80,7 @@ func NewService(dir string) (*Service, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("podman service dir: %w", err)
 	}
-	return &Service{dir: dir, binary: bin}, nil
+	return &Service{dir: dir, binary: bin, idle: IdleTimeout}, nil
 }
 
 // Socket is the service's socket path.
@@ -110,7 +122,7 @@ func (s *Service) start(ctx context.Context) error {
 		return fmt.Errorf("podman service log: %w", err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(s.binary, "system", "service", fmt.Sprintf("--time=%d", int(IdleTimeout/time.Second)), "unix://"+s.Socket())
+	cmd := exec.Command(s.binary, "system", "service", fmt.Sprintf("--time=%d", int(s.idle/time.Second)), "unix://"+s.Socket())
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: it outlives this process until idle, and a ^C to
 	// cronium does not reach it.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/enginetest"
@@ -73,5 +74,49 @@ func TestDockerSocketIsNotPodman(t *testing.T) {
 	_, err := cronium.OpenEngine(context.Background(), "engine", "podman", cronium.EngineOptions{Host: "unix:///var/run/docker.sock", AgentPath: enginetest.Options().AgentPath, StateDir: t.TempDir()})
 	if !errors.Is(err, cronium.ErrUnavailable) || !strings.Contains(err.Error(), "is docker") || !strings.Contains(err.Error(), "--engine docker") {
 		t.Fatalf("err %v, want a refusal saying the engine is docker", err)
+	}
+}
+
+// The service cronium starts stops by itself once idle, and the next call
+// starts it again: no daemon has to keep running.
+func TestServiceStopsWhenIdleAndComesBack(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	o := enginetest.Options()
+	o.StateDir, o.NodeID, o.Params = dir, o.NodeID+"-idle", map[string]string{"idle_timeout": "2s"}
+	ctx := context.Background()
+	e, err := cronium.OpenEngine(ctx, "engine", "podman", o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	defer stopService(o)
+	sock := filepath.Join(dir, "podman", "podman.sock")
+	run := func() {
+		t.Helper()
+		res, err := e.Run(ctx, cronium.Spec{Language: cronium.Bash, Script: []byte("echo hi")})
+		if err != nil || res.Outcome != cronium.Succeeded {
+			t.Fatalf("run: %v %s %s", err, res.Outcome, res.Error)
+		}
+	}
+	run()
+	deadline := time.Now().Add(30 * time.Second)
+	for answers(sock) {
+		if time.Now().After(deadline) {
+			t.Fatal("the podman service still answers 30s after its last request (idle_timeout 2s)")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	run() // starts it again
+	if !answers(sock) {
+		t.Fatal("no service after a run")
+	}
+}
+
+func TestBadIdleTimeout(t *testing.T) {
+	t.Parallel()
+	_, err := cronium.OpenEngine(context.Background(), "engine", "podman", cronium.EngineOptions{Params: map[string]string{"idle_timeout": "soon"}})
+	if !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), "engine_options.idle_timeout") {
+		t.Fatalf("err %v, want an invalid engine_options.idle_timeout", err)
 	}
 }
