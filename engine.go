@@ -2,6 +2,8 @@ package cronium
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -276,3 +278,10 @@ func (ColdOnly) Release() (int, error) { return 0, nil }
 
 // Images implements Engine: no image store.
 func (ColdOnly) Images() ImageStore { return nil }
+
+// NewID returns a random execution id: 80 bits, hex.
+func NewID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -9,7 +9,6 @@ package docker
 import (
 	"archive/tar"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
@@ -306,12 +305,8 @@ func (e *Engine) NodeID() string { return e.cfg.NodeID }
 // Host is the engine address in use.
 func (e *Engine) Host() string { return e.cli.DaemonHost() }
 
-// NewID returns a random execution id.
-func NewID() string {
-	var b [10]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
+// NewID returns a random execution id (cronium.NewID).
+func NewID() string { return cronium.NewID() }
 
 // Capabilities implements cronium.Engine.
 func (e *Engine) Capabilities() cronium.Capabilities {

@@ -158,13 +158,7 @@ func add(name string, f func(t *testing.T)) {
 	}{name, f})
 }
 
-func newID() string {
-	var b [10]byte
-	f, _ := os.Open("/dev/urandom")
-	f.Read(b[:])
-	f.Close()
-	return fmt.Sprintf("%x", b)
-}
+func newID() string { return cronium.NewID() }
 
 // run runs script and returns the result and its output, failing the test
 // on a spec error.

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/internal/fakenet"
 )
 
@@ -73,7 +72,7 @@ func benchNetwork(w io.Writer, g *globals, runs, mb int) error {
 	}
 	limits := cronium.Limits{CPUs: 2}
 	spec := func(p cronium.NetworkPolicy) cronium.Spec {
-		return cronium.Spec{ID: docker.NewID(), Language: cronium.Bash, Script: []byte("echo hi"), Network: p, Limits: limits}
+		return cronium.Spec{ID: cronium.NewID(), Language: cronium.Bash, Script: []byte("echo hi"), Network: p, Limits: limits}
 	}
 	// One warm-up of each, not counted: it creates the sandbox network.
 	for _, m := range modes {
@@ -150,7 +149,7 @@ with urllib.request.build_opener(urllib.request.ProxyHandler({})).open("http://a
 print("bytes", k, "secs", time.monotonic() - t)
 `, n)
 		var out strings.Builder
-		s := cronium.Spec{ID: docker.NewID(), Language: cronium.Python, Script: []byte(script), Network: m.policy, Limits: limits,
+		s := cronium.Spec{ID: cronium.NewID(), Language: cronium.Python, Script: []byte(script), Network: m.policy, Limits: limits,
 			Output: func(c cronium.OutputChunk) { out.Write(c.Data) }}
 		s.Limits.Timeout = 5 * time.Minute
 		cpu0 := cpuSeconds()

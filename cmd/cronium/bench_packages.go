@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/packages"
 	"github.com/cronium/executor/pool"
@@ -79,7 +78,7 @@ func benchPackages(ctx context.Context, w io.Writer, g *globals, runs int, p cro
 	imgs := []string{base, lock.Image}
 	run := func(img string, warm bool) (time.Duration, error) {
 		var out strings.Builder
-		spec := cronium.Spec{ID: docker.NewID(), Language: cronium.Bash, Image: img, Script: []byte("echo hi"), Limits: limits, Profile: strict,
+		spec := cronium.Spec{ID: cronium.NewID(), Language: cronium.Bash, Image: img, Script: []byte("echo hi"), Limits: limits, Profile: strict,
 			Output: func(c cronium.OutputChunk) { out.Write(c.Data) }}
 		begin := time.Now()
 		var res cronium.Result

@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/pool"
 )
@@ -127,7 +126,7 @@ func benchWarm(ctx context.Context, w io.Writer, g *globals, langs []cronium.Lan
 		template := cronium.Spec{Language: l, Limits: limits, Profile: strict, Network: cronium.Net(cronium.NetworkNone)}
 		factory := func(ctx context.Context) (pool.Sandbox, error) { return eng.NewSandbox(ctx, template, time.Hour) }
 		spec := func(script string) cronium.Spec {
-			return cronium.Spec{ID: docker.NewID(), Language: l, Script: []byte(script), Limits: limits, Profile: strict}
+			return cronium.Spec{ID: cronium.NewID(), Language: l, Script: []byte(script), Limits: limits, Profile: strict}
 		}
 		capture := func(s cronium.Spec) (*strings.Builder, cronium.Spec) {
 			var buf strings.Builder
@@ -282,13 +281,13 @@ func benchCPU(ctx context.Context, w io.Writer, eng cronium.Engine, dockerCLI st
 		}
 		dock = append(dock, time.Since(begin))
 		begin = time.Now()
-		res, _ := pools.Run(ctx, pool.Reuse, "bench/cpu", factory, cronium.Spec{ID: docker.NewID(), Language: l, Script: []byte(script), Limits: limits, Profile: p})
+		res, _ := pools.Run(ctx, pool.Reuse, "bench/cpu", factory, cronium.Spec{ID: cronium.NewID(), Language: l, Script: []byte(script), Limits: limits, Profile: p})
 		if err := outcomeErr(res, nil); err != nil {
 			return err
 		}
 		cron = append(cron, time.Since(begin))
 		begin = time.Now()
-		res, err := eng.Run(ctx, cronium.Spec{ID: docker.NewID(), Language: l, Script: []byte(script), Limits: limits, Profile: p})
+		res, err := eng.Run(ctx, cronium.Spec{ID: cronium.NewID(), Language: l, Script: []byte(script), Limits: limits, Profile: p})
 		if err := outcomeErr(res, err); err != nil {
 			return err
 		}

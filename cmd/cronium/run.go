@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
 )
 
 type runFlags struct {
@@ -240,7 +239,7 @@ func runScript(c *cobra.Command, g *globals, f *runFlags, file string) error {
 	}
 	rt := &localRuntime{}
 	spec.Runtime = rt
-	spec.ID = docker.NewID()
+	spec.ID = cronium.NewID()
 	spec.Context, _ = json.Marshal(map[string]any{"id": 0, "name": file, "type": map[cronium.Language]string{cronium.Bash: "BASH", cronium.Python: "PYTHON", cronium.Node: "NODEJS"}[spec.Language],
 		"runLocation": "local", "successCount": 0, "failureCount": 0, "executionId": spec.ID, "trigger": "manual", "attempt": 1, "limits": spec.Limits})
 	res, err := eng.Run(ctx, spec)

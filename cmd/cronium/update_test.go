@@ -10,7 +10,6 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
 )
 
@@ -35,7 +34,7 @@ func docker_(t *testing.T, args ...string) string {
 // mirror has changed since it was built.
 func TestImagesUpdateMovesToTheNewBase(t *testing.T) {
 	t.Parallel()
-	repo := "crtest-upd-" + strings.ToLower(docker.NewID()[:8])
+	repo := "crtest-upd-" + strings.ToLower(cronium.NewID()[:8])
 	bashRecipe := images.Recipes[cronium.Bash]
 	ref := repo + "/runtime-bash:" + bashRecipe.Hash()
 	t.Cleanup(func() {
