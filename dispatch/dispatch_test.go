@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -272,4 +273,63 @@ func faults(t *testing.T, path string) *sql.DB {
 	}
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// An engine that cannot re-attach: what this node was running when it
+// stopped ends engine_error, saying so and naming the engine, and nothing
+// is started twice.
+func TestRecoveryOnAnEngineWithoutReattachSaysWhy(t *testing.T) {
+	st, eng, d := setup(t)
+	ctx := context.Background()
+	_, x := queued(t, st)
+	if ok, err := st.Claim(ctx, x.ID, "test", time.Now()); err != nil || !ok {
+		t.Fatalf("claim: %v %v", ok, err)
+	}
+	start(t, d)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := st.Execution(ctx, 0, x.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == cronium.StatusFinished {
+			if got.Outcome != cronium.EngineError || !strings.Contains(got.Error, "scripted engine cannot re-attach") {
+				t.Errorf("outcome %s error %q, want engine_error naming the engine that cannot re-attach", got.Outcome, got.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the recovered execution is %s after 5s", got.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := eng.started(); n != 0 {
+		t.Errorf("%d runs started: a recovered execution must not run again", n)
+	}
+}
+
+// A warm strategy on an engine without warm sandboxes runs cold, and the
+// execution says why.
+func TestWarmStrategyOnAColdOnlyEngineSaysWhy(t *testing.T) {
+	st, _, d := setup(t)
+	ctx := context.Background()
+	_, x := queue(t, st, cronium.Event{Name: "warm", Language: cronium.Bash, Script: string(cronium.Succeeded), Strategy: cronium.StrategyPrewarmed})
+	start(t, d)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := st.Execution(ctx, 0, x.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == cronium.StatusFinished {
+			if got.Strategy != cronium.StrategyCold || !strings.Contains(got.StrategyReason, "the scripted engine has no warm sandboxes") {
+				t.Errorf("strategy %s (%s), want cold, saying the engine has no warm sandboxes", got.Strategy, got.StrategyReason)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the execution is %s after 5s", got.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
