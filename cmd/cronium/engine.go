@@ -53,6 +53,7 @@ func (g *globals) engine(ctx context.Context) (cronium.Engine, error) {
 		Host:      g.dockerHost,
 		AgentPath: agentPath,
 		StateDir:  g.stateDir,
+		NodeID:    os.Getenv("CRONIUM_NODE_ID"), // empty: the host name
 		Images:    images.Refs(),
 		Network:   g.network,
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -150,7 +150,9 @@ func TestRunExitsWithScriptStatus(t *testing.T) {
 func TestCtrlCCancelsAndRemoves(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "x.sh")
 	os.WriteFile(f, []byte("echo started; sleep 60"), 0o644)
+	node := "ctrlc-" + cronium.NewID()[:8] // its own node: other test binaries run sandboxes meanwhile
 	cmd := exec.Command(bin, "run", f)
+	cmd.Env = append(os.Environ(), "CRONIUM_NODE_ID="+node)
 	out, _ := cmd.StdoutPipe()
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -173,11 +175,10 @@ func TestCtrlCCancelsAndRemoves(t *testing.T) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	host, _ := os.Hostname()
 	// The container removes itself once its agent exited (the run's result
 	// does not wait for that): within moments, without another cronium.
 	for {
-		list, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("label", "io.cronium.node="+host)})
+		list, err := cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: client.Filters{}.Add("label", "io.cronium.node="+node)})
 		if err != nil {
 			t.Fatal(err)
 		}
