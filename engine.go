@@ -28,8 +28,8 @@ type Engine interface {
 
 	// Run executes spec in a fresh sandbox and blocks until it ends. A
 	// cancelled ctx cancels the execution (outcome cancelled); the sandbox
-	// is removed in every case (possibly after Run returns: GC and Close
-	// finish what is pending). The error is non-nil only when no Result
+	// is removed in every case (possibly after Run returns, by the engine
+	// itself; GC removes what is left). The error is non-nil only when no Result
 	// could be produced at all (bad spec); engine failures during a run
 	// come back as EngineError results.
 	Run(ctx context.Context, spec Spec) (Result, error)
@@ -64,8 +64,9 @@ type Engine interface {
 	// Images is the engine's image store, or nil when Capabilities().Images is false.
 	Images() ImageStore
 
-	// Close waits for pending removals (bounded) and releases the
-	// engine's connections and network rules.
+	// Close stops what the engine does in the background (a sandbox
+	// whose removal it did not see finish is GC's) and releases its
+	// connections and network rules.
 	io.Closer
 }
 
@@ -210,21 +211,31 @@ type NetworkSetup struct {
 // EngineOpener opens an engine by name (see RegisterEngine).
 type EngineOpener func(ctx context.Context, o EngineOptions) (Engine, error)
 
+// EngineDriver is an engine as registered: how to open it, and how to
+// check its own options (engine_options) before anything starts.
+type EngineDriver struct {
+	// Open opens the engine. Required.
+	Open EngineOpener
+	// CheckOptions checks the engine's options, naming the one at fault
+	// ("engine_options.x"). Nil: the engine takes none.
+	CheckOptions func(params map[string]string) error
+}
+
 var (
 	enginesMu sync.Mutex
-	engines   = map[string]EngineOpener{}
+	engines   = map[string]EngineDriver{}
 )
 
 // RegisterEngine makes an engine available by name to OpenEngine, the
 // `engine:` setting and --engine. A new engine registers itself from its own
 // package (in init), like a database/sql driver: nothing else changes.
-func RegisterEngine(name string, open EngineOpener) {
+func RegisterEngine(name string, d EngineDriver) {
 	enginesMu.Lock()
 	defer enginesMu.Unlock()
-	if _, dup := engines[name]; dup || open == nil {
+	if _, dup := engines[name]; dup || d.Open == nil {
 		panic("cronium: engine " + name + " registered twice or without an opener")
 	}
-	engines[name] = open
+	engines[name] = d
 }
 
 // EngineNames lists the registered engines, sorted.
@@ -239,16 +250,34 @@ func EngineNames() []string {
 	return names
 }
 
-// OpenEngine opens the engine registered as name. An unknown name is an
-// error naming field and the engines there are.
-func OpenEngine(ctx context.Context, field, name string, o EngineOptions) (Engine, error) {
+// CheckEngine checks that name (given in field) is a registered engine and
+// that params are options it takes, with values it accepts.
+func CheckEngine(field, name string, params map[string]string) error {
 	enginesMu.Lock()
-	open, ok := engines[name]
+	d, ok := engines[name]
 	enginesMu.Unlock()
 	if !ok {
-		return nil, Invalid(field, name, fmt.Sprintf("is not an engine: use one of %s", strings.Join(EngineNames(), ", ")))
+		return Invalid(field, name, fmt.Sprintf("is not an engine: use one of %s", strings.Join(EngineNames(), ", ")))
 	}
-	return open(ctx, o)
+	if d.CheckOptions != nil {
+		return d.CheckOptions(params)
+	}
+	for k := range params {
+		return Invalid("engine_options."+k, params[k], "is not an option of the "+name+" engine: it takes none")
+	}
+	return nil
+}
+
+// OpenEngine opens the engine registered as name, once its options are
+// checked. An unknown name is an error naming field and the engines there are.
+func OpenEngine(ctx context.Context, field, name string, o EngineOptions) (Engine, error) {
+	if err := CheckEngine(field, name, o.Params); err != nil {
+		return nil, err
+	}
+	enginesMu.Lock()
+	d := engines[name]
+	enginesMu.Unlock()
+	return d.Open(ctx, o)
 }
 
 // ColdOnly gives an engine that runs cold only (a stand-in for

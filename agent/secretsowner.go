@@ -2,31 +2,33 @@ package agent
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
 	"unsafe"
 )
 
-// EnvSecretsOwner, in the agent's own environment, asks it to hand
-// SecretsDir to "uid:gid" at its start: engines that cannot make a tmpfs
-// the script user's (Podman) give the agent CAP_CHOWN for that one chown,
-// and the agent drops the capability at once, before anything else runs.
-const EnvSecretsOwner = "CRONIUM_SECRETS_OWNER"
+// SecretsOwnerFlag, as the agent's one argument ("--secrets-owner=uid:gid"),
+// asks it to hand SecretsDir to that user at its start: engines that cannot
+// make a tmpfs the script user's (Podman) give the agent CAP_CHOWN for that
+// one chown, and the agent drops the capability at once, before anything
+// else runs. An argument, not the environment: an image's ENV cannot set it.
+const SecretsOwnerFlag = "--secrets-owner"
 
 // capChown is CAP_CHOWN's number.
 const capChown = 0
 
-// OwnSecretsDir does what EnvSecretsOwner asks, if it is set, and then
-// drops CAP_CHOWN from every thread of the agent, whether the chown worked
-// or not. Without the variable it does nothing.
-func OwnSecretsDir() error {
-	v, ok := os.LookupEnv(EnvSecretsOwner)
-	if !ok {
+// OwnSecretsDir does what args (the agent's arguments) ask with
+// SecretsOwnerFlag, if anything, and then drops CAP_CHOWN from every
+// thread of the agent, whether the chown worked or not.
+func OwnSecretsDir(args []string) error {
+	if len(args) != 1 {
 		return nil
 	}
-	os.Unsetenv(EnvSecretsOwner)
+	v, ok := strings.CutPrefix(args[0], SecretsOwnerFlag+"=")
+	if !ok {
+		return fmt.Errorf("unknown argument %q", args[0])
+	}
 	err := chownSecrets(v)
 	if derr := dropCap(capChown); derr != nil && err == nil {
 		err = derr
@@ -39,7 +41,7 @@ func chownSecrets(v string) error {
 	uid, err1 := strconv.Atoi(u)
 	gid, err2 := strconv.Atoi(g)
 	if !ok || err1 != nil || err2 != nil || uid < 0 || gid < 0 {
-		return fmt.Errorf("%s=%q: want uid:gid", EnvSecretsOwner, v)
+		return fmt.Errorf("%s=%q: want uid:gid", SecretsOwnerFlag, v)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Lstat(SecretsDir, &st); err != nil {

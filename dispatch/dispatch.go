@@ -486,6 +486,10 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	if err != nil {
 		return fail(err)
 	}
+	caps := d.cfg.Engine.Capabilities()
+	if mode := netPolicy.Mode; mode != "" && !caps.CanNetwork(mode) {
+		return fail(fmt.Errorf("network: the %s engine does not enforce the %s mode: use one of %v, or run this node on an engine that does", caps.Name, mode, caps.Networks))
+	}
 	input := x.Input
 	if len(input) == 0 {
 		input = ev.Input
@@ -517,7 +521,6 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 		// A writable root file system cannot be wiped between runs.
 		strategy, why = cronium.StrategyPrewarmed, why+"; the "+profile.Name+" profile has a writable root, which a reset cannot wipe: prewarmed instead"
 	}
-	caps := d.cfg.Engine.Capabilities()
 	switch {
 	case strategy == cronium.StrategyCold:
 	case !caps.Warm:

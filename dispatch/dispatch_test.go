@@ -333,3 +333,32 @@ func TestWarmStrategyOnAColdOnlyEngineSaysWhy(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A network mode the engine does not enforce is never run without it: the
+// execution fails, saying so.
+func TestNetworkModeTheEngineCannotEnforceFails(t *testing.T) {
+	st, eng, d := setup(t)
+	ctx := context.Background()
+	_, x := queue(t, st, cronium.Event{Name: "net", Language: cronium.Bash, Script: string(cronium.Succeeded), Network: cronium.Net(cronium.NetworkEgress)})
+	start(t, d)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := st.Execution(ctx, 0, x.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status == cronium.StatusFinished {
+			if got.Outcome != cronium.EngineError || !strings.Contains(got.Error, "scripted engine does not enforce the egress mode") {
+				t.Errorf("outcome %s error %q, want engine_error saying the engine does not enforce egress", got.Outcome, got.Error)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the execution is %s after 5s", got.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := eng.started(); n != 0 {
+		t.Errorf("%d runs started without the network policy", n)
+	}
+}

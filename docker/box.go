@@ -188,7 +188,7 @@ func (s *box) Create(ctx context.Context) error {
 			},
 		},
 	}
-	e.dialect.adjust(cfg, host, p)
+	e.dialect.adjust(cfg, host, p, e.seccomp)
 	if s.autoRemove {
 		// The engine removes the container once its agent exits: the
 		// result does not wait for the removal (Remove).
@@ -222,6 +222,9 @@ func (s *box) Create(ctx context.Context) error {
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			how := "build it with `cronium images build` (or `make images`)"
+			if e.dialect == podman {
+				how = "build it with `cronium images build --engine podman`, or copy it from Docker with scripts/podman-images.sh"
+			}
 			switch {
 			case strings.Contains(spec.Image, "/pkgs-"):
 				how = "it is an event's package layer, removed since: apply the event again to rebuild it"

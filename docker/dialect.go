@@ -1,12 +1,18 @@
 package docker
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/profiles/seccomp"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/agent"
@@ -41,11 +47,22 @@ func (d dialect) secretsTmpfs(p cronium.Profile) string {
 	return fmt.Sprintf("rw,nosuid,nodev,noexec,size=1m,mode=0700,uid=%d,gid=%d", p.UID, p.GID)
 }
 
-// adjust changes a container's configuration for the dialect.
-func (d dialect) adjust(cfg *container.Config, host *container.HostConfig, p cronium.Profile) {
+// adjust changes a container's configuration for the dialect. seccomp is
+// the file of Docker's default seccomp profile (see seccompProfile).
+func (d dialect) adjust(cfg *container.Config, host *container.HostConfig, p cronium.Profile, seccomp string) {
 	if d != podman {
 		return
 	}
+	// Podman's own default profile lets a script unshare a user namespace
+	// and, inside it, mount file systems and open netlink and packet
+	// sockets: Docker's default profile, the one every sandbox gets on
+	// Docker, does not. Podman takes a profile by path only.
+	if p.Seccomp == "default" || p.Seccomp == "" {
+		host.SecurityOpt = append(host.SecurityOpt, "seccomp="+seccomp)
+	}
+	// Podman adds the host's own entries to /etc/hosts: the sandbox gets
+	// a file of its own, as on Docker.
+	host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: filepath.Join(filepath.Dir(seccomp), "hosts"), Target: "/etc/hosts", ReadOnly: true})
 	// Podman's read-only root has writable, exec-able tmpfs at /run and
 	// /var/tmp of its own: ours replace them, like Docker's read-only root.
 	if host.ReadonlyRootfs {
@@ -58,14 +75,39 @@ func (d dialect) adjust(cfg *container.Config, host *container.HostConfig, p cro
 		}
 	}
 	host.CapAdd = append(append([]string(nil), host.CapAdd...), "CHOWN")
-	cfg.Env = append(cfg.Env, agent.EnvSecretsOwner+"="+strconv.Itoa(p.UID)+":"+strconv.Itoa(p.GID))
+	cfg.Cmd = []string{agent.SecretsOwnerFlag + "=" + strconv.Itoa(p.UID) + ":" + strconv.Itoa(p.GID)}
+}
+
+// seccompProfile writes Docker's default seccomp profile and a plain
+// /etc/hosts into dir (content-addressed, never through a link) for
+// Podman, and returns the profile's path.
+func seccompProfile(dir string) (string, error) {
+	b, err := json.Marshal(seccomp.DefaultProfile())
+	if err != nil {
+		return "", fmt.Errorf("seccomp profile: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("seccomp profile: %w", err)
+	}
+	hosts := []byte("127.0.0.1\tlocalhost cronium\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	if _, err := installFile(filepath.Join(dir, "hosts"), hosts, 0o444); err != nil {
+		return "", err
+	}
+	return installFile(filepath.Join(dir, "docker-default-"+hex.EncodeToString(sum[:6])+".json"), b, 0o444)
 }
 
 // imageName is an image name as the rest of cronium writes it: Podman
-// lists local images under localhost/.
+// lists local images under localhost/, and those it tagged or committed
+// under docker.io/.
 func (d dialect) imageName(name string) string {
-	if d == podman {
-		return strings.TrimPrefix(name, "localhost/")
+	if d != podman {
+		return name
+	}
+	for _, p := range []string{"localhost/", "docker.io/library/", "docker.io/"} {
+		if v, ok := strings.CutPrefix(name, p); ok {
+			return v
+		}
 	}
 	return name
 }
@@ -78,8 +120,12 @@ func (d dialect) oomKilled(id string, exitCode int) bool {
 	if d != podman || exitCode != 137 {
 		return false
 	}
-	for _, dir := range []string{"/sys/fs/cgroup/memory/libpod_parent/libpod-" + id, "/sys/fs/cgroup/memory/machine.slice/libpod-" + id + ".scope"} {
-		b, err := os.ReadFile(dir + "/memory.oom_control")
+	// cgroup v1 (cgroupfs or systemd), then v2: while the container exists.
+	for _, f := range []string{"/sys/fs/cgroup/memory/libpod_parent/libpod-" + id + "/memory.oom_control",
+		"/sys/fs/cgroup/memory/machine.slice/libpod-" + id + ".scope/memory.oom_control",
+		"/sys/fs/cgroup/machine.slice/libpod-" + id + ".scope/memory.events",
+		"/sys/fs/cgroup/libpod_parent/libpod-" + id + "/memory.events"} {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}

@@ -93,6 +93,7 @@ type Engine struct {
 
 	dialect dialect // Docker or Podman, from the engine's version
 	version string  // the engine's version
+	seccomp string  // Podman: the file of Docker's default seccomp profile
 
 	bg       context.Context // cancelled by Close: background removals stop
 	bgCancel context.CancelFunc
@@ -109,10 +110,10 @@ type Engine struct {
 var _ cronium.Engine = (*Engine)(nil)
 
 func init() {
-	cronium.RegisterEngine("docker", func(ctx context.Context, o cronium.EngineOptions) (cronium.Engine, error) {
+	cronium.RegisterEngine("docker", cronium.EngineDriver{Open: func(ctx context.Context, o cronium.EngineOptions) (cronium.Engine, error) {
 		return New(ctx, Config{Host: o.Host, AgentPath: o.AgentPath, StateDir: o.StateDir, NodeID: o.NodeID, Images: o.Images,
 			Logger: o.Logger, Network: o.Network, Dialect: "docker"})
-	})
+	}})
 }
 
 // staticBinary refuses a dynamically linked agent: it would load the
@@ -171,8 +172,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	defer cancel()
 	if _, err := cli.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("%w: no container engine answered at %s (%v). Start Docker (`dockerd &` or `systemctl start docker`), or set DOCKER_HOST to a running engine, e.g. unix:///run/podman/podman.sock for Podman",
-			cronium.ErrUnavailable, cli.DaemonHost(), err)
+		how := "Start Docker (`dockerd &` or `systemctl start docker`), or set DOCKER_HOST (--docker-host) to a running engine; for Podman use --engine podman"
+		if cfg.Dialect == "podman" {
+			how = "Start Podman's API service there (`podman system service --time=0 " + cli.DaemonHost() + " &`), or leave --docker-host empty and cronium starts one itself"
+		}
+		return nil, fmt.Errorf("%w: no container engine answered at %s (%v). %s", cronium.ErrUnavailable, cli.DaemonHost(), err, how)
 	}
 	e := &Engine{cfg: cfg, cli: cli, log: cfg.Logger}
 	if name, version, ok := serverHeader(pctx, cli.DaemonHost(), cfg.Dial); ok {
@@ -203,6 +207,12 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if e.agentPath, err = installAgent(cfg.AgentPath, cfg.StateDir); err != nil {
 		cli.Close()
 		return nil, err
+	}
+	if e.dialect == podman {
+		if e.seccomp, err = seccompProfile(filepath.Join(cfg.StateDir, "podman-files")); err != nil {
+			cli.Close()
+			return nil, err
+		}
 	}
 	if e.libPath, err = helpers.Install(filepath.Join(cfg.StateDir, "lib")); err != nil {
 		cli.Close()
@@ -263,28 +273,34 @@ func installAgent(src, stateDir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("create agent dir: %w", err)
 	}
-	dst := filepath.Join(dir, "cronium-agent-"+hex.EncodeToString(sum[:6]))
+	return installFile(filepath.Join(dir, "cronium-agent-"+hex.EncodeToString(sum[:6])), b, 0o555)
+}
+
+// installFile writes b to dst with mode, through a temporary file and a
+// rename (never through a link someone put at dst), unless a regular file
+// of that size is there already: dst is content-addressed or fixed.
+func installFile(dst string, b []byte, mode os.FileMode) (string, error) {
 	if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(b)) {
 		return dst, nil
 	}
-	tmp, err := os.CreateTemp(dir, ".agent-*")
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".install-*")
 	if err != nil {
-		return "", fmt.Errorf("install agent: %w", err)
+		return "", fmt.Errorf("install %s: %w", dst, err)
 	}
 	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
-		return "", fmt.Errorf("install agent: %w", err)
+		return "", fmt.Errorf("install %s: %w", dst, err)
 	}
-	if err := tmp.Chmod(0o555); err != nil {
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
-		return "", fmt.Errorf("install agent: %w", err)
+		return "", fmt.Errorf("install %s: %w", dst, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("install agent: %w", err)
+		return "", fmt.Errorf("install %s: %w", dst, err)
 	}
 	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return "", fmt.Errorf("install agent: %w", err)
+		return "", fmt.Errorf("install %s: %w", dst, err)
 	}
 	return dst, nil
 }

@@ -35,6 +35,7 @@ func init() {
 	add("BadSpecIsRejected", testBadSpecIsRejected)
 	add("OutputChunksKeepCharactersWhole", testOutputChunksKeepCharactersWhole)
 	add("OutputWithinTheCapIsNotTruncated", testOutputWithinTheCapIsNotTruncated)
+	add("NoNamespacesForScripts", testNoNamespacesForScripts)
 }
 
 func testHelloEachLanguage(t *testing.T) {
@@ -443,5 +444,27 @@ func testOutputWithinTheCapIsNotTruncated(t *testing.T) {
 	}
 	if res.Outcome != cronium.Succeeded || res.Truncated || got.String() != want.String() {
 		t.Errorf("outcome %s, truncated %v, %d bytes (want %d, whole)", res.Outcome, res.Truncated, got.Len(), want.Len())
+	}
+}
+
+// A script can make no namespace of its own: a user namespace would give
+// it every capability inside (mounts over noexec, netlink, raw sockets).
+func testNoNamespacesForScripts(t *testing.T) {
+	script := `
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+for name, flag in [("user", 0x10000000), ("mount", 0x00020000), ("net", 0x40000000), ("user+mount", 0x10020000)]:
+    r = libc.unshare(flag)
+    print(name, "created" if r == 0 else "refused " + os.strerror(ctypes.get_errno()))
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if libc.unshare(0x10000000) == 0 else 1)
+_, st = os.waitpid(pid, 0)
+print("child user", "created" if os.waitstatus_to_exitcode(st) == 0 else "refused")
+`
+	res, out := run(t, cronium.Python, script, nil)
+	wantOutcome(t, res, out, cronium.Succeeded)
+	if strings.Contains(out, "created") || strings.Count(out, "refused") != 5 {
+		t.Errorf("a script made a namespace:\n%s", out)
 	}
 }

@@ -120,8 +120,8 @@ type Engine interface {
 
 // Builder builds runtime images. The zero value uses the host's apt sources.
 type Builder struct {
-	// Engine receives the images. Required.
-	Engine Engine
+	// Engine receives the images: an engine's image store. Required.
+	Engine cronium.ImageStore
 	// Mirror is passed to mmdebstrap: a mirror URL or an apt sources file.
 	// Default: the host's /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list.
 	Mirror string

@@ -59,10 +59,7 @@ func (b *Builder) Update(ctx context.Context, r Recipe) (Change, error) {
 	if b.Progress == nil {
 		b.Progress = io.Discard
 	}
-	eng, ok := b.Engine.(UpdateEngine)
-	if !ok {
-		return Change{}, errors.New("this engine cannot retag images: update needs the docker engine")
-	}
+	eng := b.Engine
 	ref := r.Ref()
 	ch := Change{Ref: ref}
 	unlock, err := lockUpdate(ref)

@@ -22,7 +22,31 @@ import (
 	"github.com/cronium/executor/docker"
 )
 
-func init() { cronium.RegisterEngine("podman", Open) }
+func init() {
+	cronium.RegisterEngine("podman", cronium.EngineDriver{Open: Open, CheckOptions: func(params map[string]string) error {
+		_, err := options(params)
+		return err
+	}})
+}
+
+// options reads the engine's options: idle_timeout only.
+func options(params map[string]string) (idle time.Duration, err error) {
+	idle = IdleTimeout
+	for k, v := range params {
+		if k != "idle_timeout" {
+			return 0, cronium.Invalid("engine_options."+k, v, "is not an option of the podman engine: it takes idle_timeout")
+		}
+		d, err := cronium.ParseDuration("engine_options.idle_timeout", v)
+		if err != nil {
+			return 0, err
+		}
+		if d < time.Second {
+			return 0, cronium.Invalid("engine_options.idle_timeout", v, "is too short: want at least 1s, like 60s")
+		}
+		idle = d
+	}
+	return idle, nil
+}
 
 // IdleTimeout is how long the API service cronium starts stays up without
 // a request, unless the engine option idle_timeout says otherwise.
@@ -33,16 +57,12 @@ const IdleTimeout = 60 * time.Second
 // that service stays up idle (a duration, at least 1s; default 60s).
 func Open(ctx context.Context, o cronium.EngineOptions) (cronium.Engine, error) {
 	host := o.Host
-	idle := IdleTimeout
-	if v, ok := o.Params["idle_timeout"]; ok {
-		d, err := cronium.ParseDuration("engine_options.idle_timeout", v)
-		if err != nil {
-			return nil, err
-		}
-		if d < time.Second {
-			return nil, cronium.Invalid("engine_options.idle_timeout", v, "is too short: want at least 1s, like 60s")
-		}
-		idle = d
+	idle, err := options(o.Params)
+	if err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("%w: the podman engine is rootful Podman: run cronium as root (rootless Podman is not supported)", cronium.ErrUnsupported)
 	}
 	cfg := docker.Config{Host: host, AgentPath: o.AgentPath, StateDir: o.StateDir, NodeID: o.NodeID, Images: o.Images,
 		Logger: o.Logger, Network: o.Network, Dialect: "podman"}
@@ -79,6 +99,9 @@ func NewService(dir string) (*Service, error) {
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("podman service dir: %w", err)
+	}
+	if sock := filepath.Join(dir, "podman.sock"); len(sock) > 100 {
+		return nil, cronium.Invalid("--state-dir", dir, fmt.Sprintf("is too long for the podman service's socket (%d bytes; unix sockets take at most 107): use a shorter --state-dir", len(sock)))
 	}
 	return &Service{dir: dir, binary: bin, idle: IdleTimeout}, nil
 }
@@ -124,6 +147,8 @@ func (s *Service) start(ctx context.Context) error {
 	defer logf.Close()
 	cmd := exec.Command(s.binary, "system", "service", fmt.Sprintf("--time=%d", int(s.idle/time.Second)), "unix://"+s.Socket())
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Nothing of cronium's environment (tokens, keys) reaches the service.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=/root", "LANG=C.UTF-8"}
 	// Its own session: it outlives this process until idle, and a ^C to
 	// cronium does not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

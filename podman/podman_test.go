@@ -63,8 +63,8 @@ func TestNoBinaryNoSocket(t *testing.T) {
 func TestUnreachableSocket(t *testing.T) {
 	t.Parallel()
 	_, err := cronium.OpenEngine(context.Background(), "engine", "podman", cronium.EngineOptions{Host: "unix:///nonexistent/podman.sock", AgentPath: "/dev/null", StateDir: t.TempDir()})
-	if !errors.Is(err, cronium.ErrUnavailable) || !strings.Contains(err.Error(), "/nonexistent/podman.sock") {
-		t.Fatalf("err %v, want one naming the socket", err)
+	if !errors.Is(err, cronium.ErrUnavailable) || !strings.Contains(err.Error(), "/nonexistent/podman.sock") || !strings.Contains(err.Error(), "podman system service") {
+		t.Fatalf("err %v, want one naming the socket and how to start a service there", err)
 	}
 }
 
@@ -113,10 +113,16 @@ func TestServiceStopsWhenIdleAndComesBack(t *testing.T) {
 	}
 }
 
-func TestBadIdleTimeout(t *testing.T) {
+func TestBadOptions(t *testing.T) {
 	t.Parallel()
-	_, err := cronium.OpenEngine(context.Background(), "engine", "podman", cronium.EngineOptions{Params: map[string]string{"idle_timeout": "soon"}})
-	if !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), "engine_options.idle_timeout") {
-		t.Fatalf("err %v, want an invalid engine_options.idle_timeout", err)
+	for params, want := range map[string]string{"idle_timeout=soon": "engine_options.idle_timeout", "idle_timeout=10ms": "too short", "idle_timout=60s": "engine_options.idle_timout"} {
+		k, v, _ := strings.Cut(params, "=")
+		err := cronium.CheckEngine("engine", "podman", map[string]string{k: v})
+		if !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err %v, want an invalid option saying %q", params, err, want)
+		}
+	}
+	if err := cronium.CheckEngine("engine", "docker", map[string]string{"idle_timeout": "60s"}); !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), "takes none") {
+		t.Errorf("docker with an option: %v, want a refusal", err)
 	}
 }

@@ -27,7 +27,7 @@ func main() {
 			os.Exit(agent.WipeMain(os.Args[2:]))
 		}
 	}
-	if err := agent.OwnSecretsDir(); err != nil {
+	if err := agent.OwnSecretsDir(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "cronium-agent:", err)
 		os.Exit(72)
 	}

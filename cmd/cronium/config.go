@@ -13,7 +13,6 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -196,7 +195,7 @@ func defaultServerConfig() serverConfig {
 		}
 	}
 	return serverConfig{
-		Listen: "127.0.0.1:8080", DataDir: dir, Capacity: 2 * runtime.NumCPU(),
+		Listen: "127.0.0.1:8080", DataDir: dir, Capacity: 2 * runtime.NumCPU(), Engine: "docker",
 		ShutdownGrace: cronium.Duration(30 * time.Second), LogLimit: 1 << 20, RequestTimeout: cronium.Duration(time.Minute), Tiers: cronium.DefaultTiers(),
 		RetentionInterval: cronium.Duration(time.Hour),
 	}
@@ -420,8 +419,8 @@ func (c *serverConfig) validate() error {
 	if c.DataDir == "" {
 		return cronium.Invalid("data_dir", "", "is empty")
 	}
-	if c.Engine != "" && !slices.Contains(cronium.EngineNames(), c.Engine) {
-		return cronium.Invalid("engine", c.Engine, "is not an engine: use one of "+strings.Join(cronium.EngineNames(), ", "))
+	if err := cronium.CheckEngine("engine", c.Engine, c.EngineOptions); err != nil {
+		return err
 	}
 	if err := c.Network.validate(); err != nil {
 		return err

@@ -176,9 +176,6 @@ func serve(g *globals, cfg serverConfig) error {
 	if g.engineFlag != "" {
 		engineName = g.engineFlag
 	}
-	if engineName == "" {
-		engineName = "docker"
-	}
 	eng, err := cronium.OpenEngine(ctx, "engine", engineName, cronium.EngineOptions{Host: host, AgentPath: agentPath, StateDir: cfg.DataDir,
 		NodeID: cfg.NodeID, Images: images.Refs(), Logger: log, Network: cfg.Network.engineConfig(), Params: cfg.EngineOptions})
 	if err != nil {

@@ -15,7 +15,16 @@ import (
 	cronium "github.com/cronium/executor"
 )
 
-func init() { cronium.RegisterEngine("wrapped", Open) }
+func init() {
+	cronium.RegisterEngine("wrapped", cronium.EngineDriver{Open: Open, CheckOptions: func(params map[string]string) error {
+		for k, v := range params {
+			if k != "target" {
+				return cronium.Invalid("engine_options."+k, v, "is not an option of the wrapped engine: it takes target")
+			}
+		}
+		return nil
+	}})
+}
 
 // Engine forwards the contract to another engine.
 type Engine struct {
@@ -34,6 +43,7 @@ func Open(ctx context.Context, o cronium.EngineOptions) (cronium.Engine, error) 
 	if name == "wrapped" {
 		return nil, cronium.Invalid("engine_options.target", name, "wraps itself: name another engine, like docker")
 	}
+	o.Params = nil // the wrapper's own
 	t, err := cronium.OpenEngine(ctx, "engine_options.target", name, o)
 	if err != nil {
 		return nil, fmt.Errorf("wrapped: %w", err)
