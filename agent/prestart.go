@@ -391,17 +391,21 @@ func envMap(env []string) (map[string]string, string) {
 //   - Python reads PYTHON* at start-up (paths, flags, hash seed, I/O
 //     encoding, warnings, user site), HOME (the user site directory) and
 //     PATH (sys.executable); the locale (LANG, LANGUAGE, LC_*, LOCPATH) sets
-//     its encodings, and TZ is read once when the helpers import time.
+//     its encodings.
 //   - Node reads NODE_* (options, module paths, extra CA certificates,
 //     debug, warnings), HOME (global module paths), UV_* (libuv), ICU_*,
-//     TZ and TZDIR, the locale, OPENSSL_* and SSL_CERT_* (at TLS start-up),
-//     FORCE_COLOR and NO_COLOR (colour decisions).
+//     the locale, OPENSSL_* and SSL_CERT_* (at TLS start-up), FORCE_COLOR
+//     and NO_COLOR (colour decisions).
 //   - The dynamic loader and the C library read LD_*, MALLOC_*,
-//     GLIBC_TUNABLES and GCONV_PATH.
+//     GLIBC_TUNABLES, GCONV_PATH and TZDIR.
 //   - PrestartEnv itself: a run may never ask for a bootstrap.
 //
-// Other variables are read only when the script asks (os.environ,
-// process.env, the helpers' token and socket).
+// TZ is not one of them, although the dispatcher sets it for every run:
+// Python reads it when the helpers import time, and the bootstrap calls
+// time.tzset() once the run's environment is set, which sets what the
+// import set; node re-reads it whenever process.env.TZ is set or deleted,
+// as the bootstrap does. Other variables are read only when the script
+// asks (os.environ, process.env, the helpers' token and socket).
 func startupVar(k string) bool {
 	for _, p := range []string{"PYTHON", "NODE_", "UV_", "ICU_", "LC_", "LD_", "MALLOC_", "OPENSSL_", "SSL_CERT_", "CRONIUM_PRESTART"} {
 		if strings.HasPrefix(k, p) {
@@ -409,7 +413,7 @@ func startupVar(k string) bool {
 		}
 	}
 	switch k {
-	case "HOME", "PATH", "LANG", "LANGUAGE", "LOCPATH", "TZ", "TZDIR", "FORCE_COLOR", "NO_COLOR", "GLIBC_TUNABLES", "GCONV_PATH":
+	case "HOME", "PATH", "LANG", "LANGUAGE", "LOCPATH", "TZDIR", "FORCE_COLOR", "NO_COLOR", "GLIBC_TUNABLES", "GCONV_PATH":
 		return true
 	}
 	return false

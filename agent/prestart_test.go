@@ -29,7 +29,8 @@ func TestEnvFits(t *testing.T) {
 		{"the helpers' path joined by the user's", []string{prep[0], "PYTHONPATH=/.cronium/lib:/mine", prep[2], prep[3], prep[4]}, "PYTHONPATH"},
 		{"a Node option", run("NODE_EXTRA_CA_CERTS=/ca.pem"), "NODE_EXTRA_CA_CERTS"},
 		{"HOME gone", prep[1:], "HOME"},
-		{"TZ", run("TZ=Europe/Berlin"), "TZ"},
+		{"TZ, which the bootstraps set again", run("TZ=Europe/Berlin"), ""},
+		{"TZDIR", run("TZDIR=/zones"), "TZDIR"},
 		{"the locale", run("LC_ALL=C.UTF-8"), "LC_ALL"},
 		{"LANG", run("LANG=de_DE.UTF-8"), "LANG"},
 		{"the loader", run("LD_PRELOAD=/x.so"), "LD_PRELOAD"},
@@ -53,12 +54,12 @@ func TestEnvFits(t *testing.T) {
 }
 
 func TestStartupVar(t *testing.T) {
-	for _, k := range []string{"PYTHONPATH", "PYTHONSTARTUP", "NODE_OPTIONS", "NODE_PATH", "HOME", "PATH", "LANG", "LANGUAGE", "LC_CTYPE", "TZ", "TZDIR", "LD_LIBRARY_PATH", "GLIBC_TUNABLES", "SSL_CERT_FILE", "ICU_DATA", "LOCPATH", "FORCE_COLOR", PrestartEnv} {
+	for _, k := range []string{"PYTHONPATH", "PYTHONSTARTUP", "NODE_OPTIONS", "NODE_PATH", "HOME", "PATH", "LANG", "LANGUAGE", "LC_CTYPE", "TZDIR", "LD_LIBRARY_PATH", "GLIBC_TUNABLES", "SSL_CERT_FILE", "ICU_DATA", "LOCPATH", "FORCE_COLOR", PrestartEnv} {
 		if !startupVar(k) {
 			t.Errorf("%s acts at start-up", k)
 		}
 	}
-	for _, k := range []string{"MODE", "CRONIUM_RUNTIME_TOKEN", "CRONIUM_EXECUTION_ID", "CRONIUM_TIMEOUT_SECONDS", "DEBUG", "MYPYTHON", "TMPDIR", "USER"} {
+	for _, k := range []string{"MODE", "CRONIUM_RUNTIME_TOKEN", "CRONIUM_EXECUTION_ID", "CRONIUM_TIMEOUT_SECONDS", "DEBUG", "MYPYTHON", "TMPDIR", "USER", "TZ"} {
 		if startupVar(k) {
 			t.Errorf("%s does not act at start-up", k)
 		}

@@ -35,11 +35,12 @@ var prestartScripts = map[string]string{
 	"python": `import os, subprocess, sys
 print(list(os.environ.items()))
 print(subprocess.run(["env"], capture_output=True, text=True).stdout)
-print(sys.argv, sys.path[0], __name__)
+import time
+print(sys.argv, sys.path[0], __name__, time.tzname, time.timezone)
 `,
 	"node": `console.log(JSON.stringify(Object.entries(process.env)));
 console.log(require('child_process').execFileSync('env').toString());
-console.log(process.argv.slice(1), module.paths, require.main === module);
+console.log(process.argv.slice(1), module.paths, require.main === module, new Date(0).getTimezoneOffset(), Intl.DateTimeFormat().resolvedOptions().timeZone);
 `,
 }
 
@@ -85,7 +86,7 @@ func TestPrestartedInterpreterRunsAsAFreshStart(t *testing.T) {
 		dir := t.TempDir()
 		script := filepath.Join(dir, map[string]string{"python": "script.py", "node": "script.js"}[lang])
 		given := baseEnv()
-		run := append(baseEnv(), "MODE=prod", "CRONIUM_RUNTIME_TOKEN=abc", "EMPTY=", "UNICODE=grüße")
+		run := append(baseEnv(), "MODE=prod", "CRONIUM_RUNTIME_TOKEN=abc", "EMPTY=", "UNICODE=grüße", "TZ=Europe/Berlin")
 		cmd, w, out := prestart(t, lang, script, given)
 		// The script is written after the interpreter started, as the agent does.
 		if err := os.WriteFile(script, []byte(prestartScripts[lang]), 0o644); err != nil {
@@ -107,7 +108,7 @@ func TestPrestartedInterpreterRunsAsAFreshStart(t *testing.T) {
 		if out.String() != string(want) {
 			t.Errorf("%s: the prestarted run printed\n%s\na fresh start printed\n%s", lang, out, want)
 		}
-		if !strings.Contains(out.String(), "MODE=prod") {
+		if !strings.Contains(out.String(), "MODE=prod") || !strings.Contains(out.String(), map[string]string{"python": "('CET', 'CEST') -3600", "node": "-60 Europe/Berlin"}[lang]) {
 			t.Errorf("%s: the run's environment is not the script's:\n%s", lang, out)
 		}
 	}

@@ -6,13 +6,14 @@
 # the environment this interpreter was started with and the run's. It makes
 # the run's this process's environment as a fresh start with it would have
 # it (what Python itself changed at start-up, such as LC_CTYPE when it
-# coerces the C locale, changed again), closes the pipe and returns: Python
-# goes on to run the script named on its command line, which the agent
-# wrote meanwhile. Nothing of it stays behind (it runs with globals of its
-# own and imports nothing new); the agent checked that no variable acting
-# at start-up differs between the two environments. Without a launch
-# message (the agent discarded this interpreter) it exits; if making the
-# environment fails, it starts afresh here (exec). See agent/prestart.go.
+# coerces the C locale, changed again; the time zone read again), closes
+# the pipe and returns: Python goes on to run the script named on its
+# command line, which the agent wrote meanwhile. Nothing of it stays behind
+# (it runs with globals of its own and imports nothing new); the agent
+# checked that no variable acting at start-up differs between the two
+# environments. Without a launch message (the agent discarded this
+# interpreter) it exits; if making the environment fails, it starts afresh
+# here (exec). See agent/prestart.go.
 
 
 def _main(os, sys):
@@ -49,6 +50,10 @@ def _main(os, sys):
             env.pop(k, None)
         for k, v in changed:
             env[k] = v
+        # The helpers imported time, which read TZ then: read it again, as
+        # the import did (a fresh start reads the run's).
+        if "time" in sys.modules:
+            sys.modules["time"].tzset()
         os.close(fd)
     except BaseException:
         try:
