@@ -92,6 +92,11 @@ func (e *Engine) NewSandbox(ctx context.Context, template cronium.Spec, lifetime
 		return nil, err
 	}
 	sb.sess = sess
+	if err := sb.prepare(ctx); err != nil {
+		sess.Close()
+		sb.cleanup()
+		return nil, err
+	}
 	return &Sandbox{s: sb, id: template.ID, created: time.Now()}, nil
 }
 
@@ -168,6 +173,9 @@ func (x *Sandbox) Reset(ctx context.Context) error {
 	if x.s.lease != nil {
 		// The processes are gone, so are their sockets; the proxy's ends go too.
 		x.s.lease.DropConnections()
+	}
+	if err == nil {
+		err = x.s.prepare(ctx) // a fresh interpreter, started after the reset killed every process
 	}
 	if err != nil {
 		x.breakWith(err)
