@@ -43,12 +43,20 @@ if (process.env.CRONIUM_PRESTART_FD !== undefined) {
     // effect, so that node has compiled it; and let V8 collect the young
     // generation start-up filled (a scavenge of several milliseconds
     // otherwise falls due right after the launch), by making short-lived
-    // garbage.
+    // garbage until the heap in use shrinks: one scavenge ran, and the young
+    // generation is empty.
     chunk(0);
     diff(parse(Buffer.concat(chunks.concat(Buffer.from(magic + 'A=1\0\0B=2\0\0'))))[0]);
     chunks.length = 0;
     const junk = new Array(64);
-    for (let i = 0; i < 200000; i++) junk[i & 63] = [i];
+    for (let i = 0, used = process.memoryUsage().heapUsed; i < 1e6; i++) {
+      junk[i & 63] = [i];
+      if ((i & 1023) === 1023) {
+        const now = process.memoryUsage().heapUsed;
+        if (now < used) break;
+        used = now;
+      }
+    }
     junk.length = 0;
     try {
       for (;;) {
