@@ -24,6 +24,10 @@ type Agent struct {
 	reaper *reaper
 	cg     cgroup
 	pid1   bool
+
+	// Used by the Serve loop only:
+	prepared      *prestarted // an interpreter waiting for the next run
+	prepareFailed string      // why the last Prepare left nothing prepared
 }
 
 // NewAgent wraps a connection to the host, dialled at HostDir/SocketName;
@@ -68,11 +72,22 @@ func (a *Agent) Serve() error {
 	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(term)
 
+	// A prepared interpreter never outlives the agent's work.
+	defer a.discardPrepared()
 	go l.serve(l.conn) // ends by closing l.in, which ends the loop below
 	for f := range l.in {
 		if f.t == FrameReset {
+			a.discardPrepared()
+			a.prepareFailed = ""
 			b, _ := json.Marshal(a.reset(f.reset))
 			l.send(FrameClean, b, 0)
+			continue
+		}
+		if f.t == FramePrepare {
+			a.prepareFailed = "the prepare message did not decode"
+			if f.bad == nil {
+				a.prepareFailed = a.prepare(f.prep)
+			}
 			continue
 		}
 		if f.t != FrameStart {
@@ -100,6 +115,9 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	fail := func(format string, args ...any) Report {
 		return Report{Outcome: "engine_error", ExitCode: -1, Error: fmt.Sprintf(format, args...), RunNS: int64(time.Since(begin))}
 	}
+	// Every Start consumes the prepared interpreter: one that is not
+	// handed this run is killed before the run measures anything.
+	defer a.discardPrepared()
 	if strings.ContainsRune(st.ScriptName, '/') || st.ScriptName == "" || st.ScriptName[0] == '.' {
 		return fail("agent: bad script name %q", st.ScriptName)
 	}
@@ -138,18 +156,20 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	if err != nil {
 		return fail("agent: interpreter %s: %v (is this the right image for the language?)", st.Command[0], err)
 	}
-
-	stdinR, stdinW, err := os.Pipe()
-	if err != nil {
-		return fail("agent: pipe: %v", err)
+	var ps *prestarted
+	prestart := ""
+	if a.prepareFailed != "" {
+		prestart, a.prepareFailed = "nothing was prepared: "+a.prepareFailed, ""
 	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return fail("agent: pipe: %v", err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return fail("agent: pipe: %v", err)
+	if a.prepared != nil {
+		ps, prestart = a.take(st, argv0) // nil when it does not fit this run: killed, and the run starts as usual
+		if ps != nil {
+			defer func() {
+				if ps != nil { // not launched: this run ended before its script started
+					ps.kill()
+				}
+			}()
+		}
 	}
 	caps, err := capNumbers(st.AmbientCaps)
 	if err != nil {
@@ -180,35 +200,25 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	}
 	oomBefore := a.cg.oomKills()
 	ruBefore := childrenCPU()
-
-	attr := &os.ProcAttr{
-		Dir:   Workspace,
-		Env:   st.Env,
-		Files: []*os.File{stdinR, outW, errW},
-		Sys: &syscall.SysProcAttr{
-			Setsid:      true,
-			Credential:  &syscall.Credential{Uid: uint32(st.UID), Gid: uint32(st.GID), Groups: []uint32{}},
-			AmbientCaps: caps,
-		},
+	var c *child
+	if ps != nil {
+		// The prepared interpreter becomes this run's script, or is killed
+		// (and reaped, before the usage is measured) for one started afresh.
+		if err := ps.start(st.Env); err == nil {
+			c, prestart = &ps.child, "used"
+		} else {
+			ps.kill()
+			prestart = "the launch failed: " + err.Error()
+			ruBefore = childrenCPU()
+		}
+		ps = nil
 	}
-	a.reaper.mu.Lock()
-	// The script is the OOM killer's first choice, never the agent.
-	proc, err := startKillable(func() (*os.Process, error) { return os.StartProcess(argv0, st.Command, attr) })
-	var exited chan syscall.WaitStatus
-	if err == nil {
-		exited = a.reaper.watch(proc.Pid)
+	if c == nil {
+		if c, err = a.spawn(argv0, st.Command, st.Env, st.UID, st.GID, caps); err != nil {
+			return fail("agent: %v", err)
+		}
 	}
-	a.reaper.mu.Unlock()
-	stdinR.Close()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		stdinW.Close()
-		outR.Close()
-		errR.Close()
-		return fail("agent: start %s: %v", st.Command[0], err)
-	}
-	pid := proc.Pid
+	pid, exited, stdinW, outR, errR := c.proc.Pid, c.exited, c.stdinW, c.outR, c.errR
 
 	go func() { // ends when the input is written or the script closes stdin
 		stdinW.Write(st.Input)
@@ -298,7 +308,7 @@ wait:
 	errR.Close()
 
 	em.sendTail()
-	rep := Report{RunNS: int64(runNS)}
+	rep := Report{RunNS: int64(runNS), Prestart: prestart}
 	rep.OutputBytes, rep.KeptBytes, rep.Truncated = em.totals()
 	switch st.DataMode {
 	case "stdio":

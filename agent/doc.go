@@ -13,6 +13,12 @@
 // Frames are [type:1][length:4, big endian][payload]. Start, Hello and
 // Report carry JSON; Output carries [stream:1][seq:8][bytes].
 //
+// An idle agent may be asked to Prepare: it then starts the next run's
+// interpreter (python, node) ahead of the run, with the helpers loaded, as
+// the script user, and the next Start hands the run to it instead of
+// starting one, whenever that changes nothing the script could see
+// (prestart.go).
+//
 // # Surviving the host
 //
 // A run is outstanding from its Start until the host acknowledges its

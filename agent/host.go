@@ -16,6 +16,8 @@ type Session struct {
 	hello  Hello
 	onCall func(ctx context.Context, c Call) Reply
 	wmu    sync.Mutex // guards writes to conn
+
+	prestart string // the last report's Prestart
 }
 
 // Handshake reads the agent's Hello from a fresh connection.
@@ -110,6 +112,7 @@ func (s *Session) relay(ctx context.Context, out func(stream uint8, seq uint64, 
 			if err := json.Unmarshal(p, &r); err != nil {
 				return Report{}, fmt.Errorf("decode agent report: %w", err)
 			}
+			s.prestart = r.Prestart
 			// Unacknowledged, the agent would keep the run for a host to come back.
 			// A lost ack costs nothing: the caller removes the sandbox.
 			s.writeRaw(FrameAck, nil)
@@ -119,6 +122,11 @@ func (s *Session) relay(ctx context.Context, out func(stream uint8, seq uint64, 
 		}
 	}
 }
+
+// Prestart is what the last report of Run or Resume said of the
+// interpreter prepared for its run: "used", why it was not, or "" when
+// none was prepared. Call it after Run or Resume returned.
+func (s *Session) Prestart() string { return s.prestart }
 
 // Reset asks the idle agent to wipe the sandbox for its next run and waits
 // for its account. Frames of the previous run still in flight are skipped.
@@ -142,6 +150,20 @@ func (s *Session) Reset(ctx context.Context, r Reset) (Clean, error) {
 		}
 		return c, nil
 	}
+}
+
+// Prepare asks the idle agent to start the interpreter of the next run
+// now (see Prepare). It does not wait: the interpreter starts while the
+// sandbox waits for its run, and the run's report says whether it was used
+// (Prestart). An error means the session is unusable.
+func (s *Session) Prepare(ctx context.Context, p Prepare) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.write(FramePrepare, p); err != nil {
+		return fmt.Errorf("send prepare: %w", err)
+	}
+	return nil
 }
 
 func (s *Session) write(t FrameType, v any) error {

@@ -30,10 +30,11 @@ const (
 // frame is one message from the host, as the link hands it to the agent.
 type frame struct {
 	t     FrameType
-	start Start // FrameStart, decoded
-	bad   error // FrameStart that did not decode
-	reply Reply // FrameReply, decoded
-	reset Reset // FrameReset, decoded
+	start Start   // FrameStart, decoded
+	bad   error   // FrameStart or FramePrepare that did not decode
+	reply Reply   // FrameReply, decoded
+	reset Reset   // FrameReset, decoded
+	prep  Prepare // FramePrepare, decoded
 }
 
 // outFrame is one frame to the host, kept until it is safe to forget.
@@ -170,6 +171,8 @@ func (l *link) read(c net.Conn) error {
 			if json.Unmarshal(p, &f.reset) != nil {
 				continue
 			}
+		case FramePrepare:
+			f.bad = json.Unmarshal(p, &f.prep)
 		case FrameAck:
 			l.mu.Lock()
 			l.busy = false

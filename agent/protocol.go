@@ -36,24 +36,26 @@ type FrameType uint8
 
 // Frame types.
 const (
-	FrameHello  FrameType = 1  // agent -> host, JSON Hello
-	FrameStart  FrameType = 2  // host -> agent, JSON Start
-	FrameCancel FrameType = 3  // host -> agent, empty
-	FrameOutput FrameType = 4  // agent -> host, [stream][seq][bytes]
-	FrameReport FrameType = 5  // agent -> host, JSON Report
-	FrameAck    FrameType = 6  // host -> agent, empty: the report arrived, the run may be forgotten
-	FrameCall   FrameType = 7  // agent -> host, JSON Call: a runtime API call the host answers
-	FrameReply  FrameType = 8  // host -> agent, JSON Reply to a Call
-	FrameReset  FrameType = 9  // host -> agent, JSON Reset: wipe the sandbox for its next run
-	FrameClean  FrameType = 10 // agent -> host, JSON Clean: how the reset went
+	FrameHello   FrameType = 1  // agent -> host, JSON Hello
+	FrameStart   FrameType = 2  // host -> agent, JSON Start
+	FrameCancel  FrameType = 3  // host -> agent, empty
+	FrameOutput  FrameType = 4  // agent -> host, [stream][seq][bytes]
+	FrameReport  FrameType = 5  // agent -> host, JSON Report
+	FrameAck     FrameType = 6  // host -> agent, empty: the report arrived, the run may be forgotten
+	FrameCall    FrameType = 7  // agent -> host, JSON Call: a runtime API call the host answers
+	FrameReply   FrameType = 8  // host -> agent, JSON Reply to a Call
+	FrameReset   FrameType = 9  // host -> agent, JSON Reset: wipe the sandbox for its next run
+	FrameClean   FrameType = 10 // agent -> host, JSON Clean: how the reset went
+	FramePrepare FrameType = 11 // host -> agent, JSON Prepare: start the next run's interpreter now
 )
 
 // MaxFrame is the largest payload accepted, which bounds script plus input.
 const MaxFrame = 32 << 20
 
 // ProtocolVersion changes whenever frames or messages change incompatibly.
-// Version 2 added resumed hellos and FrameAck.
-const ProtocolVersion = 4
+// Version 2 added resumed hellos and FrameAck; version 5 added FramePrepare
+// and Report.Prestart.
+const ProtocolVersion = 5
 
 // Hello is the agent's first frame on every connection.
 type Hello struct {
@@ -105,6 +107,25 @@ type Reset struct {
 	KeepWorkspace bool `json:"keep_workspace,omitempty"`
 }
 
+// Prepare asks an idle agent to start the interpreter of the sandbox's
+// next run ahead of it, with the helpers loaded, as the script user; the
+// next Start then hands it the run instead of starting one (see
+// prestart.go). What it names is what that Start will carry, less the
+// per-run values: a Start that differs where it matters at the
+// interpreter's start-up runs as if nothing had been prepared. The agent
+// does not answer: the next Report says what became of it (Prestart).
+type Prepare struct {
+	// Command is the interpreter argv of the next run, script path included
+	// (the script's name is the language's, known in advance).
+	Command []string `json:"command"`
+	// Env is the run's environment without its per-run values (the token,
+	// the execution id, the timeout).
+	Env         []string `json:"env"`
+	UID         int      `json:"uid"`
+	GID         int      `json:"gid"`
+	AmbientCaps []string `json:"ambient_caps,omitempty"`
+}
+
 // Clean reports a reset: Clean is false when anything of the last run could
 // not be removed (the host then recycles the sandbox).
 type Clean struct {
@@ -148,6 +169,10 @@ type Report struct {
 	Output json.RawMessage `json:"output,omitempty"`
 	// OutputError says why such an output was not taken (too large, not JSON).
 	OutputError string `json:"output_error,omitempty"`
+	// Prestart says, when an interpreter was prepared for this run, whether
+	// the run used it ("used") or why it started afresh (also why a Prepare
+	// left nothing prepared).
+	Prestart string `json:"prestart,omitempty"`
 }
 
 // WriteFrame writes one frame. It is not safe for concurrent use on one writer.

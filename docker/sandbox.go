@@ -29,7 +29,10 @@ func (e *Engine) NewSandbox(ctx context.Context, template cronium.Spec, lifetime
 	if err := e.checkSpec(&template); err != nil {
 		return nil, err
 	}
-	w, err := session.NewWarm(ctx, e.timing(), e.newBox(template, lifetime, false), template)
+	// The agent prepares the next run's interpreter only in the engine's
+	// own runtime image of the language (see session.Warm).
+	prepare := template.Image != "" && template.Image == e.cfg.Images[template.Language]
+	w, err := session.NewWarm(ctx, e.timing(), e.newBox(template, lifetime, false), template, prepare)
 	if err != nil {
 		return nil, err
 	}

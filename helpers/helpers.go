@@ -13,6 +13,12 @@
 //     Calls are synchronous: each runs `/.cronium/agent api` with the request
 //     on stdin.
 //
+// In a warm sandbox the agent may start the python or node interpreter of
+// the next run ahead of it (agent.Prepare): sitecustomize.py (through
+// cronium-prestart.py) and the end of cronium-preload.js then wait for the
+// run there, once the helpers are loaded, and hand over to the script as
+// a fresh start would.
+//
 // All of them speak the runtime API of package agent: one JSON request line
 // with the execution's CRONIUM_RUNTIME_TOKEN per connection to the unix
 // socket CRONIUM_API_SOCKET (default /run/cronium/api.sock), one JSON reply line.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ type Warm struct {
 	spec    cronium.Spec // the template: image, limits, profile, network, workspace
 	sess    *agent.Session
 	created time.Time
+	prepare bool // start the next run's interpreter ahead of it (see Prepare)
 
 	mu     sync.Mutex // guards broken, closed and paused; held across pause and unpause
 	broken error      // set when the sandbox must not be used again
@@ -31,8 +33,10 @@ type Warm struct {
 var _ cronium.Sandbox = (*Warm)(nil)
 
 // NewWarm creates and starts box for template (checked, with template.ID
-// the sandbox's id) and waits for its agent. The box is removed on error.
-func NewWarm(ctx context.Context, t Timing, box Box, template cronium.Spec) (*Warm, error) {
+// the sandbox's id) and waits for its agent. With prepare, the agent starts
+// the interpreter of each next run ahead of it (see Warm.prepare); the
+// backend says whether the image allows it. The box is removed on error.
+func NewWarm(ctx context.Context, t Timing, box Box, template cronium.Spec, prepare bool) (*Warm, error) {
 	if err := box.Create(ctx); err != nil {
 		box.Remove(false)
 		return nil, err
@@ -42,7 +46,47 @@ func NewWarm(ctx context.Context, t Timing, box Box, template cronium.Spec) (*Wa
 		box.Remove(false)
 		return nil, err
 	}
-	return &Warm{t: t, box: box, id: template.ID, spec: template, sess: sess, created: time.Now()}, nil
+	w := &Warm{t: t, box: box, id: template.ID, spec: template, sess: sess, created: time.Now(),
+		prepare: prepare && (template.Language == cronium.Python || template.Language == cronium.Node) && template.Workspace == nil}
+	if err := w.prepareNext(ctx); err != nil {
+		sess.Close()
+		box.Remove(false)
+		return nil, err
+	}
+	return w, nil
+}
+
+// prepareNext asks the idle agent to start the interpreter of its next run
+// now, with the helpers loaded, as the script user: the run then skips the
+// interpreter's start-up (agent.Prepare; the agent starts the run afresh
+// whenever it does not fit). It is called once the agent said hello and
+// after each Reset, which kills every process first: a prepared
+// interpreter never saw a run. Only python and node, only in the engine's
+// own runtime image (whose start-up code is known; a custom image or a
+// package layer may run code at start-up), and only with a workspace of the
+// sandbox's own. It does not wait for the interpreter. An error means the
+// session is unusable.
+func (x *Warm) prepareNext(ctx context.Context) error {
+	if !x.prepare {
+		return nil
+	}
+	// The next run's start message, as far as it is known now: without the
+	// user's environment and the per-run values.
+	next := x.spec
+	next.Env = nil
+	st := StartMessage(next, "")
+	p := agent.Prepare{Command: st.Command, UID: st.UID, GID: st.GID, AmbientCaps: st.AmbientCaps}
+	for _, kv := range st.Env {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "CRONIUM_RUNTIME_TOKEN", "CRONIUM_EXECUTION_ID", "CRONIUM_TIMEOUT_SECONDS":
+		default:
+			p.Env = append(p.Env, kv)
+		}
+	}
+	if err := x.sess.Prepare(ctx, p); err != nil {
+		return fmt.Errorf("prepare the interpreter of sandbox %.12s: %w", x.box.Ref(), err)
+	}
+	return nil
 }
 
 // ID names the sandbox (also what Spec.Attached receives).
@@ -110,6 +154,9 @@ func (x *Warm) Reset(ctx context.Context) error {
 		err = fmt.Errorf("sandbox %s is not clean after reset: %s", x.ID(), c.Problem)
 	}
 	x.box.AfterReset()
+	if err == nil {
+		err = x.prepareNext(ctx) // a fresh interpreter, started after the reset killed every process
+	}
 	if err != nil {
 		x.breakWith(err)
 	}
@@ -187,4 +234,16 @@ func (x *Warm) breakWith(err error) {
 	if x.broken == nil {
 		x.broken = err
 	}
+}
+
+// Prestart is what the last run's report said of the interpreter prepared
+// for it: "used", why it was not, or "" when none was prepared.
+func (x *Warm) Prestart() string { return x.sess.Prestart() }
+
+// Unprepare kills what was prepared for the next run (with a reset) and
+// prepares nothing more: every later run starts its interpreter afresh.
+// For comparisons of the two.
+func (x *Warm) Unprepare(ctx context.Context) error {
+	x.prepare = false
+	return x.Reset(ctx)
 }

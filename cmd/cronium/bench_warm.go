@@ -55,11 +55,15 @@ docker run, and throughput (executions per second over --throughput runs with
 	return c
 }
 
-// stamp scripts print the wall clock in microseconds as their first instruction.
+// stamp scripts print the wall clock in microseconds as their first
+// instruction. Node's is Date.now(), rounded up to the end of its
+// millisecond (never early): its microsecond clock, performance, is a
+// module node 18 loads on first use, which took 6-7 ms in every way of
+// running the script, longer than everything else a warm start does.
 var stamp = map[cronium.Language]string{
 	cronium.Bash:   `echo "T ${EPOCHREALTIME/./}"`,
 	cronium.Python: "import time; print('T', time.time_ns() // 1000)",
-	cronium.Node:   "console.log('T', Math.round((performance.timeOrigin + performance.now()) * 1000))",
+	cronium.Node:   "console.log('T', Date.now() * 1000 + 999)",
 }
 
 // busy loops for about one second of CPU on this machine (calibrated per language below).

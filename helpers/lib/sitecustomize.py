@@ -31,3 +31,27 @@ try:
         _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
 except Exception:
     pass
+
+# Last, in a sandbox whose agent started this interpreter before its run
+# arrived (CRONIUM_PRESTART_FD, which only the agent sets): wait for the run
+# here. See cronium-prestart.py; a failure there ends the process.
+try:
+    import os as _os
+    _prestart = _os.environ.get("CRONIUM_PRESTART_FD") is not None
+except Exception:
+    _prestart = False
+if _prestart:
+    try:
+        _p = _os.path.join(_os.path.dirname(__file__), "cronium-prestart.py")
+        with open(_p, "rb") as _f:
+            _code = compile(_f.read(), _p, "exec")
+        del _p, _f
+        exec(_code, {"__name__": "cronium_prestart"})
+        del _code
+    except BaseException:
+        _os._exit(70)
+del _prestart
+try:
+    del _os
+except NameError:
+    pass
