@@ -286,22 +286,9 @@ func TestRecoveryOnAnEngineWithoutReattachSaysWhy(t *testing.T) {
 		t.Fatalf("claim: %v %v", ok, err)
 	}
 	start(t, d)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, err := st.Execution(ctx, 0, x.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Status == cronium.StatusFinished {
-			if got.Outcome != cronium.EngineError || !strings.Contains(got.Error, "scripted engine cannot re-attach") {
-				t.Errorf("outcome %s error %q, want engine_error naming the engine that cannot re-attach", got.Outcome, got.Error)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the recovered execution is %s after 5s", got.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
+	got := finished(t, st, x.ID)
+	if got.Outcome != cronium.EngineError || !strings.Contains(got.Error, "scripted engine cannot re-attach") {
+		t.Errorf("outcome %s error %q, want engine_error naming the engine that cannot re-attach", got.Outcome, got.Error)
 	}
 	if n := eng.started(); n != 0 {
 		t.Errorf("%d runs started: a recovered execution must not run again", n)
@@ -312,25 +299,11 @@ func TestRecoveryOnAnEngineWithoutReattachSaysWhy(t *testing.T) {
 // execution says why.
 func TestWarmStrategyOnAColdOnlyEngineSaysWhy(t *testing.T) {
 	st, _, d := setup(t)
-	ctx := context.Background()
 	_, x := queue(t, st, cronium.Event{Name: "warm", Language: cronium.Bash, Script: string(cronium.Succeeded), Strategy: cronium.StrategyPrewarmed})
 	start(t, d)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got, err := st.Execution(ctx, 0, x.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.Status == cronium.StatusFinished {
-			if got.Strategy != cronium.StrategyCold || !strings.Contains(got.StrategyReason, "the scripted engine has no warm sandboxes") {
-				t.Errorf("strategy %s (%s), want cold, saying the engine has no warm sandboxes", got.Strategy, got.StrategyReason)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the execution is %s after 5s", got.Status)
-		}
-		time.Sleep(20 * time.Millisecond)
+	got := finished(t, st, x.ID)
+	if got.Strategy != cronium.StrategyCold || !strings.Contains(got.StrategyReason, "the scripted engine has no warm sandboxes") {
+		t.Errorf("strategy %s (%s), want cold, saying the engine has no warm sandboxes", got.Strategy, got.StrategyReason)
 	}
 }
 
@@ -338,27 +311,32 @@ func TestWarmStrategyOnAColdOnlyEngineSaysWhy(t *testing.T) {
 // execution fails, saying so.
 func TestNetworkModeTheEngineCannotEnforceFails(t *testing.T) {
 	st, eng, d := setup(t)
-	ctx := context.Background()
 	_, x := queue(t, st, cronium.Event{Name: "net", Language: cronium.Bash, Script: string(cronium.Succeeded), Network: cronium.Net(cronium.NetworkEgress)})
 	start(t, d)
+	got := finished(t, st, x.ID)
+	if got.Outcome != cronium.EngineError || !strings.Contains(got.Error, "scripted engine does not enforce the egress mode") {
+		t.Errorf("outcome %s error %q, want engine_error saying the engine does not enforce egress", got.Outcome, got.Error)
+	}
+	if n := eng.started(); n != 0 {
+		t.Errorf("%d runs started without the network policy", n)
+	}
+}
+
+// finished waits up to 5s for execution id to finish and returns it.
+func finished(t *testing.T, st *sqlite.Store, id string) cronium.Execution {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		got, err := st.Execution(ctx, 0, x.ID)
+		got, err := st.Execution(context.Background(), 0, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.Status == cronium.StatusFinished {
-			if got.Outcome != cronium.EngineError || !strings.Contains(got.Error, "scripted engine does not enforce the egress mode") {
-				t.Errorf("outcome %s error %q, want engine_error saying the engine does not enforce egress", got.Outcome, got.Error)
-			}
-			break
+			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the execution is %s after 5s", got.Status)
+			t.Fatalf("execution %s is %s after 5s", id, got.Status)
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-	if n := eng.started(); n != 0 {
-		t.Errorf("%d runs started without the network policy", n)
 	}
 }

@@ -318,8 +318,6 @@ func (e *Engine) Close() error {
 // NodeID is the node label of the engine's containers and networks.
 func (e *Engine) NodeID() string { return e.cfg.NodeID }
 
-// Host is the engine address in use.
-func (e *Engine) Host() string { return e.cli.DaemonHost() }
 
 // NewID returns a random execution id (cronium.NewID).
 func NewID() string { return cronium.NewID() }

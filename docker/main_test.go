@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,16 +21,7 @@ import (
 // engine or image is a failure, never a skip); the tests below are of
 // what is Docker's own.
 func TestMain(m *testing.M) {
-	os.Exit(enginetest.Main(m, enginetest.Config{Engine: "docker", Kill: dockerKill}))
-}
-
-// dockerKill signals a container's first process through the docker CLI.
-func dockerKill(ref, signal string) error {
-	out, err := exec.Command("docker", "kill", "--signal", signal, ref).CombinedOutput()
-	if err != nil {
-		return errors.New(strings.TrimSpace(string(out)))
-	}
-	return nil
+	os.Exit(enginetest.Main(m, enginetest.Config{Engine: "docker", Kill: enginetest.KillWith("docker")}))
 }
 
 func TestConformance(t *testing.T) { enginetest.Run(t) }

@@ -54,6 +54,18 @@ var (
 	eng  cronium.Engine
 )
 
+// KillWith is a Config.Kill through an engine's CLI: `cli kill --signal
+// SIGNAL REF` (docker and podman take the same form).
+func KillWith(cli string) func(ref, signal string) error {
+	return func(ref, signal string) error {
+		out, err := exec.Command(cli, "kill", "--signal", signal, ref).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s kill: %s", cli, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+}
+
 // Engine is the engine under test (for an engine's own extra tests).
 func Engine() cronium.Engine { return eng }
 

@@ -18,19 +18,10 @@ import (
 // the API service started on demand by the engine itself: nothing is
 // skipped, a missing podman is a failure.
 func TestMain(m *testing.M) {
-	os.Exit(enginetest.Main(m, enginetest.Config{Engine: "podman", Kill: podmanKill, Done: stopService}))
+	os.Exit(enginetest.Main(m, enginetest.Config{Engine: "podman", Kill: enginetest.KillWith("podman"), Done: stopService}))
 }
 
 func TestConformance(t *testing.T) { enginetest.Run(t) }
-
-// podmanKill signals a container's first process through the podman CLI.
-func podmanKill(ref, signal string) error {
-	out, err := exec.Command("podman", "kill", "--signal", signal, ref).CombinedOutput()
-	if err != nil {
-		return errors.New(strings.TrimSpace(string(out)))
-	}
-	return nil
-}
 
 // stopService stops the API service the engine started for the tests (it
 // would stop by itself once idle).

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,13 +20,7 @@ import (
 // The conformance suite against the wrapped Docker engine, then the
 // dispatcher and its pools: none of them needs to know this engine.
 func TestMain(m *testing.M) {
-	os.Exit(enginetest.Main(m, enginetest.Config{Engine: "wrapped", Params: map[string]string{"target": "docker"}, Kill: func(ref, signal string) error {
-		out, err := exec.Command("docker", "kill", "--signal", signal, ref).CombinedOutput()
-		if err != nil {
-			return errors.New(strings.TrimSpace(string(out)))
-		}
-		return nil
-	}}))
+	os.Exit(enginetest.Main(m, enginetest.Config{Engine: "wrapped", Params: map[string]string{"target": "docker"}, Kill: enginetest.KillWith("docker")}))
 }
 
 func TestConformance(t *testing.T) { enginetest.Run(t) }
