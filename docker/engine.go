@@ -318,7 +318,6 @@ func (e *Engine) Close() error {
 // NodeID is the node label of the engine's containers and networks.
 func (e *Engine) NodeID() string { return e.cfg.NodeID }
 
-
 // NewID returns a random execution id (cronium.NewID).
 func NewID() string { return cronium.NewID() }
 
