@@ -120,16 +120,14 @@ func (s *box) Create(ctx context.Context) error {
 	var resolv string
 	if spec.Network.Networked() {
 		// Fail closed: the rules exist before the container does.
-		g, err := e.guard(ctx)
+		g, rc, err := e.net.Get(ctx)
 		if err != nil {
 			return fmt.Errorf("network policy: %w", err)
 		}
 		if s.lease, err = g.Attach(ctx, spec.ID, spec.Network); err != nil {
 			return fmt.Errorf("network policy: %w", err)
 		}
-		e.netMu.Lock()
-		resolv = e.resolvConf
-		e.netMu.Unlock()
+		resolv = rc
 		// IPv6 is switched off in the sandbox by the guard when it plugs it in
 		// (a Docker sysctl costs ~25 ms of container start), and dropped on the host.
 		if len(capAdd) == 0 && spec.Network.Mode != cronium.NetworkFull {

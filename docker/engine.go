@@ -32,7 +32,6 @@ import (
 	"github.com/moby/moby/client"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/agent"
 	"github.com/cronium/executor/helpers"
 	"github.com/cronium/executor/netguard"
 	"github.com/cronium/executor/session"
@@ -101,10 +100,7 @@ type Engine struct {
 
 	wsMu sync.Mutex // serialises creating and mounting persistent workspaces
 
-	netMu      sync.Mutex      // guards the fields below
-	netGuard   *netguard.Guard // enforces network policies; created on the first networked run
-	resolvConf string          // mounted as the sandboxes' /etc/resolv.conf
-	closed     bool            // Close was called: no new guard
+	net *netguard.Lazy // enforces network policies; created on the first networked run
 }
 
 var _ cronium.Engine = (*Engine)(nil)
@@ -178,7 +174,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 		return nil, fmt.Errorf("%w: no container engine answered at %s (%v). %s", cronium.ErrUnavailable, cli.DaemonHost(), err, how)
 	}
-	e := &Engine{cfg: cfg, cli: cli, log: cfg.Logger}
+	e := &Engine{cfg: cfg, cli: cli, log: cfg.Logger, net: netguard.NewLazy(cfg.Network, cfg.StateDir, cfg.Logger)}
 	if name, version, ok := serverHeader(pctx, cli.DaemonHost(), cfg.Dial); ok {
 		// Podman's /version takes half a second (it asks its runtimes);
 		// the Server header of /_ping says the same.
@@ -311,7 +307,7 @@ func installFile(dst string, b []byte, mode os.FileMode) (string, error) {
 func (e *Engine) Close() error {
 	e.bgCancel()
 	e.pending.Wait()
-	e.closeNetwork()
+	e.net.Close()
 	return e.cli.Close()
 }
 
@@ -426,71 +422,10 @@ func (e *Engine) Recover(ctx context.Context, keep map[string]bool) (int, error)
 func (e *Engine) Release() (int, error) { return e.UnmountWorkspaces() }
 
 func (e *Engine) checkSpec(spec *cronium.Spec) error {
-	if spec.ID == "" {
-		spec.ID = NewID()
-	}
-	if !validID(spec.ID) {
-		return cronium.Invalid("id", spec.ID, "is not an id: use letters, digits, '-' and '_' only, at most 64")
-	}
-	if _, err := cronium.ParseLanguage("language", string(spec.Language)); err != nil {
-		return err
-	}
-	if len(spec.Script) == 0 {
-		return cronium.Invalid("script", "", "is empty: give the script's source")
-	}
-	size := len(spec.Script) + len(spec.Input)
-	for _, b := range spec.Files {
-		size += len(b)
-	}
-	// The start message carries them base64-encoded: 4/3 of their size.
-	if size*4/3 > agent.MaxFrame-64<<10 {
-		return cronium.Invalid("script", "", fmt.Sprintf("input and files together are %d bytes, above the %d byte maximum", size, (agent.MaxFrame-64<<10)*3/4))
-	}
-	if err := cronium.CheckFiles("files", spec.Files, cronium.Size(agent.MaxFrame)); err != nil {
-		return err
-	}
-	spec.Limits = spec.Limits.Defaults()
-	if err := spec.Limits.Validate(); err != nil {
-		return err
-	}
-	if spec.Profile.Name == "" {
-		p, _ := cronium.LookupProfile("profile", "")
-		spec.Profile = p
-	}
-	if err := spec.Network.Normalize("network"); err != nil {
-		return err
-	}
-	if spec.Network.Mode == "" {
-		spec.Network.Mode = spec.Profile.Network
-	}
-	if spec.Network.Mode == "" {
-		spec.Network.Mode = cronium.NetworkNone
-	}
-	if spec.Image == "" {
-		spec.Image = e.cfg.Images[spec.Language]
-		if spec.Image == "" {
-			return cronium.Invalid("image", "", "is empty and no runtime image is configured for "+string(spec.Language)+": run `cronium images build`")
-		}
-	}
-	for k := range spec.Env {
-		if err := cronium.CheckEnvName("env", k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return session.CheckSpec(spec, e.cfg.Images)
 }
 
-func validID(id string) bool {
-	if len(id) == 0 || len(id) > 64 {
-		return false
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return false
-		}
-	}
-	return true
-}
+func validID(id string) bool { return session.ValidID(id) }
 
 // sandboxName derives a short, unique directory and container name; unix
 // socket paths are limited to 108 bytes.

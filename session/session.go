@@ -67,9 +67,12 @@ type Box interface {
 type State struct {
 	Running   bool
 	OOMKilled bool
-	ExitCode  int
-	Status    string // the engine's word: running, exited, ...
-	Error     string
+	// TimedOut: the engine stopped the sandbox at its own deadline (a
+	// Kubernetes Pod's activeDeadlineSeconds).
+	TimedOut bool
+	ExitCode int
+	Status   string // the engine's word: running, exited, ...
+	Error    string
 }
 
 // Timing bounds the phases of every sandbox of an engine.
@@ -414,9 +417,14 @@ func (r *run) explain(res cronium.Result, err error) cronium.Result {
 	res.ExitCode = -1
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if st, serr := r.box.State(ctx); serr == nil && st.OOMKilled {
+	st, serr := r.box.State(ctx)
+	if serr == nil && st.OOMKilled {
 		res.Outcome, res.Error = cronium.OOMKilled, "the sandbox ran out of memory and the kernel killed the agent"
 		res.ExitCode = 137
+		return res
+	}
+	if serr == nil && st.TimedOut {
+		res.Outcome, res.Error = cronium.TimedOut, st.Error
 		return res
 	}
 	switch {

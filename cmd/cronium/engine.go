@@ -11,6 +11,7 @@ import (
 	cronium "github.com/cronium/executor"
 	_ "github.com/cronium/executor/docker" // registers the docker engine
 	"github.com/cronium/executor/images"
+	_ "github.com/cronium/executor/kube"   // registers the kubernetes engine
 	_ "github.com/cronium/executor/podman" // registers the podman engine
 )
 
@@ -57,6 +58,7 @@ func (g *globals) engine(ctx context.Context) (cronium.Engine, error) {
 		Images:    images.Refs(),
 		Network:   g.network,
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Params:    g.engineOpts,
 	})
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -173,11 +174,19 @@ func serve(g *globals, cfg serverConfig) error {
 	if g.dockerHost != "" {
 		host = g.dockerHost
 	}
-	if g.engineFlag != "" {
-		engineName = g.engineFlag
+	params := cfg.EngineOptions
+	if g.engineFlag != "" && g.engineFlag != engineName {
+		engineName, params = g.engineFlag, nil // the config's options are another engine's
+	}
+	if len(g.engineOpts) > 0 {
+		params = maps.Clone(params)
+		if params == nil {
+			params = map[string]string{}
+		}
+		maps.Copy(params, g.engineOpts)
 	}
 	eng, err := cronium.OpenEngine(ctx, "engine", engineName, cronium.EngineOptions{Host: host, AgentPath: agentPath, StateDir: cfg.DataDir,
-		NodeID: cfg.NodeID, Images: images.Refs(), Logger: log, Network: cfg.Network.engineConfig(), Params: cfg.EngineOptions})
+		NodeID: cfg.NodeID, Images: images.Refs(), Logger: log, Network: cfg.Network.engineConfig(), Params: params})
 	if err != nil {
 		return &exitError{code: 125, err: err}
 	}

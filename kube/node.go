@@ -1,0 +1,208 @@
+package kube
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/agent"
+)
+
+// peerPID is the process at the other end of a unix connection, as this
+// host's pid namespace numbers it: the sandbox's agent.
+func peerPID(c *net.UnixConn) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return 0
+	}
+	return int(cred.Pid)
+}
+
+// mountFix is one of a sandbox's writable mounts and what it must be.
+type mountFix struct {
+	path string
+	mode uint32
+	own  bool // owned by the script user
+}
+
+// enforce does, on the node, what a Pod spec cannot say, before the
+// script exists (its agent is PID 1 and alone):
+//   - the writable mounts (emptyDirs, which the kubelet mounts exec-able
+//     and 0777) become nosuid, nodev, noexec, with Docker's modes; the
+//     secrets directory becomes the script user's, 0700;
+//   - the pids cap goes on the container's cgroup (Kubernetes only has a
+//     node-wide per-Pod limit);
+//   - nofile and nproc go on the agent, and so on every script process.
+func enforce(pid int, spec cronium.Spec) error {
+	l, p := spec.Limits, spec.Profile
+	fixes := []mountFix{
+		{"/tmp", 0o1777, false},
+		{agent.Workspace, 0o1777, false},
+		{"/dev/shm", 0o1777, false},
+		{agent.RuntimeDir, 0o755, false},
+		{agent.SecretsDir, 0o700, true},
+	}
+	if err := inMountNS(pid, func() error {
+		for _, f := range fixes {
+			var st unix.Statfs_t
+			if err := unix.Statfs(f.path, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+				return fmt.Errorf("%s is not the sandbox's tmpfs (%v)", f.path, err)
+			}
+			flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
+			if err := unix.Mount("", f.path, "", flags, ""); err != nil {
+				return fmt.Errorf("remount %s noexec: %w", f.path, err)
+			}
+			if err := unix.Fchmodat(unix.AT_FDCWD, f.path, f.mode, 0); err != nil {
+				return fmt.Errorf("chmod %s: %w", f.path, err)
+			}
+			if f.own {
+				if err := unix.Fchownat(unix.AT_FDCWD, f.path, p.UID, p.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+					return fmt.Errorf("chown %s: %w", f.path, err)
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := setPids(pid, l.Pids+agent.AgentThreads); err != nil {
+		return err
+	}
+	for _, r := range []struct {
+		res int
+		v   int64
+	}{{unix.RLIMIT_NOFILE, l.NoFile}, {unix.RLIMIT_NPROC, min(l.NProc, hostNProc())}} {
+		lim := unix.Rlimit{Cur: uint64(r.v), Max: uint64(r.v)}
+		if err := unix.Prlimit(pid, r.res, &lim, nil); err != nil {
+			return fmt.Errorf("set rlimit %d of the agent: %w", r.res, err)
+		}
+	}
+	return nil
+}
+
+// inMountNS runs f on a thread of its own inside the mount namespace of
+// process pid. The thread is never given back to the Go runtime: it ends
+// with f's goroutine.
+func inMountNS(pid int, f func() error) error {
+	errc := make(chan error, 1)
+	go func() { // ends when f returns; its locked thread exits with it
+		runtime.LockOSThread()
+		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("open the sandbox's mount namespace: %w", err)
+			return
+		}
+		defer unix.Close(fd)
+		// setns(CLONE_NEWNS) refuses a thread sharing its file system
+		// attributes, as Go's threads do.
+		if err := unix.Unshare(unix.CLONE_FS); err != nil {
+			errc <- fmt.Errorf("unshare fs: %w", err)
+			return
+		}
+		if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
+			errc <- fmt.Errorf("enter the sandbox's mount namespace: %w", err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}
+
+// setPids sets pids.max of process pid's pids cgroup (cgroup v1 or v2).
+func setPids(pid int, max int64) error {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return fmt.Errorf("read the agent's cgroup: %w", err)
+	}
+	defer f.Close()
+	var v1, v2 string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == "pids" {
+				v1 = parts[2]
+			}
+		}
+		if parts[0] == "0" && parts[1] == "" {
+			v2 = parts[2]
+		}
+	}
+	var file string
+	switch {
+	case v1 != "":
+		file = filepath.Join("/sys/fs/cgroup/pids", v1, "pids.max")
+	case v2 != "":
+		file = filepath.Join("/sys/fs/cgroup", v2, "pids.max")
+	default:
+		return fmt.Errorf("the agent (pid %d) is in no pids cgroup", pid)
+	}
+	if v1 == "/" || (v1 == "" && v2 == "/") {
+		return fmt.Errorf("the agent (pid %d) is in the root cgroup", pid)
+	}
+	if err := os.WriteFile(file, []byte(strconv.FormatInt(max, 10)), 0); err != nil {
+		return fmt.Errorf("set the sandbox's pids cap: %w", err)
+	}
+	return nil
+}
+
+// isolate removes every interface but lo from the network namespace at
+// path: the Pod's CNI link. A networked sandbox then gets cronium's
+// guarded link, as on Docker.
+func isolate(path string) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	defer ns.Close()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	defer h.Close()
+	links, err := h.LinkList()
+	if err != nil {
+		return fmt.Errorf("list the Pod's interfaces: %w", err)
+	}
+	for _, l := range links {
+		if l.Attrs().Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		if err := h.LinkDel(l); err != nil {
+			return fmt.Errorf("remove the Pod's interface %s: %w", l.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// hostNProc is this host's limit on processes per user: a lower nproc
+// cannot be raised back.
+var hostNProc = sync.OnceValue(func() int64 {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(unix.RLIMIT_NPROC, &r); err != nil || r.Max == 0 || r.Max > 1<<22 {
+		return 1 << 22
+	}
+	return int64(r.Max)
+})
