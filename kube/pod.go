@@ -34,15 +34,15 @@ const (
 
 // Names of the Pod's volumes.
 const (
-	volAgent     = "cronium-agent"
-	volLib       = "cronium-lib"
-	volHost      = "cronium-host"
-	volTmp       = "tmp"
-	volWorkspace = "workspace"
-	volRun       = "cronium-run"
-	volSecrets   = "secrets"
-	volShm       = "shm"
-	volResolv    = "resolv"
+	volAgent       = "cronium-agent"
+	volLib         = "cronium-lib"
+	volHost        = "cronium-host"
+	volTmp         = "tmp"
+	volWorkspace   = "workspace"
+	volRun         = "cronium-run"
+	volSecrets     = "secrets"
+	volShm         = "shm"
+	volResolv      = "resolv"
 	containerAgent = "agent"
 )
 
