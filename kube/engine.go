@@ -461,7 +461,10 @@ func (e *Engine) Reattach(ctx context.Context, r cronium.Reattach) (cronium.Resu
 	}
 	b := e.newBox(spec, 0)
 	b.name, b.pod = name, p.Name
-	running := podState(p).Running
+	// The kubelet reports a container running up to a second after it
+	// started: a Pod that has not ended may hold a live agent.
+	st := podState(p)
+	running := st.Running || (st.Status != "exited" && p.Status.Phase != corev1.PodSucceeded && p.Status.Phase != corev1.PodFailed)
 	if running {
 		if err := b.relisten(); err != nil {
 			return cronium.Result{}, err

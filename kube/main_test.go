@@ -48,14 +48,25 @@ func kill(ref, signal string) error {
 	e := enginetest.Engine().(*kube.Engine)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	p, err := e.Client().CoreV1().Pods(e.Namespace()).Get(ctx, ref, metav1.GetOptions{})
-	if err != nil {
-		return err
+	// The kubelet reports the container's id once it noticed the start
+	// (its relist runs every second).
+	var id string
+	for id == "" {
+		p, err := e.Client().CoreV1().Pods(e.Namespace()).Get(ctx, ref, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if len(p.Status.ContainerStatuses) > 0 {
+			_, id, _ = strings.Cut(p.Status.ContainerStatuses[0].ContainerID, "://")
+		}
+		if id == "" {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("pod %s has no container after 10s", ref)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
 	}
-	if len(p.Status.ContainerStatuses) == 0 || p.Status.ContainerStatuses[0].ContainerID == "" {
-		return fmt.Errorf("pod %s has no container yet", ref)
-	}
-	_, id, _ := strings.Cut(p.Status.ContainerStatuses[0].ContainerID, "://")
 	out, err := exec.Command("ctr", "-a", filepath.Join(lab(), "run", "containerd.sock"), "-n", "k8s.io",
 		"tasks", "kill", "-s", "SIG"+signal, id).CombinedOutput()
 	if err != nil {
