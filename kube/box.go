@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -189,7 +190,12 @@ func startProblem(p *corev1.Pod, image string) error {
 			if strings.Contains(c.Message, "Insufficient") {
 				return nil // may fit once other Pods end: the start timeout decides
 			}
-			return fmt.Errorf("the Pod cannot be scheduled: %s (node selector %v)", strings.TrimSpace(c.Message), p.Spec.NodeSelector)
+			var sel []string
+			for k, v := range p.Spec.NodeSelector {
+				sel = append(sel, k+"="+v)
+			}
+			sort.Strings(sel)
+			return fmt.Errorf("the Pod cannot be scheduled: %s (node selector %s)", strings.TrimSpace(c.Message), strings.Join(sel, ","))
 		}
 	}
 	for _, cs := range p.Status.ContainerStatuses {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -168,6 +169,9 @@ func Start(ctx context.Context, t Timing, box Box) (*agent.Session, error) {
 	}
 	sess, err := box.Connect(ctx, t.StartTimeout)
 	if err != nil && ctx.Err() == nil {
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil, fmt.Errorf("sandbox %.16s did not start: %w%s", box.Ref(), err, exitNote(box))
+		}
 		return nil, fmt.Errorf("agent in sandbox %.12s did not say hello within %s: %w%s", box.Ref(), t.StartTimeout, err, exitNote(box))
 	}
 	if err != nil {
@@ -455,7 +459,10 @@ func exitNote(box Box) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	note := fmt.Sprintf(" (sandbox %s, exit code %d", st.Status, st.ExitCode)
+	note := " (sandbox " + st.Status
+	if st.Status == "exited" || st.Status == "dead" {
+		note += fmt.Sprintf(", exit code %d", st.ExitCode)
+	}
 	if st.OOMKilled {
 		note += ", killed out of memory: the agent itself"
 	}

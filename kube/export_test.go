@@ -1,0 +1,4 @@
+package kube
+
+// PodState is podState, for the tests.
+var PodState = podState
