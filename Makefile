@@ -4,7 +4,7 @@
 GO ?= go
 export CGO_ENABLED = 0
 
-.PHONY: build setup images demo test bench vet fuzz soak
+.PHONY: build setup images k8s demo test bench vet fuzz soak
 
 build:
 	$(GO) build -trimpath -o bin/ ./cmd/cronium ./cmd/cronium-agent
@@ -12,10 +12,21 @@ build:
 setup:
 	./scripts/setup.sh
 
+# The runtime images' references (not the builder's).
+RUNTIME_IMAGES = $$(./bin/cronium images list -o json | python3 -c 'import json,sys; print(" ".join(i["image"] for i in json.load(sys.stdin)["items"] if i["language"] != "(builder)"))')
+
 images: setup build
 	./bin/cronium images build
 	# The podman engine's tests use the same images, copied into Podman.
-	./scripts/podman-images.sh $$(./bin/cronium images list -o json | python3 -c 'import json,sys; print(" ".join(i["image"] for i in json.load(sys.stdin)["items"] if i["language"] != "(builder)"))')
+	./scripts/podman-images.sh $(RUNTIME_IMAGES)
+
+# The single-node Kubernetes cluster the kubernetes engine's tests run on
+# (binaries built once into /var/cache/cronium/k8s, ~14 min), with the
+# runtime images imported into its node. `./scripts/k8s-cluster.sh down`
+# stops it and undoes its host changes.
+k8s: images
+	./scripts/k8s-cluster.sh up
+	./scripts/k8s-cluster.sh import $(RUNTIME_IMAGES)
 
 demo: images
 	./bin/cronium run examples/hello.py --input '{"name": "Cronium"}'
@@ -24,8 +35,9 @@ vet:
 	test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) vet ./...
 
-test: images vet
-	$(GO) test -count=1 -timeout 25m ./...
+test: images vet k8s
+	$(GO) test -count=1 -timeout 25m ./... || { ./scripts/k8s-cluster.sh down; exit 1; }
+	./scripts/k8s-cluster.sh down
 	# Restarts dockerd, so it runs alone, after everything else.
 	$(GO) test -count=1 -timeout 8m -tags enginerestart -run TestEngineRestart ./nettest
 	$(MAKE) fuzz FUZZTIME=20000x FUZZTIME_SLOW=1000x

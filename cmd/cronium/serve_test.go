@@ -30,6 +30,7 @@ type server struct {
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	env     []string
+	args    []string // after "serve"
 	stopped bool
 }
 
@@ -74,7 +75,7 @@ func newServer(t *testing.T, capacity int) *server {
 func (s *server) start() {
 	s.t.Helper()
 	s.log = &bytes.Buffer{}
-	s.cmd = exec.Command(bin, "serve")
+	s.cmd = exec.Command(bin, append([]string{"serve"}, s.args...)...)
 	s.cmd.Env = s.env
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
 	if err := s.cmd.Start(); err != nil {
