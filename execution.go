@@ -185,6 +185,11 @@ type Result struct {
 	Usage     Usage     `json:"usage"`
 	// Limits are the limits that were in force.
 	Limits Limits `json:"limits"`
+	// Enforcement says how limits the engine has no setting for were
+	// enforced (on Kubernetes: the pids cap, ulimits, noexec mounts and the
+	// network policy, by cronium on the node); empty where the engine
+	// enforces every limit itself.
+	Enforcement []string `json:"enforcement,omitempty"`
 	// NetworkPolicy is the network policy that was in force.
 	NetworkPolicy *NetworkPolicy `json:"network_policy,omitempty"`
 	// Output is the output value found by the stdio or files data mode (the

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -402,7 +403,16 @@ func (e *Engine) Capabilities() cronium.Capabilities {
 }
 
 func (e *Engine) timing() session.Timing {
-	return session.Timing{StartTimeout: e.startTimeout, Backstop: e.backstop, Logger: e.log}
+	return session.Timing{StartTimeout: e.startTimeout, Backstop: e.backstop, Logger: e.log, Enforcement: enforcement}
+}
+
+// enforcement is what Kubernetes has no Pod field for, and how this engine
+// enforces it (Result.Enforcement).
+var enforcement = []string{
+	"pids: pids.max of the Pod's container, set by cronium on the node (Kubernetes only has the node-wide podPidsLimit)",
+	"nofile, nproc: set on the agent by cronium on the node, inherited by the script (Kubernetes has no ulimits)",
+	"noexec /tmp, /workspace, /dev/shm: remounted by cronium on the node (the kubelet mounts emptyDirs exec-able)",
+	"network policy: the Pod's interface removed and cronium's guarded link plugged in, on the node (no NetworkPolicy needed)",
 }
 
 // Run implements cronium.Engine.
@@ -604,3 +614,14 @@ func (e *Engine) Namespace() string { return e.o.Namespace }
 func (e *Engine) Client() kubernetes.Interface { return e.cs }
 
 func unixTime(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
+
+// Node is the Kubernetes node the engine's Pods run on.
+func (e *Engine) Node() string { return e.o.Node }
+
+// SettleNetwork waits until the network rules and devices of finished
+// sandboxes are removed (that happens in the background).
+func (e *Engine) SettleNetwork() { e.net.Settle() }
+
+// NetworkGuard names this engine's network guard: its ID and subnet; ok is
+// false until a networked sandbox made one.
+func (e *Engine) NetworkGuard() (id string, subnet netip.Prefix, ok bool) { return e.net.Info() }

@@ -129,6 +129,9 @@ func TestPodHasTheSandboxGuarantees(t *testing.T) {
 	if res.Outcome != cronium.Succeeded {
 		t.Fatalf("outcome %s (%s)", res.Outcome, res.Error)
 	}
+	if len(res.Enforcement) == 0 || !strings.HasPrefix(res.Enforcement[0], "pids: pids.max") {
+		t.Errorf("enforcement %q: want the result to say how pids and the rest are enforced", res.Enforcement)
+	}
 	if res.Container != p.Name {
 		t.Errorf("result names sandbox %q, want the Pod %q", res.Container, p.Name)
 	}

@@ -171,7 +171,7 @@ func buildPod(in podInput) *corev1.Pod {
 		AnnotationExecution: in.spec.ID,
 		AnnotationCreated:   strconv.FormatInt(in.created.Unix(), 10),
 		AnnotationDeadline:  strconv.FormatInt(in.deadline.Unix(), 10),
-		AnnotationEnforced:  enforcedNote,
+		AnnotationEnforced:  strings.Join(enforcement, "; "),
 	}
 	if b, err := json.Marshal(l); err == nil {
 		annotations[AnnotationLimits] = string(b)
@@ -228,11 +228,6 @@ func buildPod(in podInput) *corev1.Pod {
 	}
 	return pod
 }
-
-// enforcedNote says how the limits are enforced on Kubernetes, for people
-// reading the Pod (and the execution's limits, see Engine.limitsNote).
-const enforcedNote = "memory, cpu: Pod resources; tmp, workspace, shm: memory emptyDir sizeLimit; " +
-	"pids, nofile, nproc, noexec mounts, network policy: by cronium on the node (node-local)"
 
 func ptr[T any](v T) *T { return &v }
 

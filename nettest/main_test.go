@@ -1,12 +1,15 @@
-// Package nettest tests network policies end to end: real Docker, the real
-// agent and runtime images, and a fake internet in a network namespace
-// (internal/fakenet). Traffic only goes to addresses the tests created.
+// Package nettest tests network policies end to end: a real engine (Docker;
+// the Kubernetes test cluster with CRONIUM_NETTEST_ENGINE=kubernetes), the
+// real agent and runtime images, and a fake internet in a network
+// namespace (internal/fakenet). Traffic only goes to addresses the tests
+// created.
 package nettest
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,14 +19,15 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
+	_ "github.com/cronium/executor/docker" // registers the engines under test
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/internal/fakenet"
+	_ "github.com/cronium/executor/kube"
 )
 
 var (
 	inet     *fakenet.Internet
-	engine   *docker.Engine
+	engine   netEngine
 	agentBin string
 	stateDir string
 )
@@ -56,7 +60,7 @@ func runMain(m *testing.M) int {
 	defer inet.Close()
 	stateDir = filepath.Join(tmp, "st")
 	if engine, err = newEngine(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "FAIL: the network tests need a running Docker:", err)
+		fmt.Fprintf(os.Stderr, "FAIL: the network tests need a running %s: %v\n", engineName(), err)
 		return 1
 	}
 	code := m.Run()
@@ -71,11 +75,50 @@ func runMain(m *testing.M) int {
 	return code
 }
 
-func newEngine(ctx context.Context) (*docker.Engine, error) {
-	return docker.New(ctx, docker.Config{
-		AgentPath: agentBin, StateDir: stateDir, Images: images.Refs(), NodeID: "nettest-" + docker.NewID()[:6],
-		Network: docker.NetworkConfig{UpstreamDNS: []string{fakenet.DNS}, Services: services},
+// netEngine is an engine with cronium's network guard on this host.
+type netEngine interface {
+	cronium.Engine
+	NetworkGuard() (id string, subnet netip.Prefix, ok bool)
+	SettleNetwork()
+	NodeID() string
+}
+
+// engineName is the engine under test: docker, or $CRONIUM_NETTEST_ENGINE.
+func engineName() string {
+	if v := os.Getenv("CRONIUM_NETTEST_ENGINE"); v != "" {
+		return v
+	}
+	return "docker"
+}
+
+func newEngine(ctx context.Context) (netEngine, error) {
+	return openEngine(ctx, "nettest-", cronium.NetworkSetup{UpstreamDNS: []string{fakenet.DNS}, Services: services})
+}
+
+// openEngine opens the engine under test on a node of its own. The
+// kubernetes engine runs on the test cluster (scripts/k8s-cluster.sh up).
+func openEngine(ctx context.Context, node string, network cronium.NetworkSetup) (netEngine, error) {
+	var params map[string]string
+	if engineName() == "kubernetes" {
+		lab := os.Getenv("K8S_LAB")
+		if lab == "" {
+			lab = "/var/cache/cronium/k8s/lab"
+		}
+		params = map[string]string{"kubeconfig": filepath.Join(lab, "kubeconfigs", "admin.kubeconfig"), "node": "k8s-lab-node"}
+	}
+	e, err := cronium.OpenEngine(ctx, "engine", engineName(), cronium.EngineOptions{
+		AgentPath: agentBin, StateDir: stateDir, Images: images.Refs(), NodeID: node + cronium.NewID()[:6],
+		Network: network, Params: params,
 	})
+	if err != nil {
+		return nil, err
+	}
+	ne, ok := e.(netEngine)
+	if !ok {
+		e.Close()
+		return nil, fmt.Errorf("the %s engine has no network guard on this host", engineName())
+	}
+	return ne, nil
 }
 
 // leftovers describes the chains, bridge, veths and IFB devices of guard

@@ -10,14 +10,13 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/docker"
 	"github.com/cronium/executor/images"
 )
 
 // listenIn starts a python sandbox on eng that listens on :8000 and
 // reports its address; the returned func waits for it and says whether a
 // connection was accepted.
-func listenIn(t *testing.T, eng *docker.Engine) (ip string, accepted func() bool) {
+func listenIn(t *testing.T, eng netEngine) (ip string, accepted func() bool) {
 	t.Helper()
 	var mu sync.Mutex
 	var out strings.Builder
@@ -62,10 +61,7 @@ except socket.timeout:
 // A full-mode sandbox of one cronium process cannot open a connection into
 // a sandbox of another, whichever process set up its rules first.
 func TestFullCannotReachAnotherProcessSandbox(t *testing.T) {
-	other, err := docker.New(context.Background(), docker.Config{
-		AgentPath: agentBin, StateDir: stateDir, Images: images.Refs(), NodeID: "nettest2-" + docker.NewID()[:6],
-		Network: docker.NetworkConfig{UpstreamDNS: []string{"203.0.113.53"}},
-	})
+	other, err := openEngine(context.Background(), "nettest2-", cronium.NetworkSetup{UpstreamDNS: []string{"203.0.113.53"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +69,7 @@ func TestFullCannotReachAnotherProcessSandbox(t *testing.T) {
 	trusted, _ := cronium.LookupProfile("profile", "trusted")
 	for _, c := range []struct {
 		name             string
-		victim, attacker *docker.Engine
+		victim, attacker netEngine
 	}{{"older guard attacks", other, engine}, {"newer guard attacks", engine, other}} {
 		t.Run(c.name, func(t *testing.T) {
 			ip, accepted := listenIn(t, c.victim)

@@ -85,6 +85,9 @@ type Timing struct {
 	Backstop time.Duration
 	// Logger receives operational logs.
 	Logger *slog.Logger
+	// Enforcement says how the engine enforces what its sandboxes cannot
+	// say themselves; every Result carries it (Result.Enforcement).
+	Enforcement []string
 }
 
 // ErrBackstop says the agent stopped answering and the host gave up on it.
@@ -113,7 +116,7 @@ type run struct {
 // for the agent, link, run, collect, remove. spec must be checked.
 func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res cronium.Result) {
 	np := spec.Network
-	res = cronium.Result{ID: spec.ID, Image: spec.Image, ImageID: spec.ImageID, Limits: spec.Limits, NetworkPolicy: &np, StartedAt: time.Now()}
+	res = cronium.Result{ID: spec.ID, Image: spec.Image, ImageID: spec.ImageID, Limits: spec.Limits, Enforcement: t.Enforcement, NetworkPolicy: &np, StartedAt: time.Now()}
 	fail := func(err error) cronium.Result {
 		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
@@ -206,7 +209,7 @@ func collect(ctx context.Context, box Box, spec cronium.Spec) error {
 // execution's; the error wraps ErrNeverStarted when the agent never
 // received its script. The box is removed, unless the script never started.
 func Reattach(ctx context.Context, t Timing, box Box, spec cronium.Spec, after uint64, running bool, backstop time.Time) (res cronium.Result, err error) {
-	res = cronium.Result{ID: spec.ID, Image: spec.Image, ImageID: spec.ImageID, Limits: spec.Limits, Container: box.Ref(), StartedAt: time.Now()}
+	res = cronium.Result{ID: spec.ID, Image: spec.Image, ImageID: spec.ImageID, Limits: spec.Limits, Enforcement: t.Enforcement, Container: box.Ref(), StartedAt: time.Now()}
 	finished := false
 	defer func() {
 		c := time.Now()

@@ -103,7 +103,7 @@ func (x *Warm) Age() time.Duration { return time.Since(x.created) }
 func (x *Warm) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 	now := time.Now()
 	np := x.spec.Network
-	res := cronium.Result{ID: spec.ID, Image: x.spec.Image, ImageID: x.spec.ImageID, Limits: x.spec.Limits, NetworkPolicy: &np, Container: x.box.Ref(), StartedAt: now}
+	res := cronium.Result{ID: spec.ID, Image: x.spec.Image, ImageID: x.spec.ImageID, Limits: x.spec.Limits, Enforcement: x.t.Enforcement, NetworkPolicy: &np, Container: x.box.Ref(), StartedAt: now}
 	if err := x.usable(); err != nil {
 		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
 		res.EndedAt = time.Now()

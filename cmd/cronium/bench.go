@@ -37,13 +37,9 @@ host without CAP_SYS_RESOURCE refuses).`,
 			if runs < 3 {
 				return usage(cronium.Invalid("--runs", fmt.Sprint(runs), "is too few: want at least 3"))
 			}
-			var ls []cronium.Language
-			for _, s := range langs {
-				l, err := cronium.ParseLanguage("--lang", s)
-				if err != nil {
-					return usage(err)
-				}
-				ls = append(ls, l)
+			ls, err := parseLangs(langs)
+			if err != nil {
+				return usage(err)
 			}
 			for _, e := range engines {
 				if e != "docker" && e != "podman" {
@@ -56,8 +52,21 @@ host without CAP_SYS_RESOURCE refuses).`,
 	cold.Flags().IntVar(&runs, "runs", 20, "runs per language, engine and side")
 	cold.Flags().StringSliceVar(&langs, "lang", []string{"bash", "python", "node"}, "languages")
 	cold.Flags().StringSliceVar(&engines, "engines", []string{"docker", "podman"}, "engines to compare on: docker, podman")
-	c.AddCommand(cold, newBenchScheduleCmd(g), newBenchWarmCmd(g), newBenchNetworkCmd(g), newBenchPackagesCmd(g))
+	c.AddCommand(cold, newBenchScheduleCmd(g), newBenchWarmCmd(g), newBenchNetworkCmd(g), newBenchPackagesCmd(g), newBenchKubeCmd(g))
 	return c
+}
+
+// parseLangs reads --lang values.
+func parseLangs(langs []string) ([]cronium.Language, error) {
+	var ls []cronium.Language
+	for _, s := range langs {
+		l, err := cronium.ParseLanguage("--lang", s)
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
 }
 
 var trivial = map[cronium.Language]struct{ script, ext string }{

@@ -36,13 +36,9 @@ wall-clock timestamp), the overhead on a 1-second CPU-bound script against
 docker run, and throughput (executions per second over --throughput runs with
 --workers at once) per strategy.`,
 		RunE: func(c *cobra.Command, _ []string) error {
-			var ls []cronium.Language
-			for _, s := range langs {
-				l, err := cronium.ParseLanguage("--lang", s)
-				if err != nil {
-					return usage(err)
-				}
-				ls = append(ls, l)
+			ls, err := parseLangs(langs)
+			if err != nil {
+				return usage(err)
 			}
 			return benchWarm(c.Context(), c.OutOrStdout(), g, ls, runs, throughputRuns, workers, skipCPU)
 		},

@@ -805,6 +805,9 @@ func newExecCmd() *cobra.Command {
 				fmt.Fprintf(w, "  phases:    create %s, start %s, run %s, cleanup %s\n", ms(r.Phases.Create), ms(r.Phases.Start), ms(r.Phases.Run), ms(r.Phases.Cleanup))
 				fmt.Fprintf(w, "  usage:     cpu %.3fs, peak memory %s, output %d bytes\n", r.Usage.CPUSeconds, human(r.Usage.PeakMemory), r.Usage.OutputBytes)
 				fmt.Fprintf(w, "  limits:    memory %s, cpus %v, pids %d, timeout %s\n", r.Limits.Memory, r.Limits.CPUs, r.Limits.Pids, r.Limits.Timeout)
+				for _, e := range r.Enforcement {
+					fmt.Fprintf(w, "  enforced:  %s\n", e)
+				}
 				if r.NetworkPolicy != nil {
 					fmt.Fprintf(w, "  network:   %s\n", r.NetworkPolicy)
 				}

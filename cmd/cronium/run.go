@@ -308,6 +308,9 @@ func summary(r cronium.Result) string {
 	if r.NetworkPolicy != nil && r.NetworkPolicy.Networked() {
 		fmt.Fprintf(&b, "\n  network: %s", r.NetworkPolicy)
 	}
+	for _, e := range r.Enforcement {
+		fmt.Fprintf(&b, "\n  enforced: %s", e)
+	}
 	if n := u.Network; n != nil {
 		fmt.Fprintf(&b, "\n  traffic: %s in, %s out, %d refused", human(n.BytesIn), human(n.BytesOut), n.Refused)
 		for _, r := range n.Refusals {
