@@ -37,6 +37,8 @@ vet:
 
 test: images vet k8s
 	$(GO) test -count=1 -timeout 25m ./... || { ./scripts/k8s-cluster.sh down; exit 1; }
+	# The network policies again, on Kubernetes Pods.
+	CRONIUM_NETTEST_ENGINE=kubernetes $(GO) test -count=1 -timeout 10m ./nettest || { ./scripts/k8s-cluster.sh down; exit 1; }
 	./scripts/k8s-cluster.sh down
 	# Restarts dockerd, so it runs alone, after everything else.
 	$(GO) test -count=1 -timeout 8m -tags enginerestart -run TestEngineRestart ./nettest

@@ -302,8 +302,11 @@ up() {
   if ! ip link show k8slab0 >/dev/null 2>&1; then
     ip link add k8slab0 type bridge && ip addr add 10.244.0.1/24 dev k8slab0 && ip link set k8slab0 up
   fi
+  # Pods may reach each other on the bridge (Docker's FORWARD policy is
+  # DROP). Appended: Docker's DOCKER-USER jump stays first, which cronium's
+  # network guard checks.
   iptables -C FORWARD -i k8slab0 -o k8slab0 -m comment --comment k8s-lab -j ACCEPT 2>/dev/null ||
-    iptables -I FORWARD 1 -i k8slab0 -o k8slab0 -m comment --comment k8s-lab -j ACCEPT
+    iptables -A FORWARD -i k8slab0 -o k8slab0 -m comment --comment k8s-lab -j ACCEPT
   iptables -C INPUT -i k8slab0 -m conntrack --ctstate NEW -m comment --comment k8s-lab -j DROP 2>/dev/null ||
     iptables -I INPUT 1 -i k8slab0 -m conntrack --ctstate NEW -m comment --comment k8s-lab -j DROP
 
