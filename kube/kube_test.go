@@ -282,3 +282,6 @@ func TestPodStatusMapsToOutcomes(t *testing.T) {
 		t.Errorf("running: %+v", st)
 	}
 }
+
+// The dispatcher runs Pods cold, prewarmed and reused from its pools.
+func TestDispatcherAndPoolsRunPods(t *testing.T) { enginetest.RunDispatcher(t) }
