@@ -332,7 +332,7 @@ wait:
 	switch {
 	case reason == engineStopped:
 		rep.Outcome = "engine_error"
-		rep.Error = "the container engine stopped the sandbox (SIGTERM to the agent: an engine restart without live-restore, or `docker stop`); nobody cancelled the run"
+		rep.Error = "the engine stopped the sandbox (SIGTERM to the agent: `docker stop`, an engine restart without live-restore, a Pod deleted or evicted, a node shutting down); nobody cancelled the run"
 	case reason != "":
 		rep.Outcome = reason
 	case rep.OOMKills > 0 && rep.ExitCode != 0:

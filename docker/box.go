@@ -82,13 +82,15 @@ func (s *box) relisten() error {
 // network rules (before the container exists: fail closed), the container.
 func (s *box) Create(ctx context.Context) error {
 	e, spec := s.e, s.spec
-	s.dir = filepath.Join(e.cfg.StateDir, "s", s.name)
-	if err := os.MkdirAll(filepath.Dir(s.dir), 0o711); err != nil {
+	dir := filepath.Join(e.cfg.StateDir, "s", s.name)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 		return fmt.Errorf("create sandbox parent dir: %w", err)
 	}
-	if err := os.Mkdir(s.dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		// Another run of the same id owns it: Remove must leave it alone.
 		return fmt.Errorf("create sandbox dir for execution %s: %w", spec.ID, err)
 	}
+	s.dir = dir
 	if err := s.listen(); err != nil {
 		return err
 	}

@@ -231,10 +231,16 @@ for d in /run /var/tmp /etc /usr/local/bin; do touch $d/x 2>/dev/null && echo "w
 cp /bin/true /tmp/t && /tmp/t 2>/dev/null && echo "exec from tmp" || echo "no exec tmp"
 cp /bin/true /workspace/t && /workspace/t 2>/dev/null && echo "exec from workspace" || echo "no exec workspace"
 stat -c 'secrets %U %a' /run/secrets
+# Every read-write mount other than the sandbox's own memory file systems
+# (a file or directory of the host's disk) must be closed to the script.
+awk '{split($0, a, " - "); split(a[1], l, " "); split(a[2], r, " ");
+  if (r[1] !~ /^(tmpfs|proc|sysfs|cgroup2?|devpts|mqueue)$/ && l[6] ~ /(^|,)rw(,|$)/) print l[5]}' /proc/self/mountinfo |
+  while read -r m; do [ -w "$m" ] && echo "writable host mount $m"; done
+echo mounts-checked
 `
 	res, out := run(t, cronium.Bash, script, nil)
 	wantOutcome(t, res, out, cronium.Succeeded)
-	for _, bad := range []string{"wrote ", "exec from "} {
+	for _, bad := range []string{"wrote ", "exec from ", "writable host mount"} {
 		if strings.Contains(out, bad) {
 			t.Errorf("output has %q:\n%s", bad, out)
 		}
@@ -259,6 +265,7 @@ stat -c 'secrets %U %a' /run/secrets
 		"no write /run", "no write /var/tmp", "no write /etc", "no write /usr/local/bin",
 		"no exec tmp", "no exec workspace",
 		"secrets nobody 700",
+		"mounts-checked",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

@@ -29,6 +29,7 @@ type box struct {
 	spec     cronium.Spec
 	name     string // sandboxName
 	pod      string // the Pod's name, once created
+	podUID   string
 	dir      string // the socket directory on the node
 	ln       *net.UnixListener
 	lease    *netguard.Lease
@@ -72,13 +73,15 @@ func (s *box) relisten() error {
 // of a networked sandbox (before the Pod exists: fail closed), the Pod.
 func (s *box) Create(ctx context.Context) error {
 	e, spec := s.e, s.spec
-	s.dir = filepath.Join(e.opts.StateDir, "s", s.name)
-	if err := os.MkdirAll(filepath.Dir(s.dir), 0o711); err != nil {
+	dir := filepath.Join(e.opts.StateDir, "s", s.name)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 		return fmt.Errorf("create sandbox parent dir: %w", err)
 	}
-	if err := os.Mkdir(s.dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		// Another run of the same id owns it: Remove must leave it alone.
 		return fmt.Errorf("create sandbox dir for execution %s: %w", spec.ID, err)
 	}
+	s.dir = dir
 	if err := s.listen(); err != nil {
 		return err
 	}
@@ -112,7 +115,7 @@ func (s *box) Create(ctx context.Context) error {
 		}
 		return fmt.Errorf("create Pod for execution %s: %w", spec.ID, err)
 	}
-	s.pod = created.Name
+	s.pod, s.podUID = created.Name, string(created.UID)
 	return nil
 }
 
@@ -150,11 +153,15 @@ func (s *box) Connect(ctx context.Context, timeout time.Duration) (*agent.Sessio
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	var fatal error
+	pending := "" // why the scheduler has not placed the Pod yet
 	for {
 		select {
 		case a := <-ch:
 			if a.err != nil && fatal != nil {
 				return nil, fatal
+			}
+			if a.err != nil && pending != "" {
+				return nil, fmt.Errorf("%w; the Pod is still not scheduled: %s", a.err, pending)
 			}
 			s.agentPID = a.pid
 			return a.sess, a.err
@@ -175,6 +182,12 @@ func (s *box) Connect(ctx context.Context, timeout time.Duration) (*agent.Sessio
 					s.ln.Close()
 				}
 				continue
+			}
+			pending = ""
+			for _, c := range p.Status.Conditions {
+				if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse {
+					pending = strings.TrimSpace(c.Message)
+				}
 			}
 			if fatal = startProblem(p, s.spec.Image); fatal != nil {
 				s.ln.Close() // the accept above ends: return fatal
@@ -202,7 +215,7 @@ func startProblem(p *corev1.Pod, image string) error {
 		if w := cs.State.Waiting; w != nil {
 			switch w.Reason {
 			case "ErrImageNeverPull", "ErrImagePull", "ImagePullBackOff", "InvalidImageName":
-				how := "build it with `cronium images build` and import it into the node (scripts/k8s-cluster.sh import " + image + "), or push it to a registry the node pulls from"
+				how := "the engine never pulls (imagePullPolicy Never): build it with `cronium images build` (into Docker) and import it into the node's container runtime (scripts/k8s-cluster.sh import " + image + ")"
 				switch {
 				case strings.Contains(image, "/pkgs-"):
 					how = "it is an event's package layer, removed since: apply the event again to rebuild it"
@@ -229,6 +242,9 @@ func startProblem(p *corev1.Pod, image string) error {
 func (s *box) Ready(ctx context.Context) error {
 	if s.agentPID <= 0 {
 		return fmt.Errorf("the agent of Pod %s has no process on this node: is cronium on the Pod's node?", s.pod)
+	}
+	if err := agentOf(s.agentPID, s.podUID); err != nil {
+		return fmt.Errorf("the agent of Pod %s: %w", s.pod, err)
 	}
 	if err := enforce(s.agentPID, s.spec); err != nil {
 		return fmt.Errorf("enforce the sandbox's limits on the node: %w", err)

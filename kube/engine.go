@@ -45,6 +45,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -103,8 +104,11 @@ func options(params map[string]string) (Options, error) {
 			o.NodeSelector = map[string]string{}
 			for _, kv := range strings.Split(v, ",") {
 				key, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
-				if !ok || key == "" || strings.ContainsAny(key+val, " ") || len(val) > 63 {
-					return o, cronium.Invalid(field, v, "is not a node selector: write key=value pairs separated by commas, like disk=ssd,zone=a")
+				if !ok || len(validation.IsQualifiedName(key)) > 0 || len(validation.IsValidLabelValue(val)) > 0 {
+					return o, cronium.Invalid(field, v, "is not a node selector: write label=value pairs separated by commas, like disk=ssd,zone=a (labels and values as Kubernetes writes them)")
+				}
+				if key == corev1.LabelHostname {
+					return o, cronium.Invalid(field, v, "names the node: give it as engine_options.node (the Pods always run on cronium's node)")
 				}
 				o.NodeSelector[key] = val
 			}
@@ -154,6 +158,8 @@ type Engine struct {
 	pending  sync.WaitGroup
 
 	net *netguard.Lazy // enforces network policies; created on the first networked run
+
+	allocatable corev1.ResourceList // of the node, read at start
 }
 
 var _ cronium.Engine = (*Engine)(nil)
@@ -245,8 +251,7 @@ func restConfig(path string) (*rest.Config, string, error) {
 
 // permissions are what the engine does through the API server.
 var permissions = []struct{ verb, resource, sub string }{
-	{"create", "pods", ""}, {"get", "pods", ""}, {"list", "pods", ""}, {"watch", "pods", ""},
-	{"delete", "pods", ""}, {"deletecollection", "pods", ""},
+	{"create", "pods", ""}, {"get", "pods", ""}, {"list", "pods", ""}, {"delete", "pods", ""},
 }
 
 // check makes sure the cluster is usable before anything runs.
@@ -291,6 +296,10 @@ func (e *Engine) check(ctx context.Context, where string) error {
 		}
 		return fmt.Errorf("%w: read node %s: %v", cronium.ErrUnavailable, e.o.Node, err)
 	}
+	e.allocatable = node.Status.Allocatable
+	if err := e.dryRun(ctx); err != nil {
+		return err
+	}
 	if !onThisHost(node) {
 		var addrs []string
 		for _, a := range node.Status.Addresses {
@@ -299,6 +308,35 @@ func (e *Engine) check(ctx context.Context, where string) error {
 		return cronium.Invalid("engine_options.node", e.o.Node, fmt.Sprintf("is not this host: none of its addresses (%s) is here. The kubernetes engine runs on the node of its Pods: start cronium there", strings.Join(addrs, ", ")))
 	}
 	return nil
+}
+
+// dryRun has the API server admit a Pod like the engine's (a server-side
+// dry run: nothing is created), so what admission refuses (the namespace's
+// Pod Security level, a RuntimeClass that does not exist, a bad selector)
+// is said at start, not on every run.
+func (e *Engine) dryRun(ctx context.Context) error {
+	spec := cronium.Spec{ID: "dry-run", Language: cronium.Bash, Script: []byte(" "), Image: "cronium/dry-run:check"}
+	if err := session.CheckSpec(&spec, nil); err != nil {
+		return err
+	}
+	now := time.Now()
+	pod := buildPod(podInput{spec: spec, name: sandboxName("dry-run-" + cronium.NewID()), namespace: e.o.Namespace, node: e.opts.NodeID,
+		k8sNode: e.o.Node, selector: e.o.NodeSelector, runtime: e.o.RuntimeClass,
+		agentPath: "/nonexistent/agent", libPath: "/nonexistent/lib", hostDir: "/nonexistent/host",
+		created: now, deadline: now.Add(time.Minute), activeDeadline: time.Minute})
+	_, err := e.cs.CoreV1().Pods(e.o.Namespace).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "PodSecurity"):
+		return fmt.Errorf("%w: namespace %s refuses the engine's Pods: %v. The Pods need hostPath volumes and three capabilities for the agent: label the namespace `kubectl label namespace %s pod-security.kubernetes.io/enforce=privileged` (docs/kubernetes.md)",
+			cronium.ErrUnavailable, e.o.Namespace, err, e.o.Namespace)
+	case e.o.RuntimeClass != "" && strings.Contains(msg, "RuntimeClass"):
+		return cronium.Invalid("engine_options.runtime_class", e.o.RuntimeClass, "is refused by the cluster ("+msg+"): name a RuntimeClass that exists (kubectl get runtimeclass)")
+	}
+	return fmt.Errorf("%w: the API server refuses the engine's Pods in namespace %s (a dry run): %v", cronium.ErrUnavailable, e.o.Namespace, err)
 }
 
 // allowed asks the API server whether the engine's credentials may verb
@@ -595,6 +633,15 @@ func (e *Engine) checkSpec(spec *cronium.Spec) error {
 	}
 	if spec.Workspace != nil {
 		return fmt.Errorf("%w: the kubernetes engine keeps no user workspaces", cronium.ErrUnsupported)
+	}
+	// A Pod asking for more than its node has would wait for the start
+	// timeout and fail: say so now.
+	l := spec.Limits
+	if cpu := e.allocatable.Cpu().MilliValue(); cpu > 0 && int64(l.CPUGuaranteed*1000) > cpu {
+		return cronium.Invalid("cpus", fmt.Sprint(l.CPUGuaranteed), fmt.Sprintf("asks node %s to guarantee more CPU than it has (%dm allocatable): ask for less", e.o.Node, cpu))
+	}
+	if mem := e.allocatable.Memory().Value(); mem > 0 && int64(l.MemoryReservation) > mem {
+		return cronium.Invalid("memory", l.MemoryReservation.String(), fmt.Sprintf("asks node %s to reserve more memory than it has (%s allocatable): ask for less", e.o.Node, cronium.Size(mem)))
 	}
 	if spec.Collect != nil {
 		return fmt.Errorf("%w: the kubernetes engine does not collect files (image builds run on Docker or Podman)", cronium.ErrUnsupported)

@@ -195,7 +195,10 @@ current-context: x
 		{"bad namespace", map[string]string{"namespace": "No_Such"}, cronium.ErrInvalid, []string{"engine_options.namespace"}},
 		{"unknown node", map[string]string{"node": "elsewhere"}, cronium.ErrInvalid, []string{"engine_options.node", "elsewhere", "kubectl get nodes"}},
 		{"unknown option", map[string]string{"context": "x"}, cronium.ErrInvalid, []string{"engine_options.context", "kubeconfig, namespace"}},
-		{"bad selector", map[string]string{"node_selector": "disk"}, cronium.ErrInvalid, []string{"engine_options.node_selector", "key=value"}},
+		{"bad selector", map[string]string{"node_selector": "disk"}, cronium.ErrInvalid, []string{"engine_options.node_selector", "label=value"}},
+		{"selector value", map[string]string{"node_selector": "a=b=c"}, cronium.ErrInvalid, []string{"engine_options.node_selector", "label=value"}},
+		{"selector names the node", map[string]string{"node_selector": "kubernetes.io/hostname=other"}, cronium.ErrInvalid, []string{"engine_options.node_selector", "engine_options.node"}},
+		{"no such runtime class", map[string]string{"runtime_class": "gvisor"}, cronium.ErrInvalid, []string{"engine_options.runtime_class", "gvisor", "kubectl get runtimeclass"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e, err := open(t, tc.params)
@@ -233,7 +236,7 @@ func TestMissingPermissionsAreNamed(t *testing.T) {
 			}
 		}
 	}
-	grant("get", "list", "watch")
+	grant("get", "list")
 	t.Cleanup(func() {
 		cs.RbacV1().Roles(ns).Delete(ctx, name, metav1.DeleteOptions{})
 		cs.RbacV1().RoleBindings(ns).Delete(ctx, name, metav1.DeleteOptions{})
@@ -252,7 +255,7 @@ func TestMissingPermissionsAreNamed(t *testing.T) {
 	if !errors.Is(err, cronium.ErrUnavailable) || !strings.Contains(err.Error(), "may not create pods in namespace "+ns) {
 		t.Errorf("err %v, want it to name create pods", err)
 	}
-	grant("get", "list", "watch", "create", "delete", "deletecollection")
+	grant("get", "list", "create", "delete")
 	e, err = open(t, map[string]string{"kubeconfig": limited})
 	if err == nil {
 		e.Close()
@@ -285,3 +288,44 @@ func TestPodStatusMapsToOutcomes(t *testing.T) {
 
 // The dispatcher runs Pods cold, prewarmed and reused from its pools.
 func TestDispatcherAndPoolsRunPods(t *testing.T) { enginetest.RunDispatcher(t) }
+
+// A namespace whose Pod Security level refuses the engine's Pods is named
+// at start, with the label that fixes it (a server-side dry run).
+func TestPodSecurityLevelIsCheckedAtStart(t *testing.T) {
+	ctx := context.Background()
+	cs := engine().Client()
+	name := "cronium-psa-" + strings.ToLower(cronium.NewID()[:6])
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name,
+		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "baseline"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	e, err := open(t, map[string]string{"namespace": name})
+	if err == nil {
+		e.Close()
+		t.Fatal("opened on a namespace that refuses hostPath volumes")
+	}
+	if !strings.Contains(err.Error(), "PodSecurity") || !strings.Contains(err.Error(), "pod-security.kubernetes.io/enforce=privileged") {
+		t.Errorf("err %v, want the Pod Security refusal and the label that fixes it", err)
+	}
+}
+
+// A run asking the node for more than it has is refused before its Pod
+// exists, naming the limit; one that fits waits for the scheduler.
+func TestMoreThanTheNodeHasIsRefused(t *testing.T) {
+	_, err := engine().Run(context.Background(), cronium.Spec{Language: cronium.Bash, Script: []byte("true"),
+		Limits: cronium.Limits{CPUs: 64}})
+	if !errors.Is(err, cronium.ErrInvalid) || !strings.Contains(err.Error(), "cpus") || !strings.Contains(err.Error(), "k8s-lab-node") {
+		t.Errorf("err %v, want cpus refused, naming the node", err)
+	}
+}
+
+// The pid of a process that is not the Pod's agent (here: this test
+// process, as if the node had reused the agent's pid) is refused before
+// cronium touches its namespaces.
+func TestAReusedPidIsNotTakenForTheAgent(t *testing.T) {
+	err := kube.AgentOf(os.Getpid(), "0b1d3f3e-0000-4000-8000-000000000000")
+	if err == nil || !strings.Contains(err.Error(), "not in the cgroup of Pod") {
+		t.Errorf("err %v, want this process refused", err)
+	}
+}

@@ -49,6 +49,8 @@ type mountFix struct {
 //   - the writable mounts (emptyDirs, which the kubelet mounts exec-able
 //     and 0777) become nosuid, nodev, noexec, with Docker's modes; the
 //     secrets directory becomes the script user's, 0700;
+//   - /dev/termination-log, a file on the node's disk the kubelet mounts
+//     writable by everyone, is taken away;
 //   - the pids cap goes on the container's cgroup (Kubernetes only has a
 //     node-wide per-Pod limit);
 //   - nofile and nproc go on the agent, and so on every script process.
@@ -63,22 +65,14 @@ func enforce(pid int, spec cronium.Spec) error {
 	}
 	if err := inMountNS(pid, func() error {
 		for _, f := range fixes {
-			var st unix.Statfs_t
-			if err := unix.Statfs(f.path, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
-				return fmt.Errorf("%s is not the sandbox's tmpfs (%v)", f.path, err)
+			if err := fixMount(f, p.UID, p.GID); err != nil {
+				return err
 			}
-			flags := uintptr(unix.MS_REMOUNT | unix.MS_BIND | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC)
-			if err := unix.Mount("", f.path, "", flags, ""); err != nil {
-				return fmt.Errorf("remount %s noexec: %w", f.path, err)
-			}
-			if err := unix.Fchmodat(unix.AT_FDCWD, f.path, f.mode, 0); err != nil {
-				return fmt.Errorf("chmod %s: %w", f.path, err)
-			}
-			if f.own {
-				if err := unix.Fchownat(unix.AT_FDCWD, f.path, p.UID, p.GID, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-					return fmt.Errorf("chown %s: %w", f.path, err)
-				}
-			}
+		}
+		// The kubelet's termination message file: on the node's disk,
+		// mode 0666. Unmounted, it is the empty root-owned file runc made.
+		if err := unix.Unmount("/dev/termination-log", unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+			return fmt.Errorf("unmount /dev/termination-log: %w", err)
 		}
 		return nil
 	}); err != nil {
@@ -94,6 +88,67 @@ func enforce(pid int, spec cronium.Spec) error {
 		lim := unix.Rlimit{Cur: uint64(r.v), Max: uint64(r.v)}
 		if err := unix.Prlimit(pid, r.res, &lim, nil); err != nil {
 			return fmt.Errorf("set rlimit %d of the agent: %w", r.res, err)
+		}
+	}
+	return nil
+}
+
+// fixMount makes the tmpfs mounted at f.path what it must be. The path is
+// opened without following any symbolic link (the image's file system
+// could hold some), must be the root of a tmpfs mount, and is changed
+// through its descriptor alone.
+func fixMount(f mountFix, uid, gid int) error {
+	fd, err := unix.Openat2(unix.AT_FDCWD, f.path, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return fmt.Errorf("open %s: %w", f.path, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		return fmt.Errorf("%s is not the sandbox's tmpfs (%v)", f.path, err)
+	}
+	var sx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_BASIC_STATS, &sx); err != nil || sx.Attributes_mask&unix.STATX_ATTR_MOUNT_ROOT == 0 || sx.Attributes&unix.STATX_ATTR_MOUNT_ROOT == 0 {
+		return fmt.Errorf("%s is not a mount of its own (%v)", f.path, err)
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH, &attr); err != nil {
+		return fmt.Errorf("make %s noexec: %w", f.path, err)
+	}
+	if f.own {
+		if err := unix.Fchown(fd, uid, gid); err != nil {
+			return fmt.Errorf("chown %s: %w", f.path, err)
+		}
+	}
+	if err := unix.Fchmod(fd, f.mode); err != nil {
+		return fmt.Errorf("chmod %s: %w", f.path, err)
+	}
+	return nil
+}
+
+// agentOf checks that pid is the agent of the Pod whose UID is podUID: in
+// that Pod's cgroup, and in namespaces other than this process's. A pid
+// the agent left (it died) and the node reused is refused.
+func agentOf(pid int, podUID string) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return fmt.Errorf("read the agent's cgroup: %w", err)
+	}
+	under := strings.ReplaceAll(podUID, "-", "_") // the systemd cgroup driver's spelling
+	if podUID == "" || (!strings.Contains(string(b), "pod"+podUID) && !strings.Contains(string(b), "pod"+under)) {
+		return fmt.Errorf("process %d is not in the cgroup of Pod %s", pid, podUID)
+	}
+	for _, ns := range []string{"mnt", "net", "pid"} {
+		mine, err1 := os.Stat("/proc/self/ns/" + ns)
+		theirs, err2 := os.Stat(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("compare %s namespaces: %v %v", ns, err1, err2)
+		}
+		if os.SameFile(mine, theirs) {
+			return fmt.Errorf("process %d shares this host's %s namespace: it is not a sandbox's agent", pid, ns)
 		}
 	}
 	return nil

@@ -167,6 +167,12 @@ func buildPod(in podInput) *corev1.Pod {
 		},
 	}
 
+	if !p.ReadOnlyRoot {
+		// A writable root is on the node's disk: the kubelet evicts the Pod
+		// past this (Docker has no such cap).
+		res.Limits[corev1.ResourceEphemeralStorage] = *mem(max(l.WorkspaceSize, 64<<20))
+	}
+
 	annotations := map[string]string{
 		AnnotationExecution: in.spec.ID,
 		AnnotationCreated:   strconv.FormatInt(in.created.Unix(), 10),

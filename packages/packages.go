@@ -844,6 +844,9 @@ func sanitize(r io.Reader, w io.Writer) error {
 // List returns the layered images the engine holds, with their locks.
 func (b *Builder) List(ctx context.Context) ([]cronium.LayeredImage, error) {
 	imgs, err := b.Engine.FindImages(ctx, LabelKey, "")
+	if errors.Is(err, cronium.ErrUnsupported) {
+		return nil, nil // an engine without image builds holds no layers
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	cronium "github.com/cronium/executor"
 	_ "github.com/cronium/executor/docker" // registers the docker engine
@@ -44,9 +45,30 @@ func (g *globals) engineName() string {
 	return "docker"
 }
 
+// engineOptions reads --engine-option key=value flags (the value may hold
+// '=' and ',': node_selector=disk=ssd,zone=a).
+func (g *globals) engineOptions() (map[string]string, error) {
+	if len(g.engineOpts) == 0 {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range g.engineOpts {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, usage(cronium.Invalid("--engine-option", kv, "is not key=value: write it like --engine-option namespace=cronium"))
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
 // engine opens the engine --engine names (docker by default) for a command.
 func (g *globals) engine(ctx context.Context) (cronium.Engine, error) {
 	agentPath, err := g.findAgent()
+	if err != nil {
+		return nil, err
+	}
+	params, err := g.engineOptions()
 	if err != nil {
 		return nil, err
 	}
@@ -58,7 +80,7 @@ func (g *globals) engine(ctx context.Context) (cronium.Engine, error) {
 		Images:    images.Refs(),
 		Network:   g.network,
 		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Params:    g.engineOpts,
+		Params:    params,
 	})
 }
 

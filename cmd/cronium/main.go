@@ -41,7 +41,7 @@ func usage(err error) error { return &exitError{code: 2, err: err} }
 
 type globals struct {
 	engineFlag string
-	engineOpts map[string]string // --engine-option key=value
+	engineOpts []string // --engine-option key=value
 	dockerHost string
 	stateDir   string
 	agentPath  string
@@ -69,7 +69,7 @@ Start with:
 	})
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.engineFlag, "engine", "", "container engine: docker, podman or kubernetes (default: $CRONIUM_ENGINE, then docker)")
-	pf.StringToStringVar(&g.engineOpts, "engine-option", nil, "an option of the engine's own, key=value, repeatable (kubernetes: kubeconfig, namespace, node, node_selector, runtime_class); over engine_options in the config")
+	pf.StringArrayVar(&g.engineOpts, "engine-option", nil, "an option of the engine's own, key=value, repeatable (kubernetes: kubeconfig, namespace, node, node_selector, runtime_class); over engine_options in the config")
 	pf.StringVar(&g.dockerHost, "docker-host", "", "container engine address: a Docker socket, or with --engine podman a Podman API socket (default: $DOCKER_HOST, then unix:///var/run/docker.sock; podman: a service cronium starts on demand)")
 	pf.StringVar(&g.stateDir, "state-dir", "", "directory for sandbox sockets and the agent copy (default: /var/lib/cronium as root)")
 	pf.StringVar(&g.agentPath, "agent", "", "path of the cronium-agent binary (default: $CRONIUM_AGENT, then next to cronium)")

@@ -178,12 +178,16 @@ func serve(g *globals, cfg serverConfig) error {
 	if g.engineFlag != "" && g.engineFlag != engineName {
 		engineName, params = g.engineFlag, nil // the config's options are another engine's
 	}
-	if len(g.engineOpts) > 0 {
+	flagParams, err := g.engineOptions()
+	if err != nil {
+		return err
+	}
+	if len(flagParams) > 0 {
 		params = maps.Clone(params)
 		if params == nil {
 			params = map[string]string{}
 		}
-		maps.Copy(params, g.engineOpts)
+		maps.Copy(params, flagParams)
 	}
 	eng, err := cronium.OpenEngine(ctx, "engine", engineName, cronium.EngineOptions{Host: host, AgentPath: agentPath, StateDir: cfg.DataDir,
 		NodeID: cfg.NodeID, Images: images.Refs(), Logger: log, Network: cfg.Network.engineConfig(), Params: params})
