@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what Cronium needs on a fresh Debian machine: Docker
-# (docker.io), Podman, and mmdebstrap for the offline image builds.
+# (docker.io), Podman, mmdebstrap for the offline image builds, and
+# PostgreSQL for the store tests.
 # Idempotent; needs root.
 set -euo pipefail
 
@@ -25,6 +26,8 @@ command -v pidof >/dev/null 2>&1 || need+=(sysvinit-utils)
 # init, which Debian only recommends).
 command -v podman >/dev/null 2>&1 || need+=(podman)
 [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
+# The store tests start a PostgreSQL server of their own (internal/pgtest).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The schedule tests compare two sources of zone data: the host's and Go's.
 [ -f /usr/share/zoneinfo/Europe/Berlin ] || need+=(tzdata)
 if [ ${#need[@]} -gt 0 ]; then
