@@ -271,7 +271,30 @@ func (s *box) State(ctx context.Context) (session.State, error) {
 		}
 		return session.State{}, err
 	}
-	return podState(p), nil
+	st := podState(p)
+	if st.Error == "" {
+		st.Error = s.e.warning(ctx, p.Name)
+	}
+	return st, nil
+}
+
+// warning is the kubelet's last warning about Pod name that ends a Pod
+// (eviction, preemption), or "": the eviction manager says why before
+// it kills, the Pod's status says so only later. Best effort: without the
+// right to list events, nothing.
+func (e *Engine) warning(ctx context.Context, name string) string {
+	list, err := e.cs.CoreV1().Events(e.o.Namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: "involvedObject.kind=Pod,involvedObject.name=" + name + ",type=Warning"})
+	if err != nil {
+		return ""
+	}
+	for i := len(list.Items) - 1; i >= 0; i-- {
+		switch ev := list.Items[i]; ev.Reason {
+		case "Evicted", "Preempting", "Killing", "NodeShutdown":
+			return "the Pod was " + strings.ToLower(ev.Reason) + ": " + ev.Message
+		}
+	}
+	return ""
 }
 
 // podState maps a Pod's status to a session.State.
@@ -279,6 +302,10 @@ func podState(p *corev1.Pod) session.State {
 	st := session.State{Status: strings.ToLower(string(p.Status.Phase))}
 	if p.DeletionTimestamp != nil {
 		st.Status = "removing"
+		st.Error = "the Pod was deleted"
+	}
+	if p.Status.Reason != "" && p.Status.Reason != "DeadlineExceeded" {
+		st.Error = strings.TrimSpace("the Pod was " + strings.ToLower(p.Status.Reason) + ": " + p.Status.Message)
 	}
 	if p.Status.Reason == "DeadlineExceeded" {
 		st.TimedOut = true

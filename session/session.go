@@ -413,6 +413,26 @@ func (r *run) result(res cronium.Result, rep agent.Report, err error) cronium.Re
 	res.Signal = rep.Signal
 	res.Truncated = rep.Truncated
 	res.Error = rep.Error
+	if res.Outcome == cronium.EngineError && strings.Contains(rep.Error, "SIGTERM to the agent") {
+		// The engine stopped the sandbox: it may say why (a Pod evicted),
+		// once it noticed (up to 2 s).
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		for i := 0; i < 10; i++ {
+			st, err := r.box.State(ctx)
+			if err != nil {
+				break
+			}
+			if st.Error != "" {
+				res.Error += "; the engine says: " + st.Error
+				break
+			}
+			if !st.Running {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		cancel()
+	}
 	res.Usage = cronium.Usage{CPUSeconds: rep.CPUSeconds, PeakMemory: rep.PeakMemory, OutputBytes: rep.OutputBytes, KeptOutputBytes: rep.KeptBytes}
 	res.Output, res.OutputError = rep.Output, rep.OutputError
 	return res
