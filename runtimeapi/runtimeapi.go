@@ -20,12 +20,12 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/redact"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 // Handler implements cronium.RuntimeAPI over the store. It is safe for concurrent use.
 type Handler struct {
-	store *sqlite.Store
+	store store.Runtime
 
 	mu   sync.Mutex // guards live
 	live map[string]*execution
@@ -39,7 +39,7 @@ type execution struct {
 var _ cronium.RuntimeAPI = (*Handler)(nil)
 
 // New returns a Handler.
-func New(store *sqlite.Store) *Handler {
+func New(store store.Runtime) *Handler {
 	return &Handler{store: store, live: map[string]*execution{}}
 }
 

@@ -16,7 +16,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/schedule"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 // Dispatcher is what the scheduler needs from the dispatcher.
@@ -28,7 +28,7 @@ type Dispatcher interface {
 // Config configures a Scheduler.
 type Config struct {
 	// Store holds events and the queue. Required.
-	Store *sqlite.Store
+	Store store.Scheduling
 	// Dispatcher is woken after fires and cancels replaced executions. Required.
 	Dispatcher Dispatcher
 	// Clock defaults to the wall clock.

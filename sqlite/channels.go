@@ -5,21 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/cronium/executor/store"
 	"time"
 
 	cronium "github.com/cronium/executor"
 )
 
-// SealedChannel is a user's notification channel as stored: its whole
-// configuration (URLs and secrets alike) sealed with the master keys.
-type SealedChannel struct {
-	UserID    int64
-	Name      string
-	Type      string
-	KeyID     string
-	Blob      []byte
-	UpdatedAt time.Time
-}
+// SealedChannel is store.SealedChannel.
+type SealedChannel = store.SealedChannel
 
 // PutChannel stores (creates or replaces) a user's channel.
 func (s *Store) PutChannel(ctx context.Context, c SealedChannel) error {

@@ -5,24 +5,15 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"github.com/cronium/executor/store"
 	"strings"
 	"time"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/notify"
 )
 
-// FollowUps is what an execution's end queues: its retry, or the events
-// its actions trigger and the notifications they send.
-type FollowUps struct {
-	Retry         *cronium.Execution
-	Chained       []*cronium.Execution
-	Notifications []notify.Delivery
-	// Notes say what its actions could not do (a chain at its limit, a
-	// trigger's event gone); they are recorded as the execution's reason.
-	// FinishWith adds one when the chain's run budget stops a trigger.
-	Notes []string
-}
+// FollowUps is store.FollowUps.
+type FollowUps = store.FollowUps
 
 // FinishWith records an execution's result and queues its follow-ups in
 // the same transaction: a crash can lose neither, nor do them twice (only

@@ -8,24 +8,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/cronium/executor/store"
 	"strings"
 	"time"
 
 	cronium "github.com/cronium/executor"
 )
 
-// KeyInfo describes an API key; the key itself is shown once, at creation,
-// and only its hash is stored.
-type KeyInfo struct {
-	ID         int64      `json:"id"`
-	User       string     `json:"user"`
-	Name       string     `json:"name,omitempty"`
-	Prefix     string     `json:"prefix"` // the key's first characters, to recognise it
-	CreatedAt  time.Time  `json:"created_at"`
-	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
-	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
-	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
-}
+// KeyInfo is store.KeyInfo.
+type KeyInfo = store.KeyInfo
 
 // NewKey makes an API key for a user, named (may be empty) and expiring
 // at expires (nil: never). It returns the key, shown only this once.
@@ -169,17 +160,8 @@ func (s *Store) DeleteUser(ctx context.Context, userID int64, at time.Time) erro
 	})
 }
 
-// AuditEntry is one change or trigger: who did what, when, with which key.
-type AuditEntry struct {
-	ID     int64     `json:"id"`
-	At     time.Time `json:"at"`
-	Actor  string    `json:"actor"`            // user name, or "local" for commands on the data directory
-	KeyID  int64     `json:"key_id,omitempty"` // 0 for local commands
-	Action string    `json:"action"`           // e.g. "event.trigger"
-	Target string    `json:"target"`           // e.g. "alice/nightly"
-	Detail string    `json:"detail,omitempty"` // e.g. an execution ID
-	Source string    `json:"source,omitempty"` // the client's address
-}
+// AuditEntry is store.AuditEntry.
+type AuditEntry = store.AuditEntry
 
 // Audit records an entry.
 func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
@@ -194,13 +176,8 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 	return nil
 }
 
-// AuditFilter selects audit entries; zero fields select everything.
-type AuditFilter struct {
-	Actor  string
-	Action string // an action, or a prefix ending in "." ("event.")
-	Since  time.Time
-	Limit  int // default 100, at most 1000
-}
+// AuditFilter is store.AuditFilter.
+type AuditFilter = store.AuditFilter
 
 // AuditLog lists entries, newest first.
 func (s *Store) AuditLog(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {

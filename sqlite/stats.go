@@ -5,32 +5,16 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/cronium/executor/store"
 	"strings"
 	"time"
-
-	cronium "github.com/cronium/executor"
 )
 
-// EventStats is what the stored executions of one event say about it.
-type EventStats struct {
-	// Runs counts its finished executions (those still stored), Succeeded
-	// those that ended succeeded.
-	Runs      int64 `json:"runs"`
-	Succeeded int64 `json:"succeeded"`
-	// Last is its newest execution, nil when it never ran.
-	Last *LastRun `json:"last_run,omitempty"`
-}
+// EventStats is store.EventStats.
+type EventStats = store.EventStats
 
-// LastRun is an event's newest execution, in short.
-type LastRun struct {
-	ExecutionID string          `json:"execution_id"`
-	Trigger     cronium.Trigger `json:"trigger"`
-	Status      cronium.Status  `json:"status"`
-	Outcome     cronium.Outcome `json:"outcome,omitempty"`
-	QueuedAt    time.Time       `json:"queued_at"`
-	ScheduledAt *time.Time      `json:"scheduled_at,omitempty"`
-	FinishedAt  *time.Time      `json:"finished_at,omitempty"`
-}
+// LastRun is store.LastRun.
+type LastRun = store.LastRun
 
 // EventStats returns the stats of one user's events (every user's when
 // userID is 0), by event ID. Events that never ran are absent.

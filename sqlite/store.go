@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cronium/executor/store"
 	"os"
 	"sort"
 	"strconv"
@@ -25,6 +26,12 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	cronium "github.com/cronium/executor"
+)
+
+// The contract's parts this store fulfils.
+var (
+	_ store.Scheduling = (*Store)(nil)
+	_ store.Runtime    = (*Store)(nil)
 )
 
 // Store is the SQLite store. It is safe for concurrent use.
@@ -452,12 +459,8 @@ func (s *Store) Events(ctx context.Context, userID int64) ([]cronium.Event, erro
 	return out, rows.Err()
 }
 
-// ScheduledEvent is what the scheduler needs of an event.
-type ScheduledEvent struct {
-	Event    cronium.Event
-	UserID   int64
-	LastFire time.Time // zero when never fired
-}
+// ScheduledEvent is store.ScheduledEvent.
+type ScheduledEvent = store.ScheduledEvent
 
 // ScheduledEvents lists enabled events that have a schedule.
 func (s *Store) ScheduledEvents(ctx context.Context) ([]ScheduledEvent, error) {
@@ -703,19 +706,8 @@ func (s *Store) Execution(ctx context.Context, userID int64, id string) (cronium
 	return x, err
 }
 
-// ExecutionFilter selects executions to list.
-type ExecutionFilter struct {
-	UserID  int64  // 0: every user
-	Event   string // event name
-	Status  cronium.Status
-	Outcome cronium.Outcome
-	Trigger cronium.Trigger
-	// Since and Until bound when executions were queued (zero: no bound).
-	Since, Until time.Time
-	// Before is a cursor: list executions queued before this (id of the last item of the previous page).
-	Before string
-	Limit  int
-}
+// ExecutionFilter is store.ExecutionFilter.
+type ExecutionFilter = store.ExecutionFilter
 
 // Executions lists executions, newest first.
 func (s *Store) Executions(ctx context.Context, f ExecutionFilter) ([]cronium.Execution, error) {
@@ -1125,14 +1117,8 @@ func (s *Store) Increment(ctx context.Context, userID int64, key string, delta f
 
 // ---- secrets (sealed by the caller; the store never sees plaintext)
 
-// SealedSecret is a secret as stored: encrypted.
-type SealedSecret struct {
-	UserID    int64
-	Name      string
-	KeyID     string
-	Blob      []byte
-	UpdatedAt time.Time
-}
+// SealedSecret is store.SealedSecret.
+type SealedSecret = store.SealedSecret
 
 // PutSecret stores a sealed secret.
 func (s *Store) PutSecret(ctx context.Context, sec SealedSecret) error {
