@@ -22,14 +22,14 @@ import (
 	"github.com/cronium/executor/runtimeapi"
 	"github.com/cronium/executor/schedule"
 	"github.com/cronium/executor/secrets"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 	"github.com/cronium/executor/tailbuf"
 )
 
 // Config configures a Dispatcher.
 type Config struct {
 	// Store is the durable queue. Required.
-	Store *sqlite.Store
+	Store store.Dispatching
 	// Engine runs executions. Required.
 	Engine cronium.Engine
 	// Network are the operator's network rules (default modes, services) each execution's policy is resolved with.
@@ -620,20 +620,20 @@ func withTZ(env map[string]string, zone string) map[string]string {
 // followUps decides what an execution's end queues, recorded with its
 // result in one transaction: the next attempt when the event's retry
 // policy says so; otherwise (the last attempt) what its on: actions ask.
-func (d *Dispatcher) followUps(ctx context.Context, x cronium.Execution, res cronium.Result) sqlite.FollowUps {
+func (d *Dispatcher) followUps(ctx context.Context, x cronium.Execution, res cronium.Result) store.FollowUps {
 	ev, err := d.eventForRetry(ctx, x.EventID)
 	if err != nil {
 		d.log.Error("the event could not be read: no retry and no on: action follows", "execution_id", x.ID, "event_id", x.EventID, "outcome", res.Outcome, "err", err)
-		return sqlite.FollowUps{}
+		return store.FollowUps{}
 	}
 	if live, err := d.cfg.Store.Event(ctx, x.UserID, ev.Name); err != nil || live.ID != ev.ID {
 		// Deleted (or its user deleted) while it ran: nothing of it runs again.
-		return sqlite.FollowUps{Notes: []string{"its event was deleted: no retry and no on: action follows"}}
+		return store.FollowUps{Notes: []string{"its event was deleted: no retry and no on: action follows"}}
 	}
 	if p := ev.Retry; res.Outcome != cronium.Succeeded && res.Outcome != cronium.Cancelled && x.Attempt < p.MaxAttempts && retryable(p.On, res.Outcome) {
 		wait := Backoff(p, x.Attempt)
 		now := time.Now().UTC()
-		return sqlite.FollowUps{Retry: &cronium.Execution{
+		return store.FollowUps{Retry: &cronium.Execution{
 			EventID: x.EventID, UserID: x.UserID, Trigger: cronium.TriggerRetry, Attempt: x.Attempt + 1,
 			Strategy: x.Strategy, Priority: x.Priority, Input: x.Input, RetryOf: x.ID, ChainedFrom: x.ChainedFrom, ChainDepth: x.ChainDepth, ChainRoot: x.ChainRoot,
 			QueuedAt: now, NotBefore: now.Add(wait),
@@ -641,15 +641,15 @@ func (d *Dispatcher) followUps(ctx context.Context, x cronium.Execution, res cro
 		}}
 	}
 	if ev.On.IsZero() {
-		return sqlite.FollowUps{}
+		return store.FollowUps{}
 	}
 	return d.actions(ctx, ev, x, res)
 }
 
 // actions turns an event's on: actions for this end into notifications and
 // chained executions.
-func (d *Dispatcher) actions(ctx context.Context, ev cronium.Event, x cronium.Execution, res cronium.Result) sqlite.FollowUps {
-	var f sqlite.FollowUps
+func (d *Dispatcher) actions(ctx context.Context, ev cronium.Event, x cronium.Execution, res cronium.Result) store.FollowUps {
+	var f store.FollowUps
 	cur, err := d.cfg.Store.Execution(ctx, 0, x.ID) // its output and condition, as the script set them
 	if err != nil {
 		d.log.Error("on: actions: the execution could not be read; none follows", "execution_id", x.ID, "err", err)

@@ -30,8 +30,9 @@ import (
 
 // The contract's parts this store fulfils.
 var (
-	_ store.Scheduling = (*Store)(nil)
-	_ store.Runtime    = (*Store)(nil)
+	_ store.Scheduling  = (*Store)(nil)
+	_ store.Runtime     = (*Store)(nil)
+	_ store.Dispatching = (*Store)(nil)
 )
 
 // Store is the SQLite store. It is safe for concurrent use.

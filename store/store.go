@@ -36,3 +36,39 @@ type Runtime interface {
 	// Increment adds delta to a numeric variable atomically and returns the sum.
 	Increment(ctx context.Context, userID int64, key string, delta float64) (float64, error)
 }
+
+// Dispatching is what the dispatcher asks of a store: the queue's heads,
+// claims, the run's records (strategy, sandbox, logs, result and its
+// follow-ups), and what its scripts ask through the runtime API.
+type Dispatching interface {
+	Runtime
+	// ReadyHeads lists, for every user, at most perUser of their queued
+	// executions whose not-before time has come, in admission order.
+	ReadyHeads(ctx context.Context, now time.Time, perUser int) ([]cronium.Execution, error)
+	// ClaimMany moves queued executions to running on node and returns
+	// the ids it claimed (those still queued).
+	ClaimMany(ctx context.Context, ids []string, node string, at time.Time) ([]string, error)
+	// SetUserReasons records, per user, why their ready executions wait.
+	SetUserReasons(ctx context.Context, now time.Time, reasons map[int64]string) error
+	// CancelQueued cancels an execution that has not started; false if it was not queued.
+	CancelQueued(ctx context.Context, id, reason string) (bool, error)
+	// Running lists running executions, of one node or all when node is "".
+	Running(ctx context.Context, node string) ([]cronium.Execution, error)
+	// FinishWith records a result and queues its follow-ups at once; it
+	// reports whether this call finished the execution (only the first counts).
+	FinishWith(ctx context.Context, id string, res cronium.Result, reason string, f FollowUps) (bool, error)
+	SetStrategy(ctx context.Context, id, strategy, reason string) error
+	SetSandbox(ctx context.Context, id, sandbox string) error
+	// LastSeq is the highest stored log sequence number of an execution.
+	LastSeq(ctx context.Context, id string) (uint64, error)
+	// AppendLogs stores chunks (duplicates by seq are ignored).
+	AppendLogs(ctx context.Context, id string, chunks []LogChunk, truncated bool) error
+	// LogTail is the last bytes (at most max) of an execution's output.
+	LogTail(ctx context.Context, id string, max int) (string, error)
+	// EventByID returns an event, deleted or not.
+	EventByID(ctx context.Context, id int64) (cronium.Event, error)
+	Event(ctx context.Context, userID int64, name string) (cronium.Event, error)
+	EventCounts(ctx context.Context, eventID int64) (success, failure int, err error)
+	Secret(ctx context.Context, userID int64, name string) (SealedSecret, error)
+	UserByName(ctx context.Context, name string) (cronium.User, error)
+}
