@@ -32,7 +32,7 @@ import (
 	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/schedule"
 	"github.com/cronium/executor/secrets"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 	"github.com/cronium/executor/strictjson"
 )
 
@@ -58,9 +58,9 @@ type Scheduler interface {
 
 // Config configures a Server.
 type Config struct {
-	Store      *sqlite.Store // required
-	Dispatcher Dispatcher    // required
-	Scheduler  Scheduler     // required
+	Store      store.API  // required
+	Dispatcher Dispatcher // required
+	Scheduler  Scheduler  // required
 	// Tiers maps tier names to limits. Default cronium.DefaultTiers().
 	Tiers map[string]cronium.Tier
 	// MaxBody caps request bodies. Default 2Mi.
@@ -181,7 +181,7 @@ func New(cfg Config) (*Server, error) {
 		s.mux.HandleFunc(rt.Method+" "+rt.Pattern, func(w http.ResponseWriter, r *http.Request) {
 			r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
 			var u *cronium.User
-			var key sqlite.KeyInfo
+			var key store.KeyInfo
 			if !rt.Public {
 				user, k, err := s.authenticate(r)
 				if err != nil {
@@ -253,10 +253,10 @@ var errUnauthorized = &Error{Status: http.StatusUnauthorized, Code: "unauthorize
 
 // authenticate returns the user and key of the request's API key, which
 // must be known, not revoked and not expired.
-func (s *Server) authenticate(r *http.Request) (cronium.User, sqlite.KeyInfo, error) {
+func (s *Server) authenticate(r *http.Request) (cronium.User, store.KeyInfo, error) {
 	key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok || key == "" {
-		return cronium.User{}, sqlite.KeyInfo{}, errUnauthorized
+		return cronium.User{}, store.KeyInfo{}, errUnauthorized
 	}
 	u, k, err := s.cfg.Store.Authenticate(r.Context(), strings.TrimSpace(key), time.Now())
 	if errors.Is(err, cronium.ErrNotFound) {
@@ -698,7 +698,7 @@ func (s *Server) triggerEvent(w http.ResponseWriter, r *http.Request, u *cronium
 
 func (s *Server) listExecutions(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
 	q := r.URL.Query()
-	f := sqlite.ExecutionFilter{Event: q.Get("event"), Status: cronium.Status(q.Get("status")), Before: q.Get("before")}
+	f := store.ExecutionFilter{Event: q.Get("event"), Status: cronium.Status(q.Get("status")), Before: q.Get("before")}
 	if !u.Admin || q.Get("user") != "" {
 		o, err := s.owner(r, u)
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/notify"
 	"github.com/cronium/executor/secrets"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 // channelBody is a user's channel as PUT /v1/channels/{name} takes it:
@@ -41,7 +41,7 @@ func ChannelAAD(userID int64, name string) []byte {
 // OpenChannel returns a user's own channel, unsealed. Users' channels are
 // never Trusted: they reach public addresses only, whatever the server
 // allows its operator's channels.
-func OpenChannel(ctx context.Context, st *sqlite.Store, kr *secrets.Keyring, userID int64, name string) (notify.Channel, error) {
+func OpenChannel(ctx context.Context, st store.API, kr *secrets.Keyring, userID int64, name string) (notify.Channel, error) {
 	sc, err := st.Channel(ctx, userID, name)
 	if err != nil {
 		return notify.Channel{}, err
@@ -89,7 +89,7 @@ func (s *Server) putChannel(w http.ResponseWriter, r *http.Request, u *cronium.U
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.PutChannel(r.Context(), sqlite.SealedChannel{UserID: o.ID, Name: name, Type: ch.Type, KeyID: keyID, Blob: blob}); err != nil {
+	if err := s.cfg.Store.PutChannel(r.Context(), store.SealedChannel{UserID: o.ID, Name: name, Type: ch.Type, KeyID: keyID, Blob: blob}); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, ChannelInfo{Name: name, Type: ch.Type, URL: ch.Redacted().URL, UpdatedAt: time.Now().UTC()})

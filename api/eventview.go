@@ -7,7 +7,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/schedule"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 // EventView is an event as the API shows it: the event and its status.
@@ -26,7 +26,7 @@ type EventStatus struct {
 	// the same instant in UTC. Absent unless State is "scheduled".
 	NextRun    *time.Time `json:"next_run,omitempty"`
 	NextRunUTC *time.Time `json:"next_run_utc,omitempty"`
-	sqlite.EventStats
+	store.EventStats
 }
 
 // NextRuns is the answer of GET /v1/events/{name}/next.
@@ -42,7 +42,7 @@ type NextRun struct {
 }
 
 // views adds each event's status; stats come from EventStats for the same user.
-func (s *Server) views(evs []cronium.Event, stats map[int64]sqlite.EventStats) []EventView {
+func (s *Server) views(evs []cronium.Event, stats map[int64]store.EventStats) []EventView {
 	out := make([]EventView, 0, len(evs))
 	for _, ev := range evs {
 		v := EventView{Event: ev, Status: EventStatus{EventStats: stats[ev.ID]}}

@@ -10,7 +10,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/dispatch"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 func (s *Server) listVariables(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
@@ -145,7 +145,7 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request, u *cronium.Us
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Store.PutSecret(r.Context(), sqlite.SealedSecret{UserID: o.ID, Name: name, KeyID: keyID, Blob: blob}); err != nil {
+	if err := s.cfg.Store.PutSecret(r.Context(), store.SealedSecret{UserID: o.ID, Name: name, KeyID: keyID, Blob: blob}); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, secretInfo{Name: name, UpdatedAt: time.Now().UTC().Truncate(time.Second)})

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 // auditActions names the changes and triggers the audit log records, by
@@ -64,7 +64,7 @@ func withAudit(r *http.Request, route string) (*http.Request, *auditNote, string
 
 // audit records a successful change; a failure to record is logged, not
 // returned: the change is made.
-func (s *Server) audit(r *http.Request, u *cronium.User, key sqlite.KeyInfo, action string, note *auditNote) {
+func (s *Server) audit(r *http.Request, u *cronium.User, key store.KeyInfo, action string, note *auditNote) {
 	target := note.target
 	if target == "" {
 		var parts []string
@@ -84,7 +84,7 @@ func (s *Server) audit(r *http.Request, u *cronium.User, key sqlite.KeyInfo, act
 			target = owner + "/" + target
 		}
 	}
-	e := sqlite.AuditEntry{Actor: u.Name, KeyID: key.ID, Action: action, Target: target, Detail: note.detail, Source: r.RemoteAddr}
+	e := store.AuditEntry{Actor: u.Name, KeyID: key.ID, Action: action, Target: target, Detail: note.detail, Source: r.RemoteAddr}
 	if err := s.cfg.Store.Audit(context.WithoutCancel(r.Context()), e); err != nil {
 		s.log.Error("audit log", "action", action, "target", target, "err", err)
 	}
@@ -144,7 +144,7 @@ func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request, u *cronium.U
 		return err
 	}
 	// Their running executions are stopped; nothing of theirs runs again.
-	running, err := s.cfg.Store.Executions(r.Context(), sqlite.ExecutionFilter{UserID: target.ID, Status: cronium.StatusRunning, Limit: 1000})
+	running, err := s.cfg.Store.Executions(r.Context(), store.ExecutionFilter{UserID: target.ID, Status: cronium.StatusRunning, Limit: 1000})
 	if err != nil {
 		return err
 	}
@@ -278,7 +278,7 @@ func (s *Server) auditLog(w http.ResponseWriter, r *http.Request, u *cronium.Use
 		return err
 	}
 	q := r.URL.Query()
-	f := sqlite.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action")}
+	f := store.AuditFilter{Actor: q.Get("actor"), Action: q.Get("action")}
 	if v := q.Get("since"); v != "" {
 		d, err := cronium.ParseDuration("since", v)
 		if err != nil {

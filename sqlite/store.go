@@ -33,6 +33,7 @@ var (
 	_ store.Scheduling  = (*Store)(nil)
 	_ store.Runtime     = (*Store)(nil)
 	_ store.Dispatching = (*Store)(nil)
+	_ store.API         = (*Store)(nil)
 )
 
 // Store is the SQLite store. It is safe for concurrent use.

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/notify"
 )
 
 // Scheduling is what the scheduler asks of a store: the scheduled events,
@@ -71,4 +72,53 @@ type Dispatching interface {
 	EventCounts(ctx context.Context, eventID int64) (success, failure int, err error)
 	Secret(ctx context.Context, userID int64, name string) (SealedSecret, error)
 	UserByName(ctx context.Context, name string) (cronium.User, error)
+}
+
+// API is what the HTTP API asks of a store: users and keys, events,
+// executions and their logs, variables, secrets, channels and the audit.
+type API interface {
+	// Users and keys.
+	CreateUser(ctx context.Context, name, tier string, admin bool) (cronium.User, error)
+	UserByName(ctx context.Context, name string) (cronium.User, error)
+	Users(ctx context.Context) ([]cronium.User, error)
+	SetTier(ctx context.Context, userID int64, tier string) error
+	// DeleteUser removes a user's keys, events, secrets, variables and
+	// channels and cancels their executions; the name stays taken.
+	DeleteUser(ctx context.Context, userID int64, at time.Time) error
+	// Authenticate returns the user and key an API key belongs to.
+	Authenticate(ctx context.Context, key string, now time.Time) (cronium.User, KeyInfo, error)
+	NewKey(ctx context.Context, userID int64, name string, expires *time.Time) (string, KeyInfo, error)
+	Keys(ctx context.Context, userID int64) ([]KeyInfo, error)
+	RevokeKey(ctx context.Context, userID, keyID int64, at time.Time) (KeyInfo, error)
+	Audit(ctx context.Context, e AuditEntry) error
+	AuditLog(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
+
+	// Events and executions.
+	PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (created bool, err error)
+	Event(ctx context.Context, userID int64, name string) (cronium.Event, error)
+	Events(ctx context.Context, userID int64) ([]cronium.Event, error)
+	EventStats(ctx context.Context, userID int64) (map[int64]EventStats, error)
+	SetEnabled(ctx context.Context, userID int64, name string, enabled bool) error
+	DeleteEvent(ctx context.Context, userID int64, name string) (int64, error)
+	// Enqueue queues an execution; with fire, once per (event, fire).
+	Enqueue(ctx context.Context, x *cronium.Execution, fire *time.Time) (inserted bool, err error)
+	Execution(ctx context.Context, userID int64, id string) (cronium.Execution, error)
+	Executions(ctx context.Context, f ExecutionFilter) ([]cronium.Execution, error)
+	// Logs returns an execution's chunks after seq after, at most limit.
+	Logs(ctx context.Context, id string, after uint64, limit int) ([]LogChunk, error)
+	NotificationsFor(ctx context.Context, executionID string) ([]notify.Delivery, error)
+
+	// Variables, secrets (sealed) and notification channels (sealed).
+	Variable(ctx context.Context, userID int64, key string) (json.RawMessage, error)
+	Variables(ctx context.Context, userID int64) (map[string]json.RawMessage, error)
+	SetVariable(ctx context.Context, userID int64, key string, v json.RawMessage) error
+	DeleteVariable(ctx context.Context, userID int64, key string) (bool, error)
+	PutSecret(ctx context.Context, sec SealedSecret) error
+	Secret(ctx context.Context, userID int64, name string) (SealedSecret, error)
+	Secrets(ctx context.Context, userID int64) ([]SealedSecret, error)
+	DeleteSecret(ctx context.Context, userID int64, name string) (bool, error)
+	PutChannel(ctx context.Context, c SealedChannel) error
+	Channel(ctx context.Context, userID int64, name string) (SealedChannel, error)
+	Channels(ctx context.Context, userID int64) ([]SealedChannel, error)
+	DeleteChannel(ctx context.Context, userID int64, name string) (bool, error)
 }
