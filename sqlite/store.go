@@ -34,6 +34,7 @@ var (
 	_ store.Runtime     = (*Store)(nil)
 	_ store.Dispatching = (*Store)(nil)
 	_ store.API         = (*Store)(nil)
+	_ store.Store       = (*Store)(nil)
 )
 
 // Store is the SQLite store. It is safe for concurrent use.

@@ -122,3 +122,34 @@ type API interface {
 	Channels(ctx context.Context, userID int64) ([]SealedChannel, error)
 	DeleteChannel(ctx context.Context, userID int64, name string) (bool, error)
 }
+
+// Admin is what the server and its commands ask of a store beyond the
+// parts above: its health, retention, backups of what it holds and the
+// bootstrap commands.
+type Admin interface {
+	// Counts says how many executions are in each status (the readiness probe).
+	Counts(ctx context.Context) (map[cronium.Status]int, error)
+	// NodeSeen reports whether node ever ran an execution here.
+	NodeSeen(ctx context.Context, node string) (bool, error)
+	// PruneAll applies every tier's retention at now and returns what it removed.
+	PruneAll(ctx context.Context, tiers map[string]cronium.Tier, now time.Time) (int, error)
+	// CreateKey makes an API key for a user (the bootstrap commands).
+	CreateKey(ctx context.Context, userID int64) (string, error)
+	// AllChannels lists every user's sealed channels (key rotation).
+	AllChannels(ctx context.Context) ([]SealedChannel, error)
+	// SetPackageLock records an event's package lock if it is still prev.
+	SetPackageLock(ctx context.Context, id int64, prev string, lock cronium.PackageLock) (bool, error)
+	// Backup writes a consistent copy of the store to path.
+	Backup(ctx context.Context, path string) error
+}
+
+// Store is a whole store: every consumer's part, the notification outbox,
+// and Close.
+type Store interface {
+	Scheduling
+	Dispatching
+	API
+	Admin
+	notify.Store
+	Close() error
+}

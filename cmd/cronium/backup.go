@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 // newBackupCmd copies what a server cannot be rebuilt without: the store
@@ -42,7 +42,7 @@ To restore: stop the server, copy the files of DIR into the data directory
 			if err := os.Mkdir(dir, 0o700); err != nil {
 				return usage(fmt.Errorf("backup directory %s: %w (give a new directory)", dir, err))
 			}
-			if err := withStore(c.Context(), cfg, func(st *sqlite.Store) error {
+			if err := withStore(c.Context(), cfg, func(st store.Store) error {
 				return st.Backup(c.Context(), filepath.Join(dir, "cronium.db"))
 			}); err != nil {
 				return err

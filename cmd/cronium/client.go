@@ -23,6 +23,7 @@ import (
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/api"
 	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 // apiClient talks to a cronium server.
@@ -1074,7 +1075,7 @@ func newUserCmd() *cobra.Command {
 			if err := api.ValidateUser(args[0], tier, cfg.Tiers); err != nil {
 				return usage(err)
 			}
-			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
+			return withStore(c.Context(), cfg, func(st store.Store) error {
 				u, err := st.CreateUser(c.Context(), args[0], tier, admin)
 				if errors.Is(err, cronium.ErrConflict) && !strings.Contains(err.Error(), "was deleted") {
 					return fmt.Errorf("user %s already exists, unchanged: to give them another API key, run `cronium key create %s`", args[0], args[0])
@@ -1115,7 +1116,7 @@ func newKeyCmd() *cobra.Command {
 			if err != nil {
 				return usage(err)
 			}
-			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
+			return withStore(c.Context(), cfg, func(st store.Store) error {
 				u, err := st.UserByName(c.Context(), args[0])
 				if errors.Is(err, cronium.ErrNotFound) {
 					return fmt.Errorf("user %s does not exist: create them with `cronium user create %s` (which prints their first key)", args[0], args[0])
@@ -1152,7 +1153,7 @@ func newKeyCmd() *cobra.Command {
 	return c
 }
 
-func withStore(ctx context.Context, cfg serverConfig, fn func(*sqlite.Store) error) error {
+func withStore(ctx context.Context, cfg serverConfig, fn func(store.Store) error) error {
 	if err := privateDir(cfg.DataDir); err != nil {
 		return err
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/cronium/executor/images"
 	"github.com/cronium/executor/packages"
 	"github.com/cronium/executor/pool"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 // followEvery is how often the server looks for runtime images that
@@ -38,7 +38,7 @@ type follower struct {
 	bases  *images.Bases
 	eng    cronium.ImageStore
 	pools  *pool.Manager
-	store  *sqlite.Store
+	store  store.Store
 	layers *packages.Builder
 	log    *slog.Logger
 

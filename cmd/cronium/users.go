@@ -11,13 +11,13 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/api"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 // localAudit records a change made on the data directory directly (user
 // and key bootstrap); the actor is "local".
-func localAudit(ctx context.Context, st *sqlite.Store, action, target, detail string) {
-	st.Audit(ctx, sqlite.AuditEntry{Actor: "local", Action: action, Target: target, Detail: detail, Source: "cronium on the data directory"})
+func localAudit(ctx context.Context, st store.Store, action, target, detail string) {
+	st.Audit(ctx, store.AuditEntry{Actor: "local", Action: action, Target: target, Detail: detail, Source: "cronium on the data directory"})
 }
 
 // printList gets a list from the API ({"items": [...]}) and prints it: as
@@ -127,7 +127,7 @@ func keyListCmd() *cobra.Command {
 			}
 			return t.Local().Format(time.DateTime)
 		}
-		return printList(c, cl, "/v1/users/"+url.PathEscape(name)+"/keys", "ID\tNAME\tKEY\tSTATE\tCREATED\tEXPIRES\tLAST USED", func(k sqlite.KeyInfo) []string {
+		return printList(c, cl, "/v1/users/"+url.PathEscape(name)+"/keys", "ID\tNAME\tKEY\tSTATE\tCREATED\tEXPIRES\tLAST USED", func(k store.KeyInfo) []string {
 			state := "active"
 			switch {
 			case k.RevokedAt != nil:
@@ -146,7 +146,7 @@ func keyRevokeCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var k sqlite.KeyInfo
+		var k store.KeyInfo
 		if err := cl.do(c.Context(), "DELETE", "/v1/users/"+url.PathEscape(name)+"/keys/"+url.PathEscape(args[0]), nil, &k); err != nil {
 			return err
 		}
@@ -166,7 +166,7 @@ func newAuditCmd() *cobra.Command {
 			}
 		}
 		q.Set("limit", strconv.Itoa(limit))
-		return printList(c, cl, "/v1/audit?"+q.Encode(), "AT\tWHO\tKEY\tACTION\tTARGET\tDETAIL\tFROM", func(e sqlite.AuditEntry) []string {
+		return printList(c, cl, "/v1/audit?"+q.Encode(), "AT\tWHO\tKEY\tACTION\tTARGET\tDETAIL\tFROM", func(e store.AuditEntry) []string {
 			key := "-"
 			if e.KeyID > 0 {
 				key = strconv.FormatInt(e.KeyID, 10)

@@ -15,7 +15,7 @@ import (
 	"github.com/cronium/executor/api"
 	"github.com/cronium/executor/dispatch"
 	"github.com/cronium/executor/secrets"
-	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
 
 func newVarCmd() *cobra.Command {
@@ -191,7 +191,7 @@ the old key. Works on the server's data directory directly.`,
 			if err != nil {
 				return err
 			}
-			return withStore(c.Context(), cfg, func(st *sqlite.Store) error {
+			return withStore(c.Context(), cfg, func(st store.Store) error {
 				n, m, err := rotateSecrets(c, st, kr)
 				if err != nil {
 					return err
@@ -209,7 +209,7 @@ the old key. Works on the server's data directory directly.`,
 	return c
 }
 
-func rotateSecrets(c *cobra.Command, st *sqlite.Store, kr *secrets.Keyring) (n, m int, err error) {
+func rotateSecrets(c *cobra.Command, st store.Store, kr *secrets.Keyring) (n, m int, err error) {
 	all, err := st.Secrets(c.Context(), 0)
 	if err != nil {
 		return 0, 0, err
