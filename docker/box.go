@@ -3,16 +3,12 @@ package docker
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -53,45 +49,24 @@ func (e *Engine) newBox(spec cronium.Spec, lifetime time.Duration, cold bool) *b
 // Ref implements session.Box.
 func (s *box) Ref() string { return s.id }
 
-// listen creates the sandbox socket the agent dials, replacing a stale one
-// left by a host process that died.
-func (s *box) listen() error {
-	path := filepath.Join(s.dir, agent.SocketName)
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove stale sandbox socket: %w", err)
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return fmt.Errorf("listen on sandbox socket: %w", err)
-	}
-	s.ln = ln
-	return nil
-}
-
 // relisten listens again on the socket of a sandbox whose host process
 // died, for its agent to redial.
-func (s *box) relisten() error {
-	s.dir = filepath.Join(s.e.cfg.StateDir, "s", s.name)
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return fmt.Errorf("create sandbox dir: %w", err)
-	}
-	return s.listen()
+func (s *box) relisten() (err error) {
+	s.dir, s.ln, err = session.Relisten(s.e.cfg.StateDir, s.name)
+	return err
 }
 
 // Create implements session.Box: the host directory and socket, the
 // network rules (before the container exists: fail closed), the container.
 func (s *box) Create(ctx context.Context) error {
 	e, spec := s.e, s.spec
-	dir := filepath.Join(e.cfg.StateDir, "s", s.name)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
-		return fmt.Errorf("create sandbox parent dir: %w", err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	dir, err := session.SandboxDir(e.cfg.StateDir, s.name)
+	if err != nil {
 		// Another run of the same id owns it: Remove must leave it alone.
-		return fmt.Errorf("create sandbox dir for execution %s: %w", spec.ID, err)
+		return fmt.Errorf("execution %s: %w", spec.ID, err)
 	}
 	s.dir = dir
-	if err := s.listen(); err != nil {
+	if s.ln, err = session.ListenSandbox(s.dir); err != nil {
 		return err
 	}
 
@@ -184,7 +159,7 @@ func (s *box) Create(ctx context.Context) error {
 			PidsLimit:         &pids,
 			Ulimits: []*container.Ulimit{
 				{Name: "nofile", Soft: l.NoFile, Hard: l.NoFile},
-				{Name: "nproc", Soft: min(l.NProc, hostNProc()), Hard: min(l.NProc, hostNProc())},
+				{Name: "nproc", Soft: min(l.NProc, session.HostNProc()), Hard: min(l.NProc, session.HostNProc())},
 			},
 		},
 	}
@@ -451,13 +426,3 @@ func (e *Engine) watch(id, execution string) {
 
 // removeWait is how long a finished container may take to remove itself.
 const removeWait = 15 * time.Second
-
-// hostNProc is this host's limit on processes per user: a container's
-// nproc cannot be above it (the runtime refuses to start it).
-var hostNProc = sync.OnceValue(func() int64 {
-	var r syscall.Rlimit
-	if err := syscall.Getrlimit(6 /* RLIMIT_NPROC */, &r); err != nil || r.Max == 0 || r.Max > 1<<22 {
-		return 1 << 22
-	}
-	return int64(r.Max)
-})

@@ -16,6 +16,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/agent"
+	"github.com/cronium/executor/session"
 )
 
 // dialect is which engine answers the Docker API: Docker itself, or
@@ -91,10 +92,10 @@ func seccompProfile(dir string) (string, error) {
 		return "", fmt.Errorf("seccomp profile: %w", err)
 	}
 	hosts := []byte("127.0.0.1\tlocalhost cronium\n::1\tlocalhost ip6-localhost ip6-loopback\n")
-	if _, err := installFile(filepath.Join(dir, "hosts"), hosts, 0o444); err != nil {
+	if _, err := session.InstallFile(filepath.Join(dir, "hosts"), hosts, 0o444); err != nil {
 		return "", err
 	}
-	return installFile(filepath.Join(dir, "docker-default-"+hex.EncodeToString(sum[:6])+".json"), b, 0o444)
+	return session.InstallFile(filepath.Join(dir, "docker-default-"+hex.EncodeToString(sum[:6])+".json"), b, 0o444)
 }
 
 // imageName is an image name as the rest of cronium writes it: Podman

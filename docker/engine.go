@@ -10,10 +10,8 @@ import (
 	"archive/tar"
 	"context"
 	"crypto/sha256"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -112,23 +110,6 @@ func init() {
 	}})
 }
 
-// staticBinary refuses a dynamically linked agent: it would load the
-// image's dynamic loader and C library, which a custom image or a package
-// layer could replace.
-func staticBinary(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("is not an executable: %v", err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return errors.New("is dynamically linked: build it with CGO_ENABLED=0 (make build does)")
-		}
-	}
-	return nil
-}
-
 // New connects to the engine, checks that it answers, and installs the agent
 // binary into the state directory.
 func New(ctx context.Context, cfg Config) (*Engine, error) {
@@ -196,11 +177,11 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			cronium.ErrUnavailable, cli.DaemonHost(), e.dialect.name(), e.version, cfg.Dialect, e.dialect.name(), e.dialect.name(), cfg.Dialect)
 	}
 	e.bg, e.bgCancel = context.WithCancel(context.Background())
-	if err := staticBinary(cfg.AgentPath); err != nil {
+	if err := session.StaticBinary(cfg.AgentPath); err != nil {
 		cli.Close()
 		return nil, cronium.Invalid("agent_path", cfg.AgentPath, err.Error())
 	}
-	if e.agentPath, err = installAgent(cfg.AgentPath, cfg.StateDir); err != nil {
+	if e.agentPath, err = session.InstallAgent(cfg.AgentPath, cfg.StateDir); err != nil {
 		cli.Close()
 		return nil, err
 	}
@@ -255,50 +236,6 @@ func DefaultStateDir() string {
 		return filepath.Join(d, "cronium")
 	}
 	return filepath.Join(os.TempDir(), "cronium-"+strconv.Itoa(os.Geteuid()))
-}
-
-// installAgent copies the agent to StateDir/agent/cronium-agent-<hash>, owned
-// by us and read-only, so what is mounted into sandboxes cannot change under them.
-func installAgent(src, stateDir string) (string, error) {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return "", fmt.Errorf("read agent binary %s: %w (build it with `make build`)", src, err)
-	}
-	sum := sha256.Sum256(b)
-	dir := filepath.Join(stateDir, "agent")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create agent dir: %w", err)
-	}
-	return installFile(filepath.Join(dir, "cronium-agent-"+hex.EncodeToString(sum[:6])), b, 0o555)
-}
-
-// installFile writes b to dst with mode, through a temporary file and a
-// rename (never through a link someone put at dst), unless a regular file
-// of that size is there already: dst is content-addressed or fixed.
-func installFile(dst string, b []byte, mode os.FileMode) (string, error) {
-	if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(b)) {
-		return dst, nil
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(dst), ".install-*")
-	if err != nil {
-		return "", fmt.Errorf("install %s: %w", dst, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("install %s: %w", dst, err)
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return "", fmt.Errorf("install %s: %w", dst, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return "", fmt.Errorf("install %s: %w", dst, err)
-	}
-	if err := os.Rename(tmp.Name(), dst); err != nil {
-		return "", fmt.Errorf("install %s: %w", dst, err)
-	}
-	return dst, nil
 }
 
 // Close implements cronium.Engine: it stops the background removals (what

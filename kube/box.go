@@ -2,12 +2,10 @@ package kube
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -46,43 +44,24 @@ func (e *Engine) newBox(spec cronium.Spec, lifetime time.Duration) *box {
 // Ref implements session.Box: the Pod's name.
 func (s *box) Ref() string { return s.pod }
 
-func (s *box) listen() error {
-	path := filepath.Join(s.dir, agent.SocketName)
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove stale sandbox socket: %w", err)
-	}
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		return fmt.Errorf("listen on sandbox socket: %w", err)
-	}
-	s.ln = ln
-	return nil
-}
-
 // relisten listens again on the socket of a sandbox whose host process
 // died, for its agent to redial.
-func (s *box) relisten() error {
-	s.dir = filepath.Join(s.e.opts.StateDir, "s", s.name)
-	if err := os.MkdirAll(s.dir, 0o700); err != nil {
-		return fmt.Errorf("create sandbox dir: %w", err)
-	}
-	return s.listen()
+func (s *box) relisten() (err error) {
+	s.dir, s.ln, err = session.Relisten(s.e.opts.StateDir, s.name)
+	return err
 }
 
 // Create implements session.Box: the socket directory, the network rules
 // of a networked sandbox (before the Pod exists: fail closed), the Pod.
 func (s *box) Create(ctx context.Context) error {
 	e, spec := s.e, s.spec
-	dir := filepath.Join(e.opts.StateDir, "s", s.name)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
-		return fmt.Errorf("create sandbox parent dir: %w", err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	dir, err := session.SandboxDir(e.opts.StateDir, s.name)
+	if err != nil {
 		// Another run of the same id owns it: Remove must leave it alone.
-		return fmt.Errorf("create sandbox dir for execution %s: %w", spec.ID, err)
+		return fmt.Errorf("execution %s: %w", spec.ID, err)
 	}
 	s.dir = dir
-	if err := s.listen(); err != nil {
+	if s.ln, err = session.ListenSandbox(s.dir); err != nil {
 		return err
 	}
 	var resolv string

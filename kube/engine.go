@@ -24,11 +24,7 @@ package kube
 
 import (
 	"context"
-	"crypto/sha256"
-	"debug/elf"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -203,10 +199,10 @@ func Open(ctx context.Context, o cronium.EngineOptions) (cronium.Engine, error) 
 	if err := e.check(ctx, where); err != nil {
 		return nil, err
 	}
-	if err := staticBinary(o.AgentPath); err != nil {
+	if err := session.StaticBinary(o.AgentPath); err != nil {
 		return nil, cronium.Invalid("agent_path", o.AgentPath, err.Error())
 	}
-	if e.agentPath, err = installAgent(o.AgentPath, o.StateDir); err != nil {
+	if e.agentPath, err = session.InstallAgent(o.AgentPath, o.StateDir); err != nil {
 		return nil, err
 	}
 	if e.libPath, err = helpers.Install(filepath.Join(o.StateDir, "lib")); err != nil {
@@ -371,57 +367,6 @@ func onThisHost(node *corev1.Node) bool {
 		}
 	}
 	return false
-}
-
-// staticBinary refuses a dynamically linked agent (see package docker).
-func staticBinary(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("is not an executable: %v", err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return errors.New("is dynamically linked: build it with CGO_ENABLED=0 (make build does)")
-		}
-	}
-	return nil
-}
-
-// installAgent copies the agent to StateDir/agent/cronium-agent-<hash>,
-// read-only: what is mounted into Pods cannot change under them.
-func installAgent(src, stateDir string) (string, error) {
-	b, err := os.ReadFile(src)
-	if err != nil {
-		return "", fmt.Errorf("read agent binary %s: %w (build it with `make build`)", src, err)
-	}
-	sum := sha256.Sum256(b)
-	dir := filepath.Join(stateDir, "agent")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("create agent dir: %w", err)
-	}
-	dst := filepath.Join(dir, "cronium-agent-"+hex.EncodeToString(sum[:6]))
-	if fi, err := os.Lstat(dst); err == nil && fi.Mode().IsRegular() && fi.Size() == int64(len(b)) {
-		return dst, nil
-	}
-	tmp, err := os.CreateTemp(dir, ".install-*")
-	if err != nil {
-		return "", fmt.Errorf("install agent: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err == nil {
-		err = tmp.Chmod(0o555)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), dst)
-	}
-	if err != nil {
-		return "", fmt.Errorf("install agent: %w", err)
-	}
-	return dst, nil
 }
 
 // Close implements cronium.Engine.

@@ -9,8 +9,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -18,6 +16,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/agent"
+	"github.com/cronium/executor/session"
 )
 
 // peerPID is the process at the other end of a unix connection, as this
@@ -84,7 +83,7 @@ func enforce(pid int, spec cronium.Spec) error {
 	for _, r := range []struct {
 		res int
 		v   int64
-	}{{unix.RLIMIT_NOFILE, l.NoFile}, {unix.RLIMIT_NPROC, min(l.NProc, hostNProc())}} {
+	}{{unix.RLIMIT_NOFILE, l.NoFile}, {unix.RLIMIT_NPROC, min(l.NProc, session.HostNProc())}} {
 		lim := unix.Rlimit{Cur: uint64(r.v), Max: uint64(r.v)}
 		if err := unix.Prlimit(pid, r.res, &lim, nil); err != nil {
 			return fmt.Errorf("set rlimit %d of the agent: %w", r.res, err)
@@ -251,13 +250,3 @@ func isolate(path string) error {
 	}
 	return nil
 }
-
-// hostNProc is this host's limit on processes per user: a lower nproc
-// cannot be raised back.
-var hostNProc = sync.OnceValue(func() int64 {
-	var r syscall.Rlimit
-	if err := syscall.Getrlimit(unix.RLIMIT_NPROC, &r); err != nil || r.Max == 0 || r.Max > 1<<22 {
-		return 1 << 22
-	}
-	return int64(r.Max)
-})
