@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	cronium "github.com/cronium/executor"
@@ -67,41 +68,32 @@ func TestKeysAreHashed(t *testing.T) {
 	}
 }
 
-// A stored execution result that cannot be read is said on the
-// execution, not dropped; a stored event spec that cannot be read is
-// replaced by the next apply.
-func TestUnreadableStoredDataIsSaid(t *testing.T) {
-	st, _ := setup(t)
-	ctx := context.Background()
-	u, _ := st.CreateUser(ctx, "alice", "free", false)
-	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"}
-	ev.Normalize(cronium.DefaultTiers()["free"])
-	st.PutEvent(ctx, u.ID, &ev)
-	x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1}
-	st.Enqueue(ctx, &x, nil)
-	st.db.Exec(`UPDATE executions SET status = 'finished', result = '{"outcome": 42' WHERE id = ?`, x.ID)
-	got, err := st.Execution(ctx, u.ID, x.ID)
-	if err != nil || got.Result == nil || !strings.Contains(got.Result.Error, "could not be read") {
-		t.Errorf("execution with a broken result: %+v %v", got.Result, err)
-	}
-	st.db.Exec(`UPDATE events SET spec = '{broken' WHERE id = ?`, ev.ID)
-	ev2 := cronium.Event{Name: "e", Language: cronium.Bash, Script: "y"}
-	ev2.Normalize(cronium.DefaultTiers()["free"])
-	if _, err := st.PutEvent(ctx, u.ID, &ev2); err != nil {
-		t.Fatal(err)
-	}
-	if e, err := st.Event(ctx, u.ID, "e"); err != nil || e.Script != "y" {
-		t.Errorf("event after replacing a broken spec: %+v %v", e, err)
-	}
-}
-
-// The store conformance suite, on SQLite.
+// The store conformance suite, on SQLite: each store on a file of its own.
 func TestConformance(t *testing.T) {
-	storetest.Run(t, storetest.Harness{Open: func(t *testing.T) store.Store {
-		st, err := Open(context.Background(), filepath.Join(t.TempDir(), "cronium.db"))
+	var mu sync.Mutex
+	paths := map[store.Store]string{}
+	open := func(t *testing.T, path string) store.Store {
+		st, err := Open(context.Background(), path)
 		if err != nil {
 			t.Fatal(err)
 		}
+		mu.Lock()
+		paths[st] = path
+		mu.Unlock()
 		return st
-	}})
+	}
+	storetest.Run(t, storetest.Harness{
+		Open: func(t *testing.T) store.Store { return open(t, filepath.Join(t.TempDir(), "cronium.db")) },
+		Again: func(t *testing.T, st store.Store) store.Store {
+			mu.Lock()
+			path := paths[st]
+			mu.Unlock()
+			return open(t, path)
+		},
+		Exec: func(t *testing.T, st store.Store, query string, args ...any) {
+			if _, err := st.(*Store).db.Exec(query, args...); err != nil {
+				t.Fatalf("%s: %v", query, err)
+			}
+		},
+	})
 }

@@ -5,6 +5,8 @@
 package store
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -120,3 +122,20 @@ type SealedSecret struct {
 
 // LogChunk is one stored piece of an execution's output.
 type LogChunk = cronium.OutputChunk
+
+// NotificationLease is how long a claimed delivery stays claimed: well over
+// notify.MaxSendTime, so only a sender that died leaves a lease to run out.
+const NotificationLease = 4 * notify.MaxSendTime
+
+// AuditRetention is how long audit entries are kept.
+const AuditRetention = 400 * 24 * time.Hour
+
+// KeyPrefix starts every API key, so leaked keys are easy to recognise.
+const KeyPrefix = "crn_"
+
+// NewExecutionID returns a random execution id.
+func NewExecutionID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

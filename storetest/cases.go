@@ -22,6 +22,7 @@ func init() {
 	add("KeyLifecycleAndAudit", testKeyLifecycleAndAudit)
 	add("ConcurrentIncrementsSumExactly", testConcurrentIncrementsSumExactly)
 	add("ConcurrentEnqueueOfOneFireIsOnce", testConcurrentEnqueueOfOneFireIsOnce)
+	add("UnreadableStoredDataIsSaid", testUnreadableStoredDataIsSaid)
 }
 
 func testQueueExactlyOnce(t *testing.T, h Harness) {
@@ -276,4 +277,33 @@ func testConcurrentEnqueueOfOneFireIsOnce(t *testing.T, h Harness) {
 		t.Errorf("%d inserted, %d active (%v): want the fire once", total, len(active), err)
 	}
 
+}
+
+// A stored execution result that cannot be read is said on the
+// execution, not dropped; a stored event spec that cannot be read is
+// replaced by the next apply.
+func testUnreadableStoredDataIsSaid(t *testing.T, h Harness) {
+	st := open(t, h)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x"}
+	ev.Normalize(cronium.DefaultTiers()["free"])
+	st.PutEvent(ctx, u.ID, &ev)
+	x := cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerManual, Attempt: 1}
+	st.Enqueue(ctx, &x, nil)
+	exec(t, h, st, `UPDATE executions SET status = 'finished', result = '{"outcome": 42' WHERE id = ?`, x.ID)
+	got, err := st.Execution(ctx, u.ID, x.ID)
+	if err != nil || got.Result == nil || !strings.Contains(got.Result.Error, "could not be read") {
+		t.Errorf("execution with a broken result: %+v %v", got.Result, err)
+	}
+	// Valid JSON that is not an event: every database can hold it.
+	exec(t, h, st, `UPDATE events SET spec = '{"script": 42}' WHERE id = ?`, ev.ID)
+	ev2 := cronium.Event{Name: "e", Language: cronium.Bash, Script: "y"}
+	ev2.Normalize(cronium.DefaultTiers()["free"])
+	if _, err := st.PutEvent(ctx, u.ID, &ev2); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := st.Event(ctx, u.ID, "e"); err != nil || e.Script != "y" {
+		t.Errorf("event after replacing a broken spec: %+v %v", e, err)
+	}
 }

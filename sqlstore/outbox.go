@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -11,14 +11,11 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/notify"
+	"github.com/cronium/executor/store"
 )
 
 // The notification outbox: deliveries wait in the notifications table until
 // a notify.Worker claims, sends and marks them. Times are Unix nanoseconds.
-
-// NotificationLease is how long a claimed delivery stays claimed: well over
-// notify.MaxSendTime, so only a sender that died leaves a lease to run out.
-const NotificationLease = 4 * notify.MaxSendTime
 
 var _ notify.Store = (*Store)(nil)
 
@@ -34,7 +31,7 @@ func (s *Store) EnqueueNotifications(ctx context.Context, ds []notify.Delivery) 
 	if err := prepareDeliveries(ds); err != nil {
 		return err
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error { return insertDeliveries(ctx, tx, ds) })
+	err := s.tx(ctx, func(tx *Tx) error { return insertDeliveries(ctx, tx, ds) })
 	if err != nil {
 		return fmt.Errorf("enqueue %d notification(s): %w", len(ds), err)
 	}
@@ -48,7 +45,7 @@ func prepareDeliveries(ds []notify.Delivery) error {
 	for i := range ds {
 		d := &ds[i]
 		if d.ID == "" {
-			d.ID = NewExecutionID()
+			d.ID = store.NewExecutionID()
 		}
 		if d.CreatedAt.IsZero() {
 			d.CreatedAt = now
@@ -76,7 +73,7 @@ func prepareDeliveries(ds []notify.Delivery) error {
 }
 
 // insertDeliveries inserts prepared deliveries in tx, skipping duplicates.
-func insertDeliveries(ctx context.Context, tx *sql.Tx, ds []notify.Delivery) error {
+func insertDeliveries(ctx context.Context, tx *Tx, ds []notify.Delivery) error {
 	for _, d := range ds {
 		msg, err := json.Marshal(d.Message)
 		if err != nil {
@@ -93,15 +90,20 @@ func insertDeliveries(ctx context.Context, tx *sql.Tx, ds []notify.Delivery) err
 }
 
 // ClaimDue implements notify.Store: it leases at most limit pending
-// deliveries due at now for NotificationLease, the oldest of each channel
-// (a user's channel by name) that has no delivery under lease, and counts
-// the claim as an attempt. It is one UPDATE, so claims by several stores
-// on one file never overlap.
+// deliveries due at now for store.NotificationLease, the oldest of each
+// channel (a user's channel by name) that has no delivery under lease, and
+// counts the claim as an attempt. It is one UPDATE under the outbox lock,
+// so claims by several stores (or nodes) on one database never overlap.
 func (s *Store) ClaimDue(ctx context.Context, now time.Time, limit int) ([]notify.Delivery, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
-	rows, err := s.db.QueryContext(ctx, `UPDATE notifications SET claimed_until = ?2, attempts = attempts + 1
+	var out []notify.Delivery
+	err := s.tx(ctx, func(tx *Tx) error {
+		if err := s.lock(ctx, tx, "cronium.outbox"); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `UPDATE notifications SET claimed_until = ?2, attempts = attempts + 1
 		WHERE id IN (
 			SELECT id FROM (
 				SELECT n.id, n.next_at, n.created_at,
@@ -110,29 +112,33 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, limit int) ([]notif
 				WHERE n.status = 'pending' AND n.next_at <= ?1 AND n.claimed_until <= ?1
 					AND NOT EXISTS (SELECT 1 FROM notifications b WHERE b.status = 'pending' AND b.user_id = n.user_id
 						AND b.channel = n.channel AND b.claimed_until > ?1)
-			) WHERE rn = 1 ORDER BY next_at, created_at, id LIMIT ?3
+			) AS firsts WHERE rn = 1 ORDER BY next_at, created_at, id LIMIT ?3
 		)
-		RETURNING `+notificationCols, now.UnixNano(), now.Add(NotificationLease).UnixNano(), limit)
+		RETURNING `+notificationCols, now.UnixNano(), now.Add(store.NotificationLease).UnixNano(), limit)
+		if err != nil {
+			return err
+		}
+		if out, err = scanDeliveries(rows); err != nil {
+			return err
+		}
+		// A message that cannot be read can never be sent: it fails at once
+		// rather than being claimed again and again.
+		kept := out[:0]
+		for _, d := range out {
+			if d.LastError != errUnreadable {
+				kept = append(kept, d)
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE notifications SET status = 'failed', last_error = ?, claimed_until = 0 WHERE id = ?`, errUnreadable, d.ID); err != nil {
+				return fmt.Errorf("fail unreadable notification %s: %w", d.ID, err)
+			}
+		}
+		out = kept
+		return nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("claim due notifications: %w", err)
 	}
-	out, err := scanDeliveries(rows)
-	if err != nil {
-		return nil, fmt.Errorf("claim due notifications: %w", err)
-	}
-	// A message that cannot be read can never be sent: it fails at once
-	// rather than being claimed again and again.
-	kept := out[:0]
-	for _, d := range out {
-		if d.LastError != errUnreadable {
-			kept = append(kept, d)
-			continue
-		}
-		if _, err := s.db.ExecContext(ctx, `UPDATE notifications SET status = 'failed', last_error = ?, claimed_until = 0 WHERE id = ?`, errUnreadable, d.ID); err != nil {
-			return nil, fmt.Errorf("fail unreadable notification %s: %w", d.ID, err)
-		}
-	}
-	out = kept
 	// RETURNING has no order.
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i], out[j]

@@ -1,13 +1,13 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/store"
 )
 
 // pruneBatch is how many executions one prune transaction deletes at most,
@@ -24,7 +24,7 @@ func (s *Store) Prune(ctx context.Context, userID int64, olderThan time.Time, ke
 		var ids []any
 		rows, err := s.db.QueryContext(ctx, `SELECT id FROM (
 				SELECT id, finished_at, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY queued_at DESC, id DESC) AS rn
-				FROM executions WHERE user_id = ? AND status = 'finished')
+				FROM executions WHERE user_id = ? AND status = 'finished') AS f
 			WHERE (rn > ? OR finished_at < ?)
 				AND id NOT IN (SELECT execution_id FROM notifications WHERE status = 'pending') LIMIT ?`, userID, keepRuns, olderThan.UnixNano(), pruneBatch)
 		if err != nil {
@@ -46,7 +46,7 @@ func (s *Store) Prune(ctx context.Context, userID int64, olderThan time.Time, ke
 			return total, nil
 		}
 		in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + ")"
-		err = s.tx(ctx, func(tx *sql.Tx) error {
+		err = s.tx(ctx, func(tx *Tx) error {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM logs WHERE execution_id IN `+in, ids...); err != nil {
 				return err
 			}
@@ -67,15 +67,12 @@ func (s *Store) Prune(ctx context.Context, userID int64, olderThan time.Time, ke
 	}
 }
 
-// AuditRetention is how long audit entries are kept.
-const AuditRetention = 400 * 24 * time.Hour
-
 // PruneAll applies every user's tier retention (Tier.Retention) at now;
 // users of an unknown tier get the free tier's. It also deletes audit
-// entries older than AuditRetention. It returns how many executions it
+// entries older than store.AuditRetention. It returns how many executions it
 // deleted.
 func (s *Store) PruneAll(ctx context.Context, tiers map[string]cronium.Tier, now time.Time) (int, error) {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM audit WHERE at < ?`, now.Add(-AuditRetention).UnixNano()); err != nil {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM audit WHERE at < ?`, now.Add(-store.AuditRetention).UnixNano()); err != nil {
 		return 0, fmt.Errorf("prune the audit log: %w", err)
 	}
 	users, err := s.Users(ctx)

@@ -1,293 +1,26 @@
-// Package sqlite is Cronium's embedded store: users, API keys, events,
-// executions (the durable queue) and logs in one SQLite file, through the
-// pure-Go modernc.org/sqlite driver (no cgo). Migrations are versioned and
-// run at Open.
-//
-// All writes go through one connection, so SQLite never reports "busy" and
-// every multi-row change is one transaction.
-package sqlite
+package sqlstore
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/cronium/executor/store"
-	"os"
 	"sort"
 	"strconv"
-	"syscall"
 	"time"
 
-	sqlitedrv "modernc.org/sqlite" // the driver
-	sqlite3 "modernc.org/sqlite/lib"
-
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/store"
 )
-
-// The contract's parts this store fulfils.
-var (
-	_ store.Scheduling  = (*Store)(nil)
-	_ store.Runtime     = (*Store)(nil)
-	_ store.Dispatching = (*Store)(nil)
-	_ store.API         = (*Store)(nil)
-	_ store.Store       = (*Store)(nil)
-)
-
-// Store is the SQLite store. It is safe for concurrent use.
-type Store struct {
-	db    *sql.DB
-	heads *sql.Stmt // one user's queue heads, prepared once: admission runs it per user per round
-}
-
-var migrations = []string{
-	// 1: the first schema.
-	`CREATE TABLE users (
-		id INTEGER PRIMARY KEY,
-		name TEXT NOT NULL UNIQUE,
-		tier TEXT NOT NULL,
-		admin INTEGER NOT NULL DEFAULT 0,
-		created_at INTEGER NOT NULL
-	);
-	CREATE TABLE api_keys (
-		id INTEGER PRIMARY KEY,
-		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-		hash TEXT NOT NULL UNIQUE,
-		prefix TEXT NOT NULL,
-		created_at INTEGER NOT NULL
-	);
-	CREATE TABLE events (
-		id INTEGER PRIMARY KEY,
-		user_id INTEGER NOT NULL REFERENCES users(id),
-		name TEXT NOT NULL,
-		spec TEXT NOT NULL,
-		enabled INTEGER NOT NULL,
-		last_fire INTEGER,
-		deleted INTEGER NOT NULL DEFAULT 0,
-		created_at INTEGER NOT NULL,
-		updated_at INTEGER NOT NULL
-	);
-	CREATE UNIQUE INDEX events_user_name ON events(user_id, name) WHERE deleted = 0;
-	CREATE TABLE executions (
-		id TEXT PRIMARY KEY,
-		event_id INTEGER NOT NULL REFERENCES events(id),
-		user_id INTEGER NOT NULL REFERENCES users(id),
-		trigger TEXT NOT NULL,
-		scheduled_at INTEGER,
-		queued_at INTEGER NOT NULL,
-		not_before INTEGER NOT NULL,
-		started_at INTEGER,
-		finished_at INTEGER,
-		status TEXT NOT NULL,
-		outcome TEXT NOT NULL DEFAULT '',
-		exit_code INTEGER,
-		attempt INTEGER NOT NULL,
-		reason TEXT NOT NULL DEFAULT '',
-		strategy TEXT NOT NULL,
-		priority INTEGER NOT NULL DEFAULT 0,
-		node TEXT NOT NULL DEFAULT '',
-		error TEXT NOT NULL DEFAULT '',
-		input BLOB,
-		result TEXT,
-		log_bytes INTEGER NOT NULL DEFAULT 0,
-		log_truncated INTEGER NOT NULL DEFAULT 0,
-		retry_of TEXT NOT NULL DEFAULT ''
-	);
-	CREATE UNIQUE INDEX executions_scheduled ON executions(event_id, scheduled_at) WHERE scheduled_at IS NOT NULL;
-	CREATE INDEX executions_status ON executions(status, not_before);
-	CREATE INDEX executions_user ON executions(user_id, queued_at);
-	CREATE INDEX executions_queue ON executions(status, user_id, priority DESC, queued_at, id);
-	CREATE INDEX executions_event ON executions(event_id, status);
-	CREATE TABLE logs (
-		execution_id TEXT NOT NULL,
-		seq INTEGER NOT NULL,
-		stream INTEGER NOT NULL,
-		data BLOB NOT NULL,
-		PRIMARY KEY (execution_id, seq)
-	) WITHOUT ROWID;`,
-	// 2: the runtime API (variables, output, condition) and secrets.
-	`CREATE TABLE variables (
-		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-		key TEXT NOT NULL,
-		value TEXT NOT NULL,
-		updated_at INTEGER NOT NULL,
-		PRIMARY KEY (user_id, key)
-	) WITHOUT ROWID;
-	CREATE TABLE secrets (
-		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-		name TEXT NOT NULL,
-		key_id TEXT NOT NULL,
-		blob BLOB NOT NULL,
-		created_at INTEGER NOT NULL,
-		updated_at INTEGER NOT NULL,
-		PRIMARY KEY (user_id, name)
-	) WITHOUT ROWID;
-	ALTER TABLE executions ADD COLUMN output TEXT;
-	ALTER TABLE executions ADD COLUMN condition INTEGER;`,
-	// 3: why an execution got its sandbox strategy.
-	`ALTER TABLE executions ADD COLUMN strategy_reason TEXT NOT NULL DEFAULT '';`,
-	// 4: the warm sandbox an execution runs in, to re-attach after a crash.
-	`ALTER TABLE executions ADD COLUMN sandbox TEXT NOT NULL DEFAULT '';`,
-	// 5: the notification outbox.
-	`CREATE TABLE notifications (
-		id TEXT PRIMARY KEY,
-		execution_id TEXT NOT NULL,
-		user_id INTEGER NOT NULL REFERENCES users(id),
-		channel TEXT NOT NULL,
-		reason TEXT NOT NULL,
-		message TEXT NOT NULL,
-		status TEXT NOT NULL,
-		attempts INTEGER NOT NULL DEFAULT 0,
-		next_at INTEGER NOT NULL,
-		claimed_until INTEGER NOT NULL DEFAULT 0,
-		last_error TEXT NOT NULL DEFAULT '',
-		created_at INTEGER NOT NULL,
-		sent_at INTEGER
-	);
-	CREATE INDEX notifications_due ON notifications(status, next_at);
-	CREATE UNIQUE INDEX notifications_execution ON notifications(execution_id, channel, reason);
-	CREATE INDEX notifications_claimed ON notifications(user_id, channel, claimed_until) WHERE status = 'pending';`,
-	// 6: key names, expiry and revocation; deleted users; the audit log.
-	`ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
-	ALTER TABLE api_keys ADD COLUMN expires_at INTEGER;
-	ALTER TABLE api_keys ADD COLUMN revoked_at INTEGER;
-	ALTER TABLE api_keys ADD COLUMN last_used_at INTEGER;
-	ALTER TABLE users ADD COLUMN deleted_at INTEGER;
-	CREATE TABLE audit (
-		id INTEGER PRIMARY KEY,
-		at INTEGER NOT NULL,
-		actor TEXT NOT NULL,
-		key_id INTEGER NOT NULL DEFAULT 0,
-		action TEXT NOT NULL,
-		target TEXT NOT NULL,
-		detail TEXT NOT NULL DEFAULT '',
-		source TEXT NOT NULL DEFAULT ''
-	);
-	CREATE INDEX audit_actor ON audit(actor, id);`,
-	// 7: an execution's retry, found from the execution it retries.
-	`CREATE INDEX executions_retry_of ON executions(retry_of) WHERE retry_of != '';`,
-	// 8: chains: the execution whose end triggered this one.
-	`ALTER TABLE executions ADD COLUMN chained_from TEXT NOT NULL DEFAULT '';
-	ALTER TABLE executions ADD COLUMN chain_depth INTEGER NOT NULL DEFAULT 0;`,
-	// 9: when each log chunk was received (0: before this column).
-	`ALTER TABLE logs ADD COLUMN at INTEGER NOT NULL DEFAULT 0;`,
-	// 10: the first execution of a chain, to bound the runs it starts.
-	`ALTER TABLE executions ADD COLUMN chain_root TEXT NOT NULL DEFAULT '';
-	CREATE INDEX executions_chain_root ON executions(chain_root) WHERE chain_root != '';`,
-	// 11: users' own notification channels, sealed like secrets.
-	`CREATE TABLE channels (
-		user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-		name TEXT NOT NULL,
-		type TEXT NOT NULL,
-		key_id TEXT NOT NULL,
-		blob BLOB NOT NULL,
-		updated_at INTEGER NOT NULL,
-		PRIMARY KEY (user_id, name)
-	);`,
-}
-
-// Open opens (creating if needed) the database at path and migrates it.
-func Open(ctx context.Context, path string) (*Store, error) {
-	// The store holds every user's scripts, logs and sealed secrets: only
-	// its owner may read it, whatever the directory or umask says. SQLite
-	// gives its -wal and -shm files the database's mode.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	f.Close()
-	for _, p := range []string{path, path + "-wal", path + "-shm"} {
-		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("store %s: %w", p, err)
-		}
-	}
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open store %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(1)
-	s := &Store{db: db}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	s.heads, err = db.PrepareContext(ctx, `SELECT `+execCols+` FROM executions x INDEXED BY executions_queue
-		JOIN events e ON e.id = x.event_id JOIN users u ON u.id = x.user_id WHERE x.status = 'queued' AND x.user_id = ? AND x.not_before <= ?
-		ORDER BY x.priority DESC, x.queued_at, x.id LIMIT ?`)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("prepare queue query: %w", err)
-	}
-	return s, nil
-}
-
-// Close closes the database.
-func (s *Store) Close() error {
-	if s.heads != nil {
-		s.heads.Close()
-	}
-	return s.db.Close()
-}
-
-func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
-		return fmt.Errorf("create migrations table: %w", err)
-	}
-	var have int
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if have > len(migrations) {
-		return fmt.Errorf("store schema version %d is newer than this cronium (%d): upgrade cronium", have, len(migrations))
-	}
-	for v := have + 1; v <= len(migrations); v++ {
-		err := s.tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
-				return err
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, time.Now().Unix())
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("migrate store to version %d: %w", v, err)
-		}
-	}
-	return nil
-}
-
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
-// isUnique reports whether err is a UNIQUE (or primary key) constraint
-// violation, by the driver's extended result code.
-func isUnique(err error) bool {
-	var se *sqlitedrv.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
-}
 
 // ---- users and keys
 
 // CreateUser adds a user.
 func (s *Store) CreateUser(ctx context.Context, name, tier string, admin bool) (cronium.User, error) {
 	u := cronium.User{Name: name, Tier: tier, Admin: admin, CreatedAt: time.Now().UTC().Truncate(time.Second)}
-	r, err := s.db.ExecContext(ctx, `INSERT INTO users(name, tier, admin, created_at) VALUES (?, ?, ?, ?)`, name, tier, admin, u.CreatedAt.Unix())
-	if isUnique(err) {
+	err := s.db.QueryRowContext(ctx, `INSERT INTO users(name, tier, admin, created_at) VALUES (?, ?, ?, ?) RETURNING id`, name, tier, flag(admin), u.CreatedAt.Unix()).Scan(&u.ID)
+	if s.isUnique(err) {
 		var deleted sql.NullInt64
 		s.db.QueryRowContext(ctx, `SELECT deleted_at FROM users WHERE name = ?`, name).Scan(&deleted)
 		if deleted.Valid {
@@ -298,7 +31,6 @@ func (s *Store) CreateUser(ctx context.Context, name, tier string, admin bool) (
 	if err != nil {
 		return u, fmt.Errorf("create user %s: %w", name, err)
 	}
-	u.ID, _ = r.LastInsertId()
 	return u, nil
 }
 
@@ -341,9 +73,6 @@ func (s *Store) Users(ctx context.Context) ([]cronium.User, error) {
 	return out, rows.Err()
 }
 
-// KeyPrefix starts every API key, so leaked keys are easy to recognise.
-const KeyPrefix = "crn_"
-
 // UserByKey authenticates an API key now (see Authenticate).
 func (s *Store) UserByKey(ctx context.Context, key string) (cronium.User, error) {
 	u, _, err := s.Authenticate(ctx, key, time.Now())
@@ -355,7 +84,10 @@ func (s *Store) UserByKey(ctx context.Context, key string) (cronium.User, error)
 // PutEvent creates or replaces the event (user, name). It reports whether it was created.
 func (s *Store) PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (created bool, err error) {
 	now := time.Now().UTC().Truncate(time.Second)
-	err = s.tx(ctx, func(tx *sql.Tx) error {
+	err = s.tx(ctx, func(tx *Tx) error {
+		if err := s.lock(ctx, tx, fmt.Sprintf("cronium.event:%d:%s", userID, ev.Name)); err != nil {
+			return err
+		}
 		var id, createdAt int64
 		var oldSpec string
 		err := tx.QueryRowContext(ctx, `SELECT id, created_at, spec FROM events WHERE user_id = ? AND name = ? AND deleted = 0`, userID, ev.Name).Scan(&id, &createdAt, &oldSpec)
@@ -364,22 +96,20 @@ func (s *Store) PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (
 			created = true
 			ev.CreatedAt, ev.UpdatedAt = now, now
 			spec, _ := json.Marshal(ev)
-			r, err := tx.ExecContext(ctx, `INSERT INTO events(user_id, name, spec, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-				userID, ev.Name, spec, ev.IsEnabled(), now.Unix(), now.Unix())
-			if err != nil {
-				return err
-			}
-			ev.ID, _ = r.LastInsertId()
-			return nil
+			return tx.QueryRowContext(ctx, `INSERT INTO events(user_id, name, spec, enabled, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+				userID, ev.Name, string(spec), flag(ev.IsEnabled()), now.Unix(), now.Unix()).Scan(&ev.ID)
 		case err != nil:
 			return err
 		}
 		ev.ID = id
 		ev.CreatedAt = time.Unix(createdAt, 0).UTC()
 		var old cronium.Event
-		if err := json.Unmarshal([]byte(oldSpec), &old); err != nil {
+		unreadable := json.Unmarshal([]byte(oldSpec), &old) != nil
+		if unreadable {
 			old = cronium.Event{} // an unreadable stored spec is replaced by this one
 		}
+		// A changed schedule starts afresh: fires before now are not "missed".
+		restart := unreadable || old.Schedule != ev.Schedule || old.Timezone != ev.Timezone
 		old.ID, old.CreatedAt = ev.ID, ev.CreatedAt
 		ev.UpdatedAt = old.UpdatedAt
 		if a, b := mustJSON(old), mustJSON(ev); a == b {
@@ -387,10 +117,8 @@ func (s *Store) PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (
 		}
 		ev.UpdatedAt = now
 		spec, _ := json.Marshal(ev)
-		// A changed schedule starts afresh: fires before now are not "missed".
 		_, err = tx.ExecContext(ctx, `UPDATE events SET spec = ?, enabled = ?, updated_at = ?,
-			last_fire = CASE WHEN NOT json_valid(spec) THEN NULL WHEN json_extract(spec, '$.schedule') IS NOT json_extract(?, '$.schedule') OR json_extract(spec, '$.timezone') IS NOT json_extract(?, '$.timezone') THEN NULL ELSE last_fire END
-			WHERE id = ?`, spec, ev.IsEnabled(), now.Unix(), spec, spec, id)
+			last_fire = CASE WHEN ? THEN NULL ELSE last_fire END WHERE id = ?`, string(spec), flag(ev.IsEnabled()), now.Unix(), restart, id)
 		return err
 	})
 	if err != nil {
@@ -462,20 +190,17 @@ func (s *Store) Events(ctx context.Context, userID int64) ([]cronium.Event, erro
 	return out, rows.Err()
 }
 
-// ScheduledEvent is store.ScheduledEvent.
-type ScheduledEvent = store.ScheduledEvent
-
 // ScheduledEvents lists enabled events that have a schedule.
-func (s *Store) ScheduledEvents(ctx context.Context) ([]ScheduledEvent, error) {
+func (s *Store) ScheduledEvents(ctx context.Context) ([]store.ScheduledEvent, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+eventCols+`, e.user_id, e.last_fire FROM events e JOIN users u ON u.id = e.user_id
-		WHERE e.deleted = 0 AND e.enabled = 1 AND json_extract(e.spec, '$.schedule') != ''`)
+		WHERE e.deleted = 0 AND e.enabled = 1 AND `+s.d.JSONText("e.spec", "schedule")+` <> ''`)
 	if err != nil {
 		return nil, fmt.Errorf("list scheduled events: %w", err)
 	}
 	defer rows.Close()
-	var out []ScheduledEvent
+	var out []store.ScheduledEvent
 	for rows.Next() {
-		var se ScheduledEvent
+		var se store.ScheduledEvent
 		var last sql.NullInt64
 		var id, created, updated int64
 		var spec, user string
@@ -497,9 +222,9 @@ func (s *Store) ScheduledEvents(ctx context.Context) ([]ScheduledEvent, error) {
 
 // SetEnabled pauses or resumes an event. Resuming starts the schedule afresh.
 func (s *Store) SetEnabled(ctx context.Context, userID int64, name string, enabled bool) error {
-	r, err := s.db.ExecContext(ctx, `UPDATE events SET enabled = ?, spec = json_set(spec, '$.enabled', json(?)), updated_at = ?,
+	r, err := s.db.ExecContext(ctx, `UPDATE events SET enabled = ?, spec = `+s.d.JSONSet("spec", "enabled")+`, updated_at = ?,
 		last_fire = CASE WHEN ? THEN NULL ELSE last_fire END WHERE user_id = ? AND name = ? AND deleted = 0`,
-		enabled, fmt.Sprint(enabled), time.Now().Unix(), enabled, userID, name)
+		flag(enabled), fmt.Sprint(enabled), time.Now().Unix(), enabled, userID, name)
 	if err != nil {
 		return fmt.Errorf("set event %s enabled=%v: %w", name, enabled, err)
 	}
@@ -518,8 +243,8 @@ func (s *Store) SetPackageLock(ctx context.Context, id int64, prev string, lock 
 	if err != nil {
 		return false, err
 	}
-	r, err := s.db.ExecContext(ctx, `UPDATE events SET spec = json_set(spec, '$.package_lock', json(?))
-		WHERE id = ? AND deleted = 0 AND json_extract(spec, '$.package_lock.image') = ?`, string(j), id, prev)
+	r, err := s.db.ExecContext(ctx, `UPDATE events SET spec = `+s.d.JSONSet("spec", "package_lock")+`
+		WHERE id = ? AND deleted = 0 AND `+s.d.JSONText("spec", "package_lock", "image")+` = ?`, string(j), id, prev)
 	if err != nil {
 		return false, fmt.Errorf("record the package layer of event %d: %w", id, err)
 	}
@@ -530,7 +255,7 @@ func (s *Store) SetPackageLock(ctx context.Context, id int64, prev string, lock 
 // DeleteEvent deletes an event; its executions stay, and queued ones are cancelled.
 func (s *Store) DeleteEvent(ctx context.Context, userID int64, name string) (int64, error) {
 	var id int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *Tx) error {
 		if err := tx.QueryRowContext(ctx, `SELECT id FROM events WHERE user_id = ? AND name = ? AND deleted = 0`, userID, name).Scan(&id); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("%w: event %s", cronium.ErrNotFound, name)
@@ -548,13 +273,6 @@ func (s *Store) DeleteEvent(ctx context.Context, userID int64, name string) (int
 }
 
 // ---- executions
-
-// NewExecutionID returns a random execution id.
-func NewExecutionID() string {
-	var b [10]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
 
 func nanos(t *time.Time) any {
 	if t == nil || t.IsZero() {
@@ -582,7 +300,7 @@ func (s *Store) Enqueue(ctx context.Context, x *cronium.Execution, fire *time.Ti
 // never fire the same (event, time) twice nor forget that it fired.
 func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires []time.Time) (int, error) {
 	inserted := 0
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *Tx) error {
 		ins, err := tx.PrepareContext(ctx, insertExecution)
 		if err != nil {
 			return err
@@ -597,7 +315,7 @@ func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires 
 				inserted++
 			}
 			if i < len(fires) {
-				if _, err := tx.ExecContext(ctx, `UPDATE events SET last_fire = MAX(COALESCE(last_fire, 0), ?) WHERE id = ?`, fires[i].UnixNano(), x.EventID); err != nil {
+				if _, err := tx.ExecContext(ctx, `UPDATE events SET last_fire = `+s.d.Greatest+`(COALESCE(last_fire, 0), ?) WHERE id = ?`, fires[i].UnixNano(), x.EventID); err != nil {
 					return err
 				}
 			}
@@ -617,7 +335,7 @@ const insertExecution = `INSERT INTO executions(id, event_id, user_id, trigger, 
 // filling its ID, times and status; it reports whether it was inserted.
 func enqueueOne(ctx context.Context, ins *sql.Stmt, x *cronium.Execution) (bool, error) {
 	if x.ID == "" {
-		x.ID = NewExecutionID()
+		x.ID = store.NewExecutionID()
 	}
 	if x.QueuedAt.IsZero() {
 		x.QueuedAt = time.Now().UTC() // per row: a large batch shows its real spread
@@ -637,7 +355,7 @@ func enqueueOne(ctx context.Context, ins *sql.Stmt, x *cronium.Execution) (bool,
 
 // AdvanceFire records that fire times up to t were handled without an execution (skipped).
 func (s *Store) AdvanceFire(ctx context.Context, eventID int64, t time.Time) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE events SET last_fire = MAX(COALESCE(last_fire, 0), ?) WHERE id = ?`, t.UnixNano(), eventID)
+	_, err := s.db.ExecContext(ctx, `UPDATE events SET last_fire = `+s.d.Greatest+`(COALESCE(last_fire, 0), ?) WHERE id = ?`, t.UnixNano(), eventID)
 	return err
 }
 
@@ -709,11 +427,8 @@ func (s *Store) Execution(ctx context.Context, userID int64, id string) (cronium
 	return x, err
 }
 
-// ExecutionFilter is store.ExecutionFilter.
-type ExecutionFilter = store.ExecutionFilter
-
 // Executions lists executions, newest first.
-func (s *Store) Executions(ctx context.Context, f ExecutionFilter) ([]cronium.Execution, error) {
+func (s *Store) Executions(ctx context.Context, f store.ExecutionFilter) ([]cronium.Execution, error) {
 	q := `SELECT ` + execCols + execFrom + ` WHERE 1=1`
 	var args []any
 	if f.UserID != 0 {
@@ -789,9 +504,9 @@ func (s *Store) ReadyHeads(ctx context.Context, now time.Time, perUser int) ([]c
 	// A skip-scan over the queue index finds the users with queued work in
 	// O(users log n); each user's heads then come from the same index.
 	rows, err := s.db.QueryContext(ctx, `WITH RECURSIVE qu(id) AS (
-			SELECT MIN(user_id) FROM executions INDEXED BY executions_queue WHERE status = 'queued'
+			SELECT MIN(user_id) FROM executions`+s.indexedBy()+` WHERE status = 'queued'
 			UNION ALL
-			SELECT (SELECT MIN(user_id) FROM executions INDEXED BY executions_queue WHERE status = 'queued' AND user_id > qu.id) FROM qu WHERE qu.id IS NOT NULL)
+			SELECT (SELECT MIN(user_id) FROM executions`+s.indexedBy()+` WHERE status = 'queued' AND user_id > qu.id) FROM qu WHERE qu.id IS NOT NULL)
 		SELECT id FROM qu WHERE id IS NOT NULL`)
 	if err != nil {
 		return nil, fmt.Errorf("list users with queued executions: %w", err)
@@ -834,7 +549,7 @@ func (s *Store) ReadyHeads(ctx context.Context, now time.Time, perUser int) ([]c
 // and returns the ids it claimed (those still queued).
 func (s *Store) ClaimMany(ctx context.Context, ids []string, node string, at time.Time) ([]string, error) {
 	var claimed []string
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *Tx) error {
 		for _, id := range ids {
 			r, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'running', started_at = ?, node = ?, reason = '' WHERE id = ? AND status = 'queued'`, at.UnixNano(), node, id)
 			if err != nil {
@@ -857,9 +572,9 @@ func (s *Store) SetUserReasons(ctx context.Context, now time.Time, reasons map[i
 	if len(reasons) == 0 {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *Tx) error {
 		for uid, r := range reasons {
-			if _, err := tx.ExecContext(ctx, `UPDATE executions INDEXED BY executions_queue SET reason = ? WHERE status = 'queued' AND user_id = ? AND not_before <= ? AND reason != ?`, r, uid, now.UnixNano(), r); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE executions`+s.indexedBy()+` SET reason = ? WHERE status = 'queued' AND user_id = ? AND not_before <= ? AND reason != ?`, r, uid, now.UnixNano(), r); err != nil {
 				return err
 			}
 		}
@@ -888,7 +603,7 @@ func (s *Store) SetReasons(ctx context.Context, reasons map[string]string) error
 	if len(reasons) == 0 {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *Tx) error {
 		for id, r := range reasons {
 			if _, err := tx.ExecContext(ctx, `UPDATE executions SET reason = ? WHERE id = ? AND status = 'queued'`, r, id); err != nil {
 				return err
@@ -941,15 +656,12 @@ func (s *Store) Counts(ctx context.Context) (map[cronium.Status]int, error) {
 
 // ---- logs
 
-// LogChunk is one stored piece of output.
-type LogChunk = cronium.OutputChunk
-
 // AppendLogs stores chunks (duplicates by seq are ignored) and adds to the execution's log size.
-func (s *Store) AppendLogs(ctx context.Context, id string, chunks []LogChunk, truncated bool) error {
+func (s *Store) AppendLogs(ctx context.Context, id string, chunks []store.LogChunk, truncated bool) error {
 	if len(chunks) == 0 && !truncated {
 		return nil
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *Tx) error {
 		var added int64
 		for _, c := range chunks {
 			var at int64
@@ -964,21 +676,21 @@ func (s *Store) AppendLogs(ctx context.Context, id string, chunks []LogChunk, tr
 				added += int64(len(c.Data))
 			}
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE executions SET log_bytes = log_bytes + ?, log_truncated = MAX(log_truncated, ?) WHERE id = ?`, added, truncated, id)
+		_, err := tx.ExecContext(ctx, `UPDATE executions SET log_bytes = log_bytes + ?, log_truncated = `+s.d.Greatest+`(log_truncated, ?) WHERE id = ?`, added, flag(truncated), id)
 		return err
 	})
 }
 
 // Logs returns stored chunks with seq > after, in order, at most limit.
-func (s *Store) Logs(ctx context.Context, id string, after uint64, limit int) ([]LogChunk, error) {
+func (s *Store) Logs(ctx context.Context, id string, after uint64, limit int) ([]store.LogChunk, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT seq, stream, data, at FROM logs WHERE execution_id = ? AND seq > ? ORDER BY seq LIMIT ?`, id, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read logs of %s: %w", id, err)
 	}
 	defer rows.Close()
-	var out []LogChunk
+	var out []store.LogChunk
 	for rows.Next() {
-		var c LogChunk
+		var c store.LogChunk
 		var at int64
 		if err := rows.Scan(&c.Seq, &c.Stream, &c.Data, &at); err != nil {
 			return nil, err
@@ -1020,7 +732,7 @@ func (s *Store) SetSandbox(ctx context.Context, id, sandbox string) error {
 
 // SetCondition stores an execution's condition.
 func (s *Store) SetCondition(ctx context.Context, id string, v bool) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE executions SET condition = ? WHERE id = ?`, v, id)
+	_, err := s.db.ExecContext(ctx, `UPDATE executions SET condition = ? WHERE id = ?`, flag(v), id)
 	return err
 }
 
@@ -1080,7 +792,10 @@ func (s *Store) Variables(ctx context.Context, userID int64) (map[string]json.Ra
 // values, is accepted) and returns the new value.
 func (s *Store) Increment(ctx context.Context, userID int64, key string, delta float64) (float64, error) {
 	var out float64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *Tx) error {
+		if err := s.lock(ctx, tx, fmt.Sprintf("cronium.variable:%d:%s", userID, key)); err != nil {
+			return err
+		}
 		var cur string
 		err := tx.QueryRowContext(ctx, `SELECT value FROM variables WHERE user_id = ? AND key = ?`, userID, key).Scan(&cur)
 		var n float64
@@ -1120,11 +835,8 @@ func (s *Store) Increment(ctx context.Context, userID int64, key string, delta f
 
 // ---- secrets (sealed by the caller; the store never sees plaintext)
 
-// SealedSecret is store.SealedSecret.
-type SealedSecret = store.SealedSecret
-
 // PutSecret stores a sealed secret.
-func (s *Store) PutSecret(ctx context.Context, sec SealedSecret) error {
+func (s *Store) PutSecret(ctx context.Context, sec store.SealedSecret) error {
 	now := time.Now().Unix()
 	_, err := s.db.ExecContext(ctx, `INSERT INTO secrets(user_id, name, key_id, blob, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT(user_id, name) DO UPDATE SET key_id = excluded.key_id, blob = excluded.blob, updated_at = excluded.updated_at`,
@@ -1136,8 +848,8 @@ func (s *Store) PutSecret(ctx context.Context, sec SealedSecret) error {
 }
 
 // Secret returns a sealed secret.
-func (s *Store) Secret(ctx context.Context, userID int64, name string) (SealedSecret, error) {
-	sec := SealedSecret{UserID: userID, Name: name}
+func (s *Store) Secret(ctx context.Context, userID int64, name string) (store.SealedSecret, error) {
+	sec := store.SealedSecret{UserID: userID, Name: name}
 	var updated int64
 	err := s.db.QueryRowContext(ctx, `SELECT key_id, blob, updated_at FROM secrets WHERE user_id = ? AND name = ?`, userID, name).Scan(&sec.KeyID, &sec.Blob, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -1148,7 +860,7 @@ func (s *Store) Secret(ctx context.Context, userID int64, name string) (SealedSe
 }
 
 // Secrets lists sealed secrets: one user's, or all when userID is 0.
-func (s *Store) Secrets(ctx context.Context, userID int64) ([]SealedSecret, error) {
+func (s *Store) Secrets(ctx context.Context, userID int64) ([]store.SealedSecret, error) {
 	q := `SELECT user_id, name, key_id, blob, updated_at FROM secrets`
 	var args []any
 	if userID != 0 {
@@ -1160,9 +872,9 @@ func (s *Store) Secrets(ctx context.Context, userID int64) ([]SealedSecret, erro
 		return nil, fmt.Errorf("list secrets: %w", err)
 	}
 	defer rows.Close()
-	var out []SealedSecret
+	var out []store.SealedSecret
 	for rows.Next() {
-		var sec SealedSecret
+		var sec store.SealedSecret
 		var updated int64
 		if err := rows.Scan(&sec.UserID, &sec.Name, &sec.KeyID, &sec.Blob, &updated); err != nil {
 			return nil, err

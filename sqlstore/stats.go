@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -10,21 +10,15 @@ import (
 	"time"
 )
 
-// EventStats is store.EventStats.
-type EventStats = store.EventStats
-
-// LastRun is store.LastRun.
-type LastRun = store.LastRun
-
 // EventStats returns the stats of one user's events (every user's when
 // userID is 0), by event ID. Events that never ran are absent.
-func (s *Store) EventStats(ctx context.Context, userID int64) (map[int64]EventStats, error) {
+func (s *Store) EventStats(ctx context.Context, userID int64) (map[int64]store.EventStats, error) {
 	where, args := "", []any{}
 	if userID != 0 {
 		where, args = "WHERE user_id = ?", []any{userID}
 	}
-	out := map[int64]EventStats{}
-	rows, err := s.db.QueryContext(ctx, `SELECT event_id, COUNT(finished_at), COALESCE(SUM(outcome = 'succeeded'), 0)
+	out := map[int64]store.EventStats{}
+	rows, err := s.db.QueryContext(ctx, `SELECT event_id, COUNT(finished_at), COUNT(*) FILTER (WHERE outcome = 'succeeded')
 		FROM executions `+where+` GROUP BY event_id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("event stats: %w", err)
@@ -32,7 +26,7 @@ func (s *Store) EventStats(ctx context.Context, userID int64) (map[int64]EventSt
 	defer rows.Close()
 	for rows.Next() {
 		var id int64
-		var st EventStats
+		var st store.EventStats
 		if err := rows.Scan(&id, &st.Runs, &st.Succeeded); err != nil {
 			return nil, fmt.Errorf("event stats: %w", err)
 		}
@@ -43,9 +37,10 @@ func (s *Store) EventStats(ctx context.Context, userID int64) (map[int64]EventSt
 	}
 	rows.Close()
 
-	// SQLite takes the other columns from the row that has the maximum.
-	rows, err = s.db.QueryContext(ctx, `SELECT event_id, id, trigger, status, outcome, MAX(queued_at), scheduled_at, finished_at
-		FROM executions `+where+` GROUP BY event_id`, args...)
+	rows, err = s.db.QueryContext(ctx, `SELECT event_id, id, trigger, status, outcome, queued_at, scheduled_at, finished_at FROM (
+			SELECT event_id, id, trigger, status, outcome, queued_at, scheduled_at, finished_at,
+				ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY queued_at DESC, id DESC) AS rn
+			FROM executions `+where+`) AS last WHERE rn = 1`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("last runs: %w", err)
 	}
@@ -53,7 +48,7 @@ func (s *Store) EventStats(ctx context.Context, userID int64) (map[int64]EventSt
 	for rows.Next() {
 		var id, queued int64
 		var sched, finished sql.NullInt64
-		var l LastRun
+		var l store.LastRun
 		if err := rows.Scan(&id, &l.ExecutionID, &l.Trigger, &l.Status, &l.Outcome, &queued, &sched, &finished); err != nil {
 			return nil, fmt.Errorf("last runs: %w", err)
 		}
@@ -88,15 +83,6 @@ func (s *Store) NodeSeen(ctx context.Context, node string) (bool, error) {
 		return false, fmt.Errorf("executions of node %s: %w", node, err)
 	}
 	return true, nil
-}
-
-// Backup writes a consistent copy of the store to path (which must not
-// exist), while the server keeps running: SQLite's VACUUM INTO.
-func (s *Store) Backup(ctx context.Context, path string) error {
-	if _, err := s.db.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
-		return fmt.Errorf("back up the store to %s: %w", path, err)
-	}
-	return nil
 }
 
 // QueuedCounts returns how many executions of each event are queued.

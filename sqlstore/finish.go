@@ -1,8 +1,7 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"github.com/cronium/executor/store"
@@ -12,14 +11,11 @@ import (
 	cronium "github.com/cronium/executor"
 )
 
-// FollowUps is store.FollowUps.
-type FollowUps = store.FollowUps
-
 // FinishWith records an execution's result and queues its follow-ups in
 // the same transaction: a crash can lose neither, nor do them twice (only
 // the first finish of an execution counts). It reports whether this call
 // finished the execution.
-func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, reason string, f FollowUps) (bool, error) {
+func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, reason string, f store.FollowUps) (bool, error) {
 	if err := prepareDeliveries(f.Notifications); err != nil {
 		return false, err
 	}
@@ -29,7 +25,7 @@ func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, r
 		at = time.Now()
 	}
 	finished := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.tx(ctx, func(tx *Tx) error {
 		r, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = ?, exit_code = ?, finished_at = ?, error = ?, result = ?, reason = ?
 			WHERE id = ? AND status != 'finished'`, res.Outcome, res.ExitCode, at.UnixNano(), res.Error, string(b), reason, id)
 		if err != nil {
@@ -39,7 +35,7 @@ func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, r
 			return nil // finished before (a cancel that raced): nothing follows twice
 		}
 		finished = true
-		chained, dropped, err := chainBudget(ctx, tx, f.Chained)
+		chained, dropped, err := s.chainBudget(ctx, tx, f.Chained)
 		if err != nil {
 			return err
 		}
@@ -77,20 +73,23 @@ func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, r
 
 // Finish records an execution's result. It reports false if it was finished already.
 func (s *Store) Finish(ctx context.Context, id string, res cronium.Result, reason string) (bool, error) {
-	return s.FinishWith(ctx, id, res, reason, FollowUps{})
+	return s.FinishWith(ctx, id, res, reason, store.FollowUps{})
 }
 
 // chainBudget keeps the chained runs their chains still have room for
 // (cronium.MaxChainRuns each, counted in the transaction that adds them,
 // so branches finishing at once cannot overshoot), and says how many it
 // dropped.
-func chainBudget(ctx context.Context, tx *sql.Tx, xs []*cronium.Execution) ([]*cronium.Execution, int, error) {
+func (s *Store) chainBudget(ctx context.Context, tx *Tx, xs []*cronium.Execution) ([]*cronium.Execution, int, error) {
 	room := map[string]int{}
 	var keep []*cronium.Execution
 	dropped := 0
 	for _, x := range xs {
 		r, ok := room[x.ChainRoot]
 		if !ok {
+			if err := s.lock(ctx, tx, "cronium.chain:"+x.ChainRoot); err != nil {
+				return nil, 0, err
+			}
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM executions WHERE chain_root = ?`, x.ChainRoot).Scan(&n); err != nil {
 				return nil, 0, err

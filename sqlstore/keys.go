@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -15,25 +15,21 @@ import (
 	cronium "github.com/cronium/executor"
 )
 
-// KeyInfo is store.KeyInfo.
-type KeyInfo = store.KeyInfo
-
 // NewKey makes an API key for a user, named (may be empty) and expiring
 // at expires (nil: never). It returns the key, shown only this once.
-func (s *Store) NewKey(ctx context.Context, userID int64, name string, expires *time.Time) (string, KeyInfo, error) {
+func (s *Store) NewKey(ctx context.Context, userID int64, name string, expires *time.Time) (string, store.KeyInfo, error) {
 	var b [24]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return "", KeyInfo{}, err
+		return "", store.KeyInfo{}, err
 	}
-	key := KeyPrefix + hex.EncodeToString(b[:])
+	key := store.KeyPrefix + hex.EncodeToString(b[:])
 	sum := sha256.Sum256([]byte(key))
-	info := KeyInfo{Name: name, Prefix: key[:10], CreatedAt: time.Now().UTC().Truncate(time.Second), ExpiresAt: expires}
-	r, err := s.db.ExecContext(ctx, `INSERT INTO api_keys(user_id, hash, prefix, created_at, name, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		userID, hex.EncodeToString(sum[:]), info.Prefix, info.CreatedAt.Unix(), name, nanos(expires))
+	info := store.KeyInfo{Name: name, Prefix: key[:10], CreatedAt: time.Now().UTC().Truncate(time.Second), ExpiresAt: expires}
+	err := s.db.QueryRowContext(ctx, `INSERT INTO api_keys(user_id, hash, prefix, created_at, name, expires_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		userID, hex.EncodeToString(sum[:]), info.Prefix, info.CreatedAt.Unix(), name, nanos(expires)).Scan(&info.ID)
 	if err != nil {
 		return "", info, fmt.Errorf("create key: %w", err)
 	}
-	info.ID, _ = r.LastInsertId()
 	return key, info, nil
 }
 
@@ -46,8 +42,8 @@ func (s *Store) CreateKey(ctx context.Context, userID int64) (string, error) {
 
 const keyCols = `k.id, u.name, k.name, k.prefix, k.created_at, k.expires_at, k.revoked_at, k.last_used_at`
 
-func scanKey(sc interface{ Scan(...any) error }) (KeyInfo, error) {
-	var k KeyInfo
+func scanKey(sc interface{ Scan(...any) error }) (store.KeyInfo, error) {
+	var k store.KeyInfo
 	var created int64
 	var expires, revoked, used sql.NullInt64
 	if err := sc.Scan(&k.ID, &k.User, &k.Name, &k.Prefix, &created, &expires, &revoked, &used); err != nil {
@@ -61,14 +57,14 @@ func scanKey(sc interface{ Scan(...any) error }) (KeyInfo, error) {
 // Authenticate returns the user of an API key and the key, if the key is
 // known, not revoked, not expired at now, and its user not deleted. It
 // notes when the key was last used (at most once a minute).
-func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (cronium.User, KeyInfo, error) {
+func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (cronium.User, store.KeyInfo, error) {
 	sum := sha256.Sum256([]byte(key))
 	var u cronium.User
 	var created int64
 	row := s.db.QueryRowContext(ctx, `SELECT u.id, u.tier, u.admin, u.created_at, `+keyCols+` FROM api_keys k JOIN users u ON u.id = k.user_id
 		WHERE k.hash = ? AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > ?) AND u.deleted_at IS NULL`,
 		hex.EncodeToString(sum[:]), now.UnixNano())
-	var k KeyInfo
+	var k store.KeyInfo
 	var kcreated int64
 	var expires, revoked, used sql.NullInt64
 	err := row.Scan(&u.ID, &u.Tier, &u.Admin, &created, &k.ID, &u.Name, &k.Name, &k.Prefix, &kcreated, &expires, &revoked, &used)
@@ -87,13 +83,13 @@ func (s *Store) Authenticate(ctx context.Context, key string, now time.Time) (cr
 }
 
 // Keys lists a user's API keys, revoked and expired ones included.
-func (s *Store) Keys(ctx context.Context, userID int64) ([]KeyInfo, error) {
+func (s *Store) Keys(ctx context.Context, userID int64) ([]store.KeyInfo, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT `+keyCols+` FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.user_id = ? ORDER BY k.id`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
 	}
 	defer rows.Close()
-	out := []KeyInfo{}
+	out := []store.KeyInfo{}
 	for rows.Next() {
 		k, err := scanKey(rows)
 		if err != nil {
@@ -106,10 +102,10 @@ func (s *Store) Keys(ctx context.Context, userID int64) ([]KeyInfo, error) {
 
 // RevokeKey revokes a user's key by its ID, at once. It is ErrNotFound
 // when the user has no such key, ErrConflict when it is revoked already.
-func (s *Store) RevokeKey(ctx context.Context, userID, keyID int64, at time.Time) (KeyInfo, error) {
+func (s *Store) RevokeKey(ctx context.Context, userID, keyID int64, at time.Time) (store.KeyInfo, error) {
 	r, err := s.db.ExecContext(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL`, at.UnixNano(), keyID, userID)
 	if err != nil {
-		return KeyInfo{}, fmt.Errorf("revoke key %d: %w", keyID, err)
+		return store.KeyInfo{}, fmt.Errorf("revoke key %d: %w", keyID, err)
 	}
 	k, err := scanKey(s.db.QueryRowContext(ctx, `SELECT `+keyCols+` FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.id = ? AND k.user_id = ?`, keyID, userID))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -138,7 +134,7 @@ func (s *Store) SetTier(ctx context.Context, userID int64, tier string) error {
 // so the name stays taken.
 func (s *Store) DeleteUser(ctx context.Context, userID int64, at time.Time) error {
 	stamp := at.UnixNano()
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(tx *Tx) error {
 		for _, st := range []struct {
 			q    string
 			args []any
@@ -160,11 +156,8 @@ func (s *Store) DeleteUser(ctx context.Context, userID int64, at time.Time) erro
 	})
 }
 
-// AuditEntry is store.AuditEntry.
-type AuditEntry = store.AuditEntry
-
 // Audit records an entry.
-func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
+func (s *Store) Audit(ctx context.Context, e store.AuditEntry) error {
 	if e.At.IsZero() {
 		e.At = time.Now()
 	}
@@ -176,11 +169,8 @@ func (s *Store) Audit(ctx context.Context, e AuditEntry) error {
 	return nil
 }
 
-// AuditFilter is store.AuditFilter.
-type AuditFilter = store.AuditFilter
-
 // AuditLog lists entries, newest first.
-func (s *Store) AuditLog(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
+func (s *Store) AuditLog(ctx context.Context, f store.AuditFilter) ([]store.AuditEntry, error) {
 	q, args := `SELECT id, at, actor, key_id, action, target, detail, source FROM audit WHERE at >= ?`, []any{f.Since.UnixNano()}
 	if f.Actor != "" {
 		q, args = q+` AND actor = ?`, append(args, f.Actor)
@@ -201,9 +191,9 @@ func (s *Store) AuditLog(ctx context.Context, f AuditFilter) ([]AuditEntry, erro
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
 	defer rows.Close()
-	out := []AuditEntry{}
+	out := []store.AuditEntry{}
 	for rows.Next() {
-		var e AuditEntry
+		var e store.AuditEntry
 		var at int64
 		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.KeyID, &e.Action, &e.Target, &e.Detail, &e.Source); err != nil {
 			return nil, fmt.Errorf("audit log: %w", err)

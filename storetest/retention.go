@@ -1,4 +1,4 @@
-package sqlite
+package storetest
 
 import (
 	"context"
@@ -7,13 +7,18 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/notify"
+	"github.com/cronium/executor/store"
 )
+
+func init() {
+	add("PruneKeepsNewestRunsAndRecentOnes", testPruneKeepsNewestRunsAndRecentOnes)
+}
 
 // Prune keeps each event's newest runs and those finished within the
 // retention time, with their logs; it never touches queued or running
 // executions, nor another user's.
-func TestPruneKeepsNewestRunsAndRecentOnes(t *testing.T) {
-	st, _ := setup(t)
+func testPruneKeepsNewestRunsAndRecentOnes(t *testing.T, h Harness) {
+	st := open(t, h)
 	ctx := context.Background()
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	alice, _ := st.CreateUser(ctx, "alice", "free", false)
@@ -33,7 +38,7 @@ func TestPruneKeepsNewestRunsAndRecentOnes(t *testing.T) {
 		if _, err := st.Enqueue(ctx, x, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.AppendLogs(ctx, x.ID, []LogChunk{{Seq: 1, Stream: 1, Data: []byte("hello\n")}}, false); err != nil {
+		if err := st.AppendLogs(ctx, x.ID, []store.LogChunk{{Seq: 1, Stream: 1, Data: []byte("hello\n")}}, false); err != nil {
 			t.Fatal(err)
 		}
 		if !open {
@@ -54,12 +59,10 @@ func TestPruneKeepsNewestRunsAndRecentOnes(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Audit(ctx, AuditEntry{At: now.Add(-500 * day), Actor: "alice", Action: "event.trigger", Target: "alice/a"}); err != nil {
+	if err := st.Audit(ctx, store.AuditEntry{At: now.Add(-500 * day), Actor: "alice", Action: "event.trigger", Target: "alice/a"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.db.Exec(`UPDATE notifications SET status = 'sent' WHERE execution_id = ?`, bOld); err != nil {
-		t.Fatal(err)
-	}
+	exec(t, h, st, `UPDATE notifications SET status = 'sent' WHERE execution_id = ?`, bOld)
 	bOpen := run(alice, b, now.Add(-20*day), true) // queued for 20 days: never pruned
 	cOld := run(bob, other, now.Add(-10*day), false)
 
@@ -98,7 +101,7 @@ func TestPruneKeepsNewestRunsAndRecentOnes(t *testing.T) {
 	if _, err := st.Execution(ctx, 0, cOld); err == nil {
 		t.Errorf("bob's 10-day-old execution was kept under the free tier's 7 days")
 	}
-	if log, _ := st.AuditLog(ctx, AuditFilter{}); len(log) != 0 {
-		t.Errorf("audit entries older than %s were kept: %+v", AuditRetention, log)
+	if log, _ := st.AuditLog(ctx, store.AuditFilter{}); len(log) != 0 {
+		t.Errorf("audit entries older than %s were kept: %+v", store.AuditRetention, log)
 	}
 }

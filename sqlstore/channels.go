@@ -1,4 +1,4 @@
-package sqlite
+package sqlstore
 
 import (
 	"context"
@@ -11,11 +11,8 @@ import (
 	cronium "github.com/cronium/executor"
 )
 
-// SealedChannel is store.SealedChannel.
-type SealedChannel = store.SealedChannel
-
 // PutChannel stores (creates or replaces) a user's channel.
-func (s *Store) PutChannel(ctx context.Context, c SealedChannel) error {
+func (s *Store) PutChannel(ctx context.Context, c store.SealedChannel) error {
 	_, err := s.db.ExecContext(ctx, `INSERT INTO channels(user_id, name, type, key_id, blob, updated_at) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT(user_id, name) DO UPDATE SET type = excluded.type, key_id = excluded.key_id, blob = excluded.blob, updated_at = excluded.updated_at`,
 		c.UserID, c.Name, c.Type, c.KeyID, c.Blob, time.Now().UnixNano())
@@ -26,8 +23,8 @@ func (s *Store) PutChannel(ctx context.Context, c SealedChannel) error {
 }
 
 // Channel returns a user's channel, ErrNotFound when there is none.
-func (s *Store) Channel(ctx context.Context, userID int64, name string) (SealedChannel, error) {
-	c := SealedChannel{UserID: userID, Name: name}
+func (s *Store) Channel(ctx context.Context, userID int64, name string) (store.SealedChannel, error) {
+	c := store.SealedChannel{UserID: userID, Name: name}
 	var at int64
 	err := s.db.QueryRowContext(ctx, `SELECT type, key_id, blob, updated_at FROM channels WHERE user_id = ? AND name = ?`, userID, name).Scan(&c.Type, &c.KeyID, &c.Blob, &at)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -41,15 +38,15 @@ func (s *Store) Channel(ctx context.Context, userID int64, name string) (SealedC
 }
 
 // Channels lists a user's channels (sealed).
-func (s *Store) Channels(ctx context.Context, userID int64) ([]SealedChannel, error) {
+func (s *Store) Channels(ctx context.Context, userID int64) ([]store.SealedChannel, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT name, type, key_id, blob, updated_at FROM channels WHERE user_id = ? ORDER BY name`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("list channels: %w", err)
 	}
 	defer rows.Close()
-	out := []SealedChannel{}
+	out := []store.SealedChannel{}
 	for rows.Next() {
-		c := SealedChannel{UserID: userID}
+		c := store.SealedChannel{UserID: userID}
 		var at int64
 		if err := rows.Scan(&c.Name, &c.Type, &c.KeyID, &c.Blob, &at); err != nil {
 			return nil, fmt.Errorf("list channels: %w", err)
@@ -71,15 +68,15 @@ func (s *Store) DeleteChannel(ctx context.Context, userID int64, name string) (b
 }
 
 // AllChannels lists every user's channels (sealed), for key rotation.
-func (s *Store) AllChannels(ctx context.Context) ([]SealedChannel, error) {
+func (s *Store) AllChannels(ctx context.Context) ([]store.SealedChannel, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT user_id, name, type, key_id, blob, updated_at FROM channels ORDER BY user_id, name`)
 	if err != nil {
 		return nil, fmt.Errorf("list channels: %w", err)
 	}
 	defer rows.Close()
-	var out []SealedChannel
+	var out []store.SealedChannel
 	for rows.Next() {
-		var c SealedChannel
+		var c store.SealedChannel
 		var at int64
 		if err := rows.Scan(&c.UserID, &c.Name, &c.Type, &c.KeyID, &c.Blob, &at); err != nil {
 			return nil, fmt.Errorf("list channels: %w", err)
