@@ -143,3 +143,16 @@ func (s *Server) Kill() {
 	<-s.done
 	s.done <- nil // for Stop
 }
+
+// NewDatabase creates an empty database on the server and returns its URL.
+func (s *Server) NewDatabase(ctx context.Context, name string) (string, error) {
+	c, err := pgx.Connect(ctx, s.URL)
+	if err != nil {
+		return "", fmt.Errorf("connect: %w", err)
+	}
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("create database %s: %w", name, err)
+	}
+	return "postgres://cronium@/" + name + "?host=" + s.dir, nil
+}

@@ -1,0 +1,124 @@
+// Package postgres is Cronium's store on PostgreSQL, for several server
+// nodes on one database: sqlstore's store with PostgreSQL's dialect and
+// schema, through github.com/jackc/pgx/v5. Where SQLite's one writer made
+// a read-then-write safe, advisory transaction locks do here.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/cronium/executor/sqlstore"
+	"github.com/cronium/executor/store"
+)
+
+// The whole contract: sqlstore's parts and Backup.
+var _ store.Store = (*Store)(nil)
+
+// Store is the PostgreSQL store. It is safe for concurrent use, also by
+// several processes on one database.
+type Store struct {
+	*sqlstore.Store
+	db  *sql.DB
+	url string // masked
+}
+
+// Dialect is PostgreSQL's: numbered placeholders, GREATEST, jsonb, and
+// advisory transaction locks where two writers can race.
+var Dialect = sqlstore.Dialect{
+	Name:       "PostgreSQL",
+	Migrations: migrations,
+	Numbered:   true,
+	Greatest:   "GREATEST",
+	JSONSet: func(col, key string) string {
+		return fmt.Sprintf("jsonb_set(%s, '{%s}', ?::jsonb)", col, key)
+	},
+	JSONText: func(col string, path ...string) string {
+		return fmt.Sprintf("(%s #>> '{%s}')", col, strings.Join(path, ","))
+	},
+	IsUnique: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "23505"
+	},
+	Lock: func(ctx context.Context, tx *sql.Tx, key string) error {
+		_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, key)
+		return err
+	},
+}
+
+// MaxConns is how many connections one store opens at most.
+const MaxConns = 16
+
+// Open connects to the database at rawURL (postgres://user:pass@host/db?…,
+// or postgresql://), checks it answers and migrates it. A wrong URL, a
+// database that does not answer and a schema newer than this cronium's are
+// clear errors; the password never appears in them.
+func Open(ctx context.Context, rawURL string) (*Store, error) {
+	masked := MaskURL(rawURL)
+	cfg, err := pgx.ParseConfig(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: not a PostgreSQL URL (postgres://user:password@host:5432/database): %s", masked, maskErr(err, rawURL))
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(MaxConns)
+	db.SetMaxIdleConns(MaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	err = db.PingContext(pctx)
+	cancel()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cannot reach PostgreSQL at %s: %s", masked, maskErr(err, rawURL))
+	}
+	st, err := sqlstore.New(ctx, db, Dialect)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %s: %s", masked, maskErr(err, rawURL))
+	}
+	return &Store{Store: st, db: db, url: masked}, nil
+}
+
+// Backup is not this store's to do: PostgreSQL is backed up with its own tools.
+func (s *Store) Backup(ctx context.Context, path string) error {
+	return fmt.Errorf("the store is PostgreSQL (%s): back it up with pg_dump, e.g. pg_dump -Fc -f %s DATABASE_URL", s.url, path)
+}
+
+// MaskURL is a PostgreSQL URL with its password replaced by ***, for messages.
+func MaskURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if i := strings.Index(raw, "@"); i >= 0 {
+			if j := strings.Index(raw, "://"); j >= 0 && j < i {
+				if k := strings.Index(raw[j+3:i], ":"); k >= 0 {
+					return raw[:j+3+k+1] + "***" + raw[i:]
+				}
+			}
+		}
+		return raw
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "***")
+	}
+	return strings.Replace(u.String(), "%2A%2A%2A", "***", 1)
+}
+
+// maskErr is err's text without the URL's password, should a driver
+// message quote it.
+func maskErr(err error, raw string) string {
+	msg := err.Error()
+	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			msg = strings.ReplaceAll(msg, p, "***")
+		}
+	}
+	return msg
+}
