@@ -23,7 +23,8 @@ func newBackupCmd() *cobra.Command {
 		Short: "Back up the store, the master keys and the node identity into a new directory, while the server runs",
 		Long: `Back up a server's data directory into DIR (created, mode 0700; it must
 not exist). The store is copied consistently while the server runs
-(SQLite's VACUUM INTO); the secrets' master keys and the node identity are
+(SQLite's VACUUM INTO; a PostgreSQL store is backed up with pg_dump
+instead); the secrets' master keys and the node identity are
 copied as they are. Keep DIR as safe as the keys: with them, the store's
 secrets can be read.
 
@@ -36,18 +37,24 @@ To restore: stop the server, copy the files of DIR into the data directory
 				return usage(err)
 			}
 			dir := args[0]
-			if _, err := os.Stat(cfg.dbPath()); err != nil {
-				return usage(fmt.Errorf("there is no store to back up at %s (%v): give the server's data directory with --data-dir or CRONIUM_DATA_DIR", cfg.dbPath(), err))
+			st := cfg.storeTarget()
+			if _, err := os.Stat(st.target); st.kind == "sqlite" && err != nil {
+				return usage(fmt.Errorf("there is no store to back up at %s (%v): give the server's data directory with --data-dir or CRONIUM_DATA_DIR", st.target, err))
 			}
 			if err := os.Mkdir(dir, 0o700); err != nil {
 				return usage(fmt.Errorf("backup directory %s: %w (give a new directory)", dir, err))
 			}
-			if err := withStore(c.Context(), cfg, func(st store.Store) error {
-				return st.Backup(c.Context(), filepath.Join(dir, "cronium.db"))
-			}); err != nil {
-				return err
+			var copied []string
+			if st.kind == "sqlite" {
+				if err := withStore(c.Context(), cfg, func(st store.Store) error {
+					return st.Backup(c.Context(), filepath.Join(dir, "cronium.db"))
+				}); err != nil {
+					return err
+				}
+				copied = append(copied, "cronium.db")
+			} else {
+				fmt.Fprintf(c.ErrOrStderr(), "note: the store is PostgreSQL (%s): back it up with pg_dump; this copies the master keys and the node identity\n", st)
 			}
-			copied := []string{"cronium.db"}
 			keys := filepath.Join(cfg.DataDir, "master.keys")
 			if cfg.MasterKeyFile != "" {
 				keys = cfg.MasterKeyFile

@@ -22,7 +22,6 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/api"
-	"github.com/cronium/executor/sqlite"
 	"github.com/cronium/executor/store"
 )
 
@@ -1157,7 +1156,7 @@ func withStore(ctx context.Context, cfg serverConfig, fn func(store.Store) error
 	if err := privateDir(cfg.DataDir); err != nil {
 		return err
 	}
-	st, err := sqlite.Open(ctx, cfg.dbPath())
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}

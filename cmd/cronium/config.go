@@ -33,6 +33,9 @@ type serverConfig struct {
 	Listen string `json:"listen"`
 	// DataDir holds the SQLite store and the sandbox sockets. Default /var/lib/cronium as root.
 	DataDir string `json:"data_dir"`
+	// Store is the database: sqlite:PATH, or postgres://… for several
+	// nodes on one database. Default sqlite:DataDir/cronium.db.
+	Store string `json:"store"`
 	// NodeID names this node on containers and executions. Default: the
 	// data directory's own, kept in its node-id file (the host name and a
 	// random suffix), so that servers with their own data directories on
@@ -272,6 +275,7 @@ func loadServerConfig(path string) (serverConfig, error) {
 	env := map[string]func(string) error{
 		"CRONIUM_LISTEN":   func(v string) error { c.Listen = v; return nil },
 		"CRONIUM_DATA_DIR": func(v string) error { c.DataDir = v; return nil },
+		"CRONIUM_STORE":    func(v string) error { c.Store = v; return nil },
 		"CRONIUM_ENGINE":   func(v string) error { c.Engine = v; return nil },
 		"CRONIUM_NODE_ID":  func(v string) error { c.NodeID = v; return nil },
 		"CRONIUM_CAPACITY": func(v string) error {
@@ -347,6 +351,9 @@ func (c *serverConfig) merge(f serverConfig) {
 	if f.DataDir != "" {
 		c.DataDir = f.DataDir
 	}
+	if f.Store != "" {
+		c.Store = f.Store
+	}
 	if f.NodeID != "" {
 		c.NodeID = f.NodeID
 	}
@@ -418,6 +425,9 @@ func (c *serverConfig) validate() error {
 	}
 	if c.DataDir == "" {
 		return cronium.Invalid("data_dir", "", "is empty")
+	}
+	if _, err := parseStore("store", c.Store, c.DataDir); err != nil {
+		return err
 	}
 	if err := cronium.CheckEngine("engine", c.Engine, c.EngineOptions); err != nil {
 		return err
@@ -532,8 +542,6 @@ func (c *serverConfig) validate() error {
 	}
 	return nil
 }
-
-func (c serverConfig) dbPath() string { return filepath.Join(c.DataDir, "cronium.db") }
 
 // keyring loads the secrets' master keys: master_key_file, else
 // CRONIUM_MASTER_KEYS, else DataDir/master.keys, generated (0600) on first use.

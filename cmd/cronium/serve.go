@@ -28,12 +28,11 @@ import (
 	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/runtimeapi"
 	"github.com/cronium/executor/scheduler"
-	"github.com/cronium/executor/sqlite"
 )
 
 type serveFlags struct {
-	config, listen, dataDir string
-	capacity                int
+	config, listen, dataDir, store string
+	capacity                       int
 }
 
 func (f *serveFlags) load(c *cobra.Command) (serverConfig, error) {
@@ -46,6 +45,9 @@ func (f *serveFlags) load(c *cobra.Command) (serverConfig, error) {
 	}
 	if c.Flags().Changed("data-dir") {
 		cfg.DataDir = f.dataDir
+	}
+	if c.Flags().Changed("store") {
+		cfg.Store = f.store
 	}
 	if c.Flags().Changed("capacity") {
 		if f.capacity < 1 {
@@ -60,6 +62,7 @@ func (f *serveFlags) register(c *cobra.Command) {
 	c.Flags().StringVar(&f.config, "config", os.Getenv("CRONIUM_CONFIG"), "YAML configuration file (env CRONIUM_CONFIG)")
 	c.Flags().StringVar(&f.listen, "listen", "", "HTTP address (env CRONIUM_LISTEN; default 127.0.0.1:8080)")
 	c.Flags().StringVar(&f.dataDir, "data-dir", "", "data directory: store and sandbox sockets (env CRONIUM_DATA_DIR)")
+	c.Flags().StringVar(&f.store, "store", "", "the database: sqlite:PATH or postgres://user:password@host/db (env CRONIUM_STORE; default sqlite:DATA_DIR/cronium.db)")
 	c.Flags().IntVar(&f.capacity, "capacity", 0, "executions run at once on this node (env CRONIUM_CAPACITY)")
 }
 
@@ -107,6 +110,7 @@ func newConfigCmd() *cobra.Command {
 				cfg.DockerHost = maskURL(cfg.DockerHost)
 			}
 			cfg.Notifications = cfg.Notifications.masked()
+			cfg.Store = cfg.storeTarget().String()
 			printData(c.OutOrStdout(), output, humanize(reflect.ValueOf(cfg)))
 			return nil
 		},
@@ -148,7 +152,7 @@ func serve(g *globals, cfg serverConfig) error {
 		return err
 	}
 	defer lock.Close()
-	store, err := sqlite.Open(ctx, cfg.dbPath())
+	store, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -381,7 +385,7 @@ func serve(g *globals, cfg serverConfig) error {
 		defer close(followDone)
 		(&follower{bases: bases, eng: imgs, pools: pools, store: store, layers: layerBuilder, log: log}).run(ctx)
 	}()
-	log.Info("cronium serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "node", cfg.NodeID, "capacity", cfg.Capacity, "engine", caps.Name, "engine_address", caps.Address, "engine_version", caps.Version)
+	log.Info("cronium serving", "listen", ln.Addr().String(), "data_dir", cfg.DataDir, "store", cfg.storeTarget().String(), "node", cfg.NodeID, "capacity", cfg.Capacity, "engine", caps.Name, "engine_address", caps.Address, "engine_version", caps.Version)
 
 	select {
 	case <-ctx.Done():

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/internal/pgtest"
+)
+
+// startPostgres starts a PostgreSQL server for one test and returns its URL.
+func startPostgres(t *testing.T) *pgtest.Server {
+	t.Helper()
+	pg, err := pgtest.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pg.Stop)
+	return pg
+}
+
+// `cronium serve --store postgres://…` keeps everything in PostgreSQL:
+// users and keys made by the CLI, events, secrets (sealed), variables,
+// executions and their logs, and all of it is there after a restart.
+func TestServeOnPostgres(t *testing.T) {
+	t.Parallel()
+	pg := startPostgres(t)
+	s := newServer(t, 2)
+	s.args = []string{"--store", pg.URL}
+	s.env = append(s.env, "CRONIUM_STORE="+pg.URL) // the CLI's user create opens the store too
+	key := s.user("alice", "free")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	set := exec.Command(bin, "secret", "set", "token")
+	set.Env, set.Stdin = s.env, strings.NewReader("pg-secret")
+	if out, err := set.CombinedOutput(); err != nil {
+		t.Fatalf("secret set: %v %s", err, out)
+	}
+	mustCLI(t, s, "var", "set", "answer", "41")
+	ev := map[string]any{"name": "show", "language": "bash", "secrets": []string{"token"},
+		"script": `cat /run/secrets/token; echo; cronium_increment answer 1 >/dev/null; echo line two`}
+	if st := s.api(key, "PUT", "/v1/events/show", ev, nil); st != 201 {
+		t.Fatalf("apply: %d", st)
+	}
+	var x cronium.Execution
+	if st := s.api(key, "POST", "/v1/events/show/trigger", map[string]any{}, &x); st != 202 {
+		t.Fatalf("trigger: %d", st)
+	}
+	for _, done := range s.waitAll(key, time.Minute) {
+		if done.Outcome != cronium.Succeeded {
+			t.Fatalf("run on PostgreSQL: %s %s\n%s", done.Outcome, done.Error, s.log)
+		}
+	}
+	if logs := mustCLI(t, s, "exec", "logs", x.ID); logs != "***\nline two\n" {
+		t.Errorf("logs: %q", logs)
+	}
+	if !strings.Contains(s.log.String(), "postgres://cronium@") {
+		t.Errorf("the server does not say which store it uses:\n%s", s.log)
+	}
+	s.stop()
+	s.start()
+	if got := mustCLI(t, s, "var", "get", "answer"); strings.TrimSpace(got) != "42" {
+		t.Errorf("the variable after a restart: %q, want 42", got)
+	}
+	if xs := s.executions(key, ""); len(xs) != 1 || xs[0].ID != x.ID {
+		t.Errorf("history after a restart: %+v", xs)
+	}
+}
+
+// A store setting that is wrong, or a database that does not answer, is
+// a clear error at once, with the password masked.
+func TestServeRefusesBadStores(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ store, want string }{
+		{"mysql://u:hunter2@db/x", "is not a store: use sqlite:PATH"},
+		{"sqlite:", "names no file"},
+		{"postgres://u:hunter2@127.0.0.1:1/cronium?connect_timeout=2", "cannot reach PostgreSQL at postgres://u:***@127.0.0.1:1/cronium"},
+		{"postgres://u:hunter2@127.0.0.1:1/cronium?sslmode=sometimes", "not a PostgreSQL URL"},
+	} {
+		s := newServer(t, 1)
+		_, stderr, err := s.run("serve", "--store", c.store)
+		if strings.HasPrefix(c.store, "postgres") {
+			// A well-formed one is shown masked by config check.
+			if out, _, err := s.run("config", "check", "--store", c.store); err != nil || !strings.Contains(out, "u:***@") || strings.Contains(out, "hunter2") {
+				t.Errorf("config check --store %s: %v\n%s", c.store, err, out)
+			}
+		}
+		if err == nil || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "hunter2") {
+			t.Errorf("serve --store %s: %v\n%s\nwant an error saying %q, without the password", c.store, err, stderr, c.want)
+		}
+	}
+}
