@@ -49,6 +49,7 @@ var Dialect = sqlstore.Dialect{
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"
 	},
+	Clock: `SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint * 1000`,
 	Lock: func(ctx context.Context, tx *sql.Tx, key string) error {
 		_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, key)
 		return err

@@ -140,4 +140,23 @@ var migrations = []string{
 		updated_at BIGINT NOT NULL,
 		PRIMARY KEY (user_id, name)
 	);`,
+	// 2: several nodes (SQLite's 12): node leases, launched and cancel-requested executions.
+	`ALTER TABLE executions ADD COLUMN launched_at BIGINT;
+	ALTER TABLE executions ADD COLUMN cancel_reason TEXT NOT NULL DEFAULT '';
+	CREATE TABLE nodes (
+		name TEXT PRIMARY KEY,
+		instance TEXT NOT NULL,
+		host TEXT NOT NULL,
+		data_dir TEXT NOT NULL,
+		engine TEXT NOT NULL,
+		engine_key TEXT NOT NULL,
+		capacity INTEGER NOT NULL,
+		running INTEGER NOT NULL DEFAULT 0,
+		version TEXT NOT NULL DEFAULT '',
+		started_at BIGINT NOT NULL,
+		heartbeat_at BIGINT NOT NULL,
+		lease_until BIGINT NOT NULL,
+		state TEXT NOT NULL,
+		down_reason TEXT NOT NULL DEFAULT ''
+	);`,
 }

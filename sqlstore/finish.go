@@ -15,7 +15,7 @@ import (
 // the same transaction: a crash can lose neither, nor do them twice (only
 // the first finish of an execution counts). It reports whether this call
 // finished the execution.
-func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, reason string, f store.FollowUps) (bool, error) {
+func (s *Store) FinishWith(ctx context.Context, id, node string, res cronium.Result, reason string, f store.FollowUps) (bool, error) {
 	if err := prepareDeliveries(f.Notifications); err != nil {
 		return false, err
 	}
@@ -27,7 +27,7 @@ func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, r
 	finished := false
 	err := s.tx(ctx, func(tx *Tx) error {
 		r, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = ?, exit_code = ?, finished_at = ?, error = ?, result = ?, reason = ?
-			WHERE id = ? AND status != 'finished'`, res.Outcome, res.ExitCode, at.UnixNano(), res.Error, string(b), reason, id)
+			WHERE id = ? AND status != 'finished' AND (? = '' OR node = ?)`, res.Outcome, res.ExitCode, at.UnixNano(), res.Error, string(b), reason, id, node, node)
 		if err != nil {
 			return err
 		}
@@ -73,7 +73,7 @@ func (s *Store) FinishWith(ctx context.Context, id string, res cronium.Result, r
 
 // Finish records an execution's result. It reports false if it was finished already.
 func (s *Store) Finish(ctx context.Context, id string, res cronium.Result, reason string) (bool, error) {
-	return s.FinishWith(ctx, id, res, reason, store.FollowUps{})
+	return s.FinishWith(ctx, id, "", res, reason, store.FollowUps{})
 }
 
 // chainBudget keeps the chained runs their chains still have room for

@@ -55,6 +55,10 @@ type Dialect struct {
 	// (PostgreSQL's advisory locks, several connections and nodes); nil
 	// when every write is serialised already (SQLite's one connection).
 	Lock func(ctx context.Context, tx *sql.Tx, key string) error
+	// Clock is a query for the database's time in Unix nanoseconds, which
+	// node leases are measured on; "" when the database is one process's
+	// (SQLite), whose clock is used.
+	Clock string
 }
 
 // Store is the shared SQL store. It is safe for concurrent use.

@@ -501,9 +501,20 @@ func (s *Store) Ready(ctx context.Context, now time.Time, limit int) ([]cronium.
 // then age). Admission only ever looks at queue heads, so this keeps each
 // round's work proportional to users, not to the backlog.
 func (s *Store) ReadyHeads(ctx context.Context, now time.Time, perUser int) ([]cronium.Execution, error) {
+	return s.readyHeads(ctx, nil, now, perUser)
+}
+
+// readyHeads is ReadyHeads, in tx when it is not nil.
+func (s *Store) readyHeads(ctx context.Context, tx *Tx, now time.Time, perUser int) ([]cronium.Execution, error) {
+	var q querier = s.db
+	heads := s.heads
+	if tx != nil {
+		q, heads = tx, tx.StmtContext(ctx, s.heads)
+		defer heads.Close()
+	}
 	// A skip-scan over the queue index finds the users with queued work in
 	// O(users log n); each user's heads then come from the same index.
-	rows, err := s.db.QueryContext(ctx, `WITH RECURSIVE qu(id) AS (
+	rows, err := q.QueryContext(ctx, `WITH RECURSIVE qu(id) AS (
 			SELECT MIN(user_id) FROM executions`+s.indexedBy()+` WHERE status = 'queued'
 			UNION ALL
 			SELECT (SELECT MIN(user_id) FROM executions`+s.indexedBy()+` WHERE status = 'queued' AND user_id > qu.id) FROM qu WHERE qu.id IS NOT NULL)
@@ -526,7 +537,7 @@ func (s *Store) ReadyHeads(ctx context.Context, now time.Time, perUser int) ([]c
 	}
 	var out []cronium.Execution
 	for _, u := range users {
-		xs, err := scanExecutions(s.heads.QueryContext(ctx, u, now.UnixNano(), perUser))
+		xs, err := scanExecutions(heads.QueryContext(ctx, u, now.UnixNano(), perUser))
 		if err != nil {
 			return nil, err
 		}
@@ -718,10 +729,16 @@ func (s *Store) SetOutput(ctx context.Context, id string, v json.RawMessage) err
 	return err
 }
 
-// SetStrategy records the strategy an execution got and why.
-func (s *Store) SetStrategy(ctx context.Context, id, strategy, reason string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE executions SET strategy = ?, strategy_reason = ? WHERE id = ?`, strategy, reason, id)
-	return err
+// SetStrategy implements store.Dispatching: the strategy a running
+// execution got and why, and that it is launched (see ReapNodes).
+func (s *Store) SetStrategy(ctx context.Context, id, node, strategy, reason string) (bool, error) {
+	r, err := s.db.ExecContext(ctx, `UPDATE executions SET strategy = ?, strategy_reason = ?, launched_at = ? WHERE id = ? AND status = 'running' AND (? = '' OR node = ?)`,
+		strategy, reason, time.Now().UnixNano(), id, node, node)
+	if err != nil {
+		return false, fmt.Errorf("record the strategy of execution %s: %w", id, err)
+	}
+	n, _ := r.RowsAffected()
+	return n == 1, nil
 }
 
 // SetSandbox records the warm sandbox an execution runs in.

@@ -43,6 +43,30 @@ type Runtime interface {
 // follow-ups), and what its scripts ask through the runtime API.
 type Dispatching interface {
 	Runtime
+	// AdmitRound is one admission round of node, across every node: it
+	// reads the queue's heads (at most perUser per user, due at now) with
+	// the running counts, lets pick choose from them (pick must not use the
+	// store), and claims what pick chose for node at now, all under one
+	// lock, so that tier limits and fairness hold between nodes. It
+	// returns the executions it claimed and the round pick saw.
+	AdmitRound(ctx context.Context, node string, now time.Time, perUser int, pick func(Round) []string) ([]cronium.Execution, Round, error)
+	// RequestCancel asks the node running an execution to cancel it; false
+	// if it is not running.
+	RequestCancel(ctx context.Context, id, reason string) (bool, error)
+	// CancelRequests lists node's running executions asked to cancel, with why.
+	CancelRequests(ctx context.Context, node string) (map[string]string, error)
+	// RegisterNode records n as up with a lease for the store's clock now
+	// plus lease. Another live node of the same name is a conflict,
+	// unless it is this one restarting (same host and data directory).
+	RegisterNode(ctx context.Context, n Node, lease time.Duration) error
+	// Heartbeat renews n's lease and records its running count; false when
+	// the lease was lost (the node was found dead, or another took its name).
+	Heartbeat(ctx context.Context, n Node, lease time.Duration) (bool, error)
+	// ReapNodes finds nodes whose lease ran out: their claimed executions
+	// that never launched go back to the queue, and their running ones are
+	// adopted by me when my engine key matches theirs (to re-attach), or
+	// recorded for me to finish as lost when no live node's key does.
+	ReapNodes(ctx context.Context, me Node) (Reaped, error)
 	// ReadyHeads lists, for every user, at most perUser of their queued
 	// executions whose not-before time has come, in admission order.
 	ReadyHeads(ctx context.Context, now time.Time, perUser int) ([]cronium.Execution, error)
@@ -56,9 +80,14 @@ type Dispatching interface {
 	// Running lists running executions, of one node or all when node is "".
 	Running(ctx context.Context, node string) ([]cronium.Execution, error)
 	// FinishWith records a result and queues its follow-ups at once; it
-	// reports whether this call finished the execution (only the first counts).
-	FinishWith(ctx context.Context, id string, res cronium.Result, reason string, f FollowUps) (bool, error)
-	SetStrategy(ctx context.Context, id, strategy, reason string) error
+	// reports whether this call finished the execution (only the first
+	// counts). With node set, only that node's running execution finishes:
+	// a node that lost it (its lease ran out) changes nothing.
+	FinishWith(ctx context.Context, id, node string, res cronium.Result, reason string, f FollowUps) (bool, error)
+	// SetStrategy records the strategy a running execution of node got and
+	// why, and that it is launched from now on; false when it is no longer
+	// node's to run (its claim was returned to the queue).
+	SetStrategy(ctx context.Context, id, node, strategy, reason string) (bool, error)
 	SetSandbox(ctx context.Context, id, sandbox string) error
 	// LastSeq is the highest stored log sequence number of an execution.
 	LastSeq(ctx context.Context, id string) (uint64, error)
@@ -107,6 +136,8 @@ type API interface {
 	// Logs returns an execution's chunks after seq after, at most limit.
 	Logs(ctx context.Context, id string, after uint64, limit int) ([]LogChunk, error)
 	NotificationsFor(ctx context.Context, executionID string) ([]notify.Delivery, error)
+	// Nodes lists the nodes on the store, by name.
+	Nodes(ctx context.Context) ([]Node, error)
 
 	// Variables, secrets (sealed) and notification channels (sealed).
 	Variable(ctx context.Context, userID int64, key string) (json.RawMessage, error)

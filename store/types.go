@@ -139,3 +139,67 @@ func NewExecutionID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// Node is a server node on the store: its lease, capacity and where its
+// sandboxes can be reached from.
+type Node struct {
+	Name string `json:"name"`
+	// Instance changes at every start: a heartbeat of an instance that
+	// lost its lease (another took the name) is refused.
+	Instance string `json:"instance"`
+	Host     string `json:"host"`
+	// DataDir is its data directory, where its sandboxes' sockets are.
+	DataDir string `json:"data_dir"`
+	Engine  string `json:"engine"`
+	// EngineKey says which sandboxes the node can reach (engine, address
+	// and host): a node with the same key can re-attach to a dead node's
+	// running executions.
+	EngineKey string `json:"engine_key"`
+	Capacity  int    `json:"capacity"`
+	// Running is how many executions it ran at its last heartbeat.
+	Running     int       `json:"running"`
+	Version     string    `json:"version,omitempty"`
+	StartedAt   time.Time `json:"started_at"`
+	HeartbeatAt time.Time `json:"heartbeat_at"`
+	LeaseUntil  time.Time `json:"lease_until"`
+	// State is up, or down once its lease ran out (DownReason says when).
+	State      string `json:"state"`
+	DownReason string `json:"down_reason,omitempty"`
+}
+
+// Node states.
+const (
+	NodeUp   = "up"
+	NodeDown = "down"
+)
+
+// Adopted is a running execution of a dead node that this node took over:
+// to re-attach to (From is the dead node) or, when Lost is set, to record
+// as lost with that reason.
+type Adopted struct {
+	Execution cronium.Execution
+	From      Node
+	Lost      string
+}
+
+// Reaped is what a reap did: the nodes it found dead, the claimed
+// executions it returned to the queue, and the running ones this node adopted.
+type Reaped struct {
+	Down     []Node
+	Requeued int
+	Adopted  []Adopted
+}
+
+// Round is what one admission round sees, across every node: the queue's
+// heads, their users' tiers and running counts, and this node's running count.
+type Round struct {
+	Heads []cronium.Execution
+	// Tiers are the heads' users' tier names, by user ID.
+	Tiers map[int64]string
+	// RunningByUser counts running executions per user on every node.
+	RunningByUser map[int64]int
+	// NodeRunning is how many executions this node runs.
+	NodeRunning int
+	// Running is how many executions run on every node.
+	Running int
+}

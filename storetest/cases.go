@@ -59,10 +59,10 @@ func testQueueExactlyOnce(t *testing.T, h Harness) {
 		t.Error("cancelled a running execution as if it were queued")
 	}
 	res := cronium.Result{ID: id, Outcome: cronium.Succeeded, EndedAt: time.Now()}
-	if ok, _ := st.FinishWith(ctx, id, res, "", store.FollowUps{}); !ok {
+	if ok, _ := st.FinishWith(ctx, id, "", res, "", store.FollowUps{}); !ok {
 		t.Error("finish failed")
 	}
-	if ok, _ := st.FinishWith(ctx, id, cronium.Result{Outcome: cronium.Failed}, "", store.FollowUps{}); ok {
+	if ok, _ := st.FinishWith(ctx, id, "", cronium.Result{Outcome: cronium.Failed}, "", store.FollowUps{}); ok {
 		t.Error("an execution finished twice")
 	}
 	x, _ := st.Execution(ctx, u.ID, id)

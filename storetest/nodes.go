@@ -124,7 +124,7 @@ func testConcurrentFinishesFollowOnce(t *testing.T, h Harness) {
 			wg.Go(func() {
 				retry := manual(u, ev)
 				retry.Attempt, retry.RetryOf = 2, x.ID
-				ok, err := s.FinishWith(ctx, x.ID, cronium.Result{Outcome: cronium.Failed, EndedAt: time.Now()}, "", store.FollowUps{Retry: retry})
+				ok, err := s.FinishWith(ctx, x.ID, "", cronium.Result{Outcome: cronium.Failed, EndedAt: time.Now()}, "", store.FollowUps{Retry: retry})
 				if err != nil {
 					t.Errorf("FinishWith: %v", err)
 				}
@@ -213,7 +213,7 @@ func testChainBudgetHoldsUnderConcurrentFinishes(t *testing.T, h Harness) {
 				c.ChainRoot, c.ChainedFrom, c.ChainDepth = root.ID, id, 2
 				next = append(next, c)
 			}
-			if _, err := s.FinishWith(ctx, id, cronium.Result{Outcome: cronium.Succeeded, EndedAt: time.Now()}, "", store.FollowUps{Chained: next}); err != nil {
+			if _, err := s.FinishWith(ctx, id, "", cronium.Result{Outcome: cronium.Succeeded, EndedAt: time.Now()}, "", store.FollowUps{Chained: next}); err != nil {
 				t.Errorf("FinishWith: %v", err)
 			}
 		})
