@@ -118,6 +118,11 @@ type Reattach struct {
 	// Runtime answers the script's runtime API calls from now on; nil
 	// refuses them.
 	Runtime RuntimeAPI
+	// Node and StateDir name the node that started the execution and its
+	// state directory, when another node (its lease ran out) adopts it;
+	// empty for this node's own. An engine that cannot reach another
+	// node's sandboxes says ErrNotFound.
+	Node, StateDir string
 }
 
 // Sandbox is a started sandbox whose agent is connected and idle: what warm

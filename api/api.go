@@ -46,6 +46,12 @@ type Dispatcher interface {
 	Hub() *dispatch.Hub
 	// Running is how many executions this node runs now.
 	Running() int
+	// Runs says whether this node runs the execution now.
+	Runs(id string) bool
+	// Self is this node as the store knows it, with its running count now.
+	Self() store.Node
+	// StoreDown is since when the store has not answered this node (zero: it answers).
+	StoreDown() time.Time
 }
 
 // Scheduler is told when events change.
@@ -146,6 +152,7 @@ func Routes() []Route {
 		{"GET", "/v1/executions/{id}/logs", false, (*Server).logs},
 		{"GET", "/v1/pools", false, (*Server).listPools},
 		{"GET", "/v1/debug/runtime", false, (*Server).debugRuntime},
+		{"GET", "/v1/nodes", false, (*Server).listNodes},
 		{"GET", "/v1/images", false, (*Server).listImages},
 		{"POST", "/v1/images/build", false, (*Server).buildImage},
 		{"GET", "/v1/variables", false, (*Server).listVariables},
@@ -380,6 +387,47 @@ func (s *Server) debugRuntime(w http.ResponseWriter, r *http.Request, u *cronium
 		"goroutines": runtime.NumGoroutine(), "heap_bytes": m.HeapAlloc, "rss_bytes": rss, "open_files": len(fds),
 		"running_executions": s.cfg.Dispatcher.Running(),
 	})
+}
+
+// nodeView is a node as GET /v1/nodes shows it.
+type nodeView struct {
+	store.Node
+	// Self marks the node that answered.
+	Self bool `json:"self"`
+	// HeartbeatAge is how long ago its last heartbeat was.
+	HeartbeatAge string `json:"heartbeat_age"`
+}
+
+// listNodes shows the nodes on the store, for operators (admins): their
+// leases, capacity and running executions, and whether this node reaches
+// the store. When it does not, it shows itself alone and says so.
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
+	if !u.Admin {
+		return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: "only admins see the nodes"}
+	}
+	self := s.cfg.Dispatcher.Self()
+	st := map[string]any{"reachable": true}
+	if since := s.cfg.Dispatcher.StoreDown(); !since.IsZero() {
+		st = map[string]any{"reachable": false, "unreachable_since": since.UTC()}
+	}
+	nodes, err := s.cfg.Store.Nodes(r.Context())
+	if err != nil {
+		st["reachable"], st["error"] = false, err.Error()
+		nodes = []store.Node{self}
+	}
+	now := time.Now()
+	items := []nodeView{}
+	for _, n := range nodes {
+		v := nodeView{Node: n, Self: n.Name == self.Name}
+		if v.Self {
+			v.Running = self.Running // live, not as of the last heartbeat
+		}
+		if !n.HeartbeatAt.IsZero() {
+			v.HeartbeatAge = now.Sub(n.HeartbeatAt).Round(time.Millisecond).String()
+		}
+		items = append(items, v)
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"items": items, "self": self.Name, "store": st})
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request, _ *cronium.User) error {

@@ -80,6 +80,10 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, u *cronium.User) e
 	return s.follow(w, r, x.ID, after)
 }
 
+// remotePoll is how often a follower of an execution on another node
+// reads the store.
+const remotePoll = 300 * time.Millisecond
+
 func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after uint64) error {
 	fl, ok := w.(http.Flusher)
 	if !ok {
@@ -123,6 +127,11 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 	}
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
+	// An execution another node runs publishes nothing here: its follower
+	// reads the store again every remotePoll, by sequence number as after
+	// a drop, so nothing is lost or sent twice.
+	remote := time.NewTicker(remotePoll)
+	defer remote.Stop()
 	for {
 		// Subscribe before reading the store: chunks are published only
 		// after they are stored, so between the two nothing can slip past.
@@ -159,6 +168,10 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 				fmt.Fprint(w, "event: shutdown\ndata: {}\n\n")
 				flush()
 				return nil
+			case <-remote.C:
+				if !s.cfg.Dispatcher.Runs(id) {
+					break live
+				}
 			case <-ping.C:
 				rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
 				fmt.Fprint(w, ": keep-alive\n\n")

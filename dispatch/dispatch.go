@@ -64,6 +64,13 @@ type Config struct {
 	// SandboxLifetime bounds how long a warm sandbox may be kept (its
 	// pool's max age plus one run). Default 1h.
 	SandboxLifetime time.Duration
+	// Lease is how long this node's lease lasts without a heartbeat (one
+	// every third of it): past it, other nodes return its claims to the
+	// queue and adopt its running executions. Default 15s.
+	Lease time.Duration
+	// Self describes this node to the others: its host, data directory,
+	// engine and engine key. Name and capacity come from Node and Capacity.
+	Self store.Node
 	// Bases names the exact runtime image of each language (see
 	// images.Bases). Runs and pool keys use it, so that an image update
 	// moves new runs and new warm sandboxes to the new image, and never
@@ -86,7 +93,12 @@ type Dispatcher struct {
 	stop     chan struct{}
 	started  bool
 	loopDone chan struct{}
-	work     sync.WaitGroup // running executions
+	// leaseStop ends the lease loop, which closes leaseDone.
+	leaseStop, leaseDone chan struct{}
+	self                 store.Node // this node on the store
+	// storeDownSince is when heartbeats started failing (zero: they work).
+	storeDownSince time.Time
+	work           sync.WaitGroup // running executions
 
 	lastReasons time.Time // when waiting reasons were last written; used by the loop goroutine only
 }
@@ -94,6 +106,7 @@ type Dispatcher struct {
 type running struct {
 	userID int64
 	cancel context.CancelCauseFunc
+	asked  bool // a cancel request from the store was passed on
 }
 
 // New validates cfg and returns a stopped dispatcher.
@@ -128,6 +141,9 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.SandboxLifetime <= 0 {
 		cfg.SandboxLifetime = time.Hour
 	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 15 * time.Second
+	}
 	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cachedTier{}, rates: map[string]float64{}}, nil
 }
 
@@ -145,11 +161,18 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.started = true
 	d.stop = make(chan struct{})
 	d.loopDone = make(chan struct{})
+	d.leaseStop, d.leaseDone = make(chan struct{}), make(chan struct{})
+	d.self = d.cfg.Self
+	d.self.Name, d.self.Capacity = d.cfg.Node, d.cfg.Capacity
 	d.mu.Unlock()
+	if err := d.register(ctx); err != nil {
+		return err
+	}
 	if err := d.recover(ctx); err != nil {
 		return err
 	}
 	go d.loop()
+	go d.leaseLoop(d.leaseStop, d.leaseDone) // ends with Stop, once its executions are done or left
 	return nil
 }
 
@@ -165,6 +188,9 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.started = false
 	close(d.stop)
 	d.mu.Unlock()
+	// The lease is renewed while executions run; then it lapses and, unless
+	// this node restarts first, other nodes adopt what is left.
+	defer func() { close(d.leaseStop); <-d.leaseDone }()
 	select {
 	case <-d.loopDone:
 	case <-ctx.Done():
@@ -191,7 +217,9 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Cancel cancels a queued or running execution of this node.
+// Cancel cancels a queued execution, or a running one on any node: this
+// node's at once, another's by asking it through the store (it cancels
+// within its poll interval).
 func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) error {
 	d.mu.Lock()
 	r := d.running[id]
@@ -204,11 +232,30 @@ func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) error {
 	if err != nil {
 		return err
 	}
+	if ok {
+		d.cfg.Hub.End(id)
+		return nil
+	}
+	if ok, err = d.cfg.Store.RequestCancel(ctx, id, reason); err != nil {
+		return err
+	}
 	if !ok {
 		return fmt.Errorf("%w: execution %s is not queued or running", cronium.ErrConflict, id)
 	}
-	d.cfg.Hub.End(id)
+	d.mu.Lock()
+	r = d.running[id] // adopted meanwhile
+	d.mu.Unlock()
+	if r != nil {
+		r.cancel(errors.New(reason))
+	}
 	return nil
+}
+
+// Runs says whether this node runs the execution now.
+func (d *Dispatcher) Runs(id string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.running[id] != nil
 }
 
 // Running returns how many executions this node runs now.
@@ -230,6 +277,7 @@ func (d *Dispatcher) loop() {
 		case <-d.stop:
 			return
 		case <-t.C:
+			d.pollCancels()
 		case <-d.wake:
 		}
 		for {
@@ -283,78 +331,66 @@ func (d *Dispatcher) tierOf(ctx context.Context, x cronium.Execution) cronium.Ti
 }
 
 // admit starts as many ready executions as capacity and tiers allow, fairly:
-// the user with the fewest running executions goes next, then priority,
-// then age. Users left waiting get the reason on their queued executions.
-// It looks only at the first few queued executions of each user; more
-// reports that a user's heads ran out while capacity remains, so the caller
-// should admit again at once.
+// the user with the fewest running executions (on every node) goes next,
+// then priority, then age. Users left waiting get the reason on their queued
+// executions. It looks only at the first few queued executions of each
+// user; more reports that a user's heads ran out while capacity remains, so
+// the caller should admit again at once. The round runs in the store under
+// one lock, so tier limits and fairness hold across nodes.
 func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 	d.mu.Lock()
-	perUser := map[int64]int{}
-	for _, r := range d.running {
-		perUser[r.userID]++
-	}
-	total := len(d.running)
+	local := len(d.running)
 	d.mu.Unlock()
-	free := d.cfg.Capacity - total
 	now := time.Now()
 	const heads = 4
-	ready, err := d.cfg.Store.ReadyHeads(ctx, now, heads)
+	var (
+		queues  map[int64][]cronium.Execution
+		perUser map[int64]int
+		users   []int64
+		total   = local
+	)
+	pick := func(r store.Round) []string {
+		queues, perUser, users, total = map[int64][]cronium.Execution{}, map[int64]int{}, nil, local
+		for u, n := range r.RunningByUser {
+			perUser[u] = n
+		}
+		for _, x := range r.Heads {
+			if _, ok := queues[x.UserID]; !ok {
+				users = append(users, x.UserID)
+			}
+			queues[x.UserID] = append(queues[x.UserID], x)
+		}
+		var ids []string
+		for total < d.cfg.Capacity {
+			best := int64(-1)
+			for _, u := range users {
+				q := queues[u]
+				if len(q) == 0 || perUser[u] >= d.tierNamed(q[0].User, r.Tiers[u]).Concurrency {
+					continue
+				}
+				if best < 0 || less(q[0], perUser[u], queues[best][0], perUser[best]) {
+					best = u
+				}
+			}
+			if best < 0 {
+				break
+			}
+			ids = append(ids, queues[best][0].ID)
+			queues[best] = queues[best][1:]
+			perUser[best]++
+			total++
+		}
+		return ids
+	}
+	claimed, round, err := d.cfg.Store.AdmitRound(ctx, d.cfg.Node, now, heads, pick)
 	if err != nil {
 		return false, err
 	}
-	if len(ready) == 0 || free <= 0 {
-		return false, d.setReasons(ctx, now, ready, perUser, total, nil)
-	}
-	queues := map[int64][]cronium.Execution{}
-	var users []int64
-	for _, x := range ready {
-		if _, ok := queues[x.UserID]; !ok {
-			users = append(users, x.UserID)
-		}
-		queues[x.UserID] = append(queues[x.UserID], x)
-	}
-	var picked []cronium.Execution
-	for total < d.cfg.Capacity {
-		best := int64(-1)
-		for _, u := range users {
-			q := queues[u]
-			if len(q) == 0 || perUser[u] >= d.tierOf(ctx, q[0]).Concurrency {
-				continue
-			}
-			if best < 0 || less(q[0], perUser[u], queues[best][0], perUser[best]) {
-				best = u
-			}
-		}
-		if best < 0 {
-			break
-		}
-		picked = append(picked, queues[best][0])
-		queues[best] = queues[best][1:]
-		perUser[best]++
-		total++
-	}
-	if len(picked) > 0 {
-		ids := make([]string, len(picked))
-		for i, x := range picked {
-			ids[i] = x.ID
-		}
-		claimed, err := d.cfg.Store.ClaimMany(ctx, ids, d.cfg.Node, now)
-		if err != nil {
-			return false, err
-		}
-		ok := map[string]bool{}
-		for _, id := range claimed {
-			ok[id] = true
-		}
-		for _, x := range picked {
-			if ok[x.ID] { // an execution cancelled meanwhile is not started
-				d.launch(x, false)
-			}
-		}
+	for _, x := range claimed {
+		d.launch(x, nil)
 	}
 	loaded := map[int64]int{}
-	for _, x := range ready {
+	for _, x := range round.Heads {
 		loaded[x.UserID]++
 	}
 	for _, u := range users {
@@ -362,24 +398,38 @@ func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 			more = true // this user may have more behind the heads we loaded
 		}
 	}
-	return more, d.setReasons(ctx, now, ready, perUser, total, queues)
+	return more, d.setReasons(ctx, now, round, perUser, total, queues)
+}
+
+// tierNamed is the configured tier of that name (the free tier, said once
+// per lookup, when it is not configured).
+func (d *Dispatcher) tierNamed(user, name string) cronium.Tier {
+	t, ok := d.cfg.Tiers[name]
+	if !ok {
+		d.log.Warn("the user's tier is not configured; the free tier applies", "user", user, "tier", name)
+		t = d.cfg.Tiers["free"]
+	}
+	return t
 }
 
 // setReasons writes, per waiting user, why their queued executions wait. It
 // writes at most twice a second: reasons are for people, and rewriting a deep
 // queue on every admission would cost more than the admission itself.
-func (d *Dispatcher) setReasons(ctx context.Context, now time.Time, ready []cronium.Execution, perUser map[int64]int, total int, queues map[int64][]cronium.Execution) error {
+func (d *Dispatcher) setReasons(ctx context.Context, now time.Time, round store.Round, perUser map[int64]int, total int, queues map[int64][]cronium.Execution) error {
 	if time.Since(d.lastReasons) < 500*time.Millisecond {
 		return nil
 	}
 	d.lastReasons = time.Now()
+	if perUser == nil {
+		perUser = round.RunningByUser
+	}
 	reasons := map[int64]string{}
-	for _, x := range ready {
+	for _, x := range round.Heads {
 		u := x.UserID
 		if _, done := reasons[u]; done || (queues != nil && len(queues[u]) == 0) {
 			continue
 		}
-		tier := d.tierOf(ctx, x)
+		tier := d.tierNamed(x.User, round.Tiers[u])
 		if perUser[u] >= tier.Concurrency {
 			reasons[u] = fmt.Sprintf("waiting: %d of %d concurrent executions for your tier (%s) are running", perUser[u], tier.Concurrency, tier.Name)
 		} else {
@@ -400,9 +450,10 @@ func less(a cronium.Execution, ra int, b cronium.Execution, rb int) bool {
 	return a.QueuedAt.Before(b.QueuedAt)
 }
 
-// launch runs x in its own goroutine. With reattach set it resumes a
-// recovered execution instead of starting it.
-func (d *Dispatcher) launch(x cronium.Execution, reattach bool) {
+// launch runs x in its own goroutine. With re set it resumes a recovered
+// (or adopted) execution instead of starting it: re says whose sandbox it
+// is, the rest is filled in.
+func (d *Dispatcher) launch(x cronium.Execution, re *cronium.Reattach) {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	d.mu.Lock()
 	d.running[x.ID] = &running{userID: x.UserID, cancel: cancel}
@@ -411,12 +462,13 @@ func (d *Dispatcher) launch(x cronium.Execution, reattach bool) {
 	go func() { // owned by the dispatcher's work group
 		defer d.work.Done()
 		defer cancel(nil)
-		res := d.execute(ctx, x, reattach)
+		res := d.execute(ctx, x, re)
 		d.finish(x, res)
 	}()
 }
 
-func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach bool) cronium.Result {
+func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *cronium.Reattach) cronium.Result {
+	reattach := re != nil
 	store := d.cfg.Store
 	fail := func(err error) cronium.Result {
 		now := time.Now()
@@ -456,8 +508,12 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 			return fail(err)
 		}
 		sink.lastSeq = after
-		res, err := d.cfg.Engine.Reattach(ctx, cronium.Reattach{ExecutionID: x.ID, Sandbox: x.Sandbox, AfterSeq: after, Output: sink.add, Runtime: d.cfg.Runtime})
+		r := *re
+		r.ExecutionID, r.Sandbox, r.AfterSeq, r.Output, r.Runtime = x.ID, x.Sandbox, after, sink.add, d.cfg.Runtime
+		res, err := d.cfg.Engine.Reattach(ctx, r)
 		switch {
+		case errors.Is(err, cronium.ErrNotFound) && r.Node != "":
+			return fail(fmt.Errorf("lost: node %s stopped and the execution's sandbox is gone", r.Node))
 		case errors.Is(err, cronium.ErrNotFound):
 			return fail(errors.New("lost: node restarted and the execution's sandbox is gone"))
 		case errors.Is(err, cronium.ErrNeverStarted):
@@ -530,7 +586,13 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 	case d.cfg.Pools == nil:
 		strategy, why = cronium.StrategyCold, why+"; this node has no warm pools: cold"
 	}
-	if err := store.SetStrategy(ctx, x.ID, strategy, why); err != nil {
+	// From here on the script may run: the store says so first, and
+	// refuses if the claim is no longer this node's (its lease ran out and
+	// the claim went back to the queue), so that it never runs twice.
+	if ok, err := store.SetStrategy(ctx, x.ID, d.cfg.Node, strategy, why); err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("not started: execution %s is no longer node %s's to run (its lease ran out and it went back to the queue)", x.ID, d.cfg.Node)
+		}
 		return fail(err)
 	}
 	var res cronium.Result
@@ -581,7 +643,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, reattach 
 func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 	ctx := context.Background()
 	f := d.followUps(ctx, x, res)
-	finished, err := d.cfg.Store.FinishWith(ctx, x.ID, res, "", f)
+	finished, err := d.cfg.Store.FinishWith(ctx, x.ID, d.cfg.Node, res, "", f)
 	if err != nil {
 		d.log.Error("record execution result", "execution_id", x.ID, "err", err)
 	}
@@ -751,7 +813,7 @@ func (d *Dispatcher) recover(ctx context.Context) error {
 			continue
 		}
 		d.log.Info("re-attaching to execution", "execution_id", x.ID, "event", x.Event)
-		d.launch(x, true)
+		d.launch(x, &cronium.Reattach{})
 	}
 	return nil
 }

@@ -25,13 +25,16 @@ import (
 // box is one sandbox's container and host directory: the Docker half of a
 // sandbox (session.Box); the session package drives its agent.
 type box struct {
-	e     *Engine
-	spec  cronium.Spec
-	name  string
-	dir   string
-	ln    *net.UnixListener
-	id    string          // container id
-	lease *netguard.Lease // the sandbox's address and network rules, if it has a network
+	e    *Engine
+	spec cronium.Spec
+	name string
+	dir  string
+	// stateDir holds its socket directory: the engine's, or an adopted
+	// execution's dead node's.
+	stateDir string
+	ln       *net.UnixListener
+	id       string          // container id
+	lease    *netguard.Lease // the sandbox's address and network rules, if it has a network
 
 	lifetime   time.Duration // pooled sandboxes: how long past one run's deadline they may live
 	autoRemove bool          // the engine removes the container when its agent exits
@@ -42,7 +45,7 @@ var _ session.Box = (*box)(nil)
 // newBox prepares the sandbox of a checked spec. A cold run's container
 // without network or files to collect removes itself when its agent exits.
 func (e *Engine) newBox(spec cronium.Spec, lifetime time.Duration, cold bool) *box {
-	return &box{e: e, spec: spec, name: sandboxName(spec.ID), lifetime: lifetime,
+	return &box{e: e, spec: spec, name: sandboxName(spec.ID), lifetime: lifetime, stateDir: e.cfg.StateDir,
 		autoRemove: cold && !spec.Network.Networked() && spec.Collect == nil && spec.Workspace == nil}
 }
 
@@ -52,7 +55,7 @@ func (s *box) Ref() string { return s.id }
 // relisten listens again on the socket of a sandbox whose host process
 // died, for its agent to redial.
 func (s *box) relisten() (err error) {
-	s.dir, s.ln, err = session.Relisten(s.e.cfg.StateDir, s.name)
+	s.dir, s.ln, err = session.Relisten(s.stateDir, s.name)
 	return err
 }
 
@@ -191,9 +194,15 @@ func (s *box) Create(ctx context.Context) error {
 	if spec.ImageID != "" {
 		image = spec.ImageID // what Image named at dispatch, whatever it names now
 	}
-	r, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: image,
-	})
+	opts := client.ContainerCreateOptions{Config: cfg, HostConfig: host, Name: "cronium-" + s.name, Image: image}
+	r, err := e.cli.ContainerCreate(ctx, opts)
+	if cerrdefs.IsConflict(err) {
+		// The name is this execution's: an earlier container of it is
+		// being removed (a re-attach found that its script never started,
+		// and its agent exited). Once it is gone, the name is free.
+		e.waitGone(ctx, opts.Name)
+		r, err = e.cli.ContainerCreate(ctx, opts)
+	}
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			how := "build it with `cronium images build` (or `make images`)"
@@ -396,6 +405,21 @@ func (e *Engine) remove(ctx context.Context, id string) error {
 		}
 	}
 	return err
+}
+
+// waitGone waits (up to 30s) until no container is named name.
+func (e *Engine) waitGone(ctx context.Context, name string) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		if _, err := e.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{}); cerrdefs.IsNotFound(err) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // watch removes a self-removing container whose removal did not happen

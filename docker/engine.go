@@ -296,16 +296,23 @@ func (e *Engine) Reattach(ctx context.Context, r cronium.Reattach) (cronium.Resu
 	if !validID(id) || !validID(r.ExecutionID) {
 		return cronium.Result{}, cronium.Invalid("id", id, "is not an id: use letters, digits, '-' and '_' only, at most 64")
 	}
+	node, stateDir := e.cfg.NodeID, e.cfg.StateDir
+	if r.Node != "" { // a dead node's execution, adopted: its container and socket directory
+		if !validID(r.Node) || !filepath.IsAbs(r.StateDir) {
+			return cronium.Result{}, cronium.Invalid("node", r.Node+" "+r.StateDir, "is not a node and its state directory")
+		}
+		node, stateDir = r.Node, r.StateDir
+	}
 	list, err := e.cli.ContainerList(ctx, client.ContainerListOptions{
 		All:     true,
-		Filters: client.Filters{}.Add("label", LabelManaged+"=true", LabelNode+"="+e.cfg.NodeID, LabelExecution+"="+id),
+		Filters: client.Filters{}.Add("label", LabelManaged+"=true", LabelNode+"="+node, LabelExecution+"="+id),
 	})
 	if err != nil {
 		return cronium.Result{}, fmt.Errorf("list containers of execution %s: %w", id, err)
 	}
 	if len(list.Items) == 0 {
-		os.RemoveAll(filepath.Join(e.cfg.StateDir, "s", sandboxName(id))) // its socket directory, if the container went by itself
-		return cronium.Result{}, fmt.Errorf("%w: no container of execution %s on node %s", cronium.ErrNotFound, id, e.cfg.NodeID)
+		os.RemoveAll(filepath.Join(stateDir, "s", sandboxName(id))) // its socket directory, if the container went by itself
+		return cronium.Result{}, fmt.Errorf("%w: no container of execution %s on node %s", cronium.ErrNotFound, id, node)
 	}
 	c := list.Items[0]
 	spec := cronium.Spec{ID: r.ExecutionID, Image: e.dialect.imageName(c.Image), Output: r.Output, Runtime: r.Runtime}
@@ -315,7 +322,7 @@ func (e *Engine) Reattach(ctx context.Context, r cronium.Reattach) (cronium.Resu
 		}
 	}
 	b := e.newBox(spec, 0, false)
-	b.name, b.id = sandboxName(id), c.ID
+	b.name, b.id, b.stateDir = sandboxName(id), c.ID, stateDir
 	running := c.State == container.StateRunning
 	if running {
 		if err := b.relisten(); err != nil {

@@ -436,6 +436,11 @@ func (e *Engine) Reattach(ctx context.Context, r cronium.Reattach) (cronium.Resu
 	if !validID(id) || !validID(r.ExecutionID) {
 		return cronium.Result{}, cronium.Invalid("id", id, "is not an id: use letters, digits, '-' and '_' only, at most 64")
 	}
+	if r.Node != "" && r.Node != e.opts.NodeID {
+		// Its Pod's agent dials a socket on the dead node's host; this
+		// engine reaches only its own node's.
+		return cronium.Result{}, fmt.Errorf("%w: the kubernetes engine re-attaches only its own node's Pods, and execution %s ran on node %s", cronium.ErrNotFound, r.ExecutionID, r.Node)
+	}
 	name := sandboxName(id)
 	pods, err := e.pods(ctx, LabelSandbox+"="+name)
 	if err != nil {

@@ -41,6 +41,10 @@ type serverConfig struct {
 	// random suffix), so that servers with their own data directories on
 	// one host never touch each other's sandboxes.
 	NodeID string `json:"node_id"`
+	// NodeLease is how long this node's lease lasts without a heartbeat
+	// (one every third of it): past it, the other nodes on the store
+	// requeue its claims and adopt its running executions. Default 15s.
+	NodeLease cronium.Duration `json:"node_lease"`
 	// Capacity is how many executions run at once on this node. Default 2 per CPU.
 	Capacity int `json:"capacity"`
 	// ShutdownGrace is how long SIGTERM waits for running executions. Default 30s.
@@ -198,7 +202,7 @@ func defaultServerConfig() serverConfig {
 		}
 	}
 	return serverConfig{
-		Listen: "127.0.0.1:8080", DataDir: dir, Capacity: 2 * runtime.NumCPU(), Engine: "docker",
+		Listen: "127.0.0.1:8080", DataDir: dir, Capacity: 2 * runtime.NumCPU(), Engine: "docker", NodeLease: cronium.Duration(15 * time.Second),
 		ShutdownGrace: cronium.Duration(30 * time.Second), LogLimit: 1 << 20, RequestTimeout: cronium.Duration(time.Minute), Tiers: cronium.DefaultTiers(),
 		RetentionInterval: cronium.Duration(time.Hour),
 	}
@@ -286,6 +290,11 @@ func loadServerConfig(path string) (serverConfig, error) {
 			c.Capacity = n
 			return nil
 		},
+		"CRONIUM_NODE_LEASE": func(v string) error {
+			d, err := cronium.ParseDuration("CRONIUM_NODE_LEASE", v)
+			c.NodeLease = cronium.Duration(d)
+			return err
+		},
 		"CRONIUM_SHUTDOWN_GRACE": func(v string) error {
 			d, err := cronium.ParseDuration("CRONIUM_SHUTDOWN_GRACE", v)
 			c.ShutdownGrace = cronium.Duration(d)
@@ -360,6 +369,9 @@ func (c *serverConfig) merge(f serverConfig) {
 	if f.Capacity != 0 {
 		c.Capacity = f.Capacity
 	}
+	if f.NodeLease != 0 {
+		c.NodeLease = f.NodeLease
+	}
 	if f.RequestTimeout != 0 {
 		c.RequestTimeout = f.RequestTimeout
 	}
@@ -416,6 +428,9 @@ func (c *serverConfig) validate() error {
 	}
 	if c.RetentionInterval.D() < time.Second {
 		return cronium.Invalid("retention_interval", c.RetentionInterval.D().String(), "must be at least 1s, like 1h")
+	}
+	if d := c.NodeLease.D(); d < time.Second || d > 10*time.Minute {
+		return cronium.Invalid("node_lease", d.String(), "is out of range: want 1s to 10m, like 15s")
 	}
 	if c.LogLimit < 1024 {
 		return cronium.Invalid("log_limit", c.LogLimit.String(), "is too small: want at least 1Ki")

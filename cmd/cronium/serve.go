@@ -258,7 +258,7 @@ func serve(g *globals, cfg serverConfig) error {
 	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity, Notified: notifier.Wake,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
 		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace, Network: cfg.Network.rules(), Bases: bases,
-		SandboxLifetime: lifetime})
+		SandboxLifetime: lifetime, Lease: cfg.NodeLease.D(), Self: selfNode(cfg, eng.Capabilities())})
 	if err != nil {
 		return err
 	}
@@ -287,7 +287,9 @@ func serve(g *globals, cfg serverConfig) error {
 	}
 	// Warm sandboxes a dead predecessor left idle are removed; those whose
 	// execution was running are kept for re-attach.
-	if running, err := store.Running(ctx, cfg.NodeID); err == nil {
+	// Every node's: a sandbox of an execution another node adopted carries
+	// this node's label but is no longer this node's to remove.
+	if running, err := store.Running(ctx, ""); err == nil {
 		keep := map[string]bool{}
 		for _, x := range running {
 			keep[x.Sandbox] = x.Sandbox != ""

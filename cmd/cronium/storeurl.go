@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -67,4 +68,16 @@ func openStore(ctx context.Context, cfg serverConfig) (store.Store, error) {
 		return sqlite.Open(ctx, t.target)
 	}
 	return nil, fmt.Errorf("unknown store %q", t.kind)
+}
+
+// selfNode is this node as the other nodes on the store see it: where its
+// sandboxes are (host, data directory) and which engine reaches them.
+func selfNode(cfg serverConfig, caps cronium.Capabilities) store.Node {
+	host, _ := os.Hostname()
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		dir = cfg.DataDir
+	}
+	return store.Node{Host: host, DataDir: dir, Engine: caps.Name, Version: version,
+		EngineKey: caps.Name + " at " + caps.Address + " on " + host}
 }
