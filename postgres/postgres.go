@@ -7,10 +7,12 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -29,7 +31,11 @@ var _ store.Store = (*Store)(nil)
 type Store struct {
 	*sqlstore.Store
 	db  *sql.DB
+	cfg *pgx.ConnConfig
 	url string // masked
+
+	leaderMu sync.Mutex
+	leader   *sql.Conn // holds the scheduler's lock while this store leads
 }
 
 // Dialect is PostgreSQL's: numbered placeholders, GREATEST, jsonb, and
@@ -48,6 +54,10 @@ var Dialect = sqlstore.Dialect{
 	IsUnique: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"
+	},
+	Notify: func(ctx context.Context, db *sql.DB, what string) error {
+		_, err := db.ExecContext(ctx, `SELECT pg_notify($1, '')`, "cronium_"+what)
+		return err
 	},
 	Clock: `SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint * 1000`,
 	Lock: func(ctx context.Context, tx *sql.Tx, key string) error {
@@ -85,7 +95,72 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("store %s: %s", masked, maskErr(err, rawURL))
 	}
-	return &Store{Store: st, db: db, url: masked}, nil
+	return &Store{Store: st, db: db, cfg: cfg, url: masked}, nil
+}
+
+// Close releases the scheduler's lock, if held, and closes the database.
+func (s *Store) Close() error {
+	s.leaderMu.Lock()
+	if s.leader != nil {
+		s.leader.Close()
+		s.leader = nil
+	}
+	s.leaderMu.Unlock()
+	return s.Store.Close()
+}
+
+// Leader says whether this store's process leads the scheduler: it holds
+// a session lock on a connection of its own, taken when free and kept
+// while that connection answers (a process that dies, or loses the
+// database, loses it; another then takes it).
+func (s *Store) Leader(ctx context.Context) bool {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.leader != nil {
+		if s.leader.PingContext(ctx) == nil {
+			return true
+		}
+		s.leader.Raw(func(any) error { return driver.ErrBadConn }) // never back to the pool
+		s.leader.Close()
+		s.leader = nil
+	}
+	c, err := s.db.Conn(ctx)
+	if err != nil {
+		return false
+	}
+	var ok bool
+	if err := c.QueryRowContext(ctx, `SELECT pg_try_advisory_lock(hashtext('cronium.scheduler'))`).Scan(&ok); err != nil || !ok {
+		c.Close()
+		return false
+	}
+	s.leader = c
+	return true
+}
+
+// WatchEvents calls changed whenever a process on the database changes
+// events (PutEvent, pause, delete...), and after each (re)connection, for
+// what it may have missed, until ctx ends. It listens on a connection of
+// its own, reconnecting every second while the database is away.
+func (s *Store) WatchEvents(ctx context.Context, changed func()) {
+	for ctx.Err() == nil {
+		c, err := pgx.ConnectConfig(ctx, s.cfg.Copy())
+		if err == nil {
+			if _, err = c.Exec(ctx, `LISTEN cronium_events`); err == nil {
+				changed()
+				for err == nil {
+					_, err = c.WaitForNotification(ctx)
+					if err == nil {
+						changed()
+					}
+				}
+			}
+			c.Close(context.Background())
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Backup is not this store's to do: PostgreSQL is backed up with its own tools.

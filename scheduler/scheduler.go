@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -37,6 +38,14 @@ type Config struct {
 	Resync time.Duration
 	// Logger defaults to discard.
 	Logger *slog.Logger
+	// Leader, when set, says whether this scheduler may fire now: with
+	// several nodes on one store, one leads (the others keep their
+	// schedules, for NextFire, and fire nothing). Nil: this one always fires.
+	Leader func(ctx context.Context) bool
+	// Grace is how far back a scheduler that just became leader fires the
+	// times its predecessor may have missed, whatever the events'
+	// missed_runs policy says (older ones follow it). Default 1m.
+	Grace time.Duration
 }
 
 // Scheduler fires scheduled events. Start it once; it is safe for concurrent use.
@@ -52,6 +61,10 @@ type Scheduler struct {
 	done    chan struct{}
 	started bool
 	fired   int64
+	// leading is whether this scheduler fired last time it asked Leader;
+	// one that starts leading re-reads every event (takeover).
+	leading  bool
+	takeover time.Time // when it last took over: fires after it are not missed
 }
 
 type entry struct {
@@ -76,6 +89,9 @@ func New(cfg Config) (*Scheduler, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = time.Minute
 	}
 	return &Scheduler{cfg: cfg, log: cfg.Logger, notify: make(chan struct{}, 1), entries: map[int64]*entry{}}, nil
 }
@@ -200,6 +216,7 @@ func (s *Scheduler) loop() {
 // sync reconciles the in-memory schedule with the store: new and changed
 // events are (re)planned, with missed runs handled; gone ones are dropped.
 func (s *Scheduler) sync(ctx context.Context) error {
+	leading, _ := s.lead(ctx)
 	evs, err := s.cfg.Store.ScheduledEvents(ctx)
 	if err != nil {
 		return err
@@ -233,6 +250,9 @@ func (s *Scheduler) sync(ctx context.Context) error {
 		} else {
 			policy, _ := schedule.ParseMissedPolicy(ev.MissedRuns)
 			run, next := sched.CatchUp(se.LastFire, now, policy, ev.StartingDeadline.D())
+			if !s.takeover.IsZero() {
+				run = graceRuns(sched, se.LastFire, now.Add(-s.cfg.Grace), now, run)
+			}
 			if !next.After(now) {
 				next = time.Time{} // never, or a broken answer: see push
 			}
@@ -254,8 +274,35 @@ func (s *Scheduler) sync(ctx context.Context) error {
 			delete(s.entries, id)
 		}
 	}
+	s.takeover = time.Time{}
 	s.mu.Unlock()
+	if !leading {
+		return nil // the leader fires and records them
+	}
 	return s.fire(ctx, catchUp)
+}
+
+// lead asks Leader (when set) whether this scheduler fires now. One that
+// starts leading forgets its plan and says so (took): the next sync
+// re-plans every event from the store's last fires, as a takeover. Times
+// since an event's last fire that are younger than Grace are then fired
+// (the previous leader may have died before firing them), older ones follow
+// the event's missed_runs policy; a time the old leader did fire is a no-op
+// (the unique (event, time) index).
+func (s *Scheduler) lead(ctx context.Context) (leading, took bool) {
+	if s.cfg.Leader == nil {
+		return true, false
+	}
+	leading = s.cfg.Leader(ctx)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if leading && !s.leading {
+		s.log.Info("this node leads the scheduler now: re-reading every event", "grace", s.cfg.Grace)
+		s.entries, s.queue, took = map[int64]*entry{}, nil, true
+		s.takeover = s.cfg.Clock.Now()
+	}
+	s.leading = leading
+	return leading, took
 }
 
 // push queues e, unless its schedule has no next time (it matches no time
@@ -273,6 +320,29 @@ func (s *Scheduler) push(e *entry) {
 
 const unscheduled = "event's schedule has no next fire time: not scheduled until it changes or the server restarts"
 
+// graceRuns adds to run the fire times in (max(last, from), now], at most
+// MaxQueuedFires of the newest, in order.
+func graceRuns(sched *schedule.Schedule, last, from, now time.Time, run []time.Time) []time.Time {
+	if from.Before(last) {
+		from = last
+	}
+	have := map[time.Time]bool{}
+	for _, t := range run {
+		have[t] = true
+	}
+	for t := sched.Next(from); !t.IsZero() && !t.After(now); t = sched.Next(t) {
+		if !have[t] {
+			run = append(run, t)
+			have[t] = true
+		}
+	}
+	sort.Slice(run, func(i, j int) bool { return run[i].Before(run[j]) })
+	if len(run) > MaxQueuedFires {
+		run = run[len(run)-MaxQueuedFires:]
+	}
+	return run
+}
+
 // next is sched.Next(now), or the zero time if that is not after now.
 func next(sched *schedule.Schedule, now time.Time) time.Time {
 	if n := sched.Next(now); n.After(now) {
@@ -289,6 +359,10 @@ type fire struct {
 }
 
 func (s *Scheduler) fireDue(ctx context.Context) error {
+	leading, took := s.lead(ctx)
+	if took {
+		return s.sync(ctx)
+	}
 	now := s.cfg.Clock.Now()
 	var due []fire
 	s.mu.Lock()
@@ -305,6 +379,9 @@ func (s *Scheduler) fireDue(ctx context.Context) error {
 		heap.Fix(&s.queue, 0)
 	}
 	s.mu.Unlock()
+	if !leading {
+		return nil // the leader fires these
+	}
 	if err := s.fire(ctx, due); err != nil {
 		// Nothing of the batch is stored: put the times back so the next
 		// wake-up fires them again (the unique index makes that safe).
@@ -374,6 +451,9 @@ func (s *Scheduler) fire(ctx context.Context, fs []fire) error {
 				continue
 			}
 			for _, x := range active {
+				if x.ScheduledAt != nil && x.ScheduledAt.Equal(f.at) {
+					continue // this very fire, by another node: not replaced by itself
+				}
 				reason := "replaced by the run scheduled at " + f.at.UTC().Format(time.RFC3339)
 				if err := s.cfg.Dispatcher.Cancel(ctx, x.ID, reason); err != nil {
 					s.log.Warn("cancel replaced execution", "execution_id", x.ID, "err", err)

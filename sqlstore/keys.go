@@ -134,7 +134,7 @@ func (s *Store) SetTier(ctx context.Context, userID int64, tier string) error {
 // so the name stays taken.
 func (s *Store) DeleteUser(ctx context.Context, userID int64, at time.Time) error {
 	stamp := at.UnixNano()
-	return s.tx(ctx, func(tx *Tx) error {
+	err := s.tx(ctx, func(tx *Tx) error {
 		for _, st := range []struct {
 			q    string
 			args []any
@@ -154,6 +154,10 @@ func (s *Store) DeleteUser(ctx context.Context, userID int64, at time.Time) erro
 		}
 		return nil
 	})
+	if err == nil {
+		s.eventsChanged(ctx)
+	}
+	return err
 }
 
 // Audit records an entry.

@@ -55,6 +55,9 @@ type Dialect struct {
 	// (PostgreSQL's advisory locks, several connections and nodes); nil
 	// when every write is serialised already (SQLite's one connection).
 	Lock func(ctx context.Context, tx *sql.Tx, key string) error
+	// Notify, when set, tells the other processes on the database that
+	// something changed (PostgreSQL's NOTIFY on channel cronium_<what>).
+	Notify func(ctx context.Context, db *sql.DB, what string) error
 	// Clock is a query for the database's time in Unix nanoseconds, which
 	// node leases are measured on; "" when the database is one process's
 	// (SQLite), whose clock is used.
@@ -164,6 +167,16 @@ func (s *Store) lock(ctx context.Context, tx *Tx, key string) error {
 		return fmt.Errorf("lock %s: %w", key, err)
 	}
 	return nil
+}
+
+// eventsChanged tells the other processes on the database that events
+// changed, so that their schedulers re-read them at once (else within
+// their resync). It is said after the change is committed; a failure is
+// left to the resync.
+func (s *Store) eventsChanged(ctx context.Context) {
+	if s.d.Notify != nil {
+		s.d.Notify(ctx, s.db.DB, "events")
+	}
 }
 
 // isUnique reports whether err is a unique constraint violation.

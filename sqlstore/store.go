@@ -124,6 +124,7 @@ func (s *Store) PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (
 	if err != nil {
 		return false, fmt.Errorf("save event %s: %w", ev.Name, err)
 	}
+	s.eventsChanged(ctx)
 	return created, nil
 }
 
@@ -231,6 +232,7 @@ func (s *Store) SetEnabled(ctx context.Context, userID int64, name string, enabl
 	if n, _ := r.RowsAffected(); n == 0 {
 		return fmt.Errorf("%w: event %s", cronium.ErrNotFound, name)
 	}
+	s.eventsChanged(ctx)
 	return nil
 }
 
@@ -249,6 +251,9 @@ func (s *Store) SetPackageLock(ctx context.Context, id int64, prev string, lock 
 		return false, fmt.Errorf("record the package layer of event %d: %w", id, err)
 	}
 	n, _ := r.RowsAffected()
+	if n == 1 {
+		s.eventsChanged(ctx)
+	}
 	return n == 1, nil
 }
 
@@ -269,6 +274,9 @@ func (s *Store) DeleteEvent(ctx context.Context, userID int64, name string) (int
 		_, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = 'cancelled', finished_at = ?, reason = 'event deleted' WHERE event_id = ? AND status = 'queued'`, now, id)
 		return err
 	})
+	if err == nil {
+		s.eventsChanged(ctx)
+	}
 	return id, err
 }
 
@@ -301,12 +309,19 @@ func (s *Store) Enqueue(ctx context.Context, x *cronium.Execution, fire *time.Ti
 func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires []time.Time) (int, error) {
 	inserted := 0
 	err := s.tx(ctx, func(tx *Tx) error {
+		live, err := s.liveEvents(ctx, tx, xs, fires)
+		if err != nil {
+			return err
+		}
 		ins, err := tx.PrepareContext(ctx, insertExecution)
 		if err != nil {
 			return err
 		}
 		defer ins.Close()
 		for i, x := range xs {
+			if live != nil && !live[x.EventID] {
+				continue // paused or deleted since the scheduler read it (on this node or another)
+			}
 			ok, err := enqueueOne(ctx, ins, x)
 			if err != nil {
 				return err
@@ -326,6 +341,44 @@ func (s *Store) EnqueueMany(ctx context.Context, xs []*cronium.Execution, fires 
 		return 0, fmt.Errorf("enqueue %d execution(s): %w", len(xs), err)
 	}
 	return inserted, nil
+}
+
+// liveEvents, for scheduled fires (fires given), says which of the
+// executions' events are still enabled and not deleted; nil otherwise.
+func (s *Store) liveEvents(ctx context.Context, tx *Tx, xs []*cronium.Execution, fires []time.Time) (map[int64]bool, error) {
+	if len(fires) == 0 {
+		return nil, nil
+	}
+	seen := map[int64]bool{}
+	var ids []any
+	for _, x := range xs {
+		if !seen[x.EventID] {
+			seen[x.EventID] = true
+			ids = append(ids, x.EventID)
+		}
+	}
+	live := map[int64]bool{}
+	for len(ids) > 0 {
+		batch := ids[:min(len(ids), 500)]
+		ids = ids[len(batch):]
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM events WHERE enabled = 1 AND deleted = 0 AND id IN (`+placeholders(len(batch))+`)`, batch...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			live[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return live, nil
 }
 
 const insertExecution = `INSERT INTO executions(id, event_id, user_id, trigger, scheduled_at, queued_at, not_before, status, attempt, reason, strategy, priority, input, retry_of, chained_from, chain_depth, chain_root)

@@ -375,3 +375,79 @@ func TestCancelAndFollowFromAnotherNode(t *testing.T) {
 		t.Errorf("the execution: %s on %s: %q, want cancelled by alice on node 1", got.Outcome, got.Node, got.Error)
 	}
 }
+
+// Schedules on several nodes: one node leads and fires each (event, time)
+// once; an event applied or paused on another node is followed at once;
+// when the leader is killed another takes over, firing the times the dead
+// one missed, so the series has no gap.
+func TestSchedulerAcrossNodes(t *testing.T) {
+	t.Parallel()
+	pg := startPostgres(t)
+	nodes := []*server{newNode(t, pg.URL, 4), newNode(t, pg.URL, 4)}
+	key := nodes[0].user("alice", "pro")
+	for _, n := range nodes {
+		n.start()
+	}
+	leader := func() int {
+		for i, n := range nodes {
+			if strings.Contains(n.log.String(), "this node leads the scheduler now") {
+				return i
+			}
+		}
+		return -1
+	}
+	for deadline := time.Now().Add(10 * time.Second); leader() < 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no node leads the scheduler:\n%s\n%s", nodes[0].log, nodes[1].log)
+		}
+	}
+	lead := leader()
+	other := nodes[1-lead]
+	ev := map[string]any{"language": "bash", "script": "echo tick", "schedule": "@every 1s"}
+	applied := time.Now()
+	if st := other.api(key, "PUT", "/v1/events/tick", ev, nil); st != 201 {
+		t.Fatalf("apply on the node that does not lead: %d", st)
+	}
+	scheduled := func() []time.Time {
+		var ts []time.Time
+		for _, x := range other.executions(key, "trigger=schedule") {
+			ts = append(ts, *x.ScheduledAt)
+		}
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		return ts
+	}
+	for deadline := time.Now().Add(10 * time.Second); len(scheduled()) < 3; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the leader did not fire an event applied on the other node:\n%s", nodes[lead].log)
+		}
+	}
+	if first := scheduled()[0]; first.Sub(applied) > 2500*time.Millisecond {
+		t.Errorf("first fire at %s, %s after the apply on the other node", first, first.Sub(applied))
+	}
+	nodes[lead].kill()
+	killed := time.Now()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		ts := scheduled()
+		if ts[len(ts)-1].After(killed.Add(3 * time.Second)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no fire after the leader was killed:\n%s", other.log)
+		}
+	}
+	ts := scheduled()
+	for i := 1; i < len(ts); i++ {
+		if d := ts[i].Sub(ts[i-1]); d != time.Second {
+			t.Errorf("fires %s and %s are %s apart, want every second: a gap or a duplicate", ts[i-1].Format(time.StampMilli), ts[i].Format(time.StampMilli), d)
+		}
+	}
+	if st := other.api(key, "POST", "/v1/events/tick/pause", nil, nil); st != 200 {
+		t.Fatalf("pause: %d", st)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	n := len(scheduled())
+	time.Sleep(2 * time.Second)
+	if m := len(scheduled()); m != n {
+		t.Errorf("%d fires after the pause", m-n)
+	}
+}

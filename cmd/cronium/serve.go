@@ -262,7 +262,11 @@ func serve(g *globals, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	sched, err := scheduler.New(scheduler.Config{Store: store, Dispatcher: disp, Logger: log})
+	schedCfg := scheduler.Config{Store: store, Dispatcher: disp, Logger: log}
+	if l, ok := store.(interface{ Leader(context.Context) bool }); ok {
+		schedCfg.Leader = l.Leader // several nodes: one fires
+	}
+	sched, err := scheduler.New(schedCfg)
 	if err != nil {
 		return err
 	}
@@ -382,6 +386,15 @@ func serve(g *globals, cfg serverConfig) error {
 			log.Error("notifications", "err", err)
 		}
 	}()
+	watchDone := make(chan struct{})
+	go func() { // events changed on other nodes reach this scheduler at once, owned by serve
+		defer close(watchDone)
+		if w, ok := store.(interface {
+			WatchEvents(context.Context, func())
+		}); ok {
+			w.WatchEvents(ctx, sched.Notify)
+		}
+	}()
 	followDone := make(chan struct{})
 	go func() { // follows `cronium images update`, owned by serve
 		defer close(followDone)
@@ -425,6 +438,7 @@ func serve(g *globals, cfg serverConfig) error {
 	}
 	<-gcDone
 	<-followDone
+	<-watchDone
 	<-notifyDone // pending notifications stay in the outbox for the next start
 	log.Info("stopped")
 	return nil
