@@ -99,3 +99,26 @@ func isUnique(err error) bool {
 	}
 	return se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 }
+
+// OpenReadOnly opens the database at path read-only, for a copy of it
+// elsewhere: it must exist and be at the schema this cronium writes (a
+// server started on it once migrates it).
+func OpenReadOnly(ctx context.Context, path string) (*sql.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("store %s: %w", path, err)
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(5000)")
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	var v int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store %s: not a cronium store: %w", path, err)
+	}
+	if v != len(migrations) {
+		db.Close()
+		return nil, fmt.Errorf("store %s is at schema version %d, this cronium writes %d: start this cronium's server on it once (it migrates), or use the cronium that wrote it", path, v, len(migrations))
+	}
+	return db, nil
+}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -91,5 +92,72 @@ func TestServeRefusesBadStores(t *testing.T) {
 		if err == nil || !strings.Contains(stderr, c.want) || strings.Contains(stderr, "hunter2") {
 			t.Errorf("serve --store %s: %v\n%s\nwant an error saying %q, without the password", c.store, err, stderr, c.want)
 		}
+	}
+}
+
+// cronium store copy moves an SQLite store into PostgreSQL: a server on
+// PostgreSQL with the same master keys then shows the history, knows the
+// API keys and variables, and runs the event with its (still sealed) secret.
+func TestStoreCopyToPostgres(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 1)
+	key := s.user("alice", "free")
+	s.env = append(s.env, "CRONIUM_TOKEN="+key)
+	s.start()
+	set := exec.Command(bin, "secret", "set", "token")
+	set.Env, set.Stdin = s.env, strings.NewReader("copied-secret")
+	if out, err := set.CombinedOutput(); err != nil {
+		t.Fatalf("secret set: %v %s", err, out)
+	}
+	mustCLI(t, s, "var", "set", "answer", "42")
+	ev := map[string]any{"name": "show", "language": "bash", "script": "cat /run/secrets/token; echo; echo done", "secrets": []string{"token"}}
+	if st := s.api(key, "PUT", "/v1/events/show", ev, nil); st != 201 {
+		t.Fatalf("apply: %d", st)
+	}
+	var first cronium.Execution
+	s.api(key, "POST", "/v1/events/show/trigger", map[string]any{}, &first)
+	s.waitAll(key, time.Minute)
+	pg := startPostgres(t)
+	db := s.dir + "/cronium.db"
+	if _, err := s.cli("store", "copy", "--from", "sqlite:"+db, "--to", pg.URL); err == nil || !strings.Contains(err.Error(), "stop the server") {
+		t.Errorf("a copy of a store in use: %v", err)
+	}
+	s.stop()
+	out, err := s.cli("store", "copy", "--from", "sqlite:"+db, "--to", pg.URL)
+	if err != nil || !strings.Contains(out, "executions 1") || !strings.Contains(out, "secrets 1") || !strings.Contains(out, "users 1") {
+		t.Fatalf("store copy: %v %s", err, out)
+	}
+	if _, err := s.cli("store", "copy", "--from", "sqlite:"+db, "--to", pg.URL); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("a copy into a database that is not empty: %v", err)
+	}
+
+	p := newNode(t, pg.URL, 1)
+	keys, _ := os.ReadFile(s.dir + "/master.keys")
+	if err := os.WriteFile(p.dir+"/master.keys", keys, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.env = append(p.env, "CRONIUM_TOKEN="+key)
+	p.start()
+	if got := mustCLI(t, p, "var", "get", "answer"); strings.TrimSpace(got) != "42" {
+		t.Errorf("copied variable: %q", got)
+	}
+	if logs := mustCLI(t, p, "exec", "logs", first.ID); logs != "***\ndone\n" {
+		t.Errorf("copied logs: %q", logs)
+	}
+	var x cronium.Execution
+	if st := p.api(key, "POST", "/v1/events/show/trigger", map[string]any{}, &x); st != 202 {
+		t.Fatalf("trigger on PostgreSQL: %d", st)
+	}
+	xs := p.waitAll(key, time.Minute)
+	if len(xs) != 2 {
+		t.Errorf("%d executions, want the copied one and the new one", len(xs))
+	}
+	for _, done := range xs {
+		if done.Outcome != cronium.Succeeded {
+			t.Errorf("%s: %s %s", done.ID, done.Outcome, done.Error)
+		}
+	}
+	if logs := mustCLI(t, p, "exec", "logs", x.ID); logs != "***\ndone\n" {
+		t.Errorf("the copied secret was not delivered: %q", logs)
 	}
 }
