@@ -466,7 +466,8 @@ type Execution struct {
 	Strategy    string     `json:"strategy"`
 	// StrategyReason says why the strategy was chosen.
 	StrategyReason string `json:"strategy_reason,omitempty"`
-	// Sandbox is the warm sandbox the execution ran in (empty when cold).
+	// Sandbox is the sandbox the execution was handed to: a warm sandbox,
+	// or for a cold run its own (the execution id); empty until then.
 	Sandbox  string          `json:"sandbox,omitempty"`
 	Priority int             `json:"priority"`
 	Node     string          `json:"node,omitempty"`

@@ -92,10 +92,13 @@ type Spec struct {
 	Secrets map[string][]byte
 	// DataMode is DataAPI (default), DataStdio or DataFiles.
 	DataMode string
-	// Attached, when set, is called by a warm sandbox with its id just before
-	// it hands the script to its agent, so that the execution can be
-	// re-attached to that sandbox after a crash of the host.
-	Attached func(sandboxID string)
+	// Attached, when set, is called with the sandbox's id just before the
+	// script is handed to its agent (a cold run's sandbox is the
+	// execution's own: its id is the execution's), so that the execution
+	// can be re-attached to that sandbox after a crash of the host, and a
+	// run that never reached it is known never to have started. An error
+	// stops the run before the script is handed over.
+	Attached func(sandboxID string) error
 	// Workspace, when set, is a named volume mounted at /workspace that
 	// outlives the sandbox: the user strategy's persistent workspace.
 	Workspace *Volume

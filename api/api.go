@@ -9,6 +9,7 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -102,6 +103,9 @@ type Server struct {
 	// triggers serialises saving events that trigger others, so that two
 	// applies at once cannot each pass the cycle check and close a cycle.
 	triggers sync.Mutex
+
+	authMu sync.Mutex
+	authed map[[32]byte]authed // by the key's SHA-256: keys the store accepted lately
 }
 
 // Close ends the log streams in progress (an http.Server's Shutdown waits
@@ -265,11 +269,58 @@ func (s *Server) authenticate(r *http.Request) (cronium.User, store.KeyInfo, err
 	if !ok || key == "" {
 		return cronium.User{}, store.KeyInfo{}, errUnauthorized
 	}
-	u, k, err := s.cfg.Store.Authenticate(r.Context(), strings.TrimSpace(key), time.Now())
-	if errors.Is(err, cronium.ErrNotFound) {
+	key = strings.TrimSpace(key)
+	sum := sha256.Sum256([]byte(key))
+	u, k, err := s.cfg.Store.Authenticate(r.Context(), key, time.Now())
+	switch {
+	case errors.Is(err, cronium.ErrNotFound):
+		s.authMu.Lock()
+		delete(s.authed, sum)
+		s.authMu.Unlock()
 		return u, k, errUnauthorized
+	case err == nil:
+		s.authMu.Lock()
+		if s.authed == nil {
+			s.authed = map[[32]byte]authed{}
+		}
+		s.authed[sum] = authed{u, k, time.Now()}
+		s.authMu.Unlock()
+		return u, k, nil
+	}
+	// The store does not answer: a key it accepted lately may still read
+	// (what this node knows without it), never write.
+	s.authMu.Lock()
+	a, ok := s.authed[sum]
+	s.authMu.Unlock()
+	if _, down := s.storeDown(r.Context()); ok && down && r.Method == http.MethodGet && time.Since(a.at) < authWhileDown {
+		return a.user, a.key, nil
 	}
 	return u, k, err
+}
+
+// storeDown says whether the store does not answer, and since when: as
+// this node's heartbeats found, or else as the readiness check finds now.
+func (s *Server) storeDown(ctx context.Context) (time.Time, bool) {
+	if since := s.cfg.Dispatcher.StoreDown(); !since.IsZero() {
+		return since, true
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if s.cfg.Ready(ctx) != nil {
+		return time.Now(), true
+	}
+	return time.Time{}, false
+}
+
+// authWhileDown is how long after the store last accepted a key that key
+// may still read while the store does not answer.
+const authWhileDown = 10 * time.Minute
+
+// authed is a key the store accepted, and when.
+type authed struct {
+	user cronium.User
+	key  store.KeyInfo
+	at   time.Time
 }
 
 // fail writes err as JSON, mapping error kinds to statuses in one place.
@@ -294,6 +345,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, cronium.ErrUnavailable):
 		e = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: err.Error()}
 	default:
+		if since, down := s.storeDown(r.Context()); down {
+			s.log.Warn("request failed: the store does not answer", "method", r.Method, "path", r.URL.Path, "err", err)
+			e = &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: fmt.Sprintf("the store has not answered since %s: try again shortly", since.UTC().Format(time.RFC3339))}
+			break
+		}
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error; the server log has the details"}
 	}

@@ -98,9 +98,15 @@ type Dispatcher struct {
 	self                 store.Node // this node on the store
 	// storeDownSince is when heartbeats started failing (zero: they work).
 	storeDownSince time.Time
-	work           sync.WaitGroup // running executions
+	// reapAfter is when this node may take other nodes for dead again
+	// (after the store was away, every lease ran out).
+	reapAfter time.Time
+	work      sync.WaitGroup // running executions
 
 	lastReasons time.Time // when waiting reasons were last written; used by the loop goroutine only
+	// admitErrSince and admitErrSaid are when admission started failing
+	// and when that was last said; used by the loop goroutine only.
+	admitErrSince, admitErrSaid time.Time
 }
 
 type running struct {
@@ -286,15 +292,33 @@ func (d *Dispatcher) loop() {
 			actx, cancel := context.WithTimeout(context.Background(), admitTimeout)
 			more, err := d.admit(actx)
 			cancel()
-			if err != nil {
-				d.log.Error("admit queued executions; retrying", "err", err)
-			}
+			d.admitFailed(err)
 			if !more {
 				break
 			}
 		}
 	}
 }
+
+// admitFailed says an admission pass's error, once when the store starts
+// failing and then at most every admitErrorEvery, and when it answers again.
+func (d *Dispatcher) admitFailed(err error) {
+	switch {
+	case err == nil && !d.admitErrSince.IsZero():
+		d.log.Info("admission works again", "failed_for", time.Since(d.admitErrSince).Round(time.Millisecond))
+		d.admitErrSince, d.admitErrSaid = time.Time{}, time.Time{}
+	case err == nil:
+	case d.admitErrSince.IsZero():
+		d.admitErrSince, d.admitErrSaid = time.Now(), time.Now()
+		d.log.Error("admit queued executions: nothing starts until the store answers; retrying", "err", err)
+	case time.Since(d.admitErrSaid) > admitErrorEvery:
+		d.admitErrSaid = time.Now()
+		d.log.Error("admit queued executions: still failing; retrying", "since", d.admitErrSince, "err", err)
+	}
+}
+
+// admitErrorEvery is how often a failing admission is said again.
+const admitErrorEvery = 30 * time.Second
 
 // tierTTL is how long a user's tier is cached: a changed tier applies
 // within it.
@@ -512,6 +536,10 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		r.ExecutionID, r.Sandbox, r.AfterSeq, r.Output, r.Runtime = x.ID, x.Sandbox, after, sink.add, d.cfg.Runtime
 		res, err := d.cfg.Engine.Reattach(ctx, r)
 		switch {
+		case errors.Is(err, cronium.ErrNotFound) && r.Node != "" && x.Sandbox == "":
+			// The dead node never handed the script to a sandbox (it records
+			// the sandbox first): the script never ran. Start it now, once.
+			d.log.Info("an adopted execution never reached its sandbox; starting it", "execution_id", x.ID, "from", r.Node)
 		case errors.Is(err, cronium.ErrNotFound) && r.Node != "":
 			return fail(fmt.Errorf("lost: node %s stopped and the execution's sandbox is gone", r.Node))
 		case errors.Is(err, cronium.ErrNotFound):
@@ -595,6 +623,15 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		}
 		return fail(err)
 	}
+	// The sandbox is recorded before the script is handed to it: to re-attach
+	// after a crash, and so that a run that never reached one is known
+	// never to have started (it may then start elsewhere).
+	spec.Attached = func(sandbox string) error {
+		if err := store.SetSandbox(context.WithoutCancel(ctx), x.ID, sandbox); err != nil {
+			return fmt.Errorf("record the execution's sandbox: %w", err)
+		}
+		return nil
+	}
 	var res cronium.Result
 	if strategy == cronium.StrategyCold {
 		if res, err = d.cfg.Engine.Run(ctx, spec); err != nil {
@@ -614,11 +651,6 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		// ones the agent enforces per run (timeout, output) travel with the run.
 		key := fmt.Sprintf("%s/%s/%s%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/%s/%s", mode, owner, ev.Language, imageKey(spec.Image, spec.ImageID),
 			limits.Memory, limits.CPUs, limits.CPUGuaranteed, limits.Pids, limits.NoFile, limits.NProc, limits.TmpSize, limits.WorkspaceSize, profile.Name, netPolicy)
-		spec.Attached = func(sandbox string) {
-			if err := store.SetSandbox(context.WithoutCancel(ctx), x.ID, sandbox); err != nil {
-				d.log.Error("record the execution's sandbox", "execution_id", x.ID, "err", err)
-			}
-		}
 		res, _ = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) {
 			return d.cfg.Engine.NewSandbox(ctx, template, d.cfg.SandboxLifetime)
 		}, spec)
@@ -643,9 +675,24 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 	ctx := context.Background()
 	f := d.followUps(ctx, x, res)
-	finished, err := d.cfg.Store.FinishWith(ctx, x.ID, d.cfg.Node, res, "", f)
-	if err != nil {
-		d.log.Error("record execution result", "execution_id", x.ID, "err", err)
+	// A result is recorded once the store takes it: while it does not
+	// answer, this node keeps trying (the execution still counts as
+	// running here), until Stop, which leaves it to the next start.
+	var finished bool
+	var err error
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		finished, err = d.cfg.Store.FinishWith(ctx, x.ID, d.cfg.Node, res, "", f)
+		if err == nil {
+			break
+		}
+		d.log.Error("record the execution's result; retrying", "execution_id", x.ID, "err", err)
+		select {
+		case <-d.stopping():
+			d.log.Warn("stopping with an execution's result not recorded: the next start finds it running and says it is lost", "execution_id", x.ID)
+		case <-time.After(wait):
+			continue
+		}
+		break
 	}
 	if finished && len(f.Notes) > 0 {
 		d.log.Warn("on: actions not done", "execution_id", x.ID, "why", f.Notes)
@@ -659,6 +706,13 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 		d.cfg.Notified()
 	}
 	d.Wake()
+}
+
+// stopping is closed when Stop is called.
+func (d *Dispatcher) stopping() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.stop
 }
 
 // withTZ returns env with TZ set to the event's zone (UTC when it has

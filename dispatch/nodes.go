@@ -86,6 +86,11 @@ func (d *Dispatcher) heartbeat() {
 	}
 	if !wasDown.IsZero() {
 		d.log.Info("the store answers again", "down_for", time.Since(wasDown).Round(time.Millisecond))
+		// Every node's lease ran out meanwhile: give the others a lease's
+		// time to renew theirs before any of them is taken for dead.
+		d.mu.Lock()
+		d.reapAfter = time.Now().Add(d.cfg.Lease)
+		d.mu.Unlock()
 	}
 	if !ok {
 		// Other nodes found this one dead: its claims and running
@@ -95,6 +100,12 @@ func (d *Dispatcher) heartbeat() {
 			d.log.Error("register this node again", "err", err)
 			return
 		}
+	}
+	d.mu.Lock()
+	wait := time.Until(d.reapAfter)
+	d.mu.Unlock()
+	if wait > 0 {
+		return
 	}
 	reaped, err := d.cfg.Store.ReapNodes(ctx, self)
 	if err != nil {

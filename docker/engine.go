@@ -315,6 +315,14 @@ func (e *Engine) Reattach(ctx context.Context, r cronium.Reattach) (cronium.Resu
 		return cronium.Result{}, fmt.Errorf("%w: no container of execution %s on node %s", cronium.ErrNotFound, id, node)
 	}
 	c := list.Items[0]
+	if c.State == container.StateCreated {
+		// Its host died between making and starting it: nothing ran in it.
+		if err := e.remove(ctx, c.ID); err != nil {
+			return cronium.Result{}, fmt.Errorf("remove the never-started container of execution %s: %w", id, err)
+		}
+		os.RemoveAll(filepath.Join(stateDir, "s", sandboxName(id)))
+		return cronium.Result{}, fmt.Errorf("%w: the container of execution %s was made but never started", cronium.ErrNeverStarted, id)
+	}
 	spec := cronium.Spec{ID: r.ExecutionID, Image: e.dialect.imageName(c.Image), Output: r.Output, Runtime: r.Runtime}
 	if v, ok := c.Labels[LabelLimits]; ok {
 		if err := json.Unmarshal([]byte(v), &spec.Limits); err != nil {

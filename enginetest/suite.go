@@ -280,7 +280,7 @@ func child(v string) int {
 			fmt.Fprintln(os.Stderr, "child sandbox:", err)
 			return 2
 		}
-		spec.Attached = func(id string) { enc.Encode(childLine{Sandbox: id}) }
+		spec.Attached = func(id string) error { return enc.Encode(childLine{Sandbox: id}) }
 		sb.Run(ctx, spec)
 	} else {
 		e.Run(ctx, spec)

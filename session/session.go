@@ -148,6 +148,12 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 	defer sess.Close()
 
 	r := &run{t: t, box: box, spec: spec, sess: sess}
+	if spec.Attached != nil {
+		// Before the script exists in the sandbox: one without it never ran it.
+		if err := spec.Attached(spec.ID); err != nil {
+			return fail(fmt.Errorf("not started: %w", err))
+		}
+	}
 	c = time.Now()
 	l := spec.Limits
 	rep, err := r.drive(ctx, c.Add(l.Timeout+l.Grace+t.Backstop), func(out func(uint8, uint64, []byte)) (agent.Report, error) {

@@ -121,10 +121,14 @@ func (x *Warm) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 	res.Limits = rs.Limits
 	r := &run{t: x.t, box: x.box, spec: rs, sess: x.sess}
 	st := r.startMessage()
-	x.box.BeginRun(ctx)
 	if spec.Attached != nil {
-		spec.Attached(x.ID())
+		if err := spec.Attached(x.ID()); err != nil {
+			res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, "not started: "+err.Error()
+			res.EndedAt = time.Now()
+			return res
+		}
 	}
+	x.box.BeginRun(ctx)
 	l := rs.Limits
 	rep, err := r.drive(ctx, now.Add(l.Timeout+l.Grace+x.t.Backstop), func(out func(uint8, uint64, []byte)) (agent.Report, error) {
 		return x.sess.Run(ctx, st, out)

@@ -67,7 +67,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	// Transactions take the write lock when they begin: one that read
 	// first could not get it later while another store on the file (a CLI
 	// command beside the server) holds it, and the busy timeout would not help.
-	dsn := "file:" + path + "?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=busy_timeout(5000)"
+	dsn := "file:" + path + "?_txlock=immediate&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=foreign_keys(1)&_pragma=busy_timeout(30000)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)

@@ -16,9 +16,18 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/dispatch"
+	"github.com/cronium/executor/internal/pgtest"
+	"github.com/cronium/executor/postgres"
 	"github.com/cronium/executor/scheduler"
 	"github.com/cronium/executor/sqlite"
+	"github.com/cronium/executor/store"
 )
+
+// benchNode describes bench node i to the others: its own engine key, so
+// that none adopts another's (instant) executions.
+func benchNode(i int) store.Node {
+	return store.Node{Host: "bench", DataDir: os.TempDir(), Engine: "instant", EngineKey: fmt.Sprintf("instant %d", i)}
+}
 
 // instantEngine finishes every execution at once. The schedule benchmark
 // uses it to measure the scheduler, the queue and the store, which are what
@@ -38,18 +47,24 @@ func (instantEngine) Capabilities() cronium.Capabilities {
 }
 
 func newBenchScheduleCmd(g *globals) *cobra.Command {
-	var events, users, capacity int
-	var engine, cpuprofile string
+	var events, users, capacity, nodes int
+	var engine, cpuprofile, storeURL string
 	c := &cobra.Command{
 		Use:   "schedule",
 		Short: "Scheduler at scale: N events due in the same second of one minute",
 		Long: `Defines --events events spread over --users users (enterprise tier), all
 scheduled for the same second about 20 s ahead, runs the real scheduler,
-dispatcher and SQLite store in this process, and reports: memory with the
+dispatcher and store in this process, and reports: memory with the
 events defined and idle, fire lateness (scheduled time to enqueue) and start
 lateness (scheduled time to start) p50/p99, time until all have started, and
 peak memory. --engine instant finishes each execution at once, so the numbers
-are the control plane's; --engine docker starts real containers.`,
+are the control plane's; --engine docker starts real containers.
+
+--store picks the store: a temporary SQLite file (the default), a
+PostgreSQL database (postgres://..., which must be empty), or postgres:temp,
+a throwaway PostgreSQL server started for the run (Debian's postgresql, as
+root). --nodes runs that many nodes in this process on the one store, each
+with its own connections, dispatcher and scheduler (PostgreSQL only).`,
 		RunE: func(c *cobra.Command, _ []string) error {
 			if events < 1 || users < 1 || capacity < 1 {
 				return usage(cronium.Invalid("--events", fmt.Sprint(events), "--events, --users and --capacity must be at least 1"))
@@ -63,7 +78,7 @@ are the control plane's; --engine docker starts real containers.`,
 				pprof.StartCPUProfile(f)
 				defer pprof.StopCPUProfile()
 			}
-			return benchSchedule(c.Context(), c.OutOrStdout(), g, events, users, capacity, engine)
+			return benchSchedule(c.Context(), c.OutOrStdout(), g, benchScheduleOpts{events, users, capacity, nodes, engine, storeURL})
 		},
 	}
 	c.Flags().IntVar(&events, "events", 10000, "events")
@@ -71,6 +86,8 @@ are the control plane's; --engine docker starts real containers.`,
 	c.Flags().IntVar(&capacity, "capacity", 64, "executions run at once")
 	c.Flags().StringVar(&engine, "engine", "instant", "instant or docker")
 	c.Flags().StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile to this file")
+	c.Flags().StringVar(&storeURL, "store", "", "sqlite (a temporary file, the default), postgres://... (empty) or postgres:temp")
+	c.Flags().IntVar(&nodes, "nodes", 1, "nodes on the store (more than one: PostgreSQL)")
 	return c
 }
 
@@ -95,20 +112,79 @@ func heapBytes() uint64 {
 	return m.HeapInuse
 }
 
-func benchSchedule(ctx context.Context, w io.Writer, g *globals, events, users, capacity int, engineName string) error {
+// benchScheduleOpts are bench schedule's settings.
+type benchScheduleOpts struct {
+	events, users, capacity, nodes int
+	engine, store                  string
+}
+
+// benchStores opens the bench's store once per node: the first is the one
+// it reads from. done closes them and what they need.
+func benchStores(ctx context.Context, url string, nodes int) (stores []store.Store, label string, done func(), err error) {
+	var closers []func()
+	done = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			done()
+		}
+	}()
+	switch {
+	case url == "" || url == "sqlite":
+		if nodes != 1 {
+			return nil, "", done, usage(cronium.Invalid("--nodes", fmt.Sprint(nodes), "is more than one on SQLite: several nodes need --store postgres://... or postgres:temp"))
+		}
+		dir, err := os.MkdirTemp("", "crbench")
+		if err != nil {
+			return nil, "", done, err
+		}
+		closers = append(closers, func() { os.RemoveAll(dir) })
+		st, err := sqlite.Open(ctx, dir+"/cronium.db")
+		if err != nil {
+			return nil, "", done, err
+		}
+		closers = append(closers, func() { st.Close() })
+		return []store.Store{st}, "SQLite (a temporary file)", done, nil
+	case url == "postgres:temp":
+		pg, err := pgtest.Start(ctx)
+		if err != nil {
+			return nil, "", done, err
+		}
+		closers = append(closers, pg.Stop)
+		url, label = pg.URL, "PostgreSQL 15 (a throwaway server on a unix socket, fsync off)"
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		label = "PostgreSQL at " + postgres.MaskURL(url)
+	default:
+		return nil, "", done, usage(cronium.Invalid("--store", url, "is not a bench store: want sqlite, postgres://... or postgres:temp"))
+	}
+	if nodes < 1 {
+		return nil, "", done, usage(cronium.Invalid("--nodes", fmt.Sprint(nodes), "must be at least 1"))
+	}
+	for range nodes {
+		st, err := postgres.Open(ctx, url)
+		if err != nil {
+			return nil, "", done, err
+		}
+		closers = append(closers, func() { st.Close() })
+		stores = append(stores, st)
+	}
+	return stores, label, done, nil
+}
+
+func benchSchedule(ctx context.Context, w io.Writer, g *globals, o benchScheduleOpts) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	dir, err := os.MkdirTemp("", "crbench")
+	events, users, capacity, engineName := o.events, o.users, o.capacity, o.engine
+	stores, storeLabel, closeStores, err := benchStores(ctx, o.store, o.nodes)
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
-	store, err := sqlite.Open(ctx, dir+"/cronium.db")
-	if err != nil {
-		return err
-	}
-	defer store.Close()
+	defer closeStores()
+	st := stores[0]
 	var eng cronium.Engine = instantEngine{}
 	if engineName == "docker" {
 		e, err := g.engine(ctx)
@@ -127,7 +203,7 @@ func benchSchedule(ctx context.Context, w io.Writer, g *globals, events, users, 
 	tier := cronium.DefaultTiers()["enterprise"]
 	var uids []int64
 	for i := 0; i < users; i++ {
-		u, err := store.CreateUser(ctx, fmt.Sprintf("user%03d", i), "enterprise", false)
+		u, err := st.CreateUser(ctx, fmt.Sprintf("user%03d", i), "enterprise", false)
 		if err != nil {
 			return err
 		}
@@ -138,26 +214,37 @@ func benchSchedule(ctx context.Context, w io.Writer, g *globals, events, users, 
 		if err := ev.Normalize(tier); err != nil {
 			return err
 		}
-		if _, err := store.PutEvent(ctx, uids[i%users], &ev); err != nil {
+		if _, err := st.PutEvent(ctx, uids[i%users], &ev); err != nil {
 			return err
 		}
 	}
-	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Node: "bench", Capacity: capacity, Poll: 50 * time.Millisecond})
-	if err != nil {
-		return err
+	var sched *scheduler.Scheduler
+	for i, st := range stores {
+		disp, err := dispatch.New(dispatch.Config{Store: st, Engine: eng, Node: fmt.Sprintf("bench%d", i), Capacity: capacity, Poll: 50 * time.Millisecond,
+			Self: benchNode(i)})
+		if err != nil {
+			return err
+		}
+		cfg := scheduler.Config{Store: st, Dispatcher: disp}
+		if l, ok := st.(interface{ Leader(context.Context) bool }); ok {
+			cfg.Leader = l.Leader
+		}
+		s, err := scheduler.New(cfg)
+		if err != nil {
+			return err
+		}
+		if err := disp.Start(ctx); err != nil {
+			return err
+		}
+		defer disp.Stop(context.Background())
+		if err := s.Start(ctx); err != nil {
+			return err
+		}
+		defer s.Stop(context.Background())
+		if sched == nil {
+			sched = s
+		}
 	}
-	sched, err := scheduler.New(scheduler.Config{Store: store, Dispatcher: disp})
-	if err != nil {
-		return err
-	}
-	if err := disp.Start(ctx); err != nil {
-		return err
-	}
-	defer disp.Stop(context.Background())
-	if err := sched.Start(ctx); err != nil {
-		return err
-	}
-	defer sched.Stop(context.Background())
 	time.Sleep(2 * time.Second)
 	idleRSS, idleHeap := rssBytes(), heapBytes()
 	fmt.Fprintf(os.Stderr, "%d events scheduled; idle RSS %s; waiting for %s...\n", sched.Events(), human(idleRSS), at.Format(time.TimeOnly))
@@ -169,7 +256,7 @@ func benchSchedule(ctx context.Context, w io.Writer, g *globals, events, users, 
 		if r := rssBytes(); r > peak {
 			peak = r
 		}
-		counts, err := store.Counts(ctx)
+		counts, err := st.Counts(ctx)
 		if err != nil {
 			return err
 		}
@@ -183,7 +270,7 @@ func benchSchedule(ctx context.Context, w io.Writer, g *globals, events, users, 
 	var fire, start []time.Duration
 	before := ""
 	for {
-		xs, err := store.Executions(ctx, sqlite.ExecutionFilter{Limit: 1000, Before: before})
+		xs, err := st.Executions(ctx, store.ExecutionFilter{Limit: 1000, Before: before})
 		if err != nil {
 			return err
 		}
@@ -207,8 +294,8 @@ func benchSchedule(ctx context.Context, w io.Writer, g *globals, events, users, 
 		return fmt.Sprintf("%.1f ms", float64(ds[int(p*float64(len(ds)-1))].Microseconds())/1000)
 	}
 	host, _ := os.Hostname()
-	fmt.Fprintf(w, "schedule: %d events over %d users due at one second, engine %s, capacity %d, %s, %d CPUs, host %s\n\n",
-		events, users, engineName, capacity, time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), host)
+	fmt.Fprintf(w, "schedule: %d events over %d users due at one second, engine %s, %d node(s) of capacity %d, store %s, %s, %d CPUs, host %s\n\n",
+		events, users, engineName, len(stores), capacity, storeLabel, time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), host)
 	fmt.Fprintf(w, "| measure | value |\n|---|---|\n")
 	fmt.Fprintf(w, "| process RSS before defining events | %s |\n", human(rssStart))
 	fmt.Fprintf(w, "| process RSS with %d idle events scheduled | %s (Go heap in use %s) |\n", events, human(idleRSS), human(int64(idleHeap)))

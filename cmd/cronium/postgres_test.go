@@ -161,3 +161,91 @@ func TestStoreCopyToPostgres(t *testing.T) {
 		t.Errorf("the copied secret was not delivered: %q", logs)
 	}
 }
+
+// The database going away while a node serves: the node says so (its log,
+// GET /v1/nodes), starts nothing, keeps the running execution's output and
+// result until the database is back, and recovers by itself.
+func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
+	t.Parallel()
+	pg := startPostgres(t)
+	s := newNode(t, pg.URL, 2)
+	out, err := s.cli("user", "create", "root", "--tier", "pro", "--admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := strings.TrimSpace(out)
+	s.start()
+	ev := map[string]any{"language": "bash", "script": "echo before; sleep 4; echo after"}
+	if st := s.api(key, "PUT", "/v1/events/slow", ev, nil); st != 201 {
+		t.Fatalf("apply: %d", st)
+	}
+	var x cronium.Execution
+	s.api(key, "POST", "/v1/events/slow/trigger", map[string]any{}, &x)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var got cronium.Execution
+		s.api(key, "GET", "/v1/executions/"+x.ID, nil, &got)
+		if got.Status == cronium.StatusRunning {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the execution did not start: %+v", got)
+		}
+	}
+	pg.Kill()
+	var page nodesPage
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		page = nodesPage{}
+		if st := s.api(key, "GET", "/v1/nodes", nil, &page); st != 200 {
+			t.Fatalf("/v1/nodes without the store: %d", st)
+		}
+		if !page.Store.Reachable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/v1/nodes still says the store is reachable: %+v", page)
+		}
+	}
+	if len(page.Items) != 1 || !page.Items[0].Self || page.Items[0].Running != 1 {
+		t.Errorf("/v1/nodes without the store: %+v, want this node alone, running 1", page)
+	}
+	if out, err := s.cli("node", "list", "--token", key); err != nil || !strings.Contains(out, "the store is unreachable") {
+		t.Errorf("node list without the store: %v\n%s", err, out)
+	}
+	if st := s.api(key, "GET", "/v1/executions/"+x.ID, nil, nil); st != 503 {
+		t.Errorf("an execution without the store: %d, want 503", st)
+	}
+	if st := s.api(key, "POST", "/v1/events/slow/trigger", map[string]any{}, nil); st != 503 {
+		t.Errorf("a trigger without the store: %d, want 503", st)
+	}
+	time.Sleep(5 * time.Second) // the script ends meanwhile; its result waits
+	if err := pg.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	xs := s.waitAll(key, 30*time.Second)
+	if len(xs) != 1 || xs[0].Outcome != cronium.Succeeded {
+		t.Fatalf("the execution across the outage: %+v", xs)
+	}
+	if st := s.api(key, "GET", "/v1/executions/"+x.ID, nil, nil); st != 200 {
+		t.Errorf("an execution after the outage: %d", st)
+	}
+	if logs := mustCLI(t, &server{t: t, env: append(s.env, "CRONIUM_TOKEN="+key)}, "exec", "logs", x.ID); logs != "before\nafter\n" {
+		t.Errorf("logs across the outage: %q", logs)
+	}
+	page = nodesPage{}
+	s.api(key, "GET", "/v1/nodes", nil, &page)
+	if !page.Store.Reachable || len(page.Items) != 1 || page.Items[0].State != "up" {
+		t.Errorf("/v1/nodes after the outage: %+v", page)
+	}
+	var y cronium.Execution
+	if st := s.api(key, "POST", "/v1/events/slow/trigger", map[string]any{}, &y); st != 202 {
+		t.Fatalf("trigger after the outage: %d", st)
+	}
+	for _, l := range []string{"the store does not answer", "the store answers again", "admission works again"} {
+		if !strings.Contains(s.log.String(), l) {
+			t.Errorf("the log does not say %q:\n%s", l, s.log)
+		}
+	}
+	if n := strings.Count(s.log.String(), "admit queued executions"); n > 3 {
+		t.Errorf("the admission error was said %d times in a short outage", n)
+	}
+}

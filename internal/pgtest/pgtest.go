@@ -22,9 +22,10 @@ import (
 
 // Server is a running PostgreSQL server.
 type Server struct {
-	dir  string
-	cmd  *exec.Cmd
-	done chan error
+	dir, data string
+	as        func(name string, args ...string) *exec.Cmd
+	cmd       *exec.Cmd
+	done      chan error
 	// URL connects to its database "cronium" as the superuser "cronium".
 	URL string
 }
@@ -80,47 +81,66 @@ func Start(ctx context.Context) (*Server, error) {
 	if out, err := as("initdb", "-D", data, "-A", "trust", "-U", "cronium", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("initdb: %v\n%s", err, out))
 	}
-	s := &Server{dir: dir, done: make(chan error, 1)}
-	logf, err := os.Create(filepath.Join(dir, "postgres.log"))
+	s := &Server{dir: dir, data: data, as: as, done: make(chan error, 1)}
+	if err := s.launch(ctx); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	c, err := pgx.Connect(ctx, "postgres://cronium@/postgres?host="+dir)
+	if err == nil {
+		_, err = c.Exec(ctx, "CREATE DATABASE cronium")
+		c.Close(ctx)
+	}
 	if err != nil {
-		return fail(err)
-	}
-	defer logf.Close()
-	// No TCP (listen_addresses ''), the socket in our directory; durability
-	// off: a test database.
-	s.cmd = as("postgres", "-D", data, "-k", dir, "-c", "listen_addresses=", "-c", "fsync=off",
-		"-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=200")
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		return fail(fmt.Errorf("start postgres: %w", err))
-	}
-	go func() { s.done <- s.cmd.Wait() }()
-	s.URL = "postgres://cronium@/postgres?host=" + dir
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := pgx.Connect(ctx, s.URL)
-		if err == nil {
-			_, err = c.Exec(ctx, "CREATE DATABASE cronium")
-			c.Close(ctx)
-			if err != nil {
-				s.Stop()
-				return nil, fmt.Errorf("create the test database: %w", err)
-			}
-			break
-		}
-		select {
-		case werr := <-s.done:
-			log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("postgres exited: %v\n%s", werr, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("postgres did not accept connections within 30s: %w", err)
-		}
+		s.Stop()
+		return nil, fmt.Errorf("create the test database: %w", err)
 	}
 	s.URL = "postgres://cronium@/cronium?host=" + dir
 	return s, nil
+}
+
+// launch starts postgres on the data directory and waits until it
+// accepts connections.
+func (s *Server) launch(ctx context.Context) error {
+	logf, err := os.OpenFile(filepath.Join(s.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	// No TCP (listen_addresses ''), the socket in our directory; no fsync:
+	// a test database survives its server's crash (Kill), not the machine's.
+	s.cmd = s.as("postgres", "-D", s.data, "-k", s.dir, "-c", "listen_addresses=", "-c", "fsync=off",
+		"-c", "full_page_writes=off", "-c", "max_connections=200")
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	go func() { s.done <- s.cmd.Wait() }()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c, err := pgx.Connect(ctx, "postgres://cronium@/postgres?host="+s.dir)
+		if err == nil {
+			c.Close(ctx)
+			return nil
+		}
+		select {
+		case werr := <-s.done:
+			log, _ := os.ReadFile(filepath.Join(s.dir, "postgres.log"))
+			return fmt.Errorf("postgres exited: %v\n%s", werr, log)
+		default:
+		}
+		if time.Now().After(deadline) {
+			syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.done
+			return fmt.Errorf("postgres did not accept connections within 30s: %w", err)
+		}
+	}
+}
+
+// Restart starts the server again on its data, after Kill: a database
+// that comes back.
+func (s *Server) Restart(ctx context.Context) error {
+	<-s.done // Kill's
+	return s.launch(ctx)
 }
 
 // Stop shuts the server down (fast shutdown) and removes its directory.
