@@ -299,14 +299,14 @@ func (s *Server) authenticate(r *http.Request) (cronium.User, store.KeyInfo, err
 }
 
 // storeDown says whether the store does not answer, and since when: as
-// this node's heartbeats found, or else as the readiness check finds now.
+// this node's heartbeats found, or else as a ping finds now.
 func (s *Server) storeDown(ctx context.Context) (time.Time, bool) {
 	if since := s.cfg.Dispatcher.StoreDown(); !since.IsZero() {
 		return since, true
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if s.cfg.Ready(ctx) != nil {
+	if s.cfg.Store.Ping(ctx) != nil {
 		return time.Now(), true
 	}
 	return time.Time{}, false

@@ -171,10 +171,14 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	d.self = d.cfg.Self
 	d.self.Name, d.self.Capacity = d.cfg.Node, d.cfg.Capacity
 	d.mu.Unlock()
-	if err := d.register(ctx); err != nil {
-		return err
+	err := d.register(ctx)
+	if err == nil {
+		err = d.recover(ctx)
 	}
-	if err := d.recover(ctx); err != nil {
+	if err != nil {
+		d.mu.Lock()
+		d.started = false
+		d.mu.Unlock()
 		return err
 	}
 	go d.loop()
@@ -255,6 +259,12 @@ func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) error {
 		r.cancel(errors.New(reason))
 	}
 	return nil
+}
+
+// WakeAt asks the dispatcher to look at the queue at t (an execution
+// written ahead of its time becomes ready then).
+func (d *Dispatcher) WakeAt(t time.Time) {
+	time.AfterFunc(time.Until(t), d.Wake)
 }
 
 // Runs says whether this node runs the execution now.
@@ -627,7 +637,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 	// after a crash, and so that a run that never reached one is known
 	// never to have started (it may then start elsewhere).
 	spec.Attached = func(sandbox string) error {
-		if err := store.SetSandbox(context.WithoutCancel(ctx), x.ID, sandbox); err != nil {
+		if err := store.SetSandbox(context.WithoutCancel(ctx), x.ID, d.cfg.Node, sandbox); err != nil {
 			return fmt.Errorf("record the execution's sandbox: %w", err)
 		}
 		return nil
@@ -701,7 +711,11 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 	d.mu.Lock()
 	delete(d.running, x.ID)
 	d.mu.Unlock()
-	d.log.Info("execution finished", "execution_id", x.ID, "event", x.Event, "outcome", res.Outcome, "exit_code", res.ExitCode)
+	if finished || err != nil {
+		d.log.Info("execution finished", "execution_id", x.ID, "event", x.Event, "outcome", res.Outcome, "exit_code", res.ExitCode)
+	} else {
+		d.log.Info("execution ended here, its result not recorded: it was finished already, or is no longer this node's", "execution_id", x.ID, "event", x.Event, "outcome", res.Outcome)
+	}
 	if finished && len(f.Notifications) > 0 && d.cfg.Notified != nil {
 		d.cfg.Notified()
 	}
@@ -968,6 +982,7 @@ type logSink struct {
 	truncated bool         // the tail dropped some, as the store is told once (truncSent)
 	truncSent bool
 	lastSeq   uint64
+	failing   bool // the last store of logs failed (said once)
 }
 
 // markerRoom is what the cap leaves for the line that says what was omitted.
@@ -1053,12 +1068,21 @@ func (s *logSink) flush() bool {
 	if err := s.d.cfg.Store.AppendLogs(context.Background(), s.id, batch, trunc); err != nil {
 		// Kept for the next flush, not published: what followers see is
 		// always what the store has.
-		s.d.log.Error("store logs; keeping them for the next attempt", "execution_id", s.id, "chunks", len(batch), "err", err)
 		s.mu.Lock()
+		if !s.failing {
+			s.d.log.Error("store logs; keeping them until the store takes them", "execution_id", s.id, "chunks", len(batch), "err", err)
+		}
+		s.failing = true
 		s.pending = append(batch, s.pending...)
 		s.mu.Unlock()
 		return false
 	}
+	s.mu.Lock()
+	if s.failing {
+		s.d.log.Info("stored the logs kept while the store did not take them", "execution_id", s.id)
+		s.failing = false
+	}
+	s.mu.Unlock()
 	if trunc {
 		s.mu.Lock()
 		s.truncSent = true

@@ -100,6 +100,7 @@ func (d *Dispatcher) heartbeat() {
 			d.log.Error("register this node again", "err", err)
 			return
 		}
+		d.stopLost(ctx)
 	}
 	d.mu.Lock()
 	wait := time.Until(d.reapAfter)
@@ -130,7 +131,11 @@ func (d *Dispatcher) heartbeat() {
 			d.mu.Lock()
 			d.running[x.ID] = &running{userID: x.UserID, cancel: func(error) {}}
 			d.mu.Unlock()
-			d.finish(x, cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: a.Lost, StartedAt: now, EndedAt: now})
+			d.work.Add(1)
+			go func() { // owned by the dispatcher's work group: the lease loop goes on
+				defer d.work.Done()
+				d.finish(x, cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: a.Lost, StartedAt: now, EndedAt: now})
+			}()
 			continue
 		}
 		d.log.Info("adopting a dead node's execution", "execution_id", x.ID, "event", x.Event, "from", a.From.Name)
@@ -138,14 +143,35 @@ func (d *Dispatcher) heartbeat() {
 	}
 }
 
+// stopLost stops this node's runs that other nodes recorded as lost while
+// it was taken for dead (a retry may run elsewhere: the original must not
+// go on beside it). Runs another node adopted are left to their sandbox,
+// which the adopter drives.
+func (d *Dispatcher) stopLost(ctx context.Context) {
+	d.mu.Lock()
+	local := map[string]*running{}
+	for id, r := range d.running {
+		local[id] = r
+	}
+	d.mu.Unlock()
+	for id, r := range local {
+		x, err := d.cfg.Store.Execution(ctx, 0, id)
+		if err != nil || x.Status != cronium.StatusFinished {
+			continue
+		}
+		d.log.Warn("stopping a run another node recorded as lost while this node was taken for dead", "execution_id", id, "recorded", x.Error)
+		r.cancel(errors.New("stopped: another node recorded this execution as lost while this node was taken for dead"))
+	}
+}
+
 // pollCancels cancels this node's executions that a node was asked to
 // cancel (Cancel on another node goes through the store).
 func (d *Dispatcher) pollCancels() {
 	d.mu.Lock()
-	n := len(d.running)
+	n, down := len(d.running), !d.storeDownSince.IsZero()
 	d.mu.Unlock()
-	if n == 0 {
-		return
+	if n == 0 || down {
+		return // nothing to cancel, or no store to ask (said by the heartbeat)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), admitTimeout)
 	defer cancel()

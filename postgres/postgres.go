@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -61,7 +62,12 @@ var Dialect = sqlstore.Dialect{
 	},
 	Clock: `SELECT (extract(epoch from clock_timestamp()) * 1000000)::bigint * 1000`,
 	Lock: func(ctx context.Context, tx *sql.Tx, key string) error {
-		_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, key)
+		// Two keys: the kind (before the first ':', fixed by the code) and
+		// the rest (which may come from users): a user's key can only ever
+		// meet another of its kind, never the queue's or the nodes' lock,
+		// nor the scheduler's (a one-key session lock, another key space).
+		kind, rest, _ := strings.Cut(key, ":")
+		_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))`, kind, rest)
 		return err
 	},
 }
@@ -116,6 +122,8 @@ func (s *Store) Close() error {
 func (s *Store) Leader(ctx context.Context) bool {
 	s.leaderMu.Lock()
 	defer s.leaderMu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, leaderWait)
+	defer cancel()
 	if s.leader != nil {
 		if s.leader.PingContext(ctx) == nil {
 			return true
@@ -128,6 +136,10 @@ func (s *Store) Leader(ctx context.Context) bool {
 	if err != nil {
 		return false
 	}
+	// A leader whose machine dies leaves its session behind: PostgreSQL
+	// drops it, and the lock, once the connection's keepalives go
+	// unanswered for about 30s, instead of the system's default hours.
+	c.ExecContext(ctx, `SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 4; SET tcp_user_timeout = 30000`)
 	var ok bool
 	if err := c.QueryRowContext(ctx, `SELECT pg_try_advisory_lock(hashtext('cronium.scheduler'))`).Scan(&ok); err != nil || !ok {
 		c.Close()
@@ -135,6 +147,23 @@ func (s *Store) Leader(ctx context.Context) bool {
 	}
 	s.leader = c
 	return true
+}
+
+// leaderWait bounds one leadership check: a database that does not answer
+// holds no scheduler.
+const leaderWait = 3 * time.Second
+
+// Resign gives up leading the scheduler (at shutdown, so that another node
+// takes over at once, not when this one's connections close).
+func (s *Store) Resign() {
+	s.leaderMu.Lock()
+	defer s.leaderMu.Unlock()
+	if s.leader != nil {
+		s.leader.ExecContext(context.Background(), `SELECT pg_advisory_unlock(hashtext('cronium.scheduler'))`)
+		s.leader.Raw(func(any) error { return driver.ErrBadConn })
+		s.leader.Close()
+		s.leader = nil
+	}
 }
 
 // WatchEvents calls changed whenever a process on the database changes
@@ -168,8 +197,28 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 	return fmt.Errorf("the store is PostgreSQL (%s): back it up with pg_dump, e.g. pg_dump -Fc -f %s DATABASE_URL", s.url, path)
 }
 
-// MaskURL is a PostgreSQL URL with its password replaced by ***, for messages.
+// MaskURL is a PostgreSQL URL (or key=value connection string) with its
+// password replaced by ***, for messages: the user:password@ part and a
+// password parameter alike.
 func MaskURL(raw string) string {
+	raw = kvPassword.ReplaceAllString(raw, "${1}***")
+	if u, err := url.Parse(raw); err == nil && u.RawQuery != "" {
+		q := u.Query()
+		if q.Has("password") {
+			q.Set("password", "***")
+			u.RawQuery = strings.ReplaceAll(q.Encode(), "%2A%2A%2A", "***")
+			raw = u.String()
+		}
+	}
+	return maskUserinfo(raw)
+}
+
+// kvPassword finds password=VALUE in a key=value connection string (and
+// in a URL's query, where MaskURL decodes it too).
+var kvPassword = regexp.MustCompile(`((?:^|[\s?&])password=)('[^']*'|[^\s&]*)`)
+
+// maskUserinfo masks the password of a URL's user:password@ part.
+func maskUserinfo(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || u.User == nil {
 		if i := strings.Index(raw, "@"); i >= 0 {

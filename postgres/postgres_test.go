@@ -130,3 +130,27 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 		t.Errorf("%d migrations recorded, want %d", n, len(migrations))
 	}
 }
+
+// A password never shows in what MaskURL gives, whichever way it is written.
+func TestMaskURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:s3cret@h/db":                          "postgres://u:***@h/db",
+		"postgres://u@h/db?password=s3cret":                 "postgres://u@h/db?password=***",
+		"postgres://h/db?sslmode=disable&password=s3cret":   "postgres://h/db?password=***&sslmode=disable",
+		"postgres://u:s3%40cret@h/db":                       "postgres://u:***@h/db",
+		"postgresql:///db?host=/tmp&user=u&password=s3cret": "postgresql:///db?host=%2Ftmp&password=***&user=u",
+		"host=db user=u password=s3cret dbname=cronium":     "host=db user=u password=*** dbname=cronium",
+		"host=db password='s3 cret' user=u":                 "host=db password=*** user=u",
+		"postgres://cronium@/cronium?host=/tmp/crpg123":     "postgres://cronium@/cronium?host=/tmp/crpg123",
+	} {
+		got := MaskURL(in)
+		if got != want || strings.Contains(got, "s3") {
+			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for _, u := range []string{"postgres://u@127.0.0.1:1/db?connect_timeout=1&password=s3cret", "postgres://u:s3cret@127.0.0.1:1/db?sslmode=bogus"} {
+		if _, err := Open(context.Background(), u); err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("Open(%s): %v, want an error without the password", u, err)
+		}
+	}
+}

@@ -36,10 +36,18 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 		if err := s.lock(ctx, tx, "cronium.admit"); err != nil {
 			return err
 		}
-		var err error
-		if r.Heads, err = s.readyHeads(ctx, tx, now, perUser); err != nil {
+		// A node taken for dead claims nothing, until it registers again.
+		var down int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE name = ? AND state = 'down'`, node).Scan(&down); err != nil {
 			return err
 		}
+		if down > 0 {
+			return errNodeDown
+		}
+		// The claim time is taken here, before the running counts are read:
+		// an execution recorded as started then was admitted against counts
+		// no older than its start.
+		claimAt := time.Now()
 		r.RunningByUser, r.Tiers = map[int64]int{}, map[int64]string{}
 		rows, err := tx.QueryContext(ctx, `SELECT user_id, node, COUNT(*) FROM executions WHERE status = 'running' GROUP BY user_id, node`)
 		if err != nil {
@@ -61,6 +69,9 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
+			return err
+		}
+		if r.Heads, err = s.readyHeads(ctx, tx, now, perUser); err != nil {
 			return err
 		}
 		if len(r.Heads) == 0 {
@@ -101,13 +112,13 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 			if !ok {
 				continue
 			}
-			res, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'running', started_at = ?, node = ?, reason = '' WHERE id = ? AND status = 'queued'`, now.UnixNano(), node, id)
+			res, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'running', started_at = ?, node = ?, reason = '' WHERE id = ? AND status = 'queued'`, claimAt.UnixNano(), node, id)
 			if err != nil {
 				return fmt.Errorf("claim %s: %w", id, err)
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
 				delete(byID, id)
-				x.Status, x.Node, x.StartedAt, x.Reason = cronium.StatusRunning, node, &now, ""
+				x.Status, x.Node, x.StartedAt, x.Reason = cronium.StatusRunning, node, &claimAt, ""
 				claimed = append(claimed, x)
 			}
 		}
@@ -118,6 +129,13 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 	}
 	return claimed, r, nil
 }
+
+// errNodeDown refuses work to a node the others took for dead.
+var errNodeDown = errors.New("this node's lease ran out and the other nodes took it for dead: it claims nothing until it registers again")
+
+// notDown is the condition that the node named by its one parameter is
+// not taken for dead.
+const notDown = `NOT EXISTS (SELECT 1 FROM nodes WHERE name = ? AND state = 'down')`
 
 // placeholders is n comma-separated ? placeholders.
 func placeholders(n int) string {
@@ -242,16 +260,16 @@ func (s *Store) ReapNodes(ctx context.Context, me store.Node) (store.Reaped, err
 			case n.State == store.NodeUp && n.LeaseUntil.Before(now) && n.Name != me.Name:
 				n.State = store.NodeDown
 				n.DownReason = fmt.Sprintf("its lease ran out at %s (last heartbeat %s)", n.LeaseUntil.Format(time.RFC3339Nano), n.HeartbeatAt.Format(time.RFC3339Nano))
-				if _, err := tx.ExecContext(ctx, `UPDATE nodes SET state = 'down', down_reason = ? WHERE name = ? AND instance = ?`, n.DownReason, n.Name, n.Instance); err != nil {
-					return err
-				}
-				r, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'queued', node = '', started_at = NULL, cancel_reason = '',
-					reason = ? WHERE status = 'running' AND node = ? AND launched_at IS NULL`, "requeued: node "+n.Name+" stopped before starting it", n.Name)
+				// Only if no heartbeat renewed it meanwhile.
+				r, err := tx.ExecContext(ctx, `UPDATE nodes SET state = 'down', down_reason = ? WHERE name = ? AND instance = ? AND state = 'up' AND lease_until < ?`,
+					n.DownReason, n.Name, n.Instance, now.UnixNano())
 				if err != nil {
 					return err
 				}
-				c, _ := r.RowsAffected()
-				out.Requeued += int(c)
+				if c, _ := r.RowsAffected(); c != 1 {
+					liveKeys[n.EngineKey] = true
+					continue
+				}
 				out.Down = append(out.Down, n)
 				down[n.Name] = n
 			case n.State == store.NodeDown:
@@ -260,33 +278,63 @@ func (s *Store) ReapNodes(ctx context.Context, me store.Node) (store.Reaped, err
 				liveKeys[n.EngineKey] = true
 			}
 		}
-		if len(down) == 0 {
-			return nil
-		}
-		// The dead nodes' running executions: mine to re-attach when I
-		// reach their sandboxes; mine to record as lost when no live node does.
-		xs, err := scanExecutions(tx.QueryContext(ctx, `SELECT `+execCols+execFrom+` WHERE x.status = 'running' AND x.node IN (SELECT name FROM nodes WHERE state = 'down')`))
+		// Running executions of nodes that are down, or that no node on the
+		// store is (a node renamed, a copied store): every reap, as a node
+		// taken for dead may have claimed more before it knew.
+		xs, err := scanRunning(tx.QueryContext(ctx, `SELECT `+execCols+`, x.launched_at, x.cancel_reason`+execFrom+` WHERE x.status = 'running'
+			AND x.node NOT IN (SELECT name FROM nodes WHERE state = 'up')`))
 		if err != nil {
 			return err
 		}
 		for _, x := range xs {
-			from := down[x.Node]
-			a := store.Adopted{Execution: x, From: from}
+			from, ok := down[x.Node]
+			if !ok {
+				from = store.Node{Name: x.Node, State: store.NodeDown, DownReason: "no node of that name is on the store"}
+			}
+			if !x.launchedAt.Valid {
+				// Claimed, never launched: back to the queue (or, asked to
+				// cancel meanwhile, cancelled).
+				var r sql.Result
+				if x.cancelReason != "" {
+					r, err = tx.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = 'cancelled', finished_at = ?, reason = ?
+						WHERE id = ? AND status = 'running' AND node = ? AND launched_at IS NULL`, now.UnixNano(), x.cancelReason, x.ID, x.Node)
+				} else {
+					r, err = tx.ExecContext(ctx, `UPDATE executions SET status = 'queued', node = '', started_at = NULL,
+						reason = ? WHERE id = ? AND status = 'running' AND node = ? AND launched_at IS NULL`, "requeued: node "+x.Node+" stopped before starting it", x.ID, x.Node)
+				}
+				if err != nil {
+					return err
+				}
+				if c, _ := r.RowsAffected(); c == 1 {
+					out.Requeued++
+				}
+				continue
+			}
+			// Launched: mine to re-attach when I reach its sandbox; mine to
+			// record as lost when no live node does.
+			a := store.Adopted{From: from}
 			switch {
-			case from.EngineKey == me.EngineKey:
-			case !liveKeys[from.EngineKey]:
-				a.Lost = fmt.Sprintf("lost: node %s stopped (%s), and no live node can reach its sandboxes (%s)", from.Name, from.DownReason, from.EngineKey)
+			case from.EngineKey != "" && from.EngineKey == me.EngineKey:
+			case !liveKeys[from.EngineKey] || from.EngineKey == "":
+				a.Lost = fmt.Sprintf("lost: node %s stopped (%s), and no live node can reach its sandboxes", from.Name, from.DownReason)
+				if from.EngineKey != "" {
+					a.Lost += " (" + from.EngineKey + ")"
+				}
 			default:
 				continue // a live node that reaches them adopts them
 			}
-			r, err := tx.ExecContext(ctx, `UPDATE executions SET node = ? WHERE id = ? AND status = 'running' AND node = ?`, me.Name, x.ID, x.Node)
+			// The sandbox as it is now: read with the adoption.
+			var sandbox string
+			err := tx.QueryRowContext(ctx, `UPDATE executions SET node = ? WHERE id = ? AND status = 'running' AND node = ? RETURNING sandbox`, me.Name, x.ID, x.Node).Scan(&sandbox)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
 			if err != nil {
 				return err
 			}
-			if c, _ := r.RowsAffected(); c == 1 {
-				a.Execution.Node = me.Name
-				out.Adopted = append(out.Adopted, a)
-			}
+			a.Execution = x.Execution
+			a.Execution.Node, a.Execution.Sandbox = me.Name, sandbox
+			out.Adopted = append(out.Adopted, a)
 		}
 		return nil
 	})
@@ -294,6 +342,44 @@ func (s *Store) ReapNodes(ctx context.Context, me store.Node) (store.Reaped, err
 		return store.Reaped{}, fmt.Errorf("reap dead nodes: %w", err)
 	}
 	return out, nil
+}
+
+// runningRow is a running execution with what a reap needs to know.
+type runningRow struct {
+	cronium.Execution
+	launchedAt   sql.NullInt64
+	cancelReason string
+}
+
+// extraScanner scans a row's execCols and then extra columns.
+type extraScanner struct {
+	rows  *sql.Rows
+	extra []any
+}
+
+func (e extraScanner) Scan(dest ...any) error { return e.rows.Scan(append(dest, e.extra...)...) }
+
+// scanRunning reads rows of execCols, launched_at and cancel_reason.
+func scanRunning(rows *sql.Rows, err error) ([]runningRow, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []runningRow
+	for rows.Next() {
+		var r runningRow
+		if r.Execution, err = scanExecution(extraScanner{rows, []any{&r.launchedAt, &r.cancelReason}}); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// Ping implements store.API: one round trip to the database.
+func (s *Store) Ping(ctx context.Context) error {
+	var one int
+	return s.db.QueryRowContext(ctx, `SELECT 1`).Scan(&one)
 }
 
 // Nodes implements store.API.

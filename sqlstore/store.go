@@ -117,9 +117,14 @@ func (s *Store) PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (
 		}
 		ev.UpdatedAt = now
 		spec, _ := json.Marshal(ev)
-		_, err = tx.ExecContext(ctx, `UPDATE events SET spec = ?, enabled = ?, updated_at = ?,
-			last_fire = CASE WHEN ? THEN NULL ELSE last_fire END WHERE id = ?`, string(spec), flag(ev.IsEnabled()), now.Unix(), restart, id)
-		return err
+		if _, err = tx.ExecContext(ctx, `UPDATE events SET spec = ?, enabled = ?, updated_at = ?,
+			last_fire = CASE WHEN ? THEN NULL ELSE last_fire END WHERE id = ?`, string(spec), flag(ev.IsEnabled()), now.Unix(), restart, id); err != nil {
+			return err
+		}
+		if restart || !ev.IsEnabled() {
+			return dropWrittenAhead(ctx, tx, id)
+		}
+		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("save event %s: %w", ev.Name, err)
@@ -223,17 +228,34 @@ func (s *Store) ScheduledEvents(ctx context.Context) ([]store.ScheduledEvent, er
 
 // SetEnabled pauses or resumes an event. Resuming starts the schedule afresh.
 func (s *Store) SetEnabled(ctx context.Context, userID int64, name string, enabled bool) error {
-	r, err := s.db.ExecContext(ctx, `UPDATE events SET enabled = ?, spec = `+s.d.JSONSet("spec", "enabled")+`, updated_at = ?,
-		last_fire = CASE WHEN ? THEN NULL ELSE last_fire END WHERE user_id = ? AND name = ? AND deleted = 0`,
-		flag(enabled), fmt.Sprint(enabled), time.Now().Unix(), enabled, userID, name)
+	err := s.tx(ctx, func(tx *Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `UPDATE events SET enabled = ?, spec = `+s.d.JSONSet("spec", "enabled")+`, updated_at = ?,
+			last_fire = CASE WHEN ? THEN NULL ELSE last_fire END WHERE user_id = ? AND name = ? AND deleted = 0 RETURNING id`,
+			flag(enabled), fmt.Sprint(enabled), time.Now().Unix(), enabled, userID, name).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: event %s", cronium.ErrNotFound, name)
+		}
+		if err != nil || enabled {
+			return err
+		}
+		return dropWrittenAhead(ctx, tx, id)
+	})
 	if err != nil {
 		return fmt.Errorf("set event %s enabled=%v: %w", name, enabled, err)
 	}
-	if n, _ := r.RowsAffected(); n == 0 {
-		return fmt.Errorf("%w: event %s", cronium.ErrNotFound, name)
-	}
 	s.eventsChanged(ctx)
 	return nil
+}
+
+// dropWrittenAhead deletes the event's scheduled executions written ahead
+// of their time (queued, not yet due): a paused or rescheduled event does
+// not run them. They are deleted, not cancelled, so that the same time can
+// be fired again under the new schedule.
+func dropWrittenAhead(ctx context.Context, tx *Tx, eventID int64) error {
+	_, err := tx.ExecContext(ctx, `DELETE FROM executions WHERE event_id = ? AND status = 'queued' AND scheduled_at IS NOT NULL AND not_before > ?`,
+		eventID, time.Now().UnixNano())
+	return err
 }
 
 // SetPackageLock records a rebuilt package layer on event id, if the event
@@ -785,8 +807,8 @@ func (s *Store) SetOutput(ctx context.Context, id string, v json.RawMessage) err
 // SetStrategy implements store.Dispatching: the strategy a running
 // execution got and why, and that it is launched (see ReapNodes).
 func (s *Store) SetStrategy(ctx context.Context, id, node, strategy, reason string) (bool, error) {
-	r, err := s.db.ExecContext(ctx, `UPDATE executions SET strategy = ?, strategy_reason = ?, launched_at = ? WHERE id = ? AND status = 'running' AND (? = '' OR node = ?)`,
-		strategy, reason, time.Now().UnixNano(), id, node, node)
+	r, err := s.db.ExecContext(ctx, `UPDATE executions SET strategy = ?, strategy_reason = ?, launched_at = ? WHERE id = ? AND status = 'running' AND (? = '' OR node = ?) AND `+notDown,
+		strategy, reason, time.Now().UnixNano(), id, node, node, node)
 	if err != nil {
 		return false, fmt.Errorf("record the strategy of execution %s: %w", id, err)
 	}
@@ -794,10 +816,18 @@ func (s *Store) SetStrategy(ctx context.Context, id, node, strategy, reason stri
 	return n == 1, nil
 }
 
-// SetSandbox records the warm sandbox an execution runs in.
-func (s *Store) SetSandbox(ctx context.Context, id, sandbox string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE executions SET sandbox = ? WHERE id = ?`, sandbox, id)
-	return err
+// SetSandbox records the sandbox a running execution of node is handed
+// to; a conflict when it is no longer node's (taken for dead meanwhile).
+func (s *Store) SetSandbox(ctx context.Context, id, node, sandbox string) error {
+	r, err := s.db.ExecContext(ctx, `UPDATE executions SET sandbox = ? WHERE id = ? AND status = 'running' AND (? = '' OR node = ?) AND `+notDown,
+		sandbox, id, node, node, node)
+	if err != nil {
+		return err
+	}
+	if n, _ := r.RowsAffected(); n != 1 {
+		return fmt.Errorf("%w: execution %s is no longer node %s's to run", cronium.ErrConflict, id, node)
+	}
+	return nil
 }
 
 // SetCondition stores an execution's condition.

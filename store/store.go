@@ -88,7 +88,10 @@ type Dispatching interface {
 	// why, and that it is launched from now on; false when it is no longer
 	// node's to run (its claim was returned to the queue).
 	SetStrategy(ctx context.Context, id, node, strategy, reason string) (bool, error)
-	SetSandbox(ctx context.Context, id, sandbox string) error
+	// SetSandbox records the sandbox a running execution of node is handed
+	// to, before the script is; an error (ErrConflict: it is no longer
+	// node's) means it must not be handed over.
+	SetSandbox(ctx context.Context, id, node, sandbox string) error
 	// LastSeq is the highest stored log sequence number of an execution.
 	LastSeq(ctx context.Context, id string) (uint64, error)
 	// AppendLogs stores chunks (duplicates by seq are ignored).
@@ -138,6 +141,8 @@ type API interface {
 	NotificationsFor(ctx context.Context, executionID string) ([]notify.Delivery, error)
 	// Nodes lists the nodes on the store, by name.
 	Nodes(ctx context.Context) ([]Node, error)
+	// Ping says whether the store answers.
+	Ping(ctx context.Context) error
 
 	// Variables, secrets (sealed) and notification channels (sealed).
 	Variable(ctx context.Context, userID int64, key string) (json.RawMessage, error)

@@ -23,6 +23,7 @@ func init() {
 	add("ConcurrentIncrementsSumExactly", testConcurrentIncrementsSumExactly)
 	add("ConcurrentEnqueueOfOneFireIsOnce", testConcurrentEnqueueOfOneFireIsOnce)
 	add("UnreadableStoredDataIsSaid", testUnreadableStoredDataIsSaid)
+	add("WrittenAheadFires", testWrittenAheadFires)
 }
 
 func testQueueExactlyOnce(t *testing.T, h Harness) {
@@ -305,5 +306,55 @@ func testUnreadableStoredDataIsSaid(t *testing.T, h Harness) {
 	}
 	if e, err := st.Event(ctx, u.ID, "e"); err != nil || e.Script != "y" {
 		t.Errorf("event after replacing a broken spec: %+v %v", e, err)
+	}
+}
+
+// A fire written ahead of its time waits for it, and pausing or
+// rescheduling its event removes it (so that the time can fire again).
+func testWrittenAheadFires(t *testing.T, h Harness) {
+	st := open(t, h)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x", Schedule: "@every 1m"}
+	ev.Normalize(cronium.DefaultTiers()["free"])
+	st.PutEvent(ctx, u.ID, &ev)
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	write := func() string {
+		x := &cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerSchedule, ScheduledAt: &at, NotBefore: at, Attempt: 1, Strategy: "cold"}
+		if n, err := st.EnqueueMany(ctx, []*cronium.Execution{x}, []time.Time{at}); n != 1 || err != nil {
+			t.Fatalf("write ahead: %d %v", n, err)
+		}
+		return x.ID
+	}
+	id := write()
+	if xs, _ := st.ReadyHeads(ctx, time.Now(), 10); len(xs) != 0 {
+		t.Errorf("a fire written ahead is ready before its time: %+v", xs)
+	}
+	if xs, _ := st.ReadyHeads(ctx, at, 10); len(xs) != 1 || xs[0].ID != id {
+		t.Errorf("at its time: %+v, want it ready", xs)
+	}
+	if err := st.SetEnabled(ctx, u.ID, "e", false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Execution(ctx, u.ID, id); !errors.Is(err, cronium.ErrNotFound) {
+		t.Errorf("after a pause the fire written ahead is %v, want gone", err)
+	}
+	if n, _ := st.EnqueueMany(ctx, []*cronium.Execution{{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerSchedule, ScheduledAt: &at, NotBefore: at, Attempt: 1}}, []time.Time{at}); n != 0 {
+		t.Error("a paused event's fire was stored")
+	}
+	st.SetEnabled(ctx, u.ID, "e", true)
+	id = write() // the same time fires again once resumed
+	ev.Schedule = "@every 2m"
+	if _, err := st.PutEvent(ctx, u.ID, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Execution(ctx, u.ID, id); !errors.Is(err, cronium.ErrNotFound) {
+		t.Errorf("after a new schedule the fire written ahead is %v, want gone", err)
+	}
+	id = write()
+	ev.Script = "y"
+	st.PutEvent(ctx, u.ID, &ev)
+	if _, err := st.Execution(ctx, u.ID, id); err != nil {
+		t.Errorf("a script edit removed the fire written ahead: %v", err)
 	}
 }

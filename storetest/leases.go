@@ -19,6 +19,10 @@ func init() {
 	add("RegisterRefusesALiveNodesName", testRegisterRefusesALiveNodesName)
 	add("AdmitRoundsHoldTiersAcrossStores", testAdmitRoundsHoldTiersAcrossStores)
 	add("CancelRequestsReachTheRunningNode", testCancelRequestsReachTheRunningNode)
+	add("ZombieClaimsNothing", testZombieClaimsNothing)
+	add("ZombieRecordsNoSandbox", testZombieRecordsNoSandbox)
+	add("CancelOfAnUnlaunchedClaimHolds", testCancelOfAnUnlaunchedClaimHolds)
+	add("RunningOfAnUnknownNodeIsReaped", testRunningOfAnUnknownNodeIsReaped)
 }
 
 func node(name, key string) store.Node {
@@ -138,10 +142,18 @@ func testReapLeavesOrLosesWhatItCannotReach(t *testing.T, h Harness) {
 	if r, _ := b.ReapNodes(ctx, nc); len(r.Adopted) != 1 || r.Adopted[0].Lost != "" {
 		t.Errorf("c reaped %+v, want a's execution to re-attach", r)
 	}
-	// Now with no node on a's engine alive.
+	// Now with no node on a's engine alive: a comes back, launches, and
+	// dies with c.
+	na.Instance = "a-2"
+	if err := a.RegisterNode(ctx, na, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	ys := claimed(t, a, "bob", "a", 1)
-	a.SetStrategy(ctx, ys[0].ID, "a", "cold", "test")
-	expire(t, a, nc) // c dies too
+	if ok, _ := a.SetStrategy(ctx, ys[0].ID, "a", "cold", "test"); !ok {
+		t.Fatal("launch on a")
+	}
+	expire(t, a, na)
+	expire(t, a, nc)
 	r, _ := b.ReapNodes(ctx, nb)
 	var lost *store.Adopted
 	for i := range r.Adopted {
@@ -271,5 +283,123 @@ func testCancelRequestsReachTheRunningNode(t *testing.T, h Harness) {
 	a.FinishWith(ctx, xs[0].ID, "a", cronium.Result{Outcome: cronium.Cancelled, EndedAt: time.Now()}, "", store.FollowUps{})
 	if ok, _ := b.RequestCancel(ctx, xs[0].ID, "again"); ok {
 		t.Error("asked to cancel a finished execution")
+	}
+}
+
+// A node taken for dead while still alive (a partition, a pause) claims
+// nothing more; what it claimed just before it knew goes back to the queue
+// at the next reap, never recorded lost: it never started.
+func testZombieClaimsNothing(t *testing.T, h Harness) {
+	a := open(t, h)
+	b := again(t, h, a)
+	ctx := context.Background()
+	na, nb := node("a", "docker on ha"), node("b", "docker on hb")
+	b.RegisterNode(ctx, nb, time.Minute)
+	u, ev := newEvent(t, a, "zed")
+	x, y := manual(u, ev), manual(u, ev)
+	a.EnqueueMany(ctx, []*cronium.Execution{x, y}, nil)
+	a.ClaimMany(ctx, []string{y.ID}, "a", time.Now()) // claimed just before a knew
+	expire(t, a, na)
+	if r, err := b.ReapNodes(ctx, nb); err != nil || len(r.Down) != 1 || r.Requeued != 1 {
+		t.Fatalf("reap: %+v %v", r, err)
+	}
+	got, _, err := a.AdmitRound(ctx, "a", time.Now(), 4, func(r store.Round) []string {
+		var ids []string
+		for _, h := range r.Heads {
+			ids = append(ids, h.ID)
+		}
+		return ids
+	})
+	if len(got) != 0 || err == nil || !strings.Contains(err.Error(), "taken it for dead") && !strings.Contains(err.Error(), "took it for dead") {
+		t.Errorf("a node taken for dead claimed %d (%v)", len(got), err)
+	}
+	// A claim the dead node made anyway (before its reap was seen) is
+	// requeued by the next reap, not lost.
+	a.ClaimMany(ctx, []string{x.ID}, "a", time.Now())
+	r, _ := b.ReapNodes(ctx, nb)
+	if r.Requeued != 1 || len(r.Adopted) != 0 {
+		t.Errorf("the next reap: %+v, want the never-launched claim requeued", r)
+	}
+	if z, _ := b.Execution(ctx, 0, x.ID); z.Status != cronium.StatusQueued {
+		t.Errorf("the claim: %s, want queued again", z.Status)
+	}
+	// Registered again, it works again.
+	na.Instance = "a-2"
+	if err := a.RegisterNode(ctx, na, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := a.AdmitRound(ctx, "a", time.Now(), 4, func(r store.Round) []string { return []string{x.ID} }); len(got) != 1 || err != nil {
+		t.Errorf("after registering again: %d %v", len(got), err)
+	}
+}
+
+// A node taken for dead cannot record a sandbox (so it never hands the
+// script over) for an execution another node adopted; an adopter sees
+// the sandbox as it is when it adopts.
+func testZombieRecordsNoSandbox(t *testing.T, h Harness) {
+	a := open(t, h)
+	b := again(t, h, a)
+	ctx := context.Background()
+	na, nb := node("a", "docker on h"), node("b", "docker on h")
+	xs := claimed(t, a, "alice", "a", 2)
+	for _, x := range xs {
+		if ok, _ := a.SetStrategy(ctx, x.ID, "a", "cold", "test"); !ok {
+			t.Fatal("launch")
+		}
+	}
+	if err := a.SetSandbox(ctx, xs[1].ID, "a", "warm-1"); err != nil {
+		t.Fatal(err)
+	}
+	b.RegisterNode(ctx, nb, time.Minute)
+	expire(t, a, na)
+	r, _ := b.ReapNodes(ctx, nb)
+	sandboxes := map[string]string{}
+	for _, ad := range r.Adopted {
+		sandboxes[ad.Execution.ID] = ad.Execution.Sandbox
+	}
+	if len(r.Adopted) != 2 || sandboxes[xs[0].ID] != "" || sandboxes[xs[1].ID] != "warm-1" {
+		t.Errorf("adopted: %+v", r.Adopted)
+	}
+	if err := a.SetSandbox(ctx, xs[0].ID, "a", xs[0].ID); !errors.Is(err, cronium.ErrConflict) {
+		t.Errorf("the old owner recorded a sandbox for an adopted execution: %v", err)
+	}
+	if err := b.SetSandbox(ctx, xs[0].ID, "b", xs[0].ID); err != nil {
+		t.Errorf("the adopter's sandbox: %v", err)
+	}
+}
+
+// A cancel asked of a claimed execution whose node dies before launching
+// it is kept: the execution ends cancelled, never back in the queue.
+func testCancelOfAnUnlaunchedClaimHolds(t *testing.T, h Harness) {
+	a := open(t, h)
+	b := again(t, h, a)
+	ctx := context.Background()
+	na, nb := node("a", "docker on h"), node("b", "docker on h")
+	xs := claimed(t, a, "alice", "a", 1)
+	if ok, _ := b.RequestCancel(ctx, xs[0].ID, "cancelled by alice"); !ok {
+		t.Fatal("request cancel")
+	}
+	b.RegisterNode(ctx, nb, time.Minute)
+	expire(t, a, na)
+	b.ReapNodes(ctx, nb)
+	y, _ := b.Execution(ctx, 0, xs[0].ID)
+	if y.Status != cronium.StatusFinished || y.Outcome != cronium.Cancelled || y.Reason != "cancelled by alice" {
+		t.Errorf("after the reap: %s %s %q, want finished, cancelled by alice", y.Status, y.Outcome, y.Reason)
+	}
+}
+
+// Running executions of a node no node on the store is (renamed, or a
+// copied store's) do not hold their users' tiers for ever: a reap ends
+// them as lost, saying why.
+func testRunningOfAnUnknownNodeIsReaped(t *testing.T, h Harness) {
+	st := open(t, h)
+	ctx := context.Background()
+	nb := node("b", "docker on h")
+	xs := claimed(t, st, "alice", "old-name", 1)
+	st.SetStrategy(ctx, xs[0].ID, "old-name", "cold", "test")
+	st.RegisterNode(ctx, nb, time.Minute)
+	r, _ := st.ReapNodes(ctx, nb)
+	if len(r.Adopted) != 1 || !strings.Contains(r.Adopted[0].Lost, "no node of that name") {
+		t.Errorf("reap: %+v", r)
 	}
 }

@@ -199,6 +199,10 @@ func TestThreeNodesOneKilled(t *testing.T) {
 	checkLimits(t, all, adopted, func(name string) int { return byName[name].limit }, capacity, nodes[2].node, killed)
 }
 
+// recordSlack is how much earlier than the store learns of it a run's
+// recorded end may be.
+const recordSlack = 5 * time.Millisecond
+
 // checkLimits checks from the recorded (start, end) times that no user was
 // ever above their tier, no node above its capacity (adopted executions
 // aside: they run on top), and that at each start no other waiting user,
@@ -214,7 +218,10 @@ func checkLimits(t *testing.T, all map[string]cronium.Execution, adopted map[str
 	runningAt := func(at time.Time, keep func(cronium.Execution) bool) map[string]int {
 		m := map[string]int{}
 		for _, y := range xs {
-			if keep(y) && !y.StartedAt.After(at) && y.FinishedAt.After(at) {
+			// A run's recorded end comes a little before the store learns of
+			// it (it is the engine's): within recordSlack of a start, the two
+			// are not counted as overlapping.
+			if keep(y) && !y.StartedAt.After(at) && y.FinishedAt.After(at.Add(recordSlack)) {
 				m[y.User]++
 			}
 		}

@@ -262,7 +262,7 @@ func serve(g *globals, cfg serverConfig) error {
 	if err != nil {
 		return err
 	}
-	schedCfg := scheduler.Config{Store: store, Dispatcher: disp, Logger: log}
+	schedCfg := scheduler.Config{Store: store, Dispatcher: disp, Logger: log, Ahead: scheduleAhead}
 	if l, ok := store.(interface{ Leader(context.Context) bool }); ok {
 		schedCfg.Leader = l.Leader // several nodes: one fires
 	}
@@ -413,6 +413,9 @@ func serve(g *globals, cfg serverConfig) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace.D())
 	defer cancel()
 	sched.Stop(sctx)
+	if r, ok := store.(interface{ Resign() }); ok {
+		r.Resign() // another node leads the scheduler at once
+	}
 	if err := disp.Stop(sctx); err != nil {
 		// Warm sandboxes still running executions stay for the next start to
 		// re-attach (the idle ones are removed then too). Their goroutines

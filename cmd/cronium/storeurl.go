@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/postgres"
@@ -45,11 +46,7 @@ func parseStore(field, v, dataDir string) (storeTarget, error) {
 	case strings.HasPrefix(v, "postgres://"), strings.HasPrefix(v, "postgresql://"):
 		return storeTarget{"postgres", v}, nil
 	}
-	shown := v
-	if strings.Contains(v, "@") {
-		shown = postgres.MaskURL(v)
-	}
-	return storeTarget{}, cronium.Invalid(field, shown, "is not a store: "+storeForms)
+	return storeTarget{}, cronium.Invalid(field, postgres.MaskURL(v), "is not a store: "+storeForms)
 }
 
 // storeTarget is the store the configuration names.
@@ -81,3 +78,7 @@ func selfNode(cfg serverConfig, caps cronium.Capabilities) store.Node {
 	return store.Node{Host: host, DataDir: dir, Engine: caps.Name, Version: version,
 		EngineKey: caps.Name + " at " + caps.Address + " on " + host}
 }
+
+// scheduleAhead is how long before their time the fires of events whose
+// runs may overlap are written to the queue (scheduler.Config.Ahead).
+const scheduleAhead = 2 * time.Second
