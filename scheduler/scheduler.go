@@ -42,6 +42,12 @@ type Config struct {
 	// several nodes on one store, one leads (the others keep their
 	// schedules, for NextFire, and fire nothing). Nil: this one always fires.
 	Leader func(ctx context.Context) bool
+	// Ahead is how long before its time a fire of an event whose runs may
+	// overlap (concurrency allow) is written to the queue, not to be
+	// started before its time (its not-before): at the second itself only
+	// the start remains. Pausing or rescheduling the event removes what
+	// was written ahead. 0: each fire is written at its time.
+	Ahead time.Duration
 	// Grace is how far back a scheduler that just became leader fires the
 	// times its predecessor may have missed, whatever the events'
 	// missed_runs policy says (older ones follow it). Default 1m.
@@ -73,7 +79,26 @@ type entry struct {
 	sched  *schedule.Schedule
 	key    string
 	next   time.Time
+	// fireAt is when next is written to the queue: next, or Ahead before
+	// it for an event whose runs may overlap (see plan).
+	fireAt time.Time
 	index  int
+}
+
+// plan sets e.fireAt from e.next (s.mu held).
+func (s *Scheduler) plan(e *entry) {
+	e.fireAt = e.next
+	if c := e.ev.Concurrency; s.cfg.Ahead > 0 && (c == "" || c == cronium.ConcurrencyAllow) {
+		e.fireAt = e.next.Add(-s.cfg.Ahead)
+	}
+}
+
+// later is the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // New returns a stopped scheduler.
@@ -185,7 +210,7 @@ func (s *Scheduler) loop() {
 		s.mu.Lock()
 		var wait <-chan time.Time
 		if len(s.queue) > 0 {
-			wait = s.cfg.Clock.After(s.queue[0].next.Sub(s.cfg.Clock.Now()))
+			wait = s.cfg.Clock.After(s.queue[0].fireAt.Sub(s.cfg.Clock.Now()))
 		}
 		s.mu.Unlock()
 		select {
@@ -315,6 +340,7 @@ func (s *Scheduler) push(e *entry) {
 		s.log.Error(unscheduled, "event", e.ev.Name, "user", e.ev.User, "schedule", e.ev.Schedule, "timezone", e.ev.Timezone)
 		return
 	}
+	s.plan(e)
 	heap.Push(&s.queue, e)
 }
 
@@ -366,16 +392,17 @@ func (s *Scheduler) fireDue(ctx context.Context) error {
 	now := s.cfg.Clock.Now()
 	var due []fire
 	s.mu.Lock()
-	for len(s.queue) > 0 && !s.queue[0].next.After(now) {
+	for len(s.queue) > 0 && !s.queue[0].fireAt.After(now) {
 		e := s.queue[0]
 		due = append(due, fire{e: e, at: e.next})
 		// Fires between e.next and now (a stalled process) are skipped, not burst.
-		e.next = next(e.sched, now)
+		e.next = next(e.sched, later(e.next, now))
 		if e.next.IsZero() {
 			heap.Pop(&s.queue)
 			s.log.Error(unscheduled, "event", e.ev.Name, "user", e.ev.User, "schedule", e.ev.Schedule, "timezone", e.ev.Timezone)
 			continue
 		}
+		s.plan(e)
 		heap.Fix(&s.queue, 0)
 	}
 	s.mu.Unlock()
@@ -390,9 +417,11 @@ func (s *Scheduler) fireDue(ctx context.Context) error {
 			switch {
 			case f.e.index >= 0 && f.at.Before(f.e.next):
 				f.e.next = f.at
+				s.plan(f.e)
 				heap.Fix(&s.queue, f.e.index)
 			case f.e.index < 0 && s.entries[f.e.ev.ID] == f.e:
 				f.e.next = f.at // its last fire: out of the queue since
+				s.plan(f.e)
 				heap.Push(&s.queue, f.e)
 			}
 		}
@@ -464,6 +493,7 @@ func (s *Scheduler) fire(ctx context.Context, fs []fire) error {
 		batch = append(batch, &cronium.Execution{
 			EventID: ev.ID, UserID: f.e.userID, Trigger: cronium.TriggerSchedule, ScheduledAt: &at,
 			Attempt: 1, Strategy: ev.Strategy, Priority: ev.Priority,
+			NotBefore: at, // written ahead of its time, it waits for it
 		})
 		times = append(times, at)
 	}
@@ -478,6 +508,17 @@ func (s *Scheduler) fire(ctx context.Context, fs []fire) error {
 	s.fired += int64(n)
 	s.mu.Unlock()
 	s.cfg.Dispatcher.Wake()
+	if w, ok := s.cfg.Dispatcher.(interface{ WakeAt(time.Time) }); ok {
+		first := times[0]
+		for _, t := range times {
+			if t.Before(first) {
+				first = t
+			}
+		}
+		if first.After(s.cfg.Clock.Now()) {
+			w.WakeAt(first) // written ahead: the dispatcher looks again at its time
+		}
+	}
 	return nil
 }
 
@@ -485,7 +526,7 @@ func (s *Scheduler) fire(ctx context.Context, fs []fire) error {
 type fireHeap []*entry
 
 func (h fireHeap) Len() int           { return len(h) }
-func (h fireHeap) Less(i, j int) bool { return h[i].next.Before(h[j].next) }
+func (h fireHeap) Less(i, j int) bool { return h[i].fireAt.Before(h[j].fireAt) }
 func (h fireHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].index = i; h[j].index = j }
 func (h *fireHeap) Push(x any)        { e := x.(*entry); e.index = len(*h); *h = append(*h, e) }
 func (h *fireHeap) Pop() any {
