@@ -288,6 +288,7 @@ func (d *Dispatcher) loop() {
 	defer close(d.loopDone)
 	t := time.NewTicker(d.cfg.Poll)
 	defer t.Stop()
+	var last time.Time // the last admission round
 	for {
 		select {
 		case <-d.stop:
@@ -296,6 +297,18 @@ func (d *Dispatcher) loop() {
 			d.pollCancels()
 		case <-d.wake:
 		}
+		// A round costs the same for one free slot as for many: while work
+		// ends fast, rounds are spaced by roundGap unless a quarter of the
+		// capacity is free, so that each admits several (a lone trigger on
+		// an idle node is admitted at once).
+		if gap := time.Since(last); gap < roundGap && d.Running() > d.cfg.Capacity*3/4 {
+			select {
+			case <-d.stop:
+				return
+			case <-time.After(roundGap - gap):
+			}
+		}
+		last = time.Now()
 		for {
 			// Bounded: a stuck store must not hold the loop (and Stop) forever.
 			// Not cancelled by Stop: a pass that claimed executions launches them.
@@ -309,6 +322,9 @@ func (d *Dispatcher) loop() {
 		}
 	}
 }
+
+// roundGap spaces admission rounds while the node is nearly full.
+const roundGap = 10 * time.Millisecond
 
 // admitFailed says an admission pass's error, once when the store starts
 // failing and then at most every admitErrorEvery, and when it answers again.
@@ -376,7 +392,9 @@ func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 	local := len(d.running)
 	d.mu.Unlock()
 	now := time.Now()
-	const heads = 4
+	// At most 4 heads per user, and no more than there are free slots: a
+	// round after one run ended reads each user's first only.
+	heads := min(4, max(1, d.cfg.Capacity-local))
 	var (
 		queues  map[int64][]cronium.Execution
 		perUser map[int64]int

@@ -32,7 +32,17 @@ func (s *Store) clock(ctx context.Context, tx *Tx) (time.Time, error) {
 func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perUser int, pick func(store.Round) []string) ([]cronium.Execution, store.Round, error) {
 	var r store.Round
 	var claimed []cronium.Execution
-	err := s.tx(ctx, func(tx *Tx) error {
+	// The heads are read before the round's transaction, which then stays
+	// short (SQLite's one connection serves running executions meanwhile):
+	// a head another node claims meanwhile is not claimed again (the claim
+	// wants it queued), and the counts the limits are checked against are
+	// read under the lock.
+	heads, err := s.readyHeads(ctx, nil, now, perUser)
+	if err != nil {
+		return nil, r, fmt.Errorf("admission round: %w", err)
+	}
+	err = s.tx(ctx, func(tx *Tx) error {
+		r.Heads = heads
 		if err := s.lock(ctx, tx, "cronium.admit"); err != nil {
 			return err
 		}
@@ -69,9 +79,6 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return err
-		}
-		if r.Heads, err = s.readyHeads(ctx, tx, now, perUser); err != nil {
 			return err
 		}
 		if len(r.Heads) == 0 {

@@ -56,7 +56,7 @@ func newBenchScheduleCmd(g *globals) *cobra.Command {
 scheduled for the same second about 20 s ahead, runs the real scheduler,
 dispatcher and store in this process, and reports: memory with the
 events defined and idle, fire lateness (scheduled time to when the execution
-is queued and due: fires are written up to 2 s ahead, due at their time) and start
+is queued and due: fires are written up to 5 s ahead, due at their time) and start
 lateness (scheduled time to start) p50/p99, time until all have started, and
 peak memory. --engine instant finishes each execution at once, so the numbers
 are the control plane's; --engine docker starts real containers.

@@ -81,4 +81,4 @@ func selfNode(cfg serverConfig, caps cronium.Capabilities) store.Node {
 
 // scheduleAhead is how long before their time the fires of events whose
 // runs may overlap are written to the queue (scheduler.Config.Ahead).
-const scheduleAhead = 2 * time.Second
+const scheduleAhead = 5 * time.Second
