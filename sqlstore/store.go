@@ -121,8 +121,11 @@ func (s *Store) PutEvent(ctx context.Context, userID int64, ev *cronium.Event) (
 			last_fire = CASE WHEN ? THEN NULL ELSE last_fire END WHERE id = ?`, string(spec), flag(ev.IsEnabled()), now.Unix(), restart, id); err != nil {
 			return err
 		}
-		if restart || !ev.IsEnabled() {
-			return dropWrittenAhead(ctx, tx, id)
+		switch {
+		case !ev.IsEnabled():
+			return cancelWrittenAhead(ctx, tx, id, "the event was paused before its time")
+		case restart:
+			return cancelWrittenAhead(ctx, tx, id, "the event's schedule changed before its time")
 		}
 		return nil
 	})
@@ -239,7 +242,7 @@ func (s *Store) SetEnabled(ctx context.Context, userID int64, name string, enabl
 		if err != nil || enabled {
 			return err
 		}
-		return dropWrittenAhead(ctx, tx, id)
+		return cancelWrittenAhead(ctx, tx, id, "the event was paused before its time")
 	})
 	if err != nil {
 		return fmt.Errorf("set event %s enabled=%v: %w", name, enabled, err)
@@ -248,13 +251,14 @@ func (s *Store) SetEnabled(ctx context.Context, userID int64, name string, enabl
 	return nil
 }
 
-// dropWrittenAhead deletes the event's scheduled executions written ahead
-// of their time (queued, not yet due): a paused or rescheduled event does
-// not run them. They are deleted, not cancelled, so that the same time can
-// be fired again under the new schedule.
-func dropWrittenAhead(ctx context.Context, tx *Tx, eventID int64) error {
-	_, err := tx.ExecContext(ctx, `DELETE FROM executions WHERE event_id = ? AND status = 'queued' AND scheduled_at IS NOT NULL AND not_before > ?`,
-		eventID, time.Now().UnixNano())
+// cancelWrittenAhead cancels the event's scheduled executions written
+// ahead of their time (queued, not yet due), saying why: a paused or
+// rescheduled event does not run them. They stay, cancelled, in its
+// history; their times are not fired again.
+func cancelWrittenAhead(ctx context.Context, tx *Tx, eventID int64, why string) error {
+	now := time.Now().UnixNano()
+	_, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = 'cancelled', finished_at = ?, reason = ?
+		WHERE event_id = ? AND status = 'queued' AND scheduled_at IS NOT NULL AND not_before > ?`, now, why, eventID, now)
 	return err
 }
 

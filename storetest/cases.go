@@ -310,7 +310,7 @@ func testUnreadableStoredDataIsSaid(t *testing.T, h Harness) {
 }
 
 // A fire written ahead of its time waits for it, and pausing or
-// rescheduling its event removes it (so that the time can fire again).
+// rescheduling its event cancels it, saying why.
 func testWrittenAheadFires(t *testing.T, h Harness) {
 	st := open(t, h)
 	ctx := context.Background()
@@ -318,15 +318,23 @@ func testWrittenAheadFires(t *testing.T, h Harness) {
 	ev := cronium.Event{Name: "e", Language: cronium.Bash, Script: "x", Schedule: "@every 1m"}
 	ev.Normalize(cronium.DefaultTiers()["free"])
 	st.PutEvent(ctx, u.ID, &ev)
-	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-	write := func() string {
+	base := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	write := func(k int) (string, time.Time) {
+		at := base.Add(time.Duration(k) * time.Minute)
 		x := &cronium.Execution{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerSchedule, ScheduledAt: &at, NotBefore: at, Attempt: 1, Strategy: "cold"}
 		if n, err := st.EnqueueMany(ctx, []*cronium.Execution{x}, []time.Time{at}); n != 1 || err != nil {
 			t.Fatalf("write ahead: %d %v", n, err)
 		}
-		return x.ID
+		return x.ID, at
 	}
-	id := write()
+	cancelled := func(id, why string) {
+		t.Helper()
+		x, err := st.Execution(ctx, u.ID, id)
+		if err != nil || x.Status != cronium.StatusFinished || x.Outcome != cronium.Cancelled || !strings.Contains(x.Reason, why) {
+			t.Errorf("the fire written ahead: %s %s %q %v, want cancelled: %s", x.Status, x.Outcome, x.Reason, err, why)
+		}
+	}
+	id, at := write(0)
 	if xs, _ := st.ReadyHeads(ctx, time.Now(), 10); len(xs) != 0 {
 		t.Errorf("a fire written ahead is ready before its time: %+v", xs)
 	}
@@ -336,25 +344,22 @@ func testWrittenAheadFires(t *testing.T, h Harness) {
 	if err := st.SetEnabled(ctx, u.ID, "e", false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Execution(ctx, u.ID, id); !errors.Is(err, cronium.ErrNotFound) {
-		t.Errorf("after a pause the fire written ahead is %v, want gone", err)
-	}
-	if n, _ := st.EnqueueMany(ctx, []*cronium.Execution{{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerSchedule, ScheduledAt: &at, NotBefore: at, Attempt: 1}}, []time.Time{at}); n != 0 {
+	cancelled(id, "paused before its time")
+	later := base.Add(time.Minute)
+	if n, _ := st.EnqueueMany(ctx, []*cronium.Execution{{EventID: ev.ID, UserID: u.ID, Trigger: cronium.TriggerSchedule, ScheduledAt: &later, NotBefore: later, Attempt: 1}}, []time.Time{later}); n != 0 {
 		t.Error("a paused event's fire was stored")
 	}
 	st.SetEnabled(ctx, u.ID, "e", true)
-	id = write() // the same time fires again once resumed
+	id, _ = write(2)
 	ev.Schedule = "@every 2m"
 	if _, err := st.PutEvent(ctx, u.ID, &ev); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Execution(ctx, u.ID, id); !errors.Is(err, cronium.ErrNotFound) {
-		t.Errorf("after a new schedule the fire written ahead is %v, want gone", err)
-	}
-	id = write()
+	cancelled(id, "schedule changed before its time")
+	id, _ = write(3)
 	ev.Script = "y"
 	st.PutEvent(ctx, u.ID, &ev)
-	if _, err := st.Execution(ctx, u.ID, id); err != nil {
-		t.Errorf("a script edit removed the fire written ahead: %v", err)
+	if x, err := st.Execution(ctx, u.ID, id); err != nil || x.Status != cronium.StatusQueued {
+		t.Errorf("a script edit touched the fire written ahead: %s %v", x.Status, err)
 	}
 }

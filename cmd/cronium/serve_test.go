@@ -427,8 +427,9 @@ func TestKillNineLosesNothingAndRunsNothingTwice(t *testing.T) {
 			t.Errorf("scheduled time %s ran twice: %s and %s", x.ScheduledAt, other, x.ID)
 		}
 		seen[*x.ScheduledAt] = x.ID
-		if x.Outcome != cronium.Succeeded {
-			t.Errorf("scheduled execution %s: %s %s", x.ID, x.Outcome, x.Error)
+		// Fires written ahead of their time are cancelled by the pause.
+		if x.Outcome != cronium.Succeeded && !(x.Outcome == cronium.Cancelled && strings.Contains(x.Reason, "paused before its time")) {
+			t.Errorf("scheduled execution %s: %s %s %s", x.ID, x.Outcome, x.Error, x.Reason)
 		}
 	}
 	t.Logf("%d executions before the kill (%d slow queued), %d after; %d scheduled, all distinct", len(before), queued, len(after), scheduled)
