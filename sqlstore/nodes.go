@@ -37,7 +37,7 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 	// a head another node claims meanwhile is not claimed again (the claim
 	// wants it queued), and the counts the limits are checked against are
 	// read under the lock.
-	heads, err := s.readyHeads(ctx, nil, now, perUser)
+	heads, err := s.ReadyHeads(ctx, now, perUser)
 	if err != nil {
 		return nil, r, fmt.Errorf("admission round: %w", err)
 	}

@@ -3,7 +3,6 @@ package sqlstore
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	cronium "github.com/cronium/executor"
@@ -45,7 +44,7 @@ func (s *Store) Prune(ctx context.Context, userID int64, olderThan time.Time, ke
 		if len(ids) == 0 {
 			return total, nil
 		}
-		in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + ")"
+		in := "(" + placeholders(len(ids)) + ")"
 		err = s.tx(ctx, func(tx *Tx) error {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM logs WHERE execution_id IN `+in, ids...); err != nil {
 				return err

@@ -97,9 +97,6 @@ func (s *Store) Close() error {
 	return s.db.Close()
 }
 
-// SchemaVersion is the schema version this binary migrates to.
-func (s *Store) SchemaVersion() int { return len(s.d.Migrations) }
-
 // indexedBy is the queue index hint, if the dialect needs one.
 func (s *Store) indexedBy() string {
 	if s.d.QueueIndex == "" {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/cronium/executor/store"
-	"strings"
 	"time"
 )
 
@@ -95,7 +94,7 @@ func (s *Store) QueuedCounts(ctx context.Context, eventIDs []int64) (map[int64]i
 		for i, id := range batch {
 			args[i] = id
 		}
-		in := "(" + strings.TrimSuffix(strings.Repeat("?,", len(batch)), ",") + ")"
+		in := "(" + placeholders(len(batch)) + ")"
 		rows, err := s.db.QueryContext(ctx, `SELECT event_id, COUNT(*) FROM executions WHERE status = 'queued' AND event_id IN `+in+` GROUP BY event_id`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("queued executions: %w", err)

@@ -580,20 +580,9 @@ func (s *Store) Ready(ctx context.Context, now time.Time, limit int) ([]cronium.
 // then age). Admission only ever looks at queue heads, so this keeps each
 // round's work proportional to users, not to the backlog.
 func (s *Store) ReadyHeads(ctx context.Context, now time.Time, perUser int) ([]cronium.Execution, error) {
-	return s.readyHeads(ctx, nil, now, perUser)
-}
-
-// readyHeads is ReadyHeads, in tx when it is not nil.
-func (s *Store) readyHeads(ctx context.Context, tx *Tx, now time.Time, perUser int) ([]cronium.Execution, error) {
-	var q querier = s.db
-	heads := s.heads
-	if tx != nil {
-		q, heads = tx, tx.StmtContext(ctx, s.heads)
-		defer heads.Close()
-	}
 	// A skip-scan over the queue index finds the users with queued work in
 	// O(users log n); each user's heads then come from the same index.
-	rows, err := q.QueryContext(ctx, `WITH RECURSIVE qu(id) AS (
+	rows, err := s.db.QueryContext(ctx, `WITH RECURSIVE qu(id) AS (
 			SELECT MIN(user_id) FROM executions`+s.indexedBy()+` WHERE status = 'queued'
 			UNION ALL
 			SELECT (SELECT MIN(user_id) FROM executions`+s.indexedBy()+` WHERE status = 'queued' AND user_id > qu.id) FROM qu WHERE qu.id IS NOT NULL)
@@ -616,7 +605,7 @@ func (s *Store) readyHeads(ctx context.Context, tx *Tx, now time.Time, perUser i
 	}
 	var out []cronium.Execution
 	for _, u := range users {
-		xs, err := scanExecutions(heads.QueryContext(ctx, u, now.UnixNano(), perUser))
+		xs, err := scanExecutions(s.heads.QueryContext(ctx, u, now.UnixNano(), perUser))
 		if err != nil {
 			return nil, err
 		}
