@@ -71,6 +71,9 @@ type Tier struct {
 	// 30 and 1,000, enterprise 90 and 10,000.
 	RetentionDays int `json:"retention_days,omitempty"`
 	RetentionRuns int `json:"retention_runs,omitempty"`
+	// Budget bounds the CPU time or cost of each of its users' executions
+	// in a calendar month. Default: none.
+	Budget Budget `json:"budget,omitzero"`
 }
 
 // Retention bounds, for the configuration's checks.

@@ -163,6 +163,14 @@ type Usage struct {
 	OutputBytes int64 `json:"output_bytes"`
 	// KeptOutputBytes is how much of it was delivered before the cap.
 	KeptOutputBytes int64 `json:"kept_output_bytes"`
+	// IORead and IOWrite are the bytes the script read from and wrote to
+	// block devices (tmpfs mounts such as /tmp are memory, not counted).
+	IORead  int64 `json:"io_read_bytes,omitempty"`
+	IOWrite int64 `json:"io_write_bytes,omitempty"`
+	// CostMicros is what the execution cost by the server's price table,
+	// in millionths of Currency (see Prices.Cost); 0 without prices.
+	CostMicros int64  `json:"cost_micros,omitempty"`
+	Currency   string `json:"currency,omitempty"`
 	// Network is the traffic and refusals of a networked execution.
 	Network *NetworkUsage `json:"network,omitempty"`
 }

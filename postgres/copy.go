@@ -25,6 +25,7 @@ var copyTables = []struct {
 	{"channels", "user_id, name, type, key_id, blob, updated_at", []string{"blob"}, false},
 	{"notifications", "id, execution_id, user_id, channel, reason, message, status, attempts, next_at, claimed_until, last_error, created_at, sent_at", nil, false},
 	{"audit", "id, at, actor, key_id, action, target, detail, source", nil, true},
+	{"usage_days", "user_id, event_id, day, executions, cpu_us, reserved_mib_ms, peak_memory, io_read, io_write, net_bytes, cost_micros", nil, false},
 }
 
 // CopyFrom copies everything a store holds from src (an SQLite store's

@@ -159,4 +159,23 @@ var migrations = []string{
 		state TEXT NOT NULL,
 		down_reason TEXT NOT NULL DEFAULT ''
 	);`,
+	// 3: usage and cost per user, event and UTC day (SQLite's 13).
+	`CREATE TABLE usage_days (
+		user_id BIGINT NOT NULL,
+		event_id BIGINT NOT NULL,
+		day BIGINT NOT NULL,
+		executions BIGINT NOT NULL DEFAULT 0,
+		cpu_us BIGINT NOT NULL DEFAULT 0,
+		reserved_mib_ms BIGINT NOT NULL DEFAULT 0,
+		peak_memory BIGINT NOT NULL DEFAULT 0,
+		io_read BIGINT NOT NULL DEFAULT 0,
+		io_write BIGINT NOT NULL DEFAULT 0,
+		net_bytes BIGINT NOT NULL DEFAULT 0,
+		cost_micros BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (user_id, day, event_id)
+	);
+	CREATE INDEX usage_days_day ON usage_days(day);
+	INSERT INTO usage_days(user_id, event_id, day, executions, cpu_us, peak_memory, net_bytes)
+		SELECT user_id, event_id, finished_at / 86400000000000, COUNT(*), SUM(ROUND(COALESCE((result::jsonb #>> '{usage,cpu_seconds}')::float8, 0) * 1000000)::bigint), MAX(COALESCE((result::jsonb #>> '{usage,peak_memory_bytes}')::bigint, 0)), SUM(COALESCE((result::jsonb #>> '{usage,network,bytes_in}')::bigint, 0) + COALESCE((result::jsonb #>> '{usage,network,bytes_out}')::bigint, 0))
+		FROM executions WHERE finished_at IS NOT NULL AND result LIKE '{%' GROUP BY user_id, event_id, finished_at / 86400000000000;`,
 }

@@ -165,4 +165,25 @@ var migrations = []string{
 		state TEXT NOT NULL,
 		down_reason TEXT NOT NULL DEFAULT ''
 	);`,
+	// 13: usage and cost per user, event and UTC day, summed as integers
+	// when each execution finishes (exact, and kept when retention deletes
+	// the executions); filled from the results of executions stored before.
+	`CREATE TABLE usage_days (
+		user_id INTEGER NOT NULL,
+		event_id INTEGER NOT NULL,
+		day INTEGER NOT NULL,
+		executions INTEGER NOT NULL DEFAULT 0,
+		cpu_us INTEGER NOT NULL DEFAULT 0,
+		reserved_mib_ms INTEGER NOT NULL DEFAULT 0,
+		peak_memory INTEGER NOT NULL DEFAULT 0,
+		io_read INTEGER NOT NULL DEFAULT 0,
+		io_write INTEGER NOT NULL DEFAULT 0,
+		net_bytes INTEGER NOT NULL DEFAULT 0,
+		cost_micros INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (user_id, day, event_id)
+	);
+	CREATE INDEX usage_days_day ON usage_days(day);
+	INSERT INTO usage_days(user_id, event_id, day, executions, cpu_us, peak_memory, net_bytes)
+		SELECT user_id, event_id, finished_at / 86400000000000, COUNT(*), SUM(CAST(ROUND(COALESCE(json_extract(result, '$.usage.cpu_seconds'), 0) * 1000000) AS INTEGER)), MAX(COALESCE(json_extract(result, '$.usage.peak_memory_bytes'), 0)), SUM(COALESCE(json_extract(result, '$.usage.network.bytes_in'), 0) + COALESCE(json_extract(result, '$.usage.network.bytes_out'), 0))
+		FROM executions WHERE finished_at IS NOT NULL AND result IS NOT NULL AND json_valid(result) GROUP BY user_id, event_id, finished_at / 86400000000000;`,
 }

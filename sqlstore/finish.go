@@ -35,6 +35,9 @@ func (s *Store) FinishWith(ctx context.Context, id, node string, res cronium.Res
 			return nil // finished before (a cancel that raced): nothing follows twice
 		}
 		finished = true
+		if err := s.addUsage(ctx, tx, id, at, res); err != nil {
+			return err
+		}
 		chained, dropped, err := s.chainBudget(ctx, tx, f.Chained)
 		if err != nil {
 			return err

@@ -43,6 +43,8 @@ type Runtime interface {
 // follow-ups), and what its scripts ask through the runtime API.
 type Dispatching interface {
 	Runtime
+	// Usage, for tier budgets.
+	Usage
 	// AdmitRound is one admission round of node, across every node: it
 	// reads the queue's heads (at most perUser per user, due at now) with
 	// the running counts, lets pick choose from them (pick must not use the
@@ -143,6 +145,8 @@ type API interface {
 	Nodes(ctx context.Context) ([]Node, error)
 	// Ping says whether the store answers.
 	Ping(ctx context.Context) error
+	// Usage reports.
+	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
 
 	// Variables, secrets (sealed) and notification channels (sealed).
 	Variable(ctx context.Context, userID int64, key string) (json.RawMessage, error)
@@ -179,6 +183,17 @@ type Admin interface {
 	Backup(ctx context.Context, path string) error
 }
 
+// Usage is what usage reports, budgets and metrics ask of a store.
+type Usage interface {
+	// Usage sums the usage and cost of the executions that ended in f's
+	// days, grouped by f.By. It is kept per user, event and day as
+	// executions finish, so retention does not change it.
+	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
+	// QueueDepth counts the queued executions of every node by their
+	// user's tier, and of them those due at now.
+	QueueDepth(ctx context.Context, now time.Time) (queued, due map[string]int64, err error)
+}
+
 // Store is a whole store: every consumer's part, the notification outbox,
 // and Close.
 type Store interface {
@@ -186,6 +201,7 @@ type Store interface {
 	Dispatching
 	API
 	Admin
+	Usage
 	notify.Store
 	Close() error
 }

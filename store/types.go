@@ -203,3 +203,53 @@ type Round struct {
 	// Running is how many executions run on every node.
 	Running int
 }
+
+// Usage groupings.
+const (
+	ByDay   = "day"
+	ByEvent = "event"
+	ByUser  = "user"
+)
+
+// UsageFilter selects the usage a report sums.
+type UsageFilter struct {
+	// UserID limits it to one user; 0: every user.
+	UserID int64
+	// By groups it: ByDay, ByEvent, ByUser, or "" for one total.
+	By string
+	// Since and Until bound it by UTC day: the days from Since's to the
+	// one before Until's. Zero: from the first, to the last.
+	Since, Until time.Time
+}
+
+// UsageRow is the usage and cost of one group of a report.
+type UsageRow struct {
+	// Day is the UTC day, like "2026-12-03" (ByDay).
+	Day string `json:"day,omitempty"`
+	// User is the user's name (ByEvent, ByUser).
+	User   string `json:"user,omitempty"`
+	UserID int64  `json:"-"`
+	// Event is the event's name (ByEvent).
+	Event string `json:"event,omitempty"`
+	// Executions counts the executions that ended on a node.
+	Executions int64 `json:"executions"`
+	// Metered sums their usage (PeakMemory is the highest).
+	cronium.Metered
+	// CostMicros sums their costs.
+	CostMicros int64 `json:"cost_micros"`
+}
+
+// Add adds o to r (the highest peak memory of both).
+func (r *UsageRow) Add(o UsageRow) {
+	r.Executions += o.Executions
+	r.CPUMicros += o.CPUMicros
+	r.ReservedMiBMs += o.ReservedMiBMs
+	r.PeakMemory = max(r.PeakMemory, o.PeakMemory)
+	r.IORead += o.IORead
+	r.IOWrite += o.IOWrite
+	r.NetworkBytes += o.NetworkBytes
+	r.CostMicros += o.CostMicros
+}
+
+// Day is the UTC day number of t (days since 1970-01-01), as usage is kept.
+func Day(t time.Time) int64 { return t.UnixNano() / int64(24*time.Hour) }

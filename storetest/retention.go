@@ -23,14 +23,7 @@ func testPruneKeepsNewestRunsAndRecentOnes(t *testing.T, h Harness) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	alice, _ := st.CreateUser(ctx, "alice", "free", false)
 	bob, _ := st.CreateUser(ctx, "bob", "free", false)
-	event := func(u cronium.User, name string) cronium.Event {
-		ev := cronium.Event{Name: name, Language: cronium.Bash, Script: "x"}
-		ev.Normalize(cronium.DefaultTiers()["free"])
-		if _, err := st.PutEvent(ctx, u.ID, &ev); err != nil {
-			t.Fatal(err)
-		}
-		return ev
-	}
+	event := func(u cronium.User, name string) cronium.Event { return putEvent(t, st, u, name) }
 	a, b, other := event(alice, "a"), event(alice, "b"), event(bob, "c")
 	// run adds an execution queued at `at`, finished a minute later unless open.
 	run := func(u cronium.User, ev cronium.Event, at time.Time, open bool) string {
