@@ -10,6 +10,7 @@ package api
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -89,6 +90,13 @@ type Config struct {
 	// Channel reports whether a user may name a notification channel in
 	// an event's on: actions. Nil: no channel exists.
 	Channel func(user, name string) bool
+	// Metrics serves GET /metrics (Prometheus text). Nil: 404.
+	Metrics http.Handler
+	// MetricsToken, when set, is the bearer token GET /metrics asks for
+	// (scrapers have no API key). Empty: /metrics is open.
+	MetricsToken string
+	// Prices is the price table (its currency names costs in usage reports).
+	Prices cronium.Prices
 }
 
 // Server is the HTTP handler. It is safe for concurrent use.
@@ -126,6 +134,7 @@ type Route struct {
 func Routes() []Route {
 	return []Route{
 		{"GET", "/v1/health", true, (*Server).health},
+		{"GET", "/metrics", true, (*Server).metrics},
 		{"GET", "/v1/ready", true, (*Server).ready},
 		{"GET", "/v1/openapi.json", true, (*Server).openapi},
 		{"GET", "/v1/me", false, (*Server).me},
@@ -154,6 +163,7 @@ func Routes() []Route {
 		{"GET", "/v1/executions/{id}", false, (*Server).getExecution},
 		{"POST", "/v1/executions/{id}/cancel", false, (*Server).cancelExecution},
 		{"GET", "/v1/executions/{id}/logs", false, (*Server).logs},
+		{"GET", "/v1/usage", false, (*Server).usage},
 		{"GET", "/v1/pools", false, (*Server).listPools},
 		{"GET", "/v1/debug/runtime", false, (*Server).debugRuntime},
 		{"GET", "/v1/nodes", false, (*Server).listNodes},
@@ -422,6 +432,23 @@ func (s *Server) tier(u cronium.User) cronium.Tier {
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request, _ *cronium.User) error {
 	return writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// metrics serves the Prometheus metrics, behind the metrics token when
+// one is set.
+func (s *Server) metrics(w http.ResponseWriter, r *http.Request, _ *cronium.User) error {
+	if s.cfg.Metrics == nil {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "this server exports no metrics"}
+	}
+	if tok := s.cfg.MetricsToken; tok != "" {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(tok)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cronium metrics"`)
+			return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "GET /metrics needs the metrics token: Authorization: Bearer <metrics.token of the server's configuration>"}
+		}
+	}
+	s.cfg.Metrics.ServeHTTP(w, r)
+	return nil
 }
 
 // debugRuntime shows the server process's own use, for operators (admins):
@@ -781,6 +808,9 @@ func (s *Server) triggerEvent(w http.ResponseWriter, r *http.Request, u *cronium
 	}
 	if len(b.Input) > cronium.MaxInputBytes {
 		return cronium.Invalid("input", "", fmt.Sprintf("is %d bytes, above the %d byte limit: nothing was queued", len(b.Input), cronium.MaxInputBytes))
+	}
+	if err := s.refuseOverBudget(r.Context(), owner); err != nil {
+		return err
 	}
 	trigger := cronium.TriggerAPI
 	if r.Header.Get("X-Cronium-Client") == "cli" {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/metrics"
 	"github.com/cronium/executor/notify"
 	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/redact"
@@ -78,6 +79,13 @@ type Config struct {
 	Bases interface {
 		Base(lang cronium.Language) (ref, id string)
 	}
+	// Metrics is told of every execution this node finishes, with the
+	// result the store recorded, and of queued executions cancelled here.
+	// Nil: none.
+	Metrics *metrics.Metrics
+	// Prices is the price table each execution's cost is computed with
+	// when it ends (zero: executions cost nothing).
+	Prices cronium.Prices
 }
 
 // Dispatcher runs the queue. Start it once; it is safe for concurrent use.
@@ -88,8 +96,9 @@ type Dispatcher struct {
 
 	mu       sync.Mutex // guards the fields below
 	running  map[string]*running
-	tiers    map[int64]cachedTier // user id -> tier, for tierTTL
-	rates    map[string]float64   // schedule|zone -> fires per minute, cached
+	tiers    map[int64]cachedTier   // user id -> tier, for tierTTL
+	budgets  map[int64]cachedBudget // user id -> their month against their tier's budget, for budgetTTL
+	rates    map[string]float64     // schedule|zone -> fires per minute, cached
 	stop     chan struct{}
 	started  bool
 	loopDone chan struct{}
@@ -113,6 +122,14 @@ type running struct {
 	userID int64
 	cancel context.CancelCauseFunc
 	asked  bool // a cancel request from the store was passed on
+}
+
+// runInfo is what execute learnt about a run beyond its result (for metrics).
+type runInfo struct {
+	language    cronium.Language
+	strategy    string
+	pooled, hit bool
+	queue, late time.Duration // negative: unknown, not scheduled
 }
 
 // New validates cfg and returns a stopped dispatcher.
@@ -150,7 +167,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = 15 * time.Second
 	}
-	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cachedTier{}, rates: map[string]float64{}}, nil
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cachedTier{}, budgets: map[int64]cachedBudget{}, rates: map[string]float64{}}, nil
 }
 
 // Hub returns the live-output hub.
@@ -244,6 +261,7 @@ func (d *Dispatcher) Cancel(ctx context.Context, id, reason string) error {
 	}
 	if ok {
 		d.cfg.Hub.End(id)
+		d.cfg.Metrics.CancelledQueued()
 		return nil
 	}
 	if ok, err = d.cfg.Store.RequestCancel(ctx, id, reason); err != nil {
@@ -400,9 +418,10 @@ func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 		perUser map[int64]int
 		users   []int64
 		total   = local
+		unread  bool // a user with a budget waited for their usage to be read
 	)
 	pick := func(r store.Round) []string {
-		queues, perUser, users, total = map[int64][]cronium.Execution{}, map[int64]int{}, nil, local
+		queues, perUser, users, total, unread = map[int64][]cronium.Execution{}, map[int64]int{}, nil, local, false
 		for u, n := range r.RunningByUser {
 			perUser[u] = n
 		}
@@ -417,8 +436,20 @@ func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 			best := int64(-1)
 			for _, u := range users {
 				q := queues[u]
-				if len(q) == 0 || perUser[u] >= d.tierNamed(q[0].User, r.Tiers[u]).Concurrency {
+				if len(q) == 0 {
 					continue
+				}
+				tier := d.tierNamed(q[0].User, r.Tiers[u])
+				if perUser[u] >= tier.Concurrency {
+					continue
+				}
+				if tier.Budget.Set() {
+					// Not before the month's usage is known: read after
+					// this round, for the next.
+					if over, known := d.overBudget(u); !known || over != "" {
+						unread = unread || !known
+						continue
+					}
 				}
 				if best < 0 || less(q[0], perUser[u], queues[best][0], perUser[best]) {
 					best = u
@@ -441,6 +472,10 @@ func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 	for _, x := range claimed {
 		d.launch(x, nil)
 	}
+	if err := d.budget(ctx, now, round); err != nil {
+		return false, err
+	}
+	more = unread // admit them now that it is read
 	loaded := map[int64]int{}
 	for _, x := range round.Heads {
 		loaded[x.UserID]++
@@ -451,6 +486,80 @@ func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 		}
 	}
 	return more, d.setReasons(ctx, now, round, perUser, total, queues)
+}
+
+// budgetTTL is how long a user's month of usage is taken as it was read:
+// a budget may be passed by what starts within it (and by what runs
+// when it is reached).
+const budgetTTL = 5 * time.Second
+
+type cachedBudget struct {
+	over string // why the user is past their budget; "" if not
+	at   time.Time
+}
+
+// overBudget says why user is past their tier's monthly budget, as last
+// read ("" if not), and whether it was read since their last execution here ended.
+func (d *Dispatcher) overBudget(user int64) (over string, known bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := d.budgets[user]
+	return c.over, ok
+}
+
+// budget reads the month's usage of the round's users whose tier has a
+// budget (when their last reading is older than budgetTTL), and for those
+// whose tier refuses work past it, cancels their queued heads saying why.
+func (d *Dispatcher) budget(ctx context.Context, now time.Time, round store.Round) error {
+	seen := map[int64]bool{}
+	for _, x := range round.Heads {
+		u := x.UserID
+		if seen[u] {
+			continue
+		}
+		seen[u] = true
+		tier := d.tierNamed(x.User, round.Tiers[u])
+		if !tier.Budget.Set() {
+			d.mu.Lock()
+			delete(d.budgets, u)
+			d.mu.Unlock()
+			continue
+		}
+		d.mu.Lock()
+		c, ok := d.budgets[u]
+		d.mu.Unlock()
+		if !ok || now.Sub(c.at) >= budgetTTL {
+			rows, err := d.cfg.Store.Usage(ctx, store.UsageFilter{UserID: u, Since: cronium.MonthStart(now)})
+			if err != nil {
+				return fmt.Errorf("read %s's usage for the tier's budget: %w", x.User, err)
+			}
+			var month store.UsageRow
+			for _, r := range rows {
+				month.Add(r)
+			}
+			c = cachedBudget{over: tier.Budget.Exceeded(month.CPUMicros, month.CostMicros, d.cfg.Prices.Unit(), now), at: now}
+			d.mu.Lock()
+			d.budgets[u] = c
+			d.mu.Unlock()
+		}
+		if c.over == "" || tier.Budget.OnExceed != cronium.BudgetRefuse {
+			continue
+		}
+		for _, h := range round.Heads {
+			if h.UserID != u {
+				continue
+			}
+			ok, err := d.cfg.Store.CancelQueued(ctx, h.ID, "refused: "+c.over)
+			if err != nil {
+				return err
+			}
+			if ok {
+				d.cfg.Hub.End(h.ID)
+				d.cfg.Metrics.CancelledQueued()
+			}
+		}
+	}
+	return nil
 }
 
 // tierNamed is the configured tier of that name (the free tier, said once
@@ -482,7 +591,9 @@ func (d *Dispatcher) setReasons(ctx context.Context, now time.Time, round store.
 			continue
 		}
 		tier := d.tierNamed(x.User, round.Tiers[u])
-		if perUser[u] >= tier.Concurrency {
+		if over, _ := d.overBudget(u); over != "" {
+			reasons[u] = "waiting: " + over
+		} else if perUser[u] >= tier.Concurrency {
 			reasons[u] = fmt.Sprintf("waiting: %d of %d concurrent executions for your tier (%s) are running", perUser[u], tier.Concurrency, tier.Name)
 		} else {
 			reasons[u] = fmt.Sprintf("waiting: the node is at capacity (%d of %d executions running)", total, d.cfg.Capacity)
@@ -511,15 +622,34 @@ func (d *Dispatcher) launch(x cronium.Execution, re *cronium.Reattach) {
 	d.running[x.ID] = &running{userID: x.UserID, cancel: cancel}
 	d.mu.Unlock()
 	d.work.Add(1)
+	info := unknownRun
+	if re == nil { // a new run: claimed just now
+		now := time.Now()
+		info.queue = max(0, now.Sub(later(x.QueuedAt, x.NotBefore)))
+		if x.ScheduledAt != nil && x.Trigger == cronium.TriggerSchedule {
+			info.late = max(0, now.Sub(*x.ScheduledAt))
+		}
+	}
 	go func() { // owned by the dispatcher's work group
 		defer d.work.Done()
 		defer cancel(nil)
-		res := d.execute(ctx, x, re)
-		d.finish(x, res)
+		res := d.execute(ctx, x, re, &info)
+		d.finish(x, res, info)
 	}()
 }
 
-func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *cronium.Reattach) cronium.Result {
+// unknownRun is the runInfo of an execution that did not run here.
+var unknownRun = runInfo{queue: -1, late: -1}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *cronium.Reattach, info *runInfo) cronium.Result {
 	reattach := re != nil
 	store := d.cfg.Store
 	fail := func(err error) cronium.Result {
@@ -585,6 +715,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 	if err != nil {
 		return fail(err)
 	}
+	info.language = ev.Language
 	tier := d.tierOf(ctx, x)
 	limits, err := ev.Limits(tier)
 	if err != nil {
@@ -651,6 +782,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		}
 		return fail(err)
 	}
+	info.strategy = strategy
 	// The sandbox is recorded before the script is handed to it: to re-attach
 	// after a crash, and so that a run that never reached one is known
 	// never to have started (it may then start elsewhere).
@@ -679,7 +811,8 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		// ones the agent enforces per run (timeout, output) travel with the run.
 		key := fmt.Sprintf("%s/%s/%s%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/%s/%s", mode, owner, ev.Language, imageKey(spec.Image, spec.ImageID),
 			limits.Memory, limits.CPUs, limits.CPUGuaranteed, limits.Pids, limits.NoFile, limits.NProc, limits.TmpSize, limits.WorkspaceSize, profile.Name, netPolicy)
-		res, _ = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) {
+		info.pooled = true
+		res, info.hit = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) {
 			return d.cfg.Engine.NewSandbox(ctx, template, d.cfg.SandboxLifetime)
 		}, spec)
 	}
@@ -700,8 +833,15 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 	return res
 }
 
-func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
+func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInfo) {
 	ctx := context.Background()
+	// Usage is recorded in the whole units reports add up (CPU to the
+	// microsecond), with the cost computed from them once, here.
+	res.Usage.CPUSeconds = math.Round(max(0, res.Usage.CPUSeconds)*1e6) / 1e6
+	if !d.cfg.Prices.Zero() {
+		res.Usage.CostMicros = d.cfg.Prices.Cost(cronium.Meter(res), res.Outcome != cronium.EngineError)
+		res.Usage.Currency = d.cfg.Prices.Unit()
+	}
 	f := d.followUps(ctx, x, res)
 	// A result is recorded once the store takes it: while it does not
 	// answer, this node keeps trying (the execution still counts as
@@ -725,9 +865,14 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result) {
 	if finished && len(f.Notes) > 0 {
 		d.log.Warn("on: actions not done", "execution_id", x.ID, "why", f.Notes)
 	}
+	if finished {
+		d.cfg.Metrics.Finished(metrics.Execution{Language: info.language, Strategy: info.strategy, Result: res,
+			Queue: info.queue, Start: res.Phases.Create + res.Phases.Start, Pooled: info.pooled, PoolHit: info.hit, Late: info.late})
+	}
 	d.cfg.Hub.End(x.ID)
 	d.mu.Lock()
 	delete(d.running, x.ID)
+	delete(d.budgets, x.UserID) // their month's usage changed: read it again before the next admission
 	d.mu.Unlock()
 	if finished || err != nil {
 		d.log.Info("execution finished", "execution_id", x.ID, "event", x.Event, "outcome", res.Outcome, "exit_code", res.ExitCode)
@@ -895,7 +1040,7 @@ func (d *Dispatcher) recover(ctx context.Context) error {
 		if !caps.Reattach {
 			now := time.Now()
 			d.finish(x, cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, StartedAt: now, EndedAt: now,
-				Error: "lost: the node restarted, and the " + caps.Name + " engine cannot re-attach to a running execution"})
+				Error: "lost: the node restarted, and the " + caps.Name + " engine cannot re-attach to a running execution"}, unknownRun)
 			continue
 		}
 		d.log.Info("re-attaching to execution", "execution_id", x.ID, "event", x.Event)

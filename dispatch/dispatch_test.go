@@ -32,7 +32,9 @@ func (e *scriptedEngine) Run(ctx context.Context, spec cronium.Spec) (cronium.Re
 		return cronium.Result{}, fmt.Errorf("create container for execution %s: %w", spec.ID, context.Cause(ctx))
 	}
 	now := time.Now()
-	res := cronium.Result{ID: spec.ID, Outcome: cronium.Outcome(spec.Script), StartedAt: now, EndedAt: now}
+	res := cronium.Result{ID: spec.ID, Outcome: cronium.Outcome(spec.Script), StartedAt: now, EndedAt: now, Limits: spec.Limits,
+		Phases: cronium.Phases{Create: time.Millisecond, Run: 3 * time.Millisecond},
+		Usage:  cronium.Usage{CPUSeconds: 0.001234567 + float64(len(e.runs)%7)/1000, PeakMemory: 5 << 20}}
 	if res.Outcome != cronium.Succeeded {
 		res.ExitCode = 1
 	}

@@ -134,7 +134,7 @@ func (d *Dispatcher) heartbeat() {
 			d.work.Add(1)
 			go func() { // owned by the dispatcher's work group: the lease loop goes on
 				defer d.work.Done()
-				d.finish(x, cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: a.Lost, StartedAt: now, EndedAt: now})
+				d.finish(x, cronium.Result{ID: x.ID, Outcome: cronium.EngineError, ExitCode: -1, Error: a.Lost, StartedAt: now, EndedAt: now}, unknownRun)
 			}()
 			continue
 		}

@@ -52,6 +52,9 @@ type Config struct {
 	// times its predecessor may have missed, whatever the events'
 	// missed_runs policy says (older ones follow it). Default 1m.
 	Grace time.Duration
+	// Late, when set, is told by how much each fire was written after its
+	// time (0 when written on time or ahead): a stalled scheduler shows.
+	Late func(time.Duration)
 }
 
 // Scheduler fires scheduled events. Start it once; it is safe for concurrent use.
@@ -67,6 +70,7 @@ type Scheduler struct {
 	done    chan struct{}
 	started bool
 	fired   int64
+	skipped int64
 	// leading is whether this scheduler fired last time it asked Leader;
 	// one that starts leading re-reads every event (takeover).
 	leading  bool
@@ -183,6 +187,20 @@ func (s *Scheduler) Fired() int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.fired
+}
+
+// Skipped returns how many scheduled runs were skipped: the event's
+// earlier runs were still queued, or concurrency forbid found one active.
+func (s *Scheduler) Skipped() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.skipped
+}
+
+func (s *Scheduler) skip() {
+	s.mu.Lock()
+	s.skipped++
+	s.mu.Unlock()
 }
 
 // Events returns how many events are scheduled.
@@ -409,6 +427,11 @@ func (s *Scheduler) fireDue(ctx context.Context) error {
 	if !leading {
 		return nil // the leader fires these
 	}
+	if s.cfg.Late != nil {
+		for _, f := range due {
+			s.cfg.Late(max(0, now.Sub(f.at)))
+		}
+	}
 	if err := s.fire(ctx, due); err != nil {
 		// Nothing of the batch is stored: put the times back so the next
 		// wake-up fires them again (the unique index makes that safe).
@@ -461,6 +484,7 @@ func (s *Scheduler) fire(ctx context.Context, fs []fire) error {
 		}
 		if queued[ev.ID] >= MaxQueuedFires {
 			s.log.Warn("skipped scheduled run: the event's earlier runs are still queued", "event", ev.Name, "user", ev.User, "scheduled_at", f.at, "queued", queued[ev.ID])
+			s.skip()
 			if err := store.AdvanceFire(ctx, ev.ID, f.at); err != nil {
 				return err
 			}
@@ -474,6 +498,7 @@ func (s *Scheduler) fire(ctx context.Context, fs []fire) error {
 			}
 			if len(active) > 0 && ev.Concurrency == cronium.ConcurrencyForbid {
 				s.log.Info("skipped scheduled run: concurrency forbid and an execution is active", "event", ev.Name, "user", ev.User, "scheduled_at", f.at)
+				s.skip()
 				if err := store.AdvanceFire(ctx, ev.ID, f.at); err != nil {
 					return err
 				}

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -82,6 +83,39 @@ type serverConfig struct {
 	Network networkConfig `json:"network"`
 	// Images configures package builds.
 	Images imagesConfig `json:"images"`
+	// Metrics configures GET /metrics.
+	Metrics metricsConfig `json:"metrics"`
+	// Prices is the price table executions' costs are computed with
+	// (cronium usage, tier budgets). Default: none, executions cost nothing.
+	Prices cronium.Prices `json:"prices"`
+}
+
+// metricsConfig is the Prometheus endpoint's settings.
+type metricsConfig struct {
+	// Disabled turns GET /metrics off (it answers 404). Default: on.
+	Disabled bool `json:"disabled,omitempty"`
+	// Token, when set, is the bearer token scrapers must send
+	// (Authorization: Bearer TOKEN). Also $CRONIUM_METRICS_TOKEN.
+	Token string `json:"token,omitempty"`
+	// TokenFile holds the token instead (its first line), so that it need
+	// not be in the configuration file.
+	TokenFile string `json:"token_file,omitempty"`
+}
+
+// token returns the metrics token, reading TokenFile if set.
+func (m metricsConfig) token() (string, error) {
+	if m.TokenFile == "" {
+		return m.Token, nil
+	}
+	b, err := os.ReadFile(m.TokenFile)
+	if err != nil {
+		return "", cronium.Invalid("metrics.token_file", m.TokenFile, "cannot be read: "+err.Error())
+	}
+	tok, _, _ := strings.Cut(string(b), "\n")
+	if tok = strings.TrimSpace(tok); tok == "" {
+		return "", cronium.Invalid("metrics.token_file", m.TokenFile, "is empty: put the token on its first line")
+	}
+	return tok, nil
 }
 
 // imagesConfig is the operator's image settings.
@@ -282,6 +316,10 @@ func loadServerConfig(path string) (serverConfig, error) {
 		"CRONIUM_STORE":    func(v string) error { c.Store = v; return nil },
 		"CRONIUM_ENGINE":   func(v string) error { c.Engine = v; return nil },
 		"CRONIUM_NODE_ID":  func(v string) error { c.NodeID = v; return nil },
+		"CRONIUM_METRICS_TOKEN": func(v string) error {
+			c.Metrics.Token, c.Metrics.TokenFile = v, ""
+			return nil
+		},
 		"CRONIUM_CAPACITY": func(v string) error {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 1 {
@@ -411,6 +449,12 @@ func (c *serverConfig) merge(f serverConfig) {
 	if !reflect.DeepEqual(f.Images, imagesConfig{}) {
 		c.Images = f.Images
 	}
+	if f.Metrics != (metricsConfig{}) {
+		c.Metrics = f.Metrics
+	}
+	if f.Prices != (cronium.Prices{}) {
+		c.Prices = f.Prices
+	}
 	for name, t := range f.Tiers {
 		c.Tiers[name] = t
 	}
@@ -449,6 +493,18 @@ func (c *serverConfig) validate() error {
 	}
 	if err := c.Network.validate(); err != nil {
 		return err
+	}
+	if err := c.Prices.Validate("prices"); err != nil {
+		return err
+	}
+	if c.Metrics.Token != "" && c.Metrics.TokenFile != "" {
+		return cronium.Invalid("metrics.token", "(hidden)", "is set with metrics.token_file: keep one of them")
+	}
+	if _, err := c.Metrics.token(); err != nil {
+		return err
+	}
+	if t := c.Metrics.Token; t != "" && len(t) < 16 {
+		return cronium.Invalid("metrics.token", "(hidden)", "is too short: use at least 16 characters, e.g. the output of `openssl rand -hex 16`")
 	}
 	if err := c.Images.Indexes.Validate("images.indexes"); err != nil {
 		return err
@@ -553,6 +609,12 @@ func (c *serverConfig) validate() error {
 			if _, err := cronium.ParseNetworkMode(field+"network_modes", string(m)); err != nil || m == "" {
 				return cronium.Invalid(field+"network_modes", string(m), "is not a network mode: want none, egress, internal or full")
 			}
+		}
+		if err := t.Budget.Validate(field + "budget"); err != nil {
+			return err
+		}
+		if t.Budget.Cost > 0 && c.Prices.Zero() {
+			return cronium.Invalid(field+"budget.cost", fmt.Sprint(t.Budget.Cost), "needs a price table: set prices (cpu_second, gib_second, network_gib, execution), or bound cpu_seconds instead")
 		}
 	}
 	return nil

@@ -90,7 +90,7 @@ Start with:
 	}
 	root.AddCommand(newRunCmd(g), newImagesCmd(g), newGCCmd(g), newBenchCmd(g), newVersionCmd(),
 		newServeCmd(g), newConfigCmd(), newEventCmd(), newTriggerCmd(), newExecCmd(), newUserCmd(), newKeyCmd(),
-		newVarCmd(), newSecretCmd(), newPoolCmd(), newNodeCmd(), newStoreCmd(), newAuditCmd(), newBackupCmd(), newChannelCmd())
+		newVarCmd(), newSecretCmd(), newPoolCmd(), newNodeCmd(), newUsageCmd(), newStoreCmd(), newAuditCmd(), newBackupCmd(), newChannelCmd())
 	refuseUnknownSubcommands(root)
 	return root
 }

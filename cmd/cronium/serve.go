@@ -23,6 +23,7 @@ import (
 	"github.com/cronium/executor/dispatch"
 	"github.com/cronium/executor/imagepolicy"
 	"github.com/cronium/executor/images"
+	"github.com/cronium/executor/metrics"
 	"github.com/cronium/executor/notify"
 	"github.com/cronium/executor/packages"
 	"github.com/cronium/executor/pool"
@@ -110,6 +111,9 @@ func newConfigCmd() *cobra.Command {
 				cfg.DockerHost = maskURL(cfg.DockerHost)
 			}
 			cfg.Notifications = cfg.Notifications.masked()
+			if cfg.Metrics.Token != "" {
+				cfg.Metrics.Token = "***"
+			}
 			cfg.Store = cfg.storeTarget().String()
 			printData(c.OutOrStdout(), output, humanize(reflect.ValueOf(cfg)))
 			return nil
@@ -255,22 +259,52 @@ func serve(g *globals, cfg serverConfig) error {
 			}
 			return ch, err
 		}}
-	disp, err := dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity, Notified: notifier.Wake,
+	metricsToken, err := cfg.Metrics.token()
+	if err != nil {
+		return err
+	}
+	var disp *dispatch.Dispatcher
+	var sched *scheduler.Scheduler
+	var mets *metrics.Metrics
+	if !cfg.Metrics.Disabled {
+		mets = metrics.New(metrics.Sources{
+			Pools: func() []metrics.PoolStats {
+				var out []metrics.PoolStats
+				for _, p := range pools.Stats() {
+					out = append(out, metrics.PoolStats{Mode: string(p.Mode), Idle: int64(p.Idle), InUse: int64(p.InUse),
+						Creating: int64(p.Creating), Closing: int64(p.Closing), Created: p.Created})
+				}
+				return out
+			},
+			Queue: func(ctx context.Context) (map[string]int64, map[string]int64, error) {
+				return store.QueueDepth(ctx, time.Now())
+			},
+			Fires:   func() (int64, int64) { return sched.Fired(), sched.Skipped() },
+			Running: func() (int, int) { return disp.Running(), cfg.Capacity },
+		})
+	}
+	disp, err = dispatch.New(dispatch.Config{Store: store, Engine: eng, Tiers: cfg.Tiers, Node: cfg.NodeID, Capacity: cfg.Capacity, Notified: notifier.Wake,
+		Metrics: mets, Prices: cfg.Prices,
 		LogLimit: int64(cfg.LogLimit), Logger: log, Runtime: rt, Keyring: keyring,
 		Rules: cfg.StrategyRules, Pools: pools, UserWorkspace: cfg.Pools.UserWorkspace, Network: cfg.Network.rules(), Bases: bases,
 		SandboxLifetime: lifetime, Lease: cfg.NodeLease.D(), Self: selfNode(cfg, eng.Capabilities())})
 	if err != nil {
 		return err
 	}
-	schedCfg := scheduler.Config{Store: store, Dispatcher: disp, Logger: log, Ahead: scheduleAhead}
+	schedCfg := scheduler.Config{Store: store, Dispatcher: disp, Logger: log, Ahead: scheduleAhead, Late: mets.FireLate}
 	if l, ok := store.(interface{ Leader(context.Context) bool }); ok {
 		schedCfg.Leader = l.Leader // several nodes: one fires
 	}
-	sched, err := scheduler.New(schedCfg)
+	sched, err = scheduler.New(schedCfg)
 	if err != nil {
 		return err
 	}
+	var metricsHandler http.Handler
+	if mets != nil {
+		metricsHandler = mets.Handler()
+	}
 	srv, err := api.New(api.Config{Store: store, Dispatcher: disp, Scheduler: sched, Tiers: cfg.Tiers, Logger: log, Keyring: keyring, Pools: pools,
+		Metrics: metricsHandler, MetricsToken: metricsToken, Prices: cfg.Prices,
 		Channel:  func(_, name string) bool { _, ok := channels[name]; return ok },
 		Network:  cfg.Network.rules(),
 		Packages: layers{layerBuilder},

@@ -158,6 +158,18 @@ func (s *server) api(key, method, path string, body, out any) int {
 	return resp.StatusCode
 }
 
+// putEvent saves key's user's event name, with extra fields added to the body.
+func (s *server) putEvent(key, name, lang, strategy, script string, extra map[string]any) {
+	s.t.Helper()
+	body := map[string]any{"name": name, "language": lang, "strategy": strategy, "script": script}
+	for f, v := range extra {
+		body[f] = v
+	}
+	if st := s.api(key, "PUT", "/v1/events/"+name, body, nil); st != 200 && st != 201 {
+		s.t.Fatalf("apply %s: %d", name, st)
+	}
+}
+
 func (s *server) executions(key, query string) []cronium.Execution {
 	s.t.Helper()
 	var page struct {

@@ -52,13 +52,7 @@ func TestSoak(t *testing.T) {
 	}
 	want := map[string]cronium.Outcome{}
 	for _, k := range kinds {
-		body := map[string]any{"name": k.name, "language": k.lang, "strategy": k.strategy, "script": k.script}
-		for f, v := range k.extra {
-			body[f] = v
-		}
-		if st := s.api(key, "PUT", "/v1/events/"+k.name, body, nil); st != 200 && st != 201 {
-			t.Fatalf("apply %s: %d", k.name, st)
-		}
+		s.putEvent(key, k.name, k.lang, k.strategy, k.script, k.extra)
 		want[k.name] = k.want
 	}
 	type stats struct {
