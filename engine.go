@@ -115,6 +115,8 @@ type Reattach struct {
 	AfterSeq uint64
 	// Output receives the rest of the output, as Spec.Output does.
 	Output func(OutputChunk)
+	// Sample receives usage samples, as Spec.Sample does.
+	Sample func(UsageSample)
 	// Runtime answers the script's runtime API calls from now on; nil
 	// refuses them.
 	Runtime RuntimeAPI

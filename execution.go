@@ -84,6 +84,9 @@ type Spec struct {
 	// Output receives output chunks as they arrive, in sequence order. May be nil.
 	// It is called from one goroutine at a time.
 	Output func(OutputChunk)
+	// Sample, when set, receives the running script's usage about once a
+	// second, from one goroutine.
+	Sample func(UsageSample)
 	// Runtime answers the script's runtime API calls; nil disables the API.
 	Runtime RuntimeAPI
 	// Context is the JSON the event helper returns.
@@ -167,11 +170,38 @@ type Usage struct {
 	// block devices (tmpfs mounts such as /tmp are memory, not counted).
 	IORead  int64 `json:"io_read_bytes,omitempty"`
 	IOWrite int64 `json:"io_write_bytes,omitempty"`
+	// PidsPeak is the most processes and threads the sandbox had at once
+	// (the agent's own included; 0 where the engine cannot tell).
+	PidsPeak int64 `json:"pids_peak,omitempty"`
+	// CPUThrottledSeconds is how long the CPU limit held the script back.
+	CPUThrottledSeconds float64 `json:"cpu_throttled_seconds,omitempty"`
 	// CostMicros is what the execution cost by the server's price table,
 	// in millionths of Currency (see Prices.Cost); 0 without prices.
 	CostMicros int64  `json:"cost_micros,omitempty"`
 	Currency   string `json:"currency,omitempty"`
 	// Network is the traffic and refusals of a networked execution.
+	Network *NetworkUsage `json:"network,omitempty"`
+}
+
+// UsageSample is a running execution's usage so far.
+type UsageSample struct {
+	// Time is when the sample was taken; Elapsed how long the script had run.
+	Time    time.Time `json:"time"`
+	Elapsed Duration  `json:"elapsed"`
+	// CPUSeconds is the CPU time used since the script started.
+	CPUSeconds float64 `json:"cpu_seconds"`
+	// MemoryBytes is the memory in use now, PeakMemory the highest so far.
+	MemoryBytes int64 `json:"memory_bytes"`
+	PeakMemory  int64 `json:"peak_memory_bytes"`
+	// IORead and IOWrite are block I/O bytes so far (buffered writes count
+	// as they are written back).
+	IORead  int64 `json:"io_read_bytes"`
+	IOWrite int64 `json:"io_write_bytes"`
+	// Pids counts processes and threads now.
+	Pids int64 `json:"pids"`
+	// CPUThrottledSeconds is how long the CPU limit held the script back so far.
+	CPUThrottledSeconds float64 `json:"cpu_throttled_seconds"`
+	// Network is the traffic so far of a networked execution.
 	Network *NetworkUsage `json:"network,omitempty"`
 }
 

@@ -200,6 +200,8 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	}
 	oomBefore := a.cg.oomKills()
 	ruBefore := childrenCPU()
+	readBefore, writeBefore := selfIO()
+	cgBefore := a.cg.counters()
 	var c *child
 	if ps != nil {
 		// The prepared interpreter becomes this run's script, or is killed
@@ -255,13 +257,21 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 			graceT = time.After(time.Duration(st.GraceMS) * time.Millisecond)
 		}
 		capHit = em.capHit
+		sampler = time.NewTicker(SampleEvery)
 	)
 	defer timeout.Stop()
+	defer sampler.Stop()
 wait:
 	for {
 		select {
 		case status = <-exited:
 			break wait
+		case <-sampler.C:
+			smp := a.cg.sample(cgBefore)
+			smp.ElapsedNS = int64(time.Since(begin))
+			if b, err := json.Marshal(smp); err == nil {
+				a.link.send(FrameUsage, b, 0)
+			}
 		case <-timeout.C:
 			stopping("timed_out")
 		case <-capHit:
@@ -322,6 +332,10 @@ wait:
 		rep.PeakMemory = childrenMaxRSS()
 	}
 	rep.OOMKills = a.cg.oomKills() - oomBefore
+	readAfter, writeAfter := selfIO()
+	rep.IORead, rep.IOWrite = max(0, readAfter-readBefore), max(0, writeAfter-writeBefore)
+	rep.PidsPeak = a.cg.pidsPeak()
+	rep.ThrottledNS = max(0, a.cg.counters().throttledNS-cgBefore.throttledNS)
 	switch {
 	case status.Exited():
 		rep.ExitCode = status.ExitStatus()

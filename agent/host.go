@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Session is the host's end of one agent connection. Engines share it so
@@ -15,6 +17,7 @@ type Session struct {
 	conn   net.Conn
 	hello  Hello
 	onCall func(ctx context.Context, c Call) Reply
+	onUse  func(Sample)
 	wmu    sync.Mutex // guards writes to conn
 
 	prestart string // the last report's Prestart
@@ -47,6 +50,32 @@ func (s *Session) Hello() Hello { return s.hello }
 // are answered by the agent itself). It runs on its own goroutine per call.
 // Set it before Run or Resume.
 func (s *Session) OnCall(h func(ctx context.Context, c Call) Reply) { s.onCall = h }
+
+// OnUsage sets the receiver of the running script's usage samples (about
+// one per SampleEvery), called from the goroutine of Run or Resume. Set it
+// before Run or Resume.
+func (s *Session) OnUsage(f func(Sample)) { s.onUse = f }
+
+// PeerPID is the agent's process id as this host numbers it (0 when the
+// connection cannot tell: not a local socket).
+func (s *Session) PeerPID() int {
+	uc, ok := s.conn.(*net.UnixConn)
+	if !ok {
+		return 0
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return 0
+	}
+	return int(cred.Pid)
+}
 
 // Close closes the connection. An agent with no run outstanding then exits;
 // one whose run is outstanding (the report not yet acknowledged) keeps it
@@ -92,6 +121,11 @@ func (s *Session) relay(ctx context.Context, out func(stream uint8, seq uint64, 
 			}
 			if out != nil {
 				out(stream, seq, data)
+			}
+		case FrameUsage:
+			var smp Sample
+			if s.onUse != nil && json.Unmarshal(p, &smp) == nil {
+				s.onUse(smp)
 			}
 		case FrameCall:
 			var c Call

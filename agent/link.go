@@ -89,6 +89,9 @@ func (l *link) send(t FrameType, p []byte, seq uint64) {
 		l.conn.Close()
 		l.conn = nil
 	}
+	if t == FrameUsage {
+		return // a sample is of the moment: not kept for a host that comes back
+	}
 	if t == FrameOutput {
 		if l.dropped > 0 || l.pendN+len(p) > l.budget {
 			if l.dropped == 0 {

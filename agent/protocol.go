@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Paths inside the sandbox. Engines mount the agent binary at BinaryPath and
@@ -47,15 +48,20 @@ const (
 	FrameReset   FrameType = 9  // host -> agent, JSON Reset: wipe the sandbox for its next run
 	FrameClean   FrameType = 10 // agent -> host, JSON Clean: how the reset went
 	FramePrepare FrameType = 11 // host -> agent, JSON Prepare: start the next run's interpreter now
+	FrameUsage   FrameType = 12 // agent -> host, JSON Sample: the run's usage so far, every SampleEvery
 )
+
+// SampleEvery is how often the agent samples a running script's usage.
+const SampleEvery = time.Second
 
 // MaxFrame is the largest payload accepted, which bounds script plus input.
 const MaxFrame = 32 << 20
 
 // ProtocolVersion changes whenever frames or messages change incompatibly.
 // Version 2 added resumed hellos and FrameAck; version 5 added FramePrepare
-// and Report.Prestart.
-const ProtocolVersion = 5
+// and Report.Prestart; version 6 added FrameUsage and the report's I/O,
+// pids and throttling.
+const ProtocolVersion = 6
 
 // Hello is the agent's first frame on every connection.
 type Hello struct {
@@ -173,6 +179,35 @@ type Report struct {
 	// the run used it ("used") or why it started afresh (also why a Prepare
 	// left nothing prepared).
 	Prestart string `json:"prestart,omitempty"`
+	// IORead and IOWrite are the bytes the script and its children read
+	// from and wrote to block devices (the agent's own /proc/self/io after
+	// reaping them: tmpfs is not counted).
+	IORead  int64 `json:"io_read,omitempty"`
+	IOWrite int64 `json:"io_write,omitempty"`
+	// PidsPeak is the most processes and threads the sandbox had at once
+	// (the cgroup's pids.peak, the agent's own included; 0 when unknown).
+	PidsPeak int64 `json:"pids_peak,omitempty"`
+	// ThrottledNS is how long the script was held back by its CPU limit.
+	ThrottledNS int64 `json:"throttled_ns,omitempty"`
+}
+
+// Sample is a running script's usage so far, from the sandbox's cgroup.
+type Sample struct {
+	// ElapsedNS is the time since the script started.
+	ElapsedNS int64 `json:"elapsed_ns"`
+	// CPUNS is the CPU time the sandbox used since the script started.
+	CPUNS int64 `json:"cpu_ns"`
+	// Memory is the sandbox's memory use now, PeakMemory its highest so far.
+	Memory     int64 `json:"memory"`
+	PeakMemory int64 `json:"peak_memory"`
+	// IORead and IOWrite are block I/O bytes since the script started (buffered
+	// writes count when written back).
+	IORead  int64 `json:"io_read"`
+	IOWrite int64 `json:"io_write"`
+	// Pids counts the sandbox's processes and threads now.
+	Pids int64 `json:"pids"`
+	// ThrottledNS is how long the CPU limit held the sandbox back since the script started.
+	ThrottledNS int64 `json:"throttled_ns"`
 }
 
 // WriteFrame writes one frame. It is not safe for concurrent use on one writer.

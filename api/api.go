@@ -919,6 +919,9 @@ func (s *Server) execution(r *http.Request, u *cronium.User) (cronium.Execution,
 type ExecutionView struct {
 	cronium.Execution
 	Notifications []notify.Delivery `json:"notifications,omitempty"`
+	// Live is the latest usage sample of a running execution (taken about
+	// every second), when the node answering runs it.
+	Live *cronium.UsageSample `json:"live,omitempty"`
 }
 
 func (s *Server) getExecution(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
@@ -930,7 +933,13 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request, u *cronium
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, ExecutionView{Execution: x, Notifications: ns})
+	v := ExecutionView{Execution: x, Notifications: ns}
+	if x.Status == cronium.StatusRunning {
+		if u, ok := s.cfg.Dispatcher.Hub().LastUsage(x.ID); ok {
+			v.Live = &u
+		}
+	}
+	return writeJSON(w, http.StatusOK, v)
 }
 
 func (s *Server) cancelExecution(w http.ResponseWriter, r *http.Request, u *cronium.User) error {

@@ -135,7 +135,9 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 	for {
 		// Subscribe before reading the store: chunks are published only
 		// after they are stored, so between the two nothing can slip past.
-		sub, cancel := s.cfg.Dispatcher.Hub().Subscribe(id)
+		sub, cancelOut := s.cfg.Dispatcher.Hub().Subscribe(id)
+		usage, cancelUsage := s.cfg.Dispatcher.Hub().SubscribeUsage(id)
+		cancel := func() { cancelOut(); cancelUsage() }
 		if err := catchUp(); err != nil {
 			cancel()
 			return nil
@@ -181,6 +183,16 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 					break live // ended, or we fell behind: go round and resume from the store
 				}
 				emit(c)
+				flush()
+			case u, ok := <-usage:
+				if !ok {
+					usage = nil // ended: the output channel says so too
+					continue
+				}
+				// No id: a sample is of the moment, resuming never repeats it.
+				b, _ := json.Marshal(u)
+				rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
+				fmt.Fprintf(w, "event: usage\ndata: %s\n\n", b)
 				flush()
 			}
 		}

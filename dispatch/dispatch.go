@@ -692,6 +692,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		sink.lastSeq = after
 		r := *re
 		r.ExecutionID, r.Sandbox, r.AfterSeq, r.Output, r.Runtime = x.ID, x.Sandbox, after, sink.add, d.cfg.Runtime
+		r.Sample = d.sampler(x.ID)
 		res, err := d.cfg.Engine.Reattach(ctx, r)
 		switch {
 		case errors.Is(err, cronium.ErrNotFound) && r.Node != "" && x.Sandbox == "":
@@ -745,7 +746,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 	d.cfg.Runtime.Open(x.ID, x.UserID, sink.secrets)
 	spec := cronium.Spec{
 		ID: x.ID, Language: ev.Language, Script: []byte(ev.Script), Files: ev.Files, Input: input,
-		Env: withTZ(ev.Env, ev.Timezone), Limits: limits, Profile: profile, Network: netPolicy, Output: sink.add,
+		Env: withTZ(ev.Env, ev.Timezone), Limits: limits, Profile: profile, Network: netPolicy, Output: sink.add, Sample: d.sampler(x.ID),
 		Runtime: d.cfg.Runtime, Context: d.context(ctx, x, ev, limits), Secrets: secretMap, DataMode: ev.DataMode,
 	}
 	if d.cfg.Bases != nil {
@@ -883,6 +884,11 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInf
 		d.cfg.Notified()
 	}
 	d.Wake()
+}
+
+// sampler publishes an execution's usage samples to its followers.
+func (d *Dispatcher) sampler(id string) func(cronium.UsageSample) {
+	return func(u cronium.UsageSample) { d.cfg.Hub.PublishUsage(id, u) }
 }
 
 // stopping is closed when Stop is called.

@@ -6,14 +6,63 @@ import (
 	cronium "github.com/cronium/executor"
 )
 
-// Hub fans live output out to followers of an execution. It is safe for concurrent use.
+// Hub fans live output and usage samples out to followers of an
+// execution, and keeps each running execution's latest sample. It is safe
+// for concurrent use.
 type Hub struct {
-	mu   sync.Mutex // guards subs
-	subs map[string]map[chan cronium.OutputChunk]struct{}
+	mu    sync.Mutex // guards the maps
+	subs  map[string]map[chan cronium.OutputChunk]struct{}
+	usage map[string]map[chan cronium.UsageSample]struct{}
+	last  map[string]cronium.UsageSample
 }
 
 // NewHub returns an empty hub.
-func NewHub() *Hub { return &Hub{subs: map[string]map[chan cronium.OutputChunk]struct{}{}} }
+func NewHub() *Hub {
+	return &Hub{subs: map[string]map[chan cronium.OutputChunk]struct{}{}, usage: map[string]map[chan cronium.UsageSample]struct{}{},
+		last: map[string]cronium.UsageSample{}}
+}
+
+// SubscribeUsage returns a channel of the execution's usage samples from
+// now on, closed when the execution ends or cancel is called. A follower
+// that falls 16 samples behind misses the newer ones (they are of the moment).
+func (h *Hub) SubscribeUsage(id string) (<-chan cronium.UsageSample, func()) {
+	ch := make(chan cronium.UsageSample, 16)
+	h.mu.Lock()
+	if h.usage[id] == nil {
+		h.usage[id] = map[chan cronium.UsageSample]struct{}{}
+	}
+	h.usage[id][ch] = struct{}{}
+	h.mu.Unlock()
+	return ch, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if _, ok := h.usage[id][ch]; ok {
+			delete(h.usage[id], ch)
+			close(ch)
+		}
+	}
+}
+
+// PublishUsage records the execution's latest sample and sends it to its followers.
+func (h *Hub) PublishUsage(id string, u cronium.UsageSample) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.last[id] = u
+	for ch := range h.usage[id] {
+		select {
+		case ch <- u:
+		default:
+		}
+	}
+}
+
+// LastUsage is the execution's latest sample while it runs on this node.
+func (h *Hub) LastUsage(id string) (cronium.UsageSample, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	u, ok := h.last[id]
+	return u, ok
+}
 
 // Subscribe returns a channel of the execution's chunks from now on. The
 // channel is closed when the execution ends or cancel is called. A follower
@@ -51,7 +100,7 @@ func (h *Hub) Publish(id string, c cronium.OutputChunk) {
 	}
 }
 
-// End closes every follower of the execution.
+// End closes every follower of the execution and forgets its sample.
 func (h *Hub) End(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -59,4 +108,9 @@ func (h *Hub) End(id string) {
 		close(ch)
 	}
 	delete(h.subs, id)
+	for ch := range h.usage[id] {
+		close(ch)
+	}
+	delete(h.usage, id)
+	delete(h.last, id)
 }

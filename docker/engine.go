@@ -323,7 +323,7 @@ func (e *Engine) Reattach(ctx context.Context, r cronium.Reattach) (cronium.Resu
 		os.RemoveAll(filepath.Join(stateDir, "s", sandboxName(id)))
 		return cronium.Result{}, fmt.Errorf("%w: the container of execution %s was made but never started", cronium.ErrNeverStarted, id)
 	}
-	spec := cronium.Spec{ID: r.ExecutionID, Image: e.dialect.imageName(c.Image), Output: r.Output, Runtime: r.Runtime}
+	spec := cronium.Spec{ID: r.ExecutionID, Image: e.dialect.imageName(c.Image), Output: r.Output, Sample: r.Sample, Runtime: r.Runtime}
 	if v, ok := c.Labels[LabelLimits]; ok {
 		if err := json.Unmarshal([]byte(v), &spec.Limits); err != nil {
 			e.log.Warn("unreadable limits label", "execution_id", id, "container", c.ID, "err", err)

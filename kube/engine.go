@@ -451,7 +451,7 @@ func (e *Engine) Reattach(ctx context.Context, r cronium.Reattach) (cronium.Resu
 		return cronium.Result{}, fmt.Errorf("%w: no Pod of execution %s on node %s", cronium.ErrNotFound, id, e.opts.NodeID)
 	}
 	p := &pods[0]
-	spec := cronium.Spec{ID: r.ExecutionID, Image: imageName(p.Spec.Containers[0].Image), Output: r.Output, Runtime: r.Runtime}
+	spec := cronium.Spec{ID: r.ExecutionID, Image: imageName(p.Spec.Containers[0].Image), Output: r.Output, Sample: r.Sample, Runtime: r.Runtime}
 	if v, ok := p.Annotations[AnnotationLimits]; ok {
 		if err := json.Unmarshal([]byte(v), &spec.Limits); err != nil {
 			e.log.Warn("unreadable limits annotation", "execution_id", id, "pod", p.Name, "err", err)

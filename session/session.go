@@ -391,6 +391,13 @@ func (r *run) drive(ctx context.Context, backstop time.Time, call func(out func(
 	stopCancel := context.AfterFunc(ctx, func() { timer.Reset(spec.Limits.Grace + r.t.Backstop) })
 	defer stopCancel()
 
+	if spec.Sample != nil {
+		r.sess.OnUsage(func(smp agent.Sample) {
+			spec.Sample(cronium.UsageSample{Time: time.Now(), Elapsed: cronium.Duration(smp.ElapsedNS), CPUSeconds: float64(smp.CPUNS) / 1e9,
+				MemoryBytes: smp.Memory, PeakMemory: smp.PeakMemory, IORead: smp.IORead, IOWrite: smp.IOWrite, Pids: smp.Pids,
+				CPUThrottledSeconds: float64(smp.ThrottledNS) / 1e9, Network: r.box.Usage(ctx)})
+		})
+	}
 	last := r.after
 	out := func(stream uint8, seq uint64, data []byte) {
 		if seq <= last || spec.Output == nil {
@@ -439,7 +446,8 @@ func (r *run) result(res cronium.Result, rep agent.Report, err error) cronium.Re
 		}
 		cancel()
 	}
-	res.Usage = cronium.Usage{CPUSeconds: rep.CPUSeconds, PeakMemory: rep.PeakMemory, OutputBytes: rep.OutputBytes, KeptOutputBytes: rep.KeptBytes}
+	res.Usage = cronium.Usage{CPUSeconds: rep.CPUSeconds, PeakMemory: rep.PeakMemory, OutputBytes: rep.OutputBytes, KeptOutputBytes: rep.KeptBytes,
+		IORead: rep.IORead, IOWrite: rep.IOWrite, PidsPeak: rep.PidsPeak, CPUThrottledSeconds: float64(rep.ThrottledNS) / 1e9}
 	res.Output, res.OutputError = rep.Output, rep.OutputError
 	return res
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -111,7 +114,7 @@ func (x *Warm) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 	}
 	rs := x.spec
 	rs.ID, rs.Language, rs.Script, rs.Input, rs.Files = spec.ID, spec.Language, spec.Script, spec.Input, spec.Files
-	rs.Env, rs.Output, rs.Runtime = spec.Env, spec.Output, spec.Runtime
+	rs.Env, rs.Output, rs.Runtime, rs.Sample = spec.Env, spec.Output, spec.Runtime, spec.Sample
 	rs.Context, rs.Secrets, rs.DataMode = spec.Context, spec.Secrets, spec.DataMode
 	if spec.Limits.Timeout > 0 {
 		// The agent enforces these per run; the sandbox's own limits stay the template's.
@@ -128,6 +131,7 @@ func (x *Warm) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 			return res
 		}
 	}
+	resetPeakMemory(x.sess.PeerPID()) // the run's peak is its own, not an earlier run's
 	x.box.BeginRun(ctx)
 	l := rs.Limits
 	rep, err := r.drive(ctx, now.Add(l.Timeout+l.Grace+x.t.Backstop), func(out func(uint8, uint64, []byte)) (agent.Report, error) {
@@ -250,4 +254,38 @@ func (x *Warm) Prestart() string { return x.sess.Prestart() }
 func (x *Warm) Unprepare(ctx context.Context) error {
 	x.prepare = false
 	return x.Reset(ctx)
+}
+
+// resetPeakMemory starts a new peak memory measurement in the memory
+// cgroup of the agent with host pid pid: on cgroup v1 max_usage_in_bytes
+// otherwise keeps the highest use since the sandbox started, and a warm
+// sandbox's run would report an earlier run's peak. Where it cannot
+// (cgroup v2, whose memory.peak resets only for the writer's own file; no
+// host pid), the peak stays the sandbox's. It reports whether it reset.
+func resetPeakMemory(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 || parts[2] == "/" || strings.Contains(parts[2], "..") {
+			continue
+		}
+		if !slices.Contains(strings.Split(parts[1], ","), "memory") {
+			continue
+		}
+		file := filepath.Join("/sys/fs/cgroup/memory", parts[2], "memory.max_usage_in_bytes")
+		if f, err := os.OpenFile(file, os.O_WRONLY, 0); err == nil {
+			_, err = f.WriteString("0")
+			f.Close()
+			if err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }
