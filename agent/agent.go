@@ -256,7 +256,7 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 			a.killAll(pid, syscall.SIGTERM)
 			graceT = time.After(time.Duration(st.GraceMS) * time.Millisecond)
 		}
-		capHit = em.capHit
+		capHit  = em.capHit
 		sampler = time.NewTicker(SampleEvery)
 	)
 	defer timeout.Stop()

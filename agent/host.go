@@ -6,9 +6,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Session is the host's end of one agent connection. Engines share it so
@@ -67,9 +66,9 @@ func (s *Session) PeerPID() int {
 	if err != nil {
 		return 0
 	}
-	var cred *unix.Ucred
+	var cred *syscall.Ucred
 	raw.Control(func(fd uintptr) {
-		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
 	})
 	if err != nil || cred == nil {
 		return 0
