@@ -231,6 +231,8 @@ type Result struct {
 	// network policy, by cronium on the node); empty where the engine
 	// enforces every limit itself.
 	Enforcement []string `json:"enforcement,omitempty"`
+	// Hints are the optimisations this run's usage suggests (see Hints).
+	Hints []Hint `json:"hints,omitempty"`
 	// NetworkPolicy is the network policy that was in force.
 	NetworkPolicy *NetworkPolicy `json:"network_policy,omitempty"`
 	// Output is the output value found by the stdio or files data mode (the

@@ -130,6 +130,8 @@ type runInfo struct {
 	strategy    string
 	pooled, hit bool
 	queue, late time.Duration // negative: unknown, not scheduled
+	ran         bool          // the event was read and its script handed to a sandbox
+	perMinute   float64       // how often the event runs on schedule
 }
 
 // New validates cfg and returns a stopped dispatcher.
@@ -783,7 +785,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		}
 		return fail(err)
 	}
-	info.strategy = strategy
+	info.strategy, info.ran, info.perMinute = strategy, true, d.perMinute(ev)
 	// The sandbox is recorded before the script is handed to it: to re-attach
 	// after a crash, and so that a run that never reached one is known
 	// never to have started (it may then start elsewhere).
@@ -843,6 +845,9 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInf
 		res.Usage.CostMicros = d.cfg.Prices.Cost(cronium.Meter(res), res.Outcome != cronium.EngineError)
 		res.Usage.Currency = d.cfg.Prices.Unit()
 	}
+	if info.ran {
+		res.Hints = d.hints(ctx, x, res, info)
+	}
 	f := d.followUps(ctx, x, res)
 	// A result is recorded once the store takes it: while it does not
 	// answer, this node keeps trying (the execution still counts as
@@ -884,6 +889,23 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInf
 		d.cfg.Notified()
 	}
 	d.Wake()
+}
+
+// hints computes a finished run's optimisation hints, with its event's
+// runs of the last 7 days (without them when the store cannot say).
+func (d *Dispatcher) hints(ctx context.Context, x cronium.Execution, res cronium.Result, info runInfo) []cronium.Hint {
+	in := cronium.HintInput{Strategy: info.strategy, PerMinute: info.perMinute, Prices: d.cfg.Prices}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	rows, err := d.cfg.Store.Usage(ctx, store.UsageFilter{UserID: x.UserID, EventID: x.EventID, Since: time.Now().AddDate(0, 0, -7)})
+	if err != nil {
+		d.log.Debug("read the event's recent usage for hints", "execution_id", x.ID, "err", err)
+	}
+	for _, r := range rows {
+		in.Runs += r.Executions
+		in.PeakMemory = max(in.PeakMemory, r.PeakMemory)
+	}
+	return cronium.Hints(res, in)
 }
 
 // sampler publishes an execution's usage samples to its followers.

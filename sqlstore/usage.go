@@ -49,6 +49,9 @@ func (s *Store) Usage(ctx context.Context, f store.UsageFilter) ([]store.UsageRo
 	if f.UserID != 0 {
 		where, args = where+" AND g.user_id = ?", append(args, f.UserID)
 	}
+	if f.EventID != 0 {
+		where, args = where+" AND g.event_id = ?", append(args, f.EventID)
+	}
 	if !f.Since.IsZero() {
 		where, args = where+" AND g.day >= ?", append(args, store.Day(f.Since))
 	}

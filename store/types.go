@@ -215,6 +215,8 @@ const (
 type UsageFilter struct {
 	// UserID limits it to one user; 0: every user.
 	UserID int64
+	// EventID limits it to one event; 0: every event.
+	EventID int64
 	// By groups it: ByDay, ByEvent, ByUser, or "" for one total.
 	By string
 	// Since and Until bound it by UTC day: the days from Since's to the

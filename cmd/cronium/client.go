@@ -803,7 +803,7 @@ func newExecCmd() *cobra.Command {
 			}
 			if r := x.Result; r != nil {
 				fmt.Fprintf(w, "  phases:    create %s, start %s, run %s, cleanup %s\n", ms(r.Phases.Create), ms(r.Phases.Start), ms(r.Phases.Run), ms(r.Phases.Cleanup))
-				fmt.Fprintf(w, "  usage:     cpu %.3fs, peak memory %s, output %d bytes\n", r.Usage.CPUSeconds, human(r.Usage.PeakMemory), r.Usage.OutputBytes)
+				fmt.Fprintf(w, "  usage:     %s\n", usageLine(r.Usage))
 				fmt.Fprintf(w, "  limits:    memory %s, cpus %v, pids %d, timeout %s\n", r.Limits.Memory, r.Limits.CPUs, r.Limits.Pids, r.Limits.Timeout)
 				for _, e := range r.Enforcement {
 					fmt.Fprintf(w, "  enforced:  %s\n", e)
@@ -816,6 +816,14 @@ func newExecCmd() *cobra.Command {
 					for _, x := range n.Refusals {
 						fmt.Fprintf(w, "  refused:   %s\n", x)
 					}
+				}
+			}
+			if u := view.Live; u != nil {
+				fmt.Fprintf(w, "  live:      %s (at %s)\n", liveLine(*u), u.Time.Local().Format(time.TimeOnly))
+			}
+			if r := x.Result; r != nil {
+				for _, h := range r.Hints {
+					fmt.Fprintf(w, "  hint:      %s\n", h.Message)
 				}
 			}
 			fmt.Fprintf(w, "  logs:      %d bytes stored", x.LogBytes)
@@ -937,8 +945,39 @@ func newExecCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.AddCommand(list, get, logs, cancel)
+	c.AddCommand(list, get, logs, cancel, newExecTopCmd(cl))
 	return c
+}
+
+// usageLine says what a finished execution used.
+func usageLine(u cronium.Usage) string {
+	line := fmt.Sprintf("cpu %.3fs, peak memory %s, output %d bytes", u.CPUSeconds, human(u.PeakMemory), u.OutputBytes)
+	if u.IORead+u.IOWrite > 0 {
+		line += fmt.Sprintf(", disk %s read %s written", human(u.IORead), human(u.IOWrite))
+	}
+	if u.PidsPeak > 0 {
+		line += fmt.Sprintf(", %d processes and threads at most", u.PidsPeak)
+	}
+	if u.CPUThrottledSeconds > 0 {
+		line += fmt.Sprintf(", held back by the CPU limit %.2fs", u.CPUThrottledSeconds)
+	}
+	if u.Currency != "" {
+		line += fmt.Sprintf(", cost %s %s", cronium.FormatMicros(u.CostMicros), u.Currency)
+	}
+	return line
+}
+
+// liveLine says what a running execution uses now.
+func liveLine(u cronium.UsageSample) string {
+	line := fmt.Sprintf("ran %s, cpu %.2fs, memory %s (peak %s), %d pids", time.Duration(u.Elapsed).Round(time.Second), u.CPUSeconds,
+		human(u.MemoryBytes), human(u.PeakMemory), u.Pids)
+	if u.IORead+u.IOWrite > 0 {
+		line += fmt.Sprintf(", disk %s/%s", human(u.IORead), human(u.IOWrite))
+	}
+	if n := u.Network; n != nil {
+		line += fmt.Sprintf(", network %s in %s out", human(n.BytesIn), human(n.BytesOut))
+	}
+	return line
 }
 
 // cancelled says what a cancel did to x, as the server answered it.
