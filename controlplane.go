@@ -71,6 +71,10 @@ type Tier struct {
 	// 30 and 1,000, enterprise 90 and 10,000.
 	RetentionDays int `json:"retention_days,omitempty"`
 	RetentionRuns int `json:"retention_runs,omitempty"`
+	// IORead and IOWrite cap each execution's disk reads and writes per
+	// second (events may ask for less). Default: no cap.
+	IORead  Size `json:"io_read,omitempty"`
+	IOWrite Size `json:"io_write,omitempty"`
 	// Budget bounds the CPU time or cost of each of its users' executions
 	// in a calendar month. Default: none.
 	Budget Budget `json:"budget,omitzero"`
@@ -160,6 +164,10 @@ type Resources struct {
 	Memory string  `json:"memory,omitempty"`
 	CPUs   float64 `json:"cpus,omitempty"`
 	Pids   int64   `json:"pids,omitempty"`
+	// IORead and IOWrite cap disk reads and writes per second, like "10Mi"
+	// (within the tier's caps, which apply when they are left out).
+	IORead  string `json:"io_read,omitempty"`
+	IOWrite string `json:"io_write,omitempty"`
 }
 
 // Event is a script a user defined once and runs on a schedule or on demand.
@@ -406,6 +414,27 @@ func (e *Event) Limits(tier Tier) (Limits, error) {
 	}
 	if l.Pids > tier.PidsCap() {
 		return l, Invalid("resources.pids", strconv.FormatInt(l.Pids, 10), fmt.Sprintf("is above the %s tier's maximum of %d processes", tier.Name, tier.PidsCap()))
+	}
+	for _, io := range []struct {
+		field, v string
+		cap      Size
+		set      *Size
+	}{{"resources.io_read", e.Resources.IORead, tier.IORead, &l.IOReadBPS}, {"resources.io_write", e.Resources.IOWrite, tier.IOWrite, &l.IOWriteBPS}} {
+		*io.set = io.cap
+		if io.v == "" {
+			continue
+		}
+		v, err := ParseSize(io.field, strings.TrimSuffix(io.v, "/s"))
+		if err != nil {
+			return l, err
+		}
+		if io.cap > 0 && v > io.cap {
+			return l, Invalid(io.field, io.v, fmt.Sprintf("is above the %s tier's cap of %s per second", tier.Name, io.cap))
+		}
+		if v <= 0 {
+			return l, Invalid(io.field, io.v, "is not a rate: want bytes per second like 10Mi (leave it out for the tier's cap)")
+		}
+		*io.set = v
 	}
 	if err := l.Validate(); err != nil {
 		var fe *FieldError

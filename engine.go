@@ -90,6 +90,9 @@ type Capabilities struct {
 	Networks []NetworkMode `json:"networks"`
 	// Images: Images() manages images (builds, package layers, custom images).
 	Images bool `json:"images"`
+	// DiskIO: the disk I/O caps of Limits are enforced (elsewhere runs say
+	// in Result.Enforcement that they are not).
+	DiskIO bool `json:"disk_io"`
 }
 
 // CanNetwork reports whether the engine enforces mode.

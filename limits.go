@@ -54,7 +54,17 @@ type Limits struct {
 	Output Size
 	// OutputPolicy says what happens past the output cap. Default truncate.
 	OutputPolicy OutputPolicy
+	// IOReadBPS and IOWriteBPS cap the bytes per second the script reads
+	// from and writes to disk; 0: no cap. With either set, /workspace is a
+	// file system on disk (not memory) that the engine throttles.
+	IOReadBPS, IOWriteBPS Size
 }
+
+// MinIOBPS is the smallest disk I/O cap, in bytes per second.
+const MinIOBPS Size = 64 << 10
+
+// IOLimited reports whether the limits cap disk I/O.
+func (l Limits) IOLimited() bool { return l.IOReadBPS > 0 || l.IOWriteBPS > 0 }
 
 // MaxPids is the most processes and threads any execution may have (tiers
 // cap it lower: Tier.PidsCap).
@@ -171,6 +181,10 @@ func (l Limits) Validate() error {
 		return Invalid("output", l.Output.String(), "is too small: want at least 1Ki")
 	case l.OutputPolicy != OutputTruncate && l.OutputPolicy != OutputKill:
 		return Invalid("output_policy", string(l.OutputPolicy), "is unknown: want truncate or kill")
+	case l.IOReadBPS < 0 || (l.IOReadBPS > 0 && l.IOReadBPS < MinIOBPS):
+		return Invalid("io_read", l.IOReadBPS.String(), "is too small: want at least "+MinIOBPS.String()+" per second, or 0 for no cap")
+	case l.IOWriteBPS < 0 || (l.IOWriteBPS > 0 && l.IOWriteBPS < MinIOBPS):
+		return Invalid("io_write", l.IOWriteBPS.String(), "is too small: want at least "+MinIOBPS.String()+" per second, or 0 for no cap")
 	}
 	return nil
 }
@@ -191,13 +205,15 @@ type limitsJSON struct {
 	GraceSeconds      float64      `json:"grace_seconds"`
 	Output            Size         `json:"output_bytes"`
 	OutputPolicy      OutputPolicy `json:"output_policy"`
+	IOReadBPS         Size         `json:"io_read_bps,omitempty"`
+	IOWriteBPS        Size         `json:"io_write_bps,omitempty"`
 }
 
 // MarshalJSON encodes sizes in bytes and times in seconds, with the unit in the field name.
 func (l Limits) MarshalJSON() ([]byte, error) {
 	return json.Marshal(limitsJSON{
 		l.Memory, l.MemoryReservation, l.CPUs, l.CPUGuaranteed, l.Pids, l.NoFile, l.NProc,
-		l.TmpSize, l.WorkspaceSize, l.ShmSize(), l.Timeout.Seconds(), l.Grace.Seconds(), l.Output, l.OutputPolicy,
+		l.TmpSize, l.WorkspaceSize, l.ShmSize(), l.Timeout.Seconds(), l.Grace.Seconds(), l.Output, l.OutputPolicy, l.IOReadBPS, l.IOWriteBPS,
 	})
 }
 
@@ -211,7 +227,7 @@ func (l *Limits) UnmarshalJSON(b []byte) error {
 		Memory: j.Memory, MemoryReservation: j.MemoryReservation, CPUs: j.CPUs, CPUGuaranteed: j.CPUGuaranteed,
 		Pids: j.Pids, NoFile: j.NoFile, NProc: j.NProc, TmpSize: j.TmpSize, WorkspaceSize: j.WorkspaceSize,
 		Timeout: time.Duration(j.TimeoutSeconds * float64(time.Second)), Grace: time.Duration(j.GraceSeconds * float64(time.Second)),
-		Output: j.Output, OutputPolicy: j.OutputPolicy,
+		Output: j.Output, OutputPolicy: j.OutputPolicy, IOReadBPS: j.IOReadBPS, IOWriteBPS: j.IOWriteBPS,
 	}
 	return nil
 }

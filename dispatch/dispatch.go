@@ -767,6 +767,9 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		// A writable root file system cannot be wiped between runs.
 		strategy, why = cronium.StrategyPrewarmed, why+"; the "+profile.Name+" profile has a writable root, which a reset cannot wipe: prewarmed instead"
 	}
+	if limits.IOLimited() && strategy == cronium.StrategyUser {
+		strategy, why = cronium.StrategyReuse, why+"; disk I/O caps need the sandbox's own disk workspace, not the user's persistent one: reuse instead"
+	}
 	switch {
 	case strategy == cronium.StrategyCold:
 	case !caps.Warm:
@@ -812,8 +815,9 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		}
 		// Every limit the container itself enforces is part of the key; the
 		// ones the agent enforces per run (timeout, output) travel with the run.
-		key := fmt.Sprintf("%s/%s/%s%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/%s/%s", mode, owner, ev.Language, imageKey(spec.Image, spec.ImageID),
-			limits.Memory, limits.CPUs, limits.CPUGuaranteed, limits.Pids, limits.NoFile, limits.NProc, limits.TmpSize, limits.WorkspaceSize, profile.Name, netPolicy)
+		key := fmt.Sprintf("%s/%s/%s%s/%s/%gcpu/%gguaranteed/%dpids/%dnofile/%dnproc/tmp%s/ws%s/io%d-%d/%s/%s", mode, owner, ev.Language, imageKey(spec.Image, spec.ImageID),
+			limits.Memory, limits.CPUs, limits.CPUGuaranteed, limits.Pids, limits.NoFile, limits.NProc, limits.TmpSize, limits.WorkspaceSize,
+			limits.IOReadBPS, limits.IOWriteBPS, profile.Name, netPolicy)
 		info.pooled = true
 		res, info.hit = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) {
 			return d.cfg.Engine.NewSandbox(ctx, template, d.cfg.SandboxLifetime)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/blkiodev"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/client"
@@ -38,6 +39,8 @@ type box struct {
 
 	lifetime   time.Duration // pooled sandboxes: how long past one run's deadline they may live
 	autoRemove bool          // the engine removes the container when its agent exits
+	scratch    *scratch      // the disk-backed /workspace of a sandbox with disk I/O caps
+	notes      []string      // how its limits are enforced, where that is not plain (Result.Enforcement)
 }
 
 var _ session.Box = (*box)(nil)
@@ -46,7 +49,7 @@ var _ session.Box = (*box)(nil)
 // without network or files to collect removes itself when its agent exits.
 func (e *Engine) newBox(spec cronium.Spec, lifetime time.Duration, cold bool) *box {
 	return &box{e: e, spec: spec, name: sandboxName(spec.ID), lifetime: lifetime, stateDir: e.cfg.StateDir,
-		autoRemove: cold && !spec.Network.Networked() && spec.Collect == nil && spec.Workspace == nil}
+		autoRemove: cold && !spec.Network.Networked() && spec.Collect == nil && spec.Workspace == nil && !spec.Limits.IOLimited()}
 }
 
 // Ref implements session.Box.
@@ -175,13 +178,28 @@ func (s *box) Create(ctx context.Context) error {
 	if resolv != "" {
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: resolv, Target: "/etc/resolv.conf", ReadOnly: true})
 	}
-	if ws := spec.Workspace; ws != nil {
+	switch ws := spec.Workspace; {
+	case ws != nil:
 		dir, err := e.workspaceDir(ws)
 		if err != nil {
 			return err
 		}
 		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: dir, Target: agent.Workspace})
-	} else {
+		if l.IOLimited() {
+			s.notes = append(s.notes, "disk I/O caps: not applied to a persistent user workspace")
+		}
+	case l.IOLimited():
+		if s.scratch, s.notes, err = e.newScratch(s.name, l); err != nil {
+			return err
+		}
+		host.Mounts = append(host.Mounts, mount.Mount{Type: mount.TypeBind, Source: s.scratch.dir, Target: agent.Workspace})
+		if l.IOReadBPS > 0 {
+			host.Resources.BlkioDeviceReadBps = []*blkiodev.ThrottleDevice{{Path: s.scratch.dev, Rate: uint64(l.IOReadBPS)}}
+		}
+		if l.IOWriteBPS > 0 {
+			host.Resources.BlkioDeviceWriteBps = []*blkiodev.ThrottleDevice{{Path: s.scratch.dev, Rate: uint64(l.IOWriteBPS)}}
+		}
+	default:
 		host.Tmpfs[agent.Workspace] = tmpfs(l.WorkspaceSize)
 	}
 	if spec.Collect != nil {
@@ -382,7 +400,16 @@ func (s *box) Remove(finished bool) {
 	if s.dir != "" {
 		os.RemoveAll(s.dir)
 	}
+	if s.scratch != nil {
+		if err := s.scratch.remove(); err != nil {
+			s.e.log.Error("remove the sandbox's disk workspace; gc will retry", "execution_id", s.spec.ID, "err", err)
+		}
+	}
 }
+
+// Notes implements session's enforcement notes: how this sandbox's limits
+// are enforced where that is not plain.
+func (s *box) Notes() []string { return s.notes }
 
 // remove force-removes container id with its anonymous volumes. Podman
 // may refuse a container that is stopping at that moment ("container

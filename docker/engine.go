@@ -257,7 +257,7 @@ func NewID() string { return cronium.NewID() }
 // Capabilities implements cronium.Engine.
 func (e *Engine) Capabilities() cronium.Capabilities {
 	return cronium.Capabilities{Name: e.dialect.name(), Address: e.cli.DaemonHost(), Version: e.version,
-		Reattach: true, Warm: true, Pause: true, Workspaces: true, Images: true,
+		Reattach: true, Warm: true, Pause: true, Workspaces: true, Images: true, DiskIO: true,
 		Networks: []cronium.NetworkMode{cronium.NetworkNone, cronium.NetworkEgress, cronium.NetworkInternal, cronium.NetworkFull}}
 }
 
@@ -417,6 +417,7 @@ func (e *Engine) GC(ctx context.Context, grace time.Duration) (int, error) {
 	if err := e.SweepNetworks(ctx); err != nil {
 		e.log.Warn("sweep sandbox networks", "err", err)
 	}
+	e.sweepScratch(inUse, now.Add(-grace))
 	dirs, _ := os.ReadDir(filepath.Join(e.cfg.StateDir, "s"))
 	for _, d := range dirs {
 		if inUse[d.Name()] {

@@ -383,3 +383,11 @@ func (e *Engine) deleteLater(pod, execution string) {
 		}
 	}()
 }
+
+// Notes implements session's enforcement notes.
+func (s *box) Notes() []string {
+	if s.spec.Limits.IOLimited() {
+		return []string{"disk I/O caps: not enforced on Kubernetes (/workspace is an emptyDir in memory; the Pod's disk I/O is the node's)"}
+	}
+	return nil
+}

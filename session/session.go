@@ -136,6 +136,9 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 	err := box.Create(ctx)
 	res.Phases.Create = time.Since(c)
 	res.Container = box.Ref()
+	if n := notes(box); len(n) > 0 {
+		res.Enforcement = append(append([]string(nil), res.Enforcement...), n...)
+	}
 	if err != nil {
 		return fail(err)
 	}
@@ -169,6 +172,15 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 	}
 	finished = err == nil
 	return res
+}
+
+// notes are a box's own enforcement notes, when it has some (a box says
+// how it enforces limits that its engine enforces per sandbox).
+func notes(box Box) []string {
+	if n, ok := box.(interface{ Notes() []string }); ok {
+		return n.Notes()
+	}
+	return nil
 }
 
 // Start starts a created box, waits for its agent's hello and readies it.

@@ -106,7 +106,8 @@ func (x *Warm) Age() time.Duration { return time.Since(x.created) }
 func (x *Warm) Run(ctx context.Context, spec cronium.Spec) cronium.Result {
 	now := time.Now()
 	np := x.spec.Network
-	res := cronium.Result{ID: spec.ID, Image: x.spec.Image, ImageID: x.spec.ImageID, Limits: x.spec.Limits, Enforcement: x.t.Enforcement, NetworkPolicy: &np, Container: x.box.Ref(), StartedAt: now}
+	res := cronium.Result{ID: spec.ID, Image: x.spec.Image, ImageID: x.spec.ImageID, Limits: x.spec.Limits, NetworkPolicy: &np, Container: x.box.Ref(), StartedAt: now,
+		Enforcement: append(append([]string(nil), x.t.Enforcement...), notes(x.box)...)}
 	if err := x.usable(); err != nil {
 		res.Outcome, res.ExitCode, res.Error = cronium.EngineError, -1, err.Error()
 		res.EndedAt = time.Now()

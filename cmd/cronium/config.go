@@ -610,6 +610,14 @@ func (c *serverConfig) validate() error {
 				return cronium.Invalid(field+"network_modes", string(m), "is not a network mode: want none, egress, internal or full")
 			}
 		}
+		for _, io := range []struct {
+			name string
+			v    cronium.Size
+		}{{"io_read", t.IORead}, {"io_write", t.IOWrite}} {
+			if io.v < 0 || (io.v > 0 && io.v < cronium.MinIOBPS) {
+				return cronium.Invalid(field+io.name, io.v.String(), "is too small: want at least "+cronium.MinIOBPS.String()+" per second, or 0 for no cap")
+			}
+		}
 		if err := t.Budget.Validate(field + "budget"); err != nil {
 			return err
 		}
