@@ -85,7 +85,7 @@ func Hints(res Result, in HintInput) []Hint {
 				over = fmt.Sprintf("the last %d runs", in.Runs+1)
 			}
 			saving := int64(l.Memory) - suggest
-			h := Hint{Kind: HintMemory, Message: fmt.Sprintf("peak %s of %s over %s: %s would do (resources.memory)", Size(peak), l.Memory, over, Size(suggest)),
+			h := Hint{Kind: HintMemory, Message: fmt.Sprintf("peak %s of %s over %s: %s would do (resources.memory)", approx(peak), l.Memory, over, Size(suggest)),
 				Saving: Saving{MemoryBytes: saving}}
 			h.Saving.CostMicros = in.Prices.Cost(Metered{ReservedMiBMs: saving / 1024 * run.Milliseconds() / 1024}, true) - in.Prices.Cost(Metered{}, true)
 			hints = append(hints, h)
@@ -105,7 +105,7 @@ func Hints(res Result, in HintInput) []Hint {
 	}
 	// Output near its cap.
 	if l.Output > 0 && float64(u.OutputBytes) > hintNear*float64(l.Output) && u.OutputBytes <= int64(l.Output) {
-		hints = append(hints, Hint{Kind: HintOutput, Message: fmt.Sprintf("output %s of its %s cap: a little more and it is cut (write less, or raise the cap)", Size(u.OutputBytes), l.Output)})
+		hints = append(hints, Hint{Kind: HintOutput, Message: fmt.Sprintf("output %s of its %s cap: a little more and it is cut (write less, or raise the cap)", approx(u.OutputBytes), l.Output)})
 	}
 	// Close to the timeout.
 	if l.Timeout > 0 && res.Outcome == Succeeded && float64(run) > hintNear*float64(l.Timeout) {
@@ -123,6 +123,23 @@ func suggestMemory(peak int64) int64 {
 		s *= 2
 	}
 	return s
+}
+
+// approx writes a byte count in the largest binary unit it has, with one
+// decimal where that unit is not whole: "6.4Mi", "31Mi", "900Ki".
+func approx(n int64) string {
+	for _, u := range []struct {
+		s string
+		v int64
+	}{{"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}} {
+		if n >= u.v {
+			if n%u.v == 0 || n >= 100*u.v {
+				return fmt.Sprintf("%d%s", (n+u.v/2)/u.v, u.s)
+			}
+			return fmt.Sprintf("%.1f%s", float64(n)/float64(u.v), u.s)
+		}
+	}
+	return fmt.Sprintf("%dB", n)
 }
 
 // every says how often a rate per minute is, like "every 1m0s".

@@ -20,6 +20,7 @@ import (
 
 type runFlags struct {
 	lang, image, memory, cpus, pids, timeout, network, profile, input, output, tmp string
+	ioRead, ioWrite                                                                string
 	env                                                                            []string
 	json                                                                           bool
 	allowDomains, allowServices                                                    []string
@@ -64,6 +65,8 @@ Exit status: the script's own, or 124 timed_out, 137 oom_killed,
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V (repeatable)")
 	fl.StringVar(&f.input, "input", "", "JSON input, or @file to read it from a file; delivered on stdin")
 	fl.StringVar(&f.output, "output-limit", "10Mi", "cap on stdout plus stderr; output past it is dropped")
+	fl.StringVar(&f.ioRead, "io-read", "", "cap on disk reads per second, like 10Mi (makes /workspace a disk file system)")
+	fl.StringVar(&f.ioWrite, "io-write", "", "cap on disk writes per second, like 10Mi (makes /workspace a disk file system)")
 	fl.StringVar(&f.tmp, "tmp-size", "", "size of the /tmp tmpfs, which counts against --memory (default 100Mi, less when memory is small)")
 	fl.BoolVar(&f.json, "json", false, "print one JSON result object (with the output) instead of streaming")
 	return c
@@ -113,6 +116,20 @@ func specFromFlags(f *runFlags, file string) (cronium.Spec, error) {
 		}
 		if d := l.Defaults(); d.TmpSize+d.WorkspaceSize > d.TmpfsBudget() {
 			return spec, cronium.Invalid("--tmp-size", f.tmp, fmt.Sprintf("does not fit in --memory %s: /tmp and /workspace are memory (tmpfs) and may hold %s together; lower it or raise --memory", l.Memory, d.TmpfsBudget()))
+		}
+	}
+	for _, io := range []struct {
+		flag, v string
+		set     *cronium.Size
+	}{{"--io-read", f.ioRead, &l.IOReadBPS}, {"--io-write", f.ioWrite, &l.IOWriteBPS}} {
+		if io.v == "" {
+			continue
+		}
+		if *io.set, err = cronium.ParseSize(io.flag, strings.TrimSuffix(io.v, "/s")); err != nil {
+			return spec, err
+		}
+		if *io.set < cronium.MinIOBPS {
+			return spec, cronium.Invalid(io.flag, io.v, "is too small: want at least "+cronium.MinIOBPS.String()+" per second, like 10Mi")
 		}
 	}
 	if spec.Profile, err = cronium.LookupProfile("--profile", f.profile); err != nil {
@@ -246,6 +263,7 @@ func runScript(c *cobra.Command, g *globals, f *runFlags, file string) error {
 	if err != nil {
 		return usage(err)
 	}
+	res.Hints = cronium.Hints(res, cronium.HintInput{Strategy: cronium.StrategyCold})
 	if res.Output == nil {
 		res.Output = rt.output
 	}
@@ -304,6 +322,12 @@ func summary(r cronium.Result) string {
 		u.CPUSeconds, human(u.PeakMemory), r.Limits.Memory, u.OutputBytes)
 	if r.Truncated {
 		fmt.Fprintf(&b, " (truncated at %s)", r.Limits.Output)
+	}
+	if u.IORead+u.IOWrite > 0 {
+		fmt.Fprintf(&b, ", disk %s read %s written", human(u.IORead), human(u.IOWrite))
+	}
+	for _, h := range r.Hints {
+		fmt.Fprintf(&b, "\n  hint:   %s", h.Message)
 	}
 	if r.NetworkPolicy != nil && r.NetworkPolicy.Networked() {
 		fmt.Fprintf(&b, "\n  network: %s", r.NetworkPolicy)
