@@ -75,6 +75,9 @@ type Tier struct {
 	// second (events may ask for less). Default: no cap.
 	IORead  Size `json:"io_read,omitempty"`
 	IOWrite Size `json:"io_write,omitempty"`
+	// MaxKeepFailed is the longest an event may keep a failed run's sandbox
+	// for debugging (debug.keep_failed). Default: free 10m, pro 1h, enterprise 4h.
+	MaxKeepFailed Duration `json:"max_keep_failed,omitempty"`
 	// Budget bounds the CPU time or cost of each of its users' executions
 	// in a calendar month. Default: none.
 	Budget Budget `json:"budget,omitzero"`
@@ -116,6 +119,29 @@ func (t Tier) PidsCap() int64 {
 		return 1024
 	}
 	return 256
+}
+
+// KeepFailedCap is MaxKeepFailed or the tier's default.
+func (t Tier) KeepFailedCap() time.Duration {
+	if t.MaxKeepFailed > 0 {
+		return t.MaxKeepFailed.D()
+	}
+	switch t.Name {
+	case "pro":
+		return time.Hour
+	case "enterprise":
+		return 4 * time.Hour
+	}
+	return 10 * time.Minute
+}
+
+// DebugPolicy is how an event's failed runs can be debugged.
+type DebugPolicy struct {
+	// KeepFailed keeps the sandbox of a run that failed or timed out this
+	// long, frozen with its files (without secrets or network), for
+	// `cronium exec debug`. It counts against its owner's concurrency
+	// while kept. 0: removed at once.
+	KeepFailed Duration `json:"keep_failed,omitempty"`
 }
 
 // DefaultTiers are the brainstorm's tiers.
@@ -188,6 +214,8 @@ type Event struct {
 	Network   NetworkPolicy `json:"network"`
 	// Packages are built into a layer on the runtime image at apply time.
 	Packages Packages `json:"packages,omitzero"`
+	// Debug keeps failed runs' sandboxes for debugging.
+	Debug DebugPolicy `json:"debug,omitzero"`
 	// PackageLock is what the server built for Packages: the image and the
 	// exact versions. Set by the server; what a client sends is replaced.
 	PackageLock *PackageLock `json:"package_lock,omitempty"`
@@ -279,6 +307,17 @@ func (e *Event) Normalize(tier Tier) error {
 	}
 	if _, err := e.Limits(tier); err != nil {
 		return err
+	}
+	if k := e.Debug.KeepFailed.D(); k != 0 {
+		max := tier.KeepFailedCap()
+		switch {
+		case k < 0:
+			return Invalid("debug.keep_failed", k.String(), "is negative: want a duration like 10m, or leave it out")
+		case k < 10*time.Second:
+			return Invalid("debug.keep_failed", k.String(), "is too short to open a shell: want at least 10s, like 10m")
+		case k > max:
+			return Invalid("debug.keep_failed", k.String(), fmt.Sprintf("is more than the %s tier allows (%s)", tier.Name, max))
+		}
 	}
 	if _, err := LookupProfile("profile", e.Profile); err != nil {
 		return err

@@ -93,6 +93,39 @@ type Capabilities struct {
 	// DiskIO: the disk I/O caps of Limits are enforced (elsewhere runs say
 	// in Result.Enforcement that they are not).
 	DiskIO bool `json:"disk_io"`
+	// Debug: Spec.KeepFailed keeps failed sandboxes, and the engine is a
+	// Debugger.
+	Debug bool `json:"debug"`
+}
+
+// Debugger opens shells in kept sandboxes (Spec.KeepFailed) and removes
+// them. Engines whose Capabilities.Debug is true implement it.
+type Debugger interface {
+	// Debug runs an interactive shell in the kept sandbox of execution id,
+	// as the script's user, on a terminal, with the sandbox's limits and
+	// no network; it returns the shell's exit code once it ends (or ctx
+	// does). It returns an error wrapping ErrNotFound when no kept sandbox
+	// of id exists.
+	Debug(ctx context.Context, id string, t Terminal) (exit int, err error)
+	// Discard removes the kept sandbox of execution id (nil if it is gone).
+	Discard(ctx context.Context, id string) error
+}
+
+// Terminal is the client's end of a debug shell.
+type Terminal struct {
+	// In is what the user types, Out what the shell writes.
+	In  io.Reader
+	Out io.Writer
+	// Size is the terminal's size at the start, Resize its later sizes.
+	Size   TermSize
+	Resize <-chan TermSize
+	// Term is the terminal type (TERM), like xterm-256color.
+	Term string
+}
+
+// TermSize is a terminal's size in characters.
+type TermSize struct {
+	Rows, Cols uint16
 }
 
 // CanNetwork reports whether the engine enforces mode.

@@ -87,6 +87,10 @@ type Spec struct {
 	// Sample, when set, receives the running script's usage about once a
 	// second, from one goroutine.
 	Sample func(UsageSample)
+	// KeepFailed, when set, keeps the sandbox of a run that failed or timed
+	// out this long, frozen with its files but without its secrets and
+	// network, for Debugger.Debug (engines whose Capabilities.Debug is true).
+	KeepFailed time.Duration
 	// Runtime answers the script's runtime API calls; nil disables the API.
 	Runtime RuntimeAPI
 	// Context is the JSON the event helper returns.
@@ -183,6 +187,17 @@ type Usage struct {
 	Network *NetworkUsage `json:"network,omitempty"`
 }
 
+// Kept is a failed run's sandbox, kept for debugging.
+type Kept struct {
+	// Until is when it is removed (sooner if its owner releases it).
+	Until time.Time `json:"until"`
+	// Node is the node that keeps it, which serves its debug sessions.
+	Node string `json:"node,omitempty"`
+}
+
+// Keeps reports whether a run of outcome o keeps its sandbox under KeepFailed.
+func Keeps(o Outcome) bool { return o == Failed || o == TimedOut }
+
 // UsageSample is a running execution's usage so far.
 type UsageSample struct {
 	// Time is when the sample was taken; Elapsed how long the script had run.
@@ -231,6 +246,8 @@ type Result struct {
 	// network policy, by cronium on the node); empty where the engine
 	// enforces every limit itself.
 	Enforcement []string `json:"enforcement,omitempty"`
+	// Kept says the sandbox was kept for debugging (Spec.KeepFailed).
+	Kept *Kept `json:"kept,omitempty"`
 	// Hints are the optimisations this run's usage suggests (see Hints).
 	Hints []Hint `json:"hints,omitempty"`
 	// NetworkPolicy is the network policy that was in force.

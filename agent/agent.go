@@ -75,7 +75,14 @@ func (a *Agent) Serve() error {
 	// A prepared interpreter never outlives the agent's work.
 	defer a.discardPrepared()
 	go l.serve(l.conn) // ends by closing l.in, which ends the loop below
+	kept := false
 	for f := range l.in {
+		if f.t == FrameKeep {
+			b, _ := json.Marshal(a.keep(f.reset))
+			l.send(FrameClean, b, 0)
+			kept = true
+			continue
+		}
 		if f.t == FrameReset {
 			a.discardPrepared()
 			a.prepareFailed = ""
@@ -101,6 +108,12 @@ func (a *Agent) Serve() error {
 		}
 		b, _ := json.Marshal(rep) // a Report always encodes
 		l.send(FrameReport, b, 0)
+	}
+	if kept {
+		// Kept for debugging: the files stay while the agent (PID 1) lives,
+		// until the engine stops the sandbox.
+		<-term
+		return nil
 	}
 	return l.ended()
 }

@@ -167,6 +167,12 @@ func (s *Session) Reset(ctx context.Context, r Reset) (Clean, error) {
 	if err := s.write(FrameReset, r); err != nil {
 		return Clean{}, fmt.Errorf("send reset: %w", err)
 	}
+	return s.awaitClean(ctx)
+}
+
+// awaitClean reads up to the agent's FrameClean, skipping frames of the
+// previous run still in flight.
+func (s *Session) awaitClean(ctx context.Context) (Clean, error) {
 	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Now()) })
 	defer stop()
 	for {
@@ -183,6 +189,16 @@ func (s *Session) Reset(ctx context.Context, r Reset) (Clean, error) {
 		}
 		return c, nil
 	}
+}
+
+// Keep asks the idle agent, whose run ended, to keep the sandbox for
+// debugging: it removes the secrets, keeps the files, and stays until the
+// engine stops the sandbox (closing the session no longer ends it).
+func (s *Session) Keep(ctx context.Context, r Reset) (Clean, error) {
+	if err := s.write(FrameKeep, r); err != nil {
+		return Clean{}, fmt.Errorf("send keep: %w", err)
+	}
+	return s.awaitClean(ctx)
 }
 
 // Prepare asks the idle agent to start the interpreter of the next run

@@ -170,7 +170,7 @@ func (l *link) read(c net.Conn) error {
 			if json.Unmarshal(p, &f.reply) != nil {
 				continue
 			}
-		case FrameReset:
+		case FrameReset, FrameKeep:
 			if json.Unmarshal(p, &f.reset) != nil {
 				continue
 			}

@@ -49,6 +49,7 @@ const (
 	FrameClean   FrameType = 10 // agent -> host, JSON Clean: how the reset went
 	FramePrepare FrameType = 11 // host -> agent, JSON Prepare: start the next run's interpreter now
 	FrameUsage   FrameType = 12 // agent -> host, JSON Sample: the run's usage so far, every SampleEvery
+	FrameKeep    FrameType = 13 // host -> agent, JSON Reset: keep the sandbox for debugging (answered by FrameClean)
 )
 
 // SampleEvery is how often the agent samples a running script's usage.

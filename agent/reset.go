@@ -56,6 +56,20 @@ func (a *Agent) reset(r Reset) Clean {
 	return Clean{Clean: true}
 }
 
+// keep readies a sandbox whose run failed to be kept for debugging: its
+// secrets go (as a reset removes them) and its files stay; every process
+// is gone already (the run's end killed them).
+func (a *Agent) keep(r Reset) Clean {
+	emptyDir(SecretsDir)
+	if err := a.wipeAs(r, []string{SecretsDir}); err != nil {
+		return Clean{Problem: err.Error()}
+	}
+	if left, err := os.ReadDir(SecretsDir); err == nil && len(left) > 0 {
+		return Clean{Problem: fmt.Sprintf("%s still holds %s", SecretsDir, left[0].Name())}
+	}
+	return Clean{Clean: true}
+}
+
 // others counts the processes of the sandbox other than the agent.
 func others() int {
 	ents, _ := os.ReadDir("/proc")

@@ -54,6 +54,12 @@ type Dispatcher interface {
 	Self() store.Node
 	// StoreDown is since when the store has not answered this node (zero: it answers).
 	StoreDown() time.Time
+	// CheckDebug says whether userID may debug execution id on this node
+	// (kept here, not expired), and if not why; Debug opens the shell;
+	// Release removes the kept sandbox.
+	CheckDebug(ctx context.Context, userID int64, id string) (cronium.Execution, error)
+	Debug(ctx context.Context, userID int64, id string, t cronium.Terminal) (int, error)
+	Release(ctx context.Context, userID int64, id string) error
 }
 
 // Scheduler is told when events change.
@@ -163,6 +169,8 @@ func Routes() []Route {
 		{"GET", "/v1/executions/{id}", false, (*Server).getExecution},
 		{"POST", "/v1/executions/{id}/cancel", false, (*Server).cancelExecution},
 		{"GET", "/v1/executions/{id}/logs", false, (*Server).logs},
+		{"POST", "/v1/executions/{id}/debug", false, (*Server).debugExecution},
+		{"DELETE", "/v1/executions/{id}/kept", false, (*Server).releaseKept},
 		{"GET", "/v1/usage", false, (*Server).usage},
 		{"GET", "/v1/pools", false, (*Server).listPools},
 		{"GET", "/v1/debug/runtime", false, (*Server).debugRuntime},
@@ -922,6 +930,8 @@ type ExecutionView struct {
 	// Live is the latest usage sample of a running execution (taken about
 	// every second), when the node answering runs it.
 	Live *cronium.UsageSample `json:"live,omitempty"`
+	// DebugSessions are the debug sessions opened in its kept sandbox, newest first.
+	DebugSessions []store.AuditEntry `json:"debug_sessions,omitempty"`
 }
 
 func (s *Server) getExecution(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
@@ -934,6 +944,9 @@ func (s *Server) getExecution(w http.ResponseWriter, r *http.Request, u *cronium
 		return err
 	}
 	v := ExecutionView{Execution: x, Notifications: ns}
+	if x.Result != nil && x.Result.Kept != nil {
+		v.DebugSessions = s.debugSessions(r.Context(), x.ID)
+	}
 	if x.Status == cronium.StatusRunning {
 		if u, ok := s.cfg.Dispatcher.Hub().LastUsage(x.ID); ok {
 			v.Live = &u

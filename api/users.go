@@ -27,6 +27,8 @@ var auditActions = map[string]string{
 	"POST /v1/events/{name}/resume":     "event.resume",
 	"POST /v1/events/{name}/trigger":    "event.trigger",
 	"POST /v1/executions/{id}/cancel":   "execution.cancel",
+	"POST /v1/executions/{id}/debug":    "execution.debug",
+	"DELETE /v1/executions/{id}/kept":   "execution.release",
 	"PUT /v1/variables/{key}":           "variable.set",
 	"DELETE /v1/variables/{key}":        "variable.delete",
 	"PUT /v1/secrets/{name}":            "secret.set",

@@ -98,6 +98,7 @@ type Dispatcher struct {
 	running  map[string]*running
 	tiers    map[int64]cachedTier   // user id -> tier, for tierTTL
 	budgets  map[int64]cachedBudget // user id -> their month against their tier's budget, for budgetTTL
+	kept     map[string]*keptBox    // execution id -> its sandbox, kept for debugging
 	rates    map[string]float64     // schedule|zone -> fires per minute, cached
 	stop     chan struct{}
 	started  bool
@@ -169,7 +170,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = 15 * time.Second
 	}
-	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cachedTier{}, budgets: map[int64]cachedBudget{}, rates: map[string]float64{}}, nil
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cachedTier{}, budgets: map[int64]cachedBudget{}, kept: map[string]*keptBox{}, rates: map[string]float64{}}, nil
 }
 
 // Hub returns the live-output hub.
@@ -194,6 +195,9 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	if err == nil {
 		err = d.recover(ctx)
 	}
+	if err == nil {
+		err = d.reloadKept(ctx)
+	}
 	if err != nil {
 		d.mu.Lock()
 		d.started = false
@@ -217,6 +221,7 @@ func (d *Dispatcher) Stop(ctx context.Context) error {
 	d.started = false
 	close(d.stop)
 	d.mu.Unlock()
+	d.stopKept()
 	// The lease is renewed while executions run; then it lapses and, unless
 	// this node restarts first, other nodes adopt what is left.
 	defer func() { close(d.leaseStop); <-d.leaseDone }()
@@ -409,7 +414,7 @@ func (d *Dispatcher) tierOf(ctx context.Context, x cronium.Execution) cronium.Ti
 // one lock, so tier limits and fairness hold across nodes.
 func (d *Dispatcher) admit(ctx context.Context) (more bool, err error) {
 	d.mu.Lock()
-	local := len(d.running)
+	local := len(d.running) + len(d.kept) // a kept sandbox holds its slot
 	d.mu.Unlock()
 	now := time.Now()
 	// At most 4 heads per user, and no more than there are free slots: a
@@ -767,6 +772,16 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		// A writable root file system cannot be wiped between runs.
 		strategy, why = cronium.StrategyPrewarmed, why+"; the "+profile.Name+" profile has a writable root, which a reset cannot wipe: prewarmed instead"
 	}
+	if keep := ev.Debug.KeepFailed.D(); keep > 0 {
+		if caps.Debug {
+			spec.KeepFailed = keep
+			if strategy != cronium.StrategyCold {
+				strategy, why = cronium.StrategyCold, why+"; debug.keep_failed keeps a failed run's sandbox, which a warm pool would reuse: cold instead"
+			}
+		} else {
+			why += "; the " + caps.Name + " engine keeps no failed sandboxes: debug.keep_failed does nothing here"
+		}
+	}
 	if limits.IOLimited() && strategy == cronium.StrategyUser {
 		strategy, why = cronium.StrategyReuse, why+"; disk I/O caps need the sandbox's own disk workspace, not the user's persistent one: reuse instead"
 	}
@@ -845,6 +860,9 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInf
 	// Usage is recorded in the whole units reports add up (CPU to the
 	// microsecond), with the cost computed from them once, here.
 	res.Usage.CPUSeconds = math.Round(max(0, res.Usage.CPUSeconds)*1e6) / 1e6
+	if res.Kept != nil {
+		res.Kept.Node = d.cfg.Node
+	}
 	if !d.cfg.Prices.Zero() {
 		res.Usage.CostMicros = d.cfg.Prices.Cost(cronium.Meter(res), res.Outcome != cronium.EngineError)
 		res.Usage.Currency = d.cfg.Prices.Unit()
@@ -874,6 +892,13 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInf
 	}
 	if finished && len(f.Notes) > 0 {
 		d.log.Warn("on: actions not done", "execution_id", x.ID, "why", f.Notes)
+	}
+	if k := res.Kept; k != nil {
+		if finished {
+			d.keep(x.ID, x.UserID, k.Until)
+		} else {
+			d.work.Go(func() { d.discard(x.ID, "its result was not recorded here") })
+		}
 	}
 	if finished {
 		d.cfg.Metrics.Finished(metrics.Execution{Language: info.language, Strategy: info.strategy, Result: res,

@@ -78,7 +78,7 @@ func (s *box) Create(ctx context.Context) error {
 
 	l, p := spec.Limits, spec.Profile
 	now := time.Now()
-	deadline := now.Add(e.cfg.StartTimeout + l.Timeout + l.Grace + e.cfg.Backstop + s.lifetime)
+	deadline := now.Add(e.cfg.StartTimeout + l.Timeout + l.Grace + e.cfg.Backstop + s.lifetime + spec.KeepFailed)
 	labels := map[string]string{
 		LabelManaged:   "true",
 		LabelExecution: spec.ID,
@@ -86,6 +86,7 @@ func (s *box) Create(ctx context.Context) error {
 		LabelCreated:   strconv.FormatInt(now.Unix(), 10),
 		LabelDeadline:  strconv.FormatInt(deadline.Unix(), 10),
 		LabelSandbox:   s.name,
+		LabelUser:      fmt.Sprintf("%d:%d", p.UID, p.GID),
 	}
 	if b, err := json.Marshal(l); err == nil {
 		labels[LabelLimits] = string(b)
@@ -404,6 +405,24 @@ func (s *box) Remove(finished bool) {
 		if err := s.scratch.remove(); err != nil {
 			s.e.log.Error("remove the sandbox's disk workspace; gc will retry", "execution_id", s.spec.ID, "err", err)
 		}
+	}
+}
+
+// Keep implements session.Keeper: the sandbox's network goes (its link
+// is deleted, leaving lo), then it is frozen.
+func (s *box) Keep(ctx context.Context) error {
+	if s.lease != nil {
+		s.lease.Release()
+		s.lease = nil
+	}
+	return s.Pause(ctx)
+}
+
+// Leave implements session.Keeper: the socket goes; the container, its
+// directory and its disk workspace stay until Discard or GC.
+func (s *box) Leave() {
+	if s.ln != nil {
+		s.ln.Close()
 	}
 }
 

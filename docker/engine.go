@@ -46,6 +46,7 @@ const (
 	LabelSandbox   = "io.cronium.sandbox"  // name of the per-sandbox host directory
 	LabelLimits    = "io.cronium.limits"   // the Limits in force, JSON, for Reattach
 	LabelNetwork   = "io.cronium.network"  // the network policy in force, for people and tools
+	LabelUser      = "io.cronium.user"     // the script user, "UID:GID" (debug shells run as it)
 )
 
 // Config configures an Engine. The zero value works for a root user with
@@ -97,6 +98,9 @@ type Engine struct {
 	pending  sync.WaitGroup // background removals (watch)
 
 	wsMu sync.Mutex // serialises creating and mounting persistent workspaces
+
+	debugMu sync.Mutex             // guards debugs
+	debugs  map[string]*sync.Mutex // execution id -> its debug session's lock
 
 	net *netguard.Lazy // enforces network policies; created on the first networked run
 }
@@ -257,7 +261,7 @@ func NewID() string { return cronium.NewID() }
 // Capabilities implements cronium.Engine.
 func (e *Engine) Capabilities() cronium.Capabilities {
 	return cronium.Capabilities{Name: e.dialect.name(), Address: e.cli.DaemonHost(), Version: e.version,
-		Reattach: true, Warm: true, Pause: true, Workspaces: true, Images: true, DiskIO: true,
+		Reattach: true, Warm: true, Pause: true, Workspaces: true, Images: true, DiskIO: true, Debug: true,
 		Networks: []cronium.NetworkMode{cronium.NetworkNone, cronium.NetworkEgress, cronium.NetworkInternal, cronium.NetworkFull}}
 }
 
@@ -403,7 +407,9 @@ func (e *Engine) GC(ctx context.Context, grace time.Duration) (int, error) {
 	for _, c := range list.Items {
 		created := labelTime(c.Labels[LabelCreated], time.Unix(c.Created, 0))
 		deadline := labelTime(c.Labels[LabelDeadline], created)
-		stale := (c.State != container.StateRunning && now.Sub(created) > grace) || now.Sub(deadline) > grace
+		// A paused sandbox (an idle warm one, a kept one) is alive until its deadline.
+		alive := c.State == container.StateRunning || c.State == container.StatePaused
+		stale := (!alive && now.Sub(created) > grace) || now.Sub(deadline) > grace
 		if !stale {
 			inUse[c.Labels[LabelSandbox]] = true
 			continue

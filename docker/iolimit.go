@@ -174,37 +174,47 @@ func writeSys(path, v string) error {
 // sweepScratch removes the disk workspaces of sandboxes that are gone
 // (a crashed process's): whatever is in StateDir/io, not named by inUse
 // and made before olderThan (a younger one may be a sandbox being made).
-// Its loop device is found by its backing file.
 func (e *Engine) sweepScratch(inUse map[string]bool, olderThan time.Time) {
-	base := filepath.Join(e.cfg.StateDir, "io")
-	ents, err := os.ReadDir(base)
+	ents, err := os.ReadDir(filepath.Join(e.cfg.StateDir, "io"))
 	if err != nil {
 		return
 	}
 	for _, d := range ents {
-		name := strings.TrimSuffix(d.Name(), ".img")
-		if inUse[name] || !strings.HasSuffix(d.Name(), ".img") {
+		name, ok := strings.CutSuffix(d.Name(), ".img")
+		if !ok || inUse[name] {
 			continue
 		}
 		if fi, err := d.Info(); err != nil || fi.ModTime().After(olderThan) {
 			continue
 		}
-		s := &scratch{img: filepath.Join(base, d.Name()), dir: filepath.Join(base, name)}
-		if out, err := exec.Command("losetup", "--list", "-n", "-O", "NAME", "-j", s.img).Output(); err == nil {
-			if dev := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]); dev != "" {
-				s.dev = dev
-				var st unix.Stat_t
-				if unix.Stat(dev, &st) == nil {
-					s.majmin = fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
-					_, err := os.Stat(rootWriteBPS)
-					s.rootCap, s.bdi = err == nil, true
-				}
-			}
-		}
-		if err := s.remove(); err != nil {
-			e.log.Warn("remove a dead sandbox's disk workspace", "workspace", s.img, "err", err)
+		if err := e.removeScratch(name); err != nil {
+			e.log.Warn("remove a dead sandbox's disk workspace", "sandbox", name, "err", err)
 		} else {
-			e.log.Info("removed a dead sandbox's disk workspace", "workspace", s.img)
+			e.log.Info("removed a dead sandbox's disk workspace", "sandbox", name)
 		}
 	}
+}
+
+// removeScratch removes the disk workspace of sandbox name, if it has one,
+// whose container is gone. Its loop device is found by its backing file.
+func (e *Engine) removeScratch(name string) error {
+	if name == "" || strings.ContainsAny(name, "/.") {
+		return nil
+	}
+	base := filepath.Join(e.cfg.StateDir, "io")
+	s := &scratch{img: filepath.Join(base, name+".img"), dir: filepath.Join(base, name)}
+	if _, err := os.Lstat(s.img); os.IsNotExist(err) {
+		return nil
+	}
+	if out, err := exec.Command("losetup", "--list", "-n", "-O", "NAME", "-j", s.img).Output(); err == nil {
+		if dev := strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0]); dev != "" {
+			var st unix.Stat_t
+			if unix.Stat(dev, &st) == nil {
+				s.dev, s.majmin = dev, fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev))
+				_, err := os.Stat(rootWriteBPS)
+				s.rootCap, s.bdi = err == nil, true
+			}
+		}
+	}
+	return s.remove()
 }

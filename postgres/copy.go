@@ -18,7 +18,7 @@ var copyTables = []struct {
 	{"users", "id, name, tier, admin, created_at, deleted_at", nil, true},
 	{"api_keys", "id, user_id, hash, prefix, created_at, name, expires_at, revoked_at, last_used_at", nil, true},
 	{"events", "id, user_id, name, spec, enabled, last_fire, deleted, created_at, updated_at", nil, true},
-	{"executions", "id, event_id, user_id, trigger, scheduled_at, queued_at, not_before, started_at, finished_at, status, outcome, exit_code, attempt, reason, strategy, priority, node, error, input, result, log_bytes, log_truncated, retry_of, output, condition, strategy_reason, sandbox, chained_from, chain_depth, chain_root, launched_at, cancel_reason", []string{"input"}, false},
+	{"executions", "id, event_id, user_id, trigger, scheduled_at, queued_at, not_before, started_at, finished_at, status, outcome, exit_code, attempt, reason, strategy, priority, node, error, input, result, log_bytes, log_truncated, retry_of, output, condition, strategy_reason, sandbox, chained_from, chain_depth, chain_root, launched_at, cancel_reason, kept_until, kept_node", []string{"input"}, false},
 	{"logs", "execution_id, seq, stream, data, at", []string{"data"}, false},
 	{"variables", "user_id, key, value, updated_at", nil, false},
 	{"secrets", "user_id, name, key_id, blob, created_at, updated_at", []string{"blob"}, false},

@@ -178,4 +178,8 @@ var migrations = []string{
 	INSERT INTO usage_days(user_id, event_id, day, executions, cpu_us, peak_memory, net_bytes)
 		SELECT user_id, event_id, finished_at / 86400000000000, COUNT(*), SUM(ROUND(COALESCE((result::jsonb #>> '{usage,cpu_seconds}')::float8, 0) * 1000000)::bigint), MAX(COALESCE((result::jsonb #>> '{usage,peak_memory_bytes}')::bigint, 0)), SUM(COALESCE((result::jsonb #>> '{usage,network,bytes_in}')::bigint, 0) + COALESCE((result::jsonb #>> '{usage,network,bytes_out}')::bigint, 0))
 		FROM executions WHERE finished_at IS NOT NULL AND result LIKE '{%' GROUP BY user_id, event_id, finished_at / 86400000000000;`,
+	// 4: sandboxes of failed runs kept for debugging (SQLite's 14): until when, on which node.
+	`ALTER TABLE executions ADD COLUMN kept_until BIGINT;
+	ALTER TABLE executions ADD COLUMN kept_node TEXT NOT NULL DEFAULT '';
+	CREATE INDEX executions_kept ON executions(kept_until) WHERE kept_until IS NOT NULL;`,
 }

@@ -64,6 +64,17 @@ type Box interface {
 	Ref() string
 }
 
+// Keeper is a Box that can be kept for debugging after its run failed
+// (Spec.KeepFailed).
+type Keeper interface {
+	// Keep cuts the sandbox's network off and freezes it; its agent has
+	// removed the secrets and stays. It is then the engine's (Debugger).
+	Keep(ctx context.Context) error
+	// Leave lets the host's end of the kept sandbox go (its socket) without
+	// removing the sandbox.
+	Leave()
+}
+
 // State is what an engine knows of a sandbox.
 type State struct {
 	Running   bool
@@ -125,9 +136,14 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 		return res
 	}
 	finished := false
+	var kept Keeper
 	defer func() {
 		c := time.Now()
-		box.Remove(finished)
+		if kept != nil {
+			kept.Leave()
+		} else {
+			box.Remove(finished)
+		}
 		res.Phases.Cleanup = time.Since(c)
 		res.EndedAt = time.Now()
 	}()
@@ -165,6 +181,14 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 	res.Phases.Run = time.Since(c)
 	res = r.result(res, rep, err)
 	res.Usage.Network = box.Usage(ctx)
+	if k, ok := box.(Keeper); ok && spec.KeepFailed > 0 && err == nil && cronium.Keeps(res.Outcome) {
+		if kerr := keep(ctx, sess, k, spec); kerr != nil {
+			res.Enforcement = append(append([]string(nil), res.Enforcement...), "keep_failed: the sandbox could not be kept, it was removed: "+kerr.Error())
+		} else {
+			kept = k
+			res.Kept = &cronium.Kept{Until: time.Now().Add(spec.KeepFailed)}
+		}
+	}
 	if spec.Collect != nil && res.Outcome == cronium.Succeeded {
 		if err := collect(ctx, box, spec); err != nil {
 			res.Outcome, res.Error = cronium.EngineError, err.Error()
@@ -172,6 +196,21 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 	}
 	finished = err == nil
 	return res
+}
+
+// keep has the agent remove the run's secrets and stay, then freezes the
+// sandbox without its network.
+func keep(ctx context.Context, sess *agent.Session, k Keeper, spec cronium.Spec) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	clean, err := sess.Keep(ctx, agent.Reset{UID: spec.Profile.UID, GID: spec.Profile.GID})
+	if err != nil {
+		return err
+	}
+	if !clean.Clean {
+		return fmt.Errorf("the agent could not remove the secrets: %s", clean.Problem)
+	}
+	return k.Keep(ctx)
 }
 
 // notes are a box's own enforcement notes, when it has some (a box says

@@ -186,4 +186,8 @@ var migrations = []string{
 	INSERT INTO usage_days(user_id, event_id, day, executions, cpu_us, peak_memory, net_bytes)
 		SELECT user_id, event_id, finished_at / 86400000000000, COUNT(*), SUM(CAST(ROUND(COALESCE(json_extract(result, '$.usage.cpu_seconds'), 0) * 1000000) AS INTEGER)), MAX(COALESCE(json_extract(result, '$.usage.peak_memory_bytes'), 0)), SUM(COALESCE(json_extract(result, '$.usage.network.bytes_in'), 0) + COALESCE(json_extract(result, '$.usage.network.bytes_out'), 0))
 		FROM executions WHERE finished_at IS NOT NULL AND result IS NOT NULL AND json_valid(result) GROUP BY user_id, event_id, finished_at / 86400000000000;`,
+	// 14: sandboxes of failed runs kept for debugging: until when, on which node.
+	`ALTER TABLE executions ADD COLUMN kept_until INTEGER;
+	ALTER TABLE executions ADD COLUMN kept_node TEXT NOT NULL DEFAULT '';
+	CREATE INDEX executions_kept ON executions(kept_until) WHERE kept_until IS NOT NULL;`,
 }

@@ -26,8 +26,15 @@ func (s *Store) FinishWith(ctx context.Context, id, node string, res cronium.Res
 	}
 	finished := false
 	err := s.tx(ctx, func(tx *Tx) error {
-		r, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = ?, exit_code = ?, finished_at = ?, error = ?, result = ?, reason = ?
-			WHERE id = ? AND status != 'finished' AND (? = '' OR node = ?)`, res.Outcome, res.ExitCode, at.UnixNano(), res.Error, string(b), reason, id, node, node)
+		var keptUntil any
+		keptNode := ""
+		if k := res.Kept; k != nil {
+			keptUntil, keptNode = k.Until.UnixNano(), k.Node
+		}
+		r, err := tx.ExecContext(ctx, `UPDATE executions SET status = 'finished', outcome = ?, exit_code = ?, finished_at = ?, error = ?, result = ?, reason = ?,
+			kept_until = ?, kept_node = ?
+			WHERE id = ? AND status != 'finished' AND (? = '' OR node = ?)`, res.Outcome, res.ExitCode, at.UnixNano(), res.Error, string(b), reason,
+			keptUntil, keptNode, id, node, node)
 		if err != nil {
 			return err
 		}

@@ -179,6 +179,9 @@ func (s *Store) AuditLog(ctx context.Context, f store.AuditFilter) ([]store.Audi
 	if f.Actor != "" {
 		q, args = q+` AND actor = ?`, append(args, f.Actor)
 	}
+	if f.Target != "" {
+		q, args = q+` AND target = ?`, append(args, f.Target)
+	}
 	if prefix, ok := strings.CutSuffix(f.Action, "."); ok || f.Action != "" && !strings.Contains(f.Action, ".") {
 		// A kind ("event." or "event"): every action of it.
 		prefix = strings.TrimSuffix(f.Action, ".")

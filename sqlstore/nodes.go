@@ -81,6 +81,29 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		// A sandbox kept for debugging holds its owner's slot and its node's.
+		rows, err = tx.QueryContext(ctx, `SELECT user_id, kept_node, COUNT(*) FROM executions WHERE kept_until > ? GROUP BY user_id, kept_node`, claimAt.UnixNano())
+		if err != nil {
+			return fmt.Errorf("count kept sandboxes: %w", err)
+		}
+		for rows.Next() {
+			var u int64
+			var n int
+			var on string
+			if err := rows.Scan(&u, &on, &n); err != nil {
+				rows.Close()
+				return err
+			}
+			r.RunningByUser[u] += n
+			r.Running += n
+			if on == node {
+				r.NodeRunning += n
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
 		if len(r.Heads) == 0 {
 			return nil
 		}

@@ -106,3 +106,33 @@ func (s *Store) QueueDepth(ctx context.Context, now time.Time) (queued, due map[
 	}
 	return queued, due, nil
 }
+
+// KeptOn lists the executions whose sandboxes node keeps for debugging,
+// with until when.
+func (s *Store) KeptOn(ctx context.Context, node string) (map[string]store.KeptSandbox, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, user_id, kept_until FROM executions WHERE kept_until IS NOT NULL AND kept_node = ?`, node)
+	if err != nil {
+		return nil, fmt.Errorf("kept sandboxes: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]store.KeptSandbox{}
+	for rows.Next() {
+		var id string
+		var k store.KeptSandbox
+		var until int64
+		if err := rows.Scan(&id, &k.UserID, &until); err != nil {
+			return nil, fmt.Errorf("kept sandboxes: %w", err)
+		}
+		k.Until = time.Unix(0, until)
+		out[id] = k
+	}
+	return out, rows.Err()
+}
+
+// Unkeep records that an execution's kept sandbox is gone.
+func (s *Store) Unkeep(ctx context.Context, id string) error {
+	if _, err := s.db.ExecContext(ctx, `UPDATE executions SET kept_until = NULL WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("unkeep execution %s: %w", id, err)
+	}
+	return nil
+}

@@ -192,6 +192,11 @@ type Usage interface {
 	// QueueDepth counts the queued executions of every node by their
 	// user's tier, and of them those due at now.
 	QueueDepth(ctx context.Context, now time.Time) (queued, due map[string]int64, err error)
+	// KeptOn lists the executions whose sandboxes node keeps for debugging
+	// (FinishWith records a Result.Kept), by id.
+	KeptOn(ctx context.Context, node string) (map[string]KeptSandbox, error)
+	// Unkeep records that an execution's kept sandbox is gone.
+	Unkeep(ctx context.Context, id string) error
 }
 
 // Store is a whole store: every consumer's part, the notification outbox,

@@ -64,6 +64,7 @@ type AuditEntry struct {
 // AuditFilter selects audit entries; zero fields select everything.
 type AuditFilter struct {
 	Actor  string
+	Target string // exactly this target
 	Action string // an action, or a prefix ending in "." ("event.")
 	Since  time.Time
 	Limit  int // default 100, at most 1000
@@ -255,3 +256,9 @@ func (r *UsageRow) Add(o UsageRow) {
 
 // Day is the UTC day number of t (days since 1970-01-01), as usage is kept.
 func Day(t time.Time) int64 { return t.UnixNano() / int64(24*time.Hour) }
+
+// KeptSandbox is a failed run's sandbox kept for debugging.
+type KeptSandbox struct {
+	UserID int64
+	Until  time.Time
+}

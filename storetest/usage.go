@@ -17,9 +17,9 @@ func init() {
 }
 
 // The migration that added usage sums filled them from the results of the
-// executions stored before it. The case undoes that migration and runs it
-// again: it must be the newest migration (when a newer one is added, undo
-// that one too, here).
+// executions stored before it. The case undoes that migration and the
+// newer ones (kept sandboxes), and runs them again: when a newer one is
+// added, undo that one too, here.
 func testUsageMigrationFillsFromResults(t *testing.T, h Harness) {
 	st := open(t, h)
 	ctx := context.Background()
@@ -34,8 +34,12 @@ func testUsageMigrationFillsFromResults(t *testing.T, h Harness) {
 		st.Finish(ctx, x.ID, cronium.Result{Outcome: cronium.Succeeded, EndedAt: end,
 			Usage: cronium.Usage{CPUSeconds: cpu, PeakMemory: int64(cpu * 1e6), Network: &cronium.NetworkUsage{BytesIn: 10, BytesOut: 5}}}, "")
 	}
-	exec(t, h, st, `DROP TABLE usage_days`)
-	exec(t, h, st, `DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM (SELECT version FROM schema_migrations) AS v)`)
+	for _, undo := range []string{`DROP INDEX executions_kept`, `ALTER TABLE executions DROP COLUMN kept_node`, `ALTER TABLE executions DROP COLUMN kept_until`, `DROP TABLE usage_days`} {
+		exec(t, h, st, undo)
+	}
+	for range 2 {
+		exec(t, h, st, `DELETE FROM schema_migrations WHERE version = (SELECT MAX(version) FROM (SELECT version FROM schema_migrations) AS v)`)
+	}
 	st2 := again(t, h, st)
 	rows, err := st2.Usage(ctx, store.UsageFilter{By: store.ByDay})
 	if err != nil {
@@ -194,4 +198,59 @@ func putEvent(t *testing.T, st Store, u cronium.User, name string) cronium.Event
 		t.Fatal(err)
 	}
 	return ev
+}
+
+func init() {
+	add("KeptSandboxesHoldTheirOwnersSlots", testKeptSandboxesHoldTheirOwnersSlots)
+}
+
+// A sandbox kept for debugging counts as its owner's running execution on
+// its node (admission holds tiers with it) until Unkeep or its time is up.
+func testKeptSandboxesHoldTheirOwnersSlots(t *testing.T, h Harness) {
+	st := open(t, h)
+	ctx := context.Background()
+	u, _ := st.CreateUser(ctx, "alice", "free", false)
+	ev := putEvent(t, st, u, "job")
+	first, second := manual(u, ev), manual(u, ev)
+	if _, err := st.EnqueueMany(ctx, []*cronium.Execution{first, second}, nil); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(want int) store.Round {
+		t.Helper()
+		got, r, err := st.AdmitRound(ctx, "n1", time.Now(), 4, func(r store.Round) []string {
+			if len(r.Heads) == 0 || want == 0 {
+				return nil
+			}
+			return []string{r.Heads[0].ID}
+		})
+		if err != nil || len(got) != want {
+			t.Fatalf("claimed %d (%v), want %d", len(got), err, want)
+		}
+		return r
+	}
+	claim(1)
+	until := time.Now().Add(time.Hour)
+	if ok, err := st.FinishWith(ctx, first.ID, "n1", cronium.Result{Outcome: cronium.Failed, EndedAt: time.Now(), Kept: &cronium.Kept{Until: until, Node: "n1"}}, "", store.FollowUps{}); err != nil || !ok {
+		t.Fatalf("finish: %v %v", ok, err)
+	}
+	r := claim(0)
+	if r.RunningByUser[u.ID] != 1 || r.NodeRunning != 1 {
+		t.Errorf("with a kept sandbox: running %v on the store, %d on its node; want 1 and 1", r.RunningByUser, r.NodeRunning)
+	}
+	kept, err := st.KeptOn(ctx, "n1")
+	if err != nil || len(kept) != 1 || kept[first.ID].UserID != u.ID || kept[first.ID].Until.UnixNano() != until.UnixNano() {
+		t.Errorf("KeptOn: %v %v", kept, err)
+	}
+	if other, _ := st.KeptOn(ctx, "n2"); len(other) != 0 {
+		t.Errorf("n2 keeps %v", other)
+	}
+	if err := st.Unkeep(ctx, first.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r := claim(1); r.RunningByUser[u.ID] != 0 {
+		t.Errorf("after Unkeep: running %v", r.RunningByUser)
+	}
+	if kept, _ := st.KeptOn(ctx, "n1"); len(kept) != 0 {
+		t.Errorf("KeptOn after Unkeep: %v", kept)
+	}
 }

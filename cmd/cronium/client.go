@@ -825,6 +825,12 @@ func newExecCmd() *cobra.Command {
 				for _, h := range r.Hints {
 					fmt.Fprintf(w, "  hint:      %s\n", h.Message)
 				}
+				if k := r.Kept; k != nil {
+					fmt.Fprintf(w, "  kept:      until %s on node %s: `cronium exec debug %s` opens a shell in it\n", k.Until.Local().Format(time.DateTime), k.Node, x.ID)
+				}
+			}
+			for _, d := range view.DebugSessions {
+				fmt.Fprintf(w, "  debugged:  %s by %s: %s\n", d.At.Local().Format(time.DateTime), d.Actor, d.Detail)
 			}
 			fmt.Fprintf(w, "  logs:      %d bytes stored", x.LogBytes)
 			if x.LogTruncated {
@@ -945,7 +951,7 @@ func newExecCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.AddCommand(list, get, logs, cancel, newExecTopCmd(cl))
+	c.AddCommand(list, get, logs, cancel, newExecTopCmd(cl), newExecDebugCmd(cl))
 	return c
 }
 

@@ -618,6 +618,9 @@ func (c *serverConfig) validate() error {
 				return cronium.Invalid(field+io.name, io.v.String(), "is too small: want at least "+cronium.MinIOBPS.String()+" per second, or 0 for no cap")
 			}
 		}
+		if t.MaxKeepFailed < 0 || t.MaxKeepFailed.D() > 7*24*time.Hour {
+			return cronium.Invalid(field+"max_keep_failed", t.MaxKeepFailed.D().String(), "is out of range: want 0 (the default) to 168h, like 30m")
+		}
 		if err := t.Budget.Validate(field + "budget"); err != nil {
 			return err
 		}

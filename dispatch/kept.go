@@ -1,0 +1,149 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	cronium "github.com/cronium/executor"
+)
+
+// keptBox is a failed run's sandbox this node keeps for debugging.
+type keptBox struct {
+	userID int64
+	until  time.Time
+	timer  *time.Timer // discards it at until
+}
+
+// keep tracks a kept sandbox until its time is up, then discards it. A
+// sandbox whose time is up already is discarded at once.
+func (d *Dispatcher) keep(id string, userID int64, until time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old := d.kept[id]; old != nil {
+		old.timer.Stop()
+	}
+	k := &keptBox{userID: userID, until: until}
+	k.timer = time.AfterFunc(max(0, time.Until(until)), func() { d.discard(id, "its time was up") })
+	d.kept[id] = k
+}
+
+// discard removes a kept sandbox and records that it is gone.
+func (d *Dispatcher) discard(id, why string) error {
+	d.mu.Lock()
+	k := d.kept[id]
+	delete(d.kept, id)
+	d.mu.Unlock()
+	if k != nil {
+		k.timer.Stop()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	if dbg, ok := d.cfg.Engine.(cronium.Debugger); ok {
+		err = dbg.Discard(ctx, id)
+	}
+	if err != nil {
+		d.log.Warn("remove a kept sandbox; its deadline removes it", "execution_id", id, "err", err)
+	}
+	if uerr := d.cfg.Store.Unkeep(ctx, id); uerr != nil {
+		d.log.Warn("record a kept sandbox gone", "execution_id", id, "err", uerr)
+		err = errors.Join(err, uerr)
+	}
+	d.log.Info("kept sandbox removed", "execution_id", id, "why", why)
+	d.Wake() // its slot is free
+	return err
+}
+
+// reloadKept takes back the sandboxes this node kept before it restarted.
+func (d *Dispatcher) reloadKept(ctx context.Context) error {
+	kept, err := d.cfg.Store.KeptOn(ctx, d.cfg.Node)
+	if err != nil {
+		return fmt.Errorf("read the kept sandboxes: %w", err)
+	}
+	for id, k := range kept {
+		d.keep(id, k.UserID, k.Until)
+	}
+	return nil
+}
+
+// stopKept stops the kept sandboxes' timers (they stay; the next start
+// takes them back, or their deadlines remove them).
+func (d *Dispatcher) stopKept() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, k := range d.kept {
+		k.timer.Stop()
+	}
+	d.kept = map[string]*keptBox{}
+}
+
+// CheckDebug returns the execution whose kept sandbox user may debug on this
+// node, or an error that says why not: another user's execution is not
+// found, as everywhere in the API.
+func (d *Dispatcher) CheckDebug(ctx context.Context, userID int64, id string) (cronium.Execution, error) {
+	x, err := d.cfg.Store.Execution(ctx, userID, id)
+	if err != nil {
+		return x, err
+	}
+	if x.Result == nil || x.Result.Kept == nil {
+		why := "its event has no debug.keep_failed"
+		switch {
+		case x.Status != cronium.StatusFinished:
+			why = "it has not ended"
+		case !cronium.Keeps(x.Outcome):
+			why = fmt.Sprintf("it ended %s: only failed and timed-out runs are kept", x.Outcome)
+		case x.Result != nil && len(x.Result.Enforcement) > 0:
+			for _, e := range x.Result.Enforcement {
+				if len(e) > 12 && e[:12] == "keep_failed:" {
+					why = e
+				}
+			}
+		}
+		return x, fmt.Errorf("%w: execution %s was not kept (%s)", cronium.ErrConflict, id, why)
+	}
+	if n := x.Result.Kept.Node; n != "" && n != d.cfg.Node {
+		return x, fmt.Errorf("%w: execution %s is kept on node %s: open its debug session on that node's server", cronium.ErrConflict, id, n)
+	}
+	d.mu.Lock()
+	k := d.kept[id]
+	d.mu.Unlock()
+	if k == nil || time.Now().After(k.until) {
+		return x, fmt.Errorf("%w: execution %s was kept until %s and is gone", cronium.ErrConflict, id, x.Result.Kept.Until.UTC().Format(time.RFC3339))
+	}
+	return x, nil
+}
+
+// Debug opens a shell in the kept sandbox of userID's execution id on t,
+// and returns its exit code. The caller records the session.
+func (d *Dispatcher) Debug(ctx context.Context, userID int64, id string, t cronium.Terminal) (int, error) {
+	if _, err := d.CheckDebug(ctx, userID, id); err != nil {
+		return -1, err
+	}
+	dbg, ok := d.cfg.Engine.(cronium.Debugger)
+	if !ok || !d.cfg.Engine.Capabilities().Debug {
+		return -1, fmt.Errorf("%w: the %s engine opens no debug shells", cronium.ErrUnsupported, d.cfg.Engine.Capabilities().Name)
+	}
+	d.mu.Lock()
+	until := d.kept[id].until
+	d.mu.Unlock()
+	ctx, cancel := context.WithDeadline(ctx, until) // the shell ends with the sandbox's time
+	defer cancel()
+	return dbg.Debug(ctx, id, t)
+}
+
+// Release removes userID's kept sandbox of execution id before its time.
+func (d *Dispatcher) Release(ctx context.Context, userID int64, id string) error {
+	if _, err := d.CheckDebug(ctx, userID, id); err != nil {
+		return err
+	}
+	return d.discard(id, "released by its owner")
+}
+
+// KeptCount is how many sandboxes this node keeps for debugging.
+func (d *Dispatcher) KeptCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.kept)
+}
