@@ -59,50 +59,19 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 		// no older than its start.
 		claimAt := time.Now()
 		r.RunningByUser, r.Tiers = map[int64]int{}, map[int64]string{}
-		rows, err := tx.QueryContext(ctx, `SELECT user_id, node, COUNT(*) FROM executions WHERE status = 'running' GROUP BY user_id, node`)
-		if err != nil {
-			return fmt.Errorf("count running executions: %w", err)
-		}
-		for rows.Next() {
-			var u int64
-			var n int
-			var on string
-			if err := rows.Scan(&u, &on, &n); err != nil {
-				rows.Close()
-				return err
+		// Running executions, and sandboxes kept for debugging, which hold
+		// their owners' slots and their nodes' too.
+		for _, q := range []struct{ what, query string }{
+			{"running executions", `SELECT user_id, node, COUNT(*) FROM executions WHERE status = 'running' GROUP BY user_id, node`},
+			{"kept sandboxes", `SELECT user_id, kept_node, COUNT(*) FROM executions WHERE kept_until > ? GROUP BY user_id, kept_node`},
+		} {
+			var args []any
+			if strings.Contains(q.query, "?") {
+				args = append(args, claimAt.UnixNano())
 			}
-			r.RunningByUser[u] += n
-			r.Running += n
-			if on == node {
-				r.NodeRunning += n
+			if err := countRunning(ctx, tx, q.query, args, node, &r); err != nil {
+				return fmt.Errorf("count %s: %w", q.what, err)
 			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		// A sandbox kept for debugging holds its owner's slot and its node's.
-		rows, err = tx.QueryContext(ctx, `SELECT user_id, kept_node, COUNT(*) FROM executions WHERE kept_until > ? GROUP BY user_id, kept_node`, claimAt.UnixNano())
-		if err != nil {
-			return fmt.Errorf("count kept sandboxes: %w", err)
-		}
-		for rows.Next() {
-			var u int64
-			var n int
-			var on string
-			if err := rows.Scan(&u, &on, &n); err != nil {
-				rows.Close()
-				return err
-			}
-			r.RunningByUser[u] += n
-			r.Running += n
-			if on == node {
-				r.NodeRunning += n
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		if len(r.Heads) == 0 {
 			return nil
@@ -115,7 +84,7 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 				args = append(args, x.UserID)
 			}
 		}
-		rows, err = tx.QueryContext(ctx, `SELECT id, tier FROM users WHERE id IN (`+placeholders(len(args))+`)`, args...)
+		rows, err := tx.QueryContext(ctx, `SELECT id, tier FROM users WHERE id IN (`+placeholders(len(args))+`)`, args...)
 		if err != nil {
 			return fmt.Errorf("users' tiers: %w", err)
 		}
@@ -166,6 +135,29 @@ var errNodeDown = errors.New("this node's lease ran out and the other nodes took
 // notDown is the condition that the node named by its one parameter is
 // not taken for dead.
 const notDown = `NOT EXISTS (SELECT 1 FROM nodes WHERE name = ? AND state = 'down')`
+
+// countRunning adds the (user, node, count) rows of query to r's running counts.
+func countRunning(ctx context.Context, tx *Tx, query string, args []any, node string, r *store.Round) error {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u int64
+		var n int
+		var on string
+		if err := rows.Scan(&u, &on, &n); err != nil {
+			return err
+		}
+		r.RunningByUser[u] += n
+		r.Running += n
+		if on == node {
+			r.NodeRunning += n
+		}
+	}
+	return rows.Err()
+}
 
 // placeholders is n comma-separated ? placeholders.
 func placeholders(n int) string {
