@@ -135,6 +135,27 @@ func (t Tier) KeepFailedCap() time.Duration {
 	return 10 * time.Minute
 }
 
+// AuditStrict is the audit that records what the strict profile would stop.
+const AuditStrict = "strict"
+
+// Audit is what the strict profile would have stopped in a run under
+// another profile (an event's audit: strict).
+type Audit struct {
+	// Profile is the profile audited against: strict.
+	Profile string `json:"profile"`
+	// Findings are what it would have stopped; none means the event can move to it.
+	Findings []Finding `json:"findings"`
+	// NotObserved says what this engine or host could not observe.
+	NotObserved []string `json:"not_observed,omitempty"`
+}
+
+// Finding is one thing the audited profile would have stopped.
+type Finding struct {
+	// Kind is memory, files, network or processes.
+	Kind    string `json:"kind"`
+	Message string `json:"message"`
+}
+
 // DebugPolicy is how an event's failed runs can be debugged.
 type DebugPolicy struct {
 	// KeepFailed keeps the sandbox of a run that failed or timed out this
@@ -216,6 +237,10 @@ type Event struct {
 	Packages Packages `json:"packages,omitzero"`
 	// Debug keeps failed runs' sandboxes for debugging.
 	Debug DebugPolicy `json:"debug,omitzero"`
+	// Audit, "strict", runs the event as its profile says and records
+	// what the strict profile would have stopped (Result.Audit): the way
+	// to move an event from compat to strict with confidence.
+	Audit string `json:"audit,omitempty"`
 	// PackageLock is what the server built for Packages: the image and the
 	// exact versions. Set by the server; what a client sends is replaced.
 	PackageLock *PackageLock `json:"package_lock,omitempty"`
@@ -307,6 +332,11 @@ func (e *Event) Normalize(tier Tier) error {
 	}
 	if _, err := e.Limits(tier); err != nil {
 		return err
+	}
+	switch e.Audit {
+	case "", AuditStrict:
+	default:
+		return Invalid("audit", e.Audit, "is not an audit: want strict (record what the strict profile would stop), or leave it out")
 	}
 	if k := e.Debug.KeepFailed.D(); k != 0 {
 		max := tier.KeepFailedCap()
@@ -437,6 +467,14 @@ func (e *Event) Limits(tier Tier) (Limits, error) {
 	l.CPUs = e.Resources.CPUs
 	l.Pids = e.Resources.Pids
 	l.Timeout = e.Timeout.D()
+	if e.Profile == "compat" { // generous: as if the script ran directly, within the tier
+		if l.Memory == 0 {
+			l.Memory = tier.Memory
+		}
+		if l.Pids == 0 {
+			l.Pids = tier.PidsCap()
+		}
+	}
 	if l.CPUs == 0 {
 		l.CPUs = tier.CPUBurst
 	}

@@ -87,6 +87,10 @@ type Spec struct {
 	// Sample, when set, receives the running script's usage about once a
 	// second, from one goroutine.
 	Sample func(UsageSample)
+	// Audit asks the engine to observe what a stricter profile would stop:
+	// files written outside /tmp and /workspace, connections opened
+	// (Result.Audit; the caller adds what the usage says).
+	Audit bool
 	// KeepFailed, when set, keeps the sandbox of a run that failed or timed
 	// out this long, frozen with its files but without its secrets and
 	// network, for Debugger.Debug (engines whose Capabilities.Debug is true).
@@ -246,6 +250,8 @@ type Result struct {
 	// network policy, by cronium on the node); empty where the engine
 	// enforces every limit itself.
 	Enforcement []string `json:"enforcement,omitempty"`
+	// Audit is what the strict profile would have stopped (Spec.Audit).
+	Audit *Audit `json:"audit,omitempty"`
 	// Kept says the sandbox was kept for debugging (Spec.KeepFailed).
 	Kept *Kept `json:"kept,omitempty"`
 	// Hints are the optimisations this run's usage suggests (see Hints).

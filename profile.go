@@ -5,7 +5,7 @@ import "sort"
 // Profile is a security profile: who the script runs as and what the
 // container may do. Profiles are data; the engines translate them.
 type Profile struct {
-	// Name is strict, standard or trusted.
+	// Name is strict, standard, trusted or compat.
 	Name string `json:"name"`
 	// UID and GID are the script user. The agent itself runs as root with only
 	// the capabilities it needs to drop privileges and kill the script.
@@ -44,6 +44,18 @@ var profiles = map[string]Profile{
 		Name: "standard", UID: 1000, GID: 1000,
 		ReadOnlyRoot: false, DropCaps: []string{"NET_ADMIN", "SYS_ADMIN"},
 		NoNewPrivileges: true, Seccomp: "default", Network: NetworkNone,
+	},
+	// compat behaves like running the script directly, as cron jobs often
+	// do, as root: root in its container (never on the host), a writable
+	// root file system, the network, generous limits (the tier's most
+	// memory and processes). It keeps the engine's default capabilities
+	// less those that reach past the container (raw packets, device nodes,
+	// the audit log, file capabilities). With audit: strict, a run says
+	// what strict would have stopped.
+	"compat": {
+		Name: "compat", UID: 0, GID: 0,
+		ReadOnlyRoot: false, DropCaps: []string{"NET_ADMIN", "SYS_ADMIN", "NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP"},
+		NoNewPrivileges: true, Seccomp: "default", Network: NetworkFull,
 	},
 	"trusted": {
 		Name: "trusted", UID: 1000, GID: 1000,

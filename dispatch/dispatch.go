@@ -16,6 +16,7 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/agent"
 	"github.com/cronium/executor/metrics"
 	"github.com/cronium/executor/notify"
 	"github.com/cronium/executor/pool"
@@ -772,6 +773,12 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		// A writable root file system cannot be wiped between runs.
 		strategy, why = cronium.StrategyPrewarmed, why+"; the "+profile.Name+" profile has a writable root, which a reset cannot wipe: prewarmed instead"
 	}
+	if ev.Audit == cronium.AuditStrict {
+		spec.Audit = true
+		if strategy != cronium.StrategyCold {
+			strategy, why = cronium.StrategyCold, why+"; audit: strict observes the run in a sandbox of its own: cold instead"
+		}
+	}
 	if keep := ev.Debug.KeepFailed.D(); keep > 0 {
 		if caps.Debug {
 			spec.KeepFailed = keep
@@ -837,6 +844,9 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		res, info.hit = d.cfg.Pools.Run(ctx, mode, key, func(ctx context.Context) (pool.Sandbox, error) {
 			return d.cfg.Engine.NewSandbox(ctx, template, d.cfg.SandboxLifetime)
 		}, spec)
+	}
+	if res.Audit != nil {
+		auditUsage(&res, ev, tier)
 	}
 	if len(res.Output) > 0 {
 		if err := d.cfg.Runtime.Output(ctx, x.ID, res.Output); err != nil {
@@ -918,6 +928,32 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInf
 		d.cfg.Notified()
 	}
 	d.Wake()
+}
+
+// auditUsage adds to an audited run's findings what its usage says the
+// strict profile would have stopped: more memory or processes than the
+// event would get under strict (its own resources, strict's defaults).
+func auditUsage(res *cronium.Result, ev cronium.Event, tier cronium.Tier) {
+	strict := ev
+	strict.Profile = "strict"
+	l, err := strict.Limits(tier)
+	if err != nil {
+		res.Audit.NotObserved = append(res.Audit.NotObserved, "limits: the event's limits under strict: "+err.Error())
+		return
+	}
+	u := res.Usage
+	if u.PeakMemory > int64(l.Memory) {
+		res.Audit.Findings = append(res.Audit.Findings, cronium.Finding{Kind: "memory", Message: fmt.Sprintf(
+			"peak memory %s is above the %s strict would allow: the run would be OOM-killed (set resources.memory to at least %s)", cronium.Size(u.PeakMemory), l.Memory, cronium.Size(u.PeakMemory)*5/4&^(1<<20-1))})
+	}
+	if u.PidsPeak > 0 {
+		if n := u.PidsPeak - agent.AgentThreads; n > l.Pids {
+			res.Audit.Findings = append(res.Audit.Findings, cronium.Finding{Kind: "processes", Message: fmt.Sprintf(
+				"%d processes and threads at once, above the %d strict would allow (set resources.pids)", n, l.Pids)})
+		}
+	} else {
+		res.Audit.NotObserved = append(res.Audit.NotObserved, "processes: the engine did not say how many processes the run had at once")
+	}
 }
 
 // hints computes a finished run's optimisation hints, with its event's

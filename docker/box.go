@@ -108,7 +108,11 @@ func (s *box) Create(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("network policy: %w", err)
 		}
-		if s.lease, err = g.Attach(ctx, spec.ID, spec.Network); err != nil {
+		attach := g.Attach
+		if spec.Audit {
+			attach = g.AttachAudited
+		}
+		if s.lease, err = attach(ctx, spec.ID, spec.Network); err != nil {
 			return fmt.Errorf("network policy: %w", err)
 		}
 		resolv = rc

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/types/container"
@@ -149,4 +150,31 @@ func (e *Engine) debugLock(id string) *sync.Mutex {
 		e.debugs[id] = m
 	}
 	return m
+}
+
+// Changes implements session's audit of file writes: the paths the
+// sandbox added, changed or deleted in its root file system (its writable
+// layer; the mounts, /tmp and /workspace, are not in it), at most 200.
+func (s *box) Changes(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second) // a script that wrote 100,000 files does not hold its cleanup
+	defer cancel()
+	d, err := s.e.cli.ContainerDiff(ctx, s.id, client.ContainerDiffOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, c := range d.Changes {
+		if len(out) == 200 {
+			break
+		}
+		kind := "changed"
+		switch c.Kind {
+		case container.ChangeAdd:
+			kind = "wrote"
+		case container.ChangeDelete:
+			kind = "deleted"
+		}
+		out = append(out, kind+" "+c.Path)
+	}
+	return out, nil
 }

@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -474,18 +475,34 @@ type Lease struct {
 	base     cronium.NetworkUsage // counters at the start of the current run
 	released bool
 	applied  bool // its rules are in; guarded by the guard's ruleMu
+	// audit logs every new connection the sandbox opens (AttachAudited);
+	// dests are their destinations, in order, at most MaxRefusals.
+	audit bool
+	dests []string
 }
 
 // Attach takes a free address for id and installs its rules. The sandbox
 // must be created with that address and Resolver as its only name server.
 func (g *Guard) Attach(ctx context.Context, id string, p cronium.NetworkPolicy) (*Lease, error) {
+	return g.attach(ctx, id, p, false)
+}
+
+// AttachAudited is Attach for a run whose connections are audited: every
+// new connection it opens (out of the sandbox, or to the host in full
+// mode) is logged, and Usage lists the destinations (the audit of a
+// compat run says what the strict profile, with no network, would stop).
+func (g *Guard) AttachAudited(ctx context.Context, id string, p cronium.NetworkPolicy) (*Lease, error) {
+	return g.attach(ctx, id, p, true)
+}
+
+func (g *Guard) attach(ctx context.Context, id string, p cronium.NetworkPolicy, audit bool) (*Lease, error) {
 	if err := p.Normalize("network"); err != nil {
 		return nil, err
 	}
 	if !p.Networked() {
 		return nil, fmt.Errorf("netguard: mode %q has no network to guard", p.Mode)
 	}
-	l := &Lease{g: g, id: id, policy: p, seen: map[string]bool{}, conns: map[net.Conn]bool{}}
+	l := &Lease{g: g, id: id, policy: p, seen: map[string]bool{}, conns: map[net.Conn]bool{}, audit: audit}
 	for _, s := range p.AllowServices {
 		eps, ok := g.services[s]
 		if !ok {
@@ -533,7 +550,13 @@ func (l *Lease) rules() (filter, nat string) {
 	fmt.Fprintf(&f, "-A %s -o %s -d %s -j %s\n", g.chain("FL"), br, ip, I)
 	// Host chain: after the shared accepts (resolver, proxy, replies).
 	fmt.Fprintf(&f, "-A %s -s %s -j %s\n", g.chain("HL"), ip, H)
+	auditNew := func(chain string) {
+		if l.audit {
+			fmt.Fprintf(&f, "-A %s -m conntrack --ctstate NEW -j NFLOG --nflog-group %d --nflog-prefix %s --nflog-size 64\n", chain, g.group, auditPrefix)
+		}
+	}
 	if p.Mode == cronium.NetworkFull {
+		auditNew(H)
 		for _, r := range portRanges(l.ports) {
 			fmt.Fprintf(&f, "-A %s -p tcp -m multiport --dports %s -j %s\n", H, r, refuse("port"))
 			fmt.Fprintf(&f, "-A %s -p udp -m multiport --dports %s -j %s\n", H, r, refuse("port"))
@@ -549,6 +572,7 @@ func (l *Lease) rules() (filter, nat string) {
 	// mode: each guard's jumps may come first in DOCKER-USER, so the
 	// receiving sandbox's own rules might never be consulted.
 	fmt.Fprintf(&f, "-A %s -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT\n", O)
+	auditNew(O)
 	fmt.Fprintf(&f, "-A %s -o br-crn+ -j %s\n", O, refuse("sandbox"))
 	for _, r := range portRanges(l.ports) {
 		fmt.Fprintf(&f, "-A %s -p tcp -m multiport --dports %s -j %s\n", O, r, refuse("port"))
@@ -747,10 +771,27 @@ func (g *Guard) lease(ip netip.Addr) *Lease {
 	return g.leases[ip.Unmap()]
 }
 
-// refusedPacket is called by the NFLOG reader for every refused packet.
+// auditPrefix marks the logged packets of audited leases' new connections.
+const auditPrefix = "audit"
+
+// refusedPacket is called by the NFLOG reader for every refused packet,
+// and every new connection of an audited lease.
 func (g *Guard) refusedPacket(reason string, src, dst netip.Addr, proto string, port int) {
 	l := g.lease(src)
 	if l == nil {
+		return
+	}
+	if reason == auditPrefix {
+		target := dst.String()
+		if port > 0 {
+			target = netip.AddrPortFrom(dst, uint16(port)).String()
+		}
+		target += "/" + proto
+		l.mu.Lock()
+		if !slices.Contains(l.dests, target) && len(l.dests) < cronium.MaxRefusals {
+			l.dests = append(l.dests, target)
+		}
+		l.mu.Unlock()
 		return
 	}
 	why := refuseReasons[reason]
@@ -796,7 +837,7 @@ func (l *Lease) Usage(ctx context.Context) cronium.NetworkUsage {
 func (l *Lease) total() cronium.NetworkUsage {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	u := cronium.NetworkUsage{Refused: l.logged + l.refused, Refusals: append([]string(nil), l.details...)}
+	u := cronium.NetworkUsage{Refused: l.logged + l.refused, Refusals: append([]string(nil), l.details...), Destinations: append([]string(nil), l.dests...)}
 	// Bytes are what crossed the sandbox's link, as IP packets, after any
 	// shaping: the host end's transmit counters for traffic in; for traffic
 	// out, the IFB's transmit counters when shaped (packets the bucket

@@ -17,6 +17,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -181,6 +182,9 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 	res.Phases.Run = time.Since(c)
 	res = r.result(res, rep, err)
 	res.Usage.Network = box.Usage(ctx)
+	if spec.Audit {
+		res.Audit = audit(ctx, box, res.Usage.Network)
+	}
 	if k, ok := box.(Keeper); ok && spec.KeepFailed > 0 && err == nil && cronium.Keeps(res.Outcome) {
 		if kerr := keep(ctx, sess, k, spec); kerr != nil {
 			res.Enforcement = append(append([]string(nil), res.Enforcement...), "keep_failed: the sandbox could not be kept, it was removed: "+kerr.Error())
@@ -196,6 +200,61 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 	}
 	finished = err == nil
 	return res
+}
+
+// audit is what the box saw of a run that strict would have stopped:
+// files written outside the mounts strict leaves writable, connections
+// (strict has no network). The caller adds what the usage says (memory,
+// processes).
+func audit(ctx context.Context, box Box, net *cronium.NetworkUsage) *cronium.Audit {
+	a := &cronium.Audit{Profile: cronium.AuditStrict, Findings: []cronium.Finding{}}
+	if c, ok := box.(interface {
+		Changes(ctx context.Context) ([]string, error)
+	}); ok {
+		changes, err := c.Changes(ctx)
+		if err != nil {
+			a.NotObserved = append(a.NotObserved, "files: the engine did not list the sandbox's changes: "+err.Error())
+		}
+		for _, ch := range strictWrites(changes) {
+			a.Findings = append(a.Findings, cronium.Finding{Kind: "files", Message: ch + ": strict's root file system is read-only (write under /tmp or /workspace)"})
+		}
+	} else {
+		a.NotObserved = append(a.NotObserved, "files: this engine cannot list what a run wrote outside /tmp and /workspace")
+	}
+	if net != nil {
+		for _, d := range net.Destinations {
+			a.Findings = append(a.Findings, cronium.Finding{Kind: "network", Message: "connected to " + d + ": strict has no network (set network.mode egress, with allow_domains, when moving to strict)"})
+		}
+	}
+	a.NotObserved = append(a.NotObserved, "seccomp: both profiles use the same seccomp filter, so strict refuses no more system calls; its refusals are not logged")
+	return a
+}
+
+// strictWrites keeps the changes strict would refuse: not under the
+// mounts it leaves writable, nor the engine's own files, nor a directory
+// listed only because something under it changed.
+func strictWrites(changes []string) []string {
+	var out []string
+	for _, ch := range changes {
+		_, path, _ := strings.Cut(ch, " ")
+		ignored := false
+		for _, p := range []string{"/tmp", "/workspace", "/run", "/dev", "/proc", "/sys", "/.cronium", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"} {
+			if path == p || strings.HasPrefix(path, p+"/") {
+				ignored = true
+			}
+		}
+		if ignored || strings.HasPrefix(ch, "changed ") && slices.ContainsFunc(changes, func(o string) bool {
+			_, op, _ := strings.Cut(o, " ")
+			return strings.HasPrefix(op, path+"/")
+		}) {
+			continue
+		}
+		out = append(out, ch)
+		if len(out) == 20 {
+			break
+		}
+	}
+	return out
 }
 
 // keep has the agent remove the run's secrets and stay, then freezes the

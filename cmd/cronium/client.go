@@ -825,6 +825,17 @@ func newExecCmd() *cobra.Command {
 				for _, h := range r.Hints {
 					fmt.Fprintf(w, "  hint:      %s\n", h.Message)
 				}
+				if a := r.Audit; a != nil {
+					if len(a.Findings) == 0 {
+						fmt.Fprintf(w, "  audit:     %s would have stopped nothing this run observed\n", a.Profile)
+					}
+					for _, f := range a.Findings {
+						fmt.Fprintf(w, "  audit:     %s would stop it: %s\n", a.Profile, f.Message)
+					}
+					for _, n := range a.NotObserved {
+						fmt.Fprintf(w, "  not seen:  %s\n", n)
+					}
+				}
 				if k := r.Kept; k != nil {
 					fmt.Fprintf(w, "  kept:      until %s on node %s: `cronium exec debug %s` opens a shell in it\n", k.Until.Local().Format(time.DateTime), k.Node, x.ID)
 				}
