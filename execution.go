@@ -254,6 +254,14 @@ type Result struct {
 	Audit *Audit `json:"audit,omitempty"`
 	// Kept says the sandbox was kept for debugging (Spec.KeepFailed).
 	Kept *Kept `json:"kept,omitempty"`
+	// Trail is what the agent saw happen during the run (starts, stops,
+	// signals, the exit), with the time since the start.
+	Trail []string `json:"trail,omitempty"`
+	// OOMReport is the kernel's report of an out-of-memory kill in the
+	// sandbox, where the engine could read it.
+	OOMReport string `json:"oom_report,omitempty"`
+	// Timeline is the run's usage samples (at most 60, evenly spread).
+	Timeline []UsageSample `json:"timeline,omitempty"`
 	// Hints are the optimisations this run's usage suggests (see Hints).
 	Hints []Hint `json:"hints,omitempty"`
 	// NetworkPolicy is the network policy that was in force.

@@ -256,6 +256,13 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 	go func() { defer readers.Done(); em.pump(1, outR) }()
 	go func() { defer readers.Done(); em.pump(2, errR) }()
 
+	var trail []string // what happened, for the run's trace
+	note := func(format string, args ...any) {
+		if len(trail) < 32 {
+			trail = append(trail, fmt.Sprintf("%8.3fs ", time.Since(begin).Seconds())+fmt.Sprintf(format, args...))
+		}
+	}
+	note("script started (pid %d, uid %d)", pid, st.UID)
 	var (
 		reason   string // "timed_out", "cancelled", "output_limit" once a stop began
 		status   syscall.WaitStatus
@@ -266,20 +273,25 @@ func (a *Agent) run(st Start, frames <-chan frame, term <-chan os.Signal) Report
 				return
 			}
 			reason = why
+			note("%s: SIGTERM to the script's processes, SIGKILL after %dms", why, st.GraceMS)
 			a.killAll(pid, syscall.SIGTERM)
 			graceT = time.After(time.Duration(st.GraceMS) * time.Millisecond)
 		}
 		capHit  = em.capHit
-		sampler = time.NewTicker(SampleEvery)
+		samples <-chan time.Time
 	)
+	if !st.NoSamples {
+		sampler := time.NewTicker(SampleEvery)
+		defer sampler.Stop()
+		samples = sampler.C
+	}
 	defer timeout.Stop()
-	defer sampler.Stop()
 wait:
 	for {
 		select {
 		case status = <-exited:
 			break wait
-		case <-sampler.C:
+		case <-samples:
 			smp := a.cg.sample(cgBefore)
 			smp.ElapsedNS = int64(time.Since(begin))
 			if b, err := json.Marshal(smp); err == nil {
@@ -289,6 +301,7 @@ wait:
 			stopping("timed_out")
 		case <-capHit:
 			capHit = nil
+			note("output reached its cap")
 			if st.KillOnCap {
 				stopping("output_limit")
 			}
@@ -297,6 +310,7 @@ wait:
 		case f, ok := <-frames:
 			if !ok {
 				// No host came back in time: nobody will read the result.
+				note("no host came back in time")
 				stopping("cancelled")
 				a.killAll(pid, syscall.SIGKILL)
 				frames = nil
@@ -311,11 +325,18 @@ wait:
 				}
 			}
 		case <-graceT:
+			note("grace over: SIGKILL")
 			a.killAll(pid, syscall.SIGKILL)
 			graceT = nil
 		}
 	}
 	runNS := time.Since(begin)
+	switch {
+	case status.Exited():
+		note("script exited with status %d", status.ExitStatus())
+	case status.Signaled():
+		note("script killed by %s", status.Signal())
+	}
 	// The script's main process is gone; nothing it started may outlive it.
 	a.killAll(pid, syscall.SIGKILL)
 	done := make(chan struct{})
@@ -345,10 +366,14 @@ wait:
 		rep.PeakMemory = childrenMaxRSS()
 	}
 	rep.OOMKills = a.cg.oomKills() - oomBefore
+	if rep.OOMKills > 0 {
+		note("the kernel killed %d process(es) for memory", rep.OOMKills)
+	}
 	readAfter, writeAfter := selfIO()
 	rep.IORead, rep.IOWrite = max(0, readAfter-readBefore), max(0, writeAfter-writeBefore)
 	rep.PidsPeak = a.cg.pidsPeak()
 	rep.ThrottledNS = max(0, a.cg.counters().throttledNS-cgBefore.throttledNS)
+	rep.Trail = trail
 	switch {
 	case status.Exited():
 		rep.ExitCode = status.ExitStatus()

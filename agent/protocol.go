@@ -79,8 +79,10 @@ type Hello struct {
 // Start asks the agent to run one script.
 type Start struct {
 	ExecutionID string `json:"execution_id"`
-	ScriptName  string `json:"script_name"`
-	Script      []byte `json:"script"`
+	// NoSamples turns the run's usage samples (FrameUsage) off.
+	NoSamples  bool   `json:"no_samples,omitempty"`
+	ScriptName string `json:"script_name"`
+	Script     []byte `json:"script"`
 	// Files are written next to the script, by relative path (checked by the host and again here).
 	Files       map[string][]byte `json:"files,omitempty"`
 	Input       []byte            `json:"input"`
@@ -190,6 +192,9 @@ type Report struct {
 	PidsPeak int64 `json:"pids_peak,omitempty"`
 	// ThrottledNS is how long the script was held back by its CPU limit.
 	ThrottledNS int64 `json:"throttled_ns,omitempty"`
+	// Trail is what the agent saw happen, with the time since the start:
+	// the start, stops and why, signals, the exit.
+	Trail []string `json:"trail,omitempty"`
 }
 
 // Sample is a running script's usage so far, from the sandbox's cgroup.

@@ -60,6 +60,8 @@ type Dispatcher interface {
 	CheckDebug(ctx context.Context, userID int64, id string) (cronium.Execution, error)
 	Debug(ctx context.Context, userID int64, id string, t cronium.Terminal) (int, error)
 	Release(ctx context.Context, userID int64, id string) error
+	// Inspect is the engine's own view of an execution's sandbox while it exists.
+	Inspect(ctx context.Context, userID int64, id string) (json.RawMessage, error)
 }
 
 // Scheduler is told when events change.
@@ -171,6 +173,7 @@ func Routes() []Route {
 		{"GET", "/v1/executions/{id}/logs", false, (*Server).logs},
 		{"POST", "/v1/executions/{id}/debug", false, (*Server).debugExecution},
 		{"DELETE", "/v1/executions/{id}/kept", false, (*Server).releaseKept},
+		{"GET", "/v1/executions/{id}/bundle", false, (*Server).bundle},
 		{"GET", "/v1/usage", false, (*Server).usage},
 		{"GET", "/v1/pools", false, (*Server).listPools},
 		{"GET", "/v1/debug/runtime", false, (*Server).debugRuntime},

@@ -97,10 +97,11 @@ type Dispatcher struct {
 
 	mu       sync.Mutex // guards the fields below
 	running  map[string]*running
-	tiers    map[int64]cachedTier   // user id -> tier, for tierTTL
-	budgets  map[int64]cachedBudget // user id -> their month against their tier's budget, for budgetTTL
-	kept     map[string]*keptBox    // execution id -> its sandbox, kept for debugging
-	rates    map[string]float64     // schedule|zone -> fires per minute, cached
+	tiers    map[int64]cachedTier             // user id -> tier, for tierTTL
+	budgets  map[int64]cachedBudget           // user id -> their month against their tier's budget, for budgetTTL
+	kept     map[string]*keptBox              // execution id -> its sandbox, kept for debugging
+	samples  map[string][]cronium.UsageSample // execution id -> its usage samples so far (the timeline)
+	rates    map[string]float64               // schedule|zone -> fires per minute, cached
 	stop     chan struct{}
 	started  bool
 	loopDone chan struct{}
@@ -171,7 +172,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = 15 * time.Second
 	}
-	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cachedTier{}, budgets: map[int64]cachedBudget{}, kept: map[string]*keptBox{}, rates: map[string]float64{}}, nil
+	return &Dispatcher{cfg: cfg, log: cfg.Logger, wake: make(chan struct{}, 1), running: map[string]*running{}, tiers: map[int64]cachedTier{}, budgets: map[int64]cachedBudget{}, kept: map[string]*keptBox{}, samples: map[string][]cronium.UsageSample{}, rates: map[string]float64{}}, nil
 }
 
 // Hub returns the live-output hub.
@@ -873,6 +874,7 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInf
 	if res.Kept != nil {
 		res.Kept.Node = d.cfg.Node
 	}
+	res.Timeline = d.timeline(x.ID)
 	if !d.cfg.Prices.Zero() {
 		res.Usage.CostMicros = d.cfg.Prices.Cost(cronium.Meter(res), res.Outcome != cronium.EngineError)
 		res.Usage.Currency = d.cfg.Prices.Unit()
@@ -973,9 +975,47 @@ func (d *Dispatcher) hints(ctx context.Context, x cronium.Execution, res cronium
 	return cronium.Hints(res, in)
 }
 
-// sampler publishes an execution's usage samples to its followers.
+// maxSamples bounds an execution's timeline kept while it runs (10
+// minutes at one a second); a longer run keeps every other one.
+const maxSamples = 600
+
+// sampler publishes an execution's usage samples to its followers and
+// keeps them for its timeline.
 func (d *Dispatcher) sampler(id string) func(cronium.UsageSample) {
-	return func(u cronium.UsageSample) { d.cfg.Hub.PublishUsage(id, u) }
+	return func(u cronium.UsageSample) {
+		d.cfg.Hub.PublishUsage(id, u)
+		d.mu.Lock()
+		ss := append(d.samples[id], u)
+		if len(ss) > maxSamples {
+			ss = thin(ss, maxSamples/2)
+		}
+		d.samples[id] = ss
+		d.mu.Unlock()
+	}
+}
+
+// timeline takes an execution's samples, at most 60, evenly spread.
+func (d *Dispatcher) timeline(id string) []cronium.UsageSample {
+	d.mu.Lock()
+	ss := d.samples[id]
+	delete(d.samples, id)
+	d.mu.Unlock()
+	if len(ss) < 2 {
+		return nil
+	}
+	return thin(ss, 60)
+}
+
+// thin keeps n of ss, evenly spread, the last one included.
+func thin(ss []cronium.UsageSample, n int) []cronium.UsageSample {
+	if len(ss) <= n {
+		return ss
+	}
+	out := make([]cronium.UsageSample, 0, n)
+	for i := range n {
+		out = append(out, ss[(i+1)*len(ss)/n-1])
+	}
+	return out
 }
 
 // stopping is closed when Stop is called.

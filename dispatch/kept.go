@@ -2,6 +2,7 @@ package dispatch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -146,4 +147,19 @@ func (d *Dispatcher) KeptCount() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return len(d.kept)
+}
+
+// Inspect is the engine's own view of userID's execution id's sandbox
+// while it exists (running, or kept), where the engine can give it.
+func (d *Dispatcher) Inspect(ctx context.Context, userID int64, id string) (json.RawMessage, error) {
+	if _, err := d.cfg.Store.Execution(ctx, userID, id); err != nil {
+		return nil, err
+	}
+	in, ok := d.cfg.Engine.(interface {
+		Inspect(ctx context.Context, id string) (json.RawMessage, error)
+	})
+	if !ok {
+		return nil, fmt.Errorf("%w: the %s engine shows no view of its sandboxes", cronium.ErrUnsupported, d.cfg.Engine.Capabilities().Name)
+	}
+	return in.Inspect(ctx, id)
 }

@@ -2,10 +2,13 @@ package docker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -177,4 +180,90 @@ func (s *box) Changes(ctx context.Context) ([]string, error) {
 		out = append(out, kind+" "+c.Path)
 	}
 	return out, nil
+}
+
+// OOMReport implements session's OOM report: the kernel log's lines about
+// this sandbox's out-of-memory kill (those naming its container, with
+// their neighbours: the usage and limit before, the killed process after),
+// at most 24 lines. Empty where the kernel log cannot be read.
+func (s *box) OOMReport() string {
+	// A raw descriptor: through os.File a non-blocking read would wait in
+	// the runtime's poller instead of saying there is no more.
+	fd, err := syscall.Open("/dev/kmsg", syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer syscall.Close(fd)
+	var lines []string
+	buf := make([]byte, 8192)
+	for len(lines) < 100000 {
+		n, err := syscall.Read(fd, buf)
+		if err == syscall.EPIPE || err == syscall.EINTR {
+			continue // records were overwritten while reading: go on with the next
+		}
+		if err != nil || n <= 0 {
+			break // EAGAIN: no more
+		}
+		if _, msg, ok := strings.Cut(string(buf[:n]), ";"); ok {
+			lines = append(lines, strings.SplitN(msg, "\n", 2)[0])
+		}
+	}
+	keep := map[int]bool{}
+	for i, l := range lines {
+		if strings.Contains(l, s.id) || (len(s.id) > 12 && strings.Contains(l, s.id[:12])) {
+			for j := max(0, i-1); j <= min(len(lines)-1, i+1); j++ {
+				keep[j] = true
+			}
+		}
+	}
+	var out []string
+	for i, l := range lines {
+		if keep[i] {
+			out = append(out, l)
+		}
+	}
+	if len(out) > 24 {
+		out = out[len(out)-24:]
+	}
+	return strings.Join(out, "\n")
+}
+
+// Inspect implements dispatch's engine view of a sandbox: the engine's
+// own inspection of execution id's container while it exists (running,
+// or kept), with the values of its environment hidden. It wraps
+// ErrNotFound when the container is gone.
+func (e *Engine) Inspect(ctx context.Context, id string) (json.RawMessage, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("execution %q: %w", id, cronium.ErrNotFound)
+	}
+	list, err := e.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", LabelManaged+"=true", LabelNode+"="+e.cfg.NodeID, LabelExecution+"="+id)})
+	if err != nil {
+		return nil, err
+	}
+	if len(list.Items) == 0 {
+		return nil, fmt.Errorf("the sandbox of execution %s is gone: %w", id, cronium.ErrNotFound)
+	}
+	r, err := e.cli.ContainerInspect(ctx, list.Items[0].ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var v map[string]any
+	if err := json.Unmarshal(r.Raw, &v); err != nil {
+		return nil, err
+	}
+	if cfg, ok := v["Config"].(map[string]any); ok {
+		if env, ok := cfg["Env"].([]any); ok {
+			for i, kv := range env {
+				s, _ := kv.(string)
+				name, _, _ := strings.Cut(s, "=")
+				switch name {
+				case "PATH", "LANG", "HOME", "TERM":
+				default:
+					env[i] = name + "=***"
+				}
+			}
+		}
+	}
+	return json.MarshalIndent(v, "", "  ")
 }

@@ -402,7 +402,9 @@ func (r *run) startMessage() agent.Start {
 		token = NewToken()
 	}
 	r.sess.OnCall(OnCall(spec.ID, spec.Runtime))
-	return StartMessage(spec, token)
+	st := StartMessage(spec, token)
+	st.NoSamples = spec.Sample == nil // nobody listens
+	return st
 }
 
 // StartMessage is the Start that hands spec's script to an agent, with
@@ -558,6 +560,12 @@ func (r *run) result(res cronium.Result, rep agent.Report, err error) cronium.Re
 	}
 	res.Usage = cronium.Usage{CPUSeconds: rep.CPUSeconds, PeakMemory: rep.PeakMemory, OutputBytes: rep.OutputBytes, KeptOutputBytes: rep.KeptBytes,
 		IORead: rep.IORead, IOWrite: rep.IOWrite, PidsPeak: rep.PidsPeak, CPUThrottledSeconds: float64(rep.ThrottledNS) / 1e9}
+	res.Trail = rep.Trail
+	if res.Outcome == cronium.OOMKilled {
+		if o, ok := r.box.(interface{ OOMReport() string }); ok {
+			res.OOMReport = o.OOMReport()
+		}
+	}
 	res.Output, res.OutputError = rep.Output, rep.OutputError
 	return res
 }

@@ -962,7 +962,7 @@ func newExecCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.AddCommand(list, get, logs, cancel, newExecTopCmd(cl), newExecDebugCmd(cl))
+	c.AddCommand(list, get, logs, cancel, newExecTopCmd(cl), newExecDebugCmd(cl), newExecBundleCmd(cl))
 	return c
 }
 

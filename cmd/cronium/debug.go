@@ -179,3 +179,48 @@ func (cl *apiClient) debug(ctx context.Context, id string, in *os.File, out io.W
 		}
 	}
 }
+
+func newExecBundleCmd(cl *apiClient) *cobra.Command {
+	return &cobra.Command{Use: "bundle ID [-o FILE.tar.gz]", Short: "Download an execution's trace bundle (tar.gz): result, limits, logs, usage timeline, agent trail, OOM report, the engine's view", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			id := args[0]
+			file := cl.output // -o names the file here
+			switch file {
+			case "table", "":
+				file = id + "-bundle.tar.gz"
+			case "wide", "json", "yaml":
+				return usage(cronium.Invalid("-o", file, "names the bundle's file here, like -o trace.tar.gz"))
+			}
+			req, err := http.NewRequestWithContext(c.Context(), "GET", strings.TrimRight(cl.server, "/")+"/v1/executions/"+url.PathEscape(id)+"/bundle", nil)
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Authorization", "Bearer "+cl.key())
+			resp, err := cl.http.Do(req)
+			if err != nil {
+				return fmt.Errorf("reach the server: %w", err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				e := &apiError{status: resp.StatusCode}
+				if json.NewDecoder(resp.Body).Decode(e) != nil || e.Err.Message == "" {
+					e.Err.Message = "the server answered " + resp.Status
+				}
+				return &exitError{code: 1, err: e}
+			}
+			f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return fmt.Errorf("write the bundle: %w (an existing file is never overwritten)", err)
+			}
+			n, err := io.Copy(f, resp.Body)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(file)
+				return fmt.Errorf("write the bundle: %w", err)
+			}
+			fmt.Fprintf(c.OutOrStdout(), "wrote %s (%s): tar -xzf %s\n", file, human(n), file)
+			return nil
+		}}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -116,6 +117,14 @@ func TestKeepFailedAndExecDebugThroughAPTY(t *testing.T) {
 	// Recorded on the execution.
 	if got, err := s.cli("exec", "get", x.ID); err != nil || !strings.Contains(got, "debugged:") || !strings.Contains(got, "exit 7") || !strings.Contains(got, "kept:") {
 		t.Errorf("exec get after the session: %v\n%s", err, got)
+	}
+	// Its trace bundle has the engine's view of the kept (frozen) sandbox.
+	file := filepath.Join(t.TempDir(), "kept.tar.gz")
+	if _, err := s.cli("exec", "bundle", x.ID, "-o", file); err != nil {
+		t.Fatal(err)
+	}
+	if b := readBundle(t, file); !strings.Contains(b["engine.json"], `"Paused": true`) || strings.Contains(b["engine.json"], "hunter2") {
+		t.Errorf("the kept sandbox's bundle: engine.json %q, engine.txt %q", b["engine.json"], b["engine.txt"])
 	}
 	// Not for another user (404, as if it did not exist), nor for a run that was not kept.
 	if _, stderr, err := s.run("exec", "debug", x.ID, "--token", bob); err == nil || !strings.Contains(stderr, "no execution") && !strings.Contains(stderr, "not found") {
