@@ -17,8 +17,10 @@ import (
 // registry exposes (once each kind of series exists).
 func TestGrafanaDashboardNamesRealMetrics(t *testing.T) {
 	m := New(Sources{
-		Pools:   func() []PoolStats { return []PoolStats{{Mode: "reuse", Idle: 1}} },
-		Queue:   func(context.Context) (map[string]int64, map[string]int64, error) { return map[string]int64{"free": 1}, map[string]int64{"free": 1}, nil },
+		Pools: func() []PoolStats { return []PoolStats{{Mode: "reuse", Idle: 1}} },
+		Queue: func(context.Context) (map[string]int64, map[string]int64, error) {
+			return map[string]int64{"free": 1}, map[string]int64{"free": 1}, nil
+		},
 		Fires:   func() (int64, int64) { return 1, 0 },
 		Running: func() (int, int) { return 1, 4 },
 	})
@@ -77,7 +79,7 @@ func TestErrorKindIsClosed(t *testing.T) {
 		"lost: node restarted and the execution's sandbox is gone": "lost",
 		"create container for execution x: no such image: y":       "image",
 		"secret API_KEY: cipher: message authentication failed":    "secrets",
-		"agent speaks protocol 5, host speaks 6":                    "agent",
+		"agent speaks protocol 5, host speaks 6":                   "agent",
 		"something users typed: alice/nightly-report":              "other",
 	} {
 		if got := ErrorKind(msg); got != want {
