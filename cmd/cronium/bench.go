@@ -52,7 +52,7 @@ host without CAP_SYS_RESOURCE refuses).`,
 	cold.Flags().IntVar(&runs, "runs", 20, "runs per language, engine and side")
 	cold.Flags().StringSliceVar(&langs, "lang", []string{"bash", "python", "node"}, "languages")
 	cold.Flags().StringSliceVar(&engines, "engines", []string{"docker", "podman"}, "engines to compare on: docker, podman")
-	c.AddCommand(cold, newBenchScheduleCmd(g), newBenchWarmCmd(g), newBenchNetworkCmd(g), newBenchPackagesCmd(g), newBenchKubeCmd(g))
+	c.AddCommand(cold, newBenchScheduleCmd(g), newBenchWarmCmd(g), newBenchNetworkCmd(g), newBenchPackagesCmd(g), newBenchKubeCmd(g), newBenchObserveCmd(g))
 	return c
 }
 
