@@ -573,7 +573,7 @@ func (r NetworkRules) Resolve(field string, p NetworkPolicy, profile Profile, ti
 		}
 		hint := ""
 		if p.Mode == NetworkFull {
-			hint = " (full needs the trusted or compat profile, or a tier that allows it)"
+			hint = " (full needs the trusted profile, or compat, or a tier that allows it)"
 		}
 		t := tier.Name
 		if t == "" {
