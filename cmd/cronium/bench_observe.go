@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,8 +63,16 @@ func benchObserve(ctx context.Context, w io.Writer, g *globals, runs, blocks, wo
 		}
 		return out
 	}})
+	var failed atomic.Int64
+	var lastErr atomic.Value
 	run := func(script string, observe bool) func() error {
-		return func() error {
+		return func() (err error) {
+			defer func() {
+				if err != nil {
+					failed.Add(1)
+					lastErr.Store(err.Error())
+				}
+			}()
 			s := cronium.Spec{ID: cronium.NewID(), Language: cronium.Bash, Script: []byte(script), Limits: limits, Profile: strict}
 			var samples []cronium.UsageSample
 			if observe {
@@ -128,6 +137,9 @@ func benchObserve(ctx context.Context, w io.Writer, g *globals, runs, blocks, wo
 		close(stop)
 		<-scraped
 		fmt.Fprintln(os.Stderr)
+		if n := failed.Load(); n > 0 {
+			return fmt.Errorf("%s: %d executions did not succeed (the last: %v): the measure would be wrong", sc.name, n, lastErr.Load())
+		}
 		med := func(v []float64) float64 {
 			s := slices.Clone(v)
 			slices.Sort(s)
