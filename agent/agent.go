@@ -61,6 +61,12 @@ func Dial(path string, timeout time.Duration) (net.Conn, error) {
 // keeps running and the agent redials (see the package documentation); it
 // returns an error when no host came back in time.
 func (a *Agent) Serve() error {
+	// Not dumpable: a script that runs as root in its container (the
+	// compat profile) may not read or write the agent's memory or its
+	// /proc files; that takes CAP_SYS_PTRACE, which no profile grants.
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_DUMPABLE, 0, 0); errno != 0 {
+		return fmt.Errorf("make the agent undumpable: %v", errno)
+	}
 	l := a.link
 	if err := WriteJSON(l.conn, FrameHello, Hello{Protocol: ProtocolVersion, PID: os.Getpid()}); err != nil {
 		return fmt.Errorf("send hello: %w", err)
@@ -335,7 +341,7 @@ wait:
 	case status.Exited():
 		note("script exited with status %d", status.ExitStatus())
 	case status.Signaled():
-		note("script killed by %s", status.Signal())
+		note("script ended by signal %d (%s)", int(status.Signal()), status.Signal())
 	}
 	// The script's main process is gone; nothing it started may outlive it.
 	a.killAll(pid, syscall.SIGKILL)

@@ -144,7 +144,11 @@ func (s *box) Create(ctx context.Context) error {
 		NetworkMode: netMode,
 		Mounts: []mount.Mount{
 			{Type: mount.TypeBind, Source: e.agentPath, Target: agent.BinaryPath, ReadOnly: true},
-			{Type: mount.TypeBind, Source: s.dir, Target: agent.HostDir},
+			// Read-only: the agent only connects to the socket in it (a
+			// socket needs no write access to its file system), and a
+			// script running as root in its container (compat) must not
+			// write into a host directory.
+			{Type: mount.TypeBind, Source: s.dir, Target: agent.HostDir, ReadOnly: true},
 			{Type: mount.TypeBind, Source: e.libPath, Target: agent.LibDir, ReadOnly: true},
 		},
 		Tmpfs: map[string]string{

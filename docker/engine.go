@@ -249,6 +249,7 @@ func (e *Engine) Close() error {
 	e.bgCancel()
 	e.pending.Wait()
 	e.net.Close()
+	releaseScratchDir(filepath.Join(e.cfg.StateDir, "io"))
 	return e.cli.Close()
 }
 

@@ -15,11 +15,6 @@ import (
 	cronium "github.com/cronium/executor"
 )
 
-// DiskWorkspace is the size of the disk-backed /workspace of a sandbox
-// with disk I/O limits (a sparse image: it takes disk space only as the
-// script writes).
-const DiskWorkspace cronium.Size = 1 << 30
-
 // scratch is a sandbox's disk-backed /workspace: an ext4 image in
 // StateDir/io/NAME.img on a loop device of its own, mounted (nosuid,
 // nodev, noexec, sync) at StateDir/io/NAME. The device being the
@@ -53,7 +48,7 @@ const (
 // ideal. The caller removes it (remove) with the sandbox.
 func (e *Engine) newScratch(name string, l cronium.Limits) (s *scratch, notes []string, err error) {
 	base := filepath.Join(e.cfg.StateDir, "io")
-	if err := os.MkdirAll(base, 0o700); err != nil {
+	if err := privateDir(base); err != nil {
 		return nil, nil, err
 	}
 	s = &scratch{img: filepath.Join(base, name+".img"), dir: filepath.Join(base, name)}
@@ -67,7 +62,7 @@ func (e *Engine) newScratch(name string, l cronium.Limits) (s *scratch, notes []
 	if err != nil {
 		return s, nil, fmt.Errorf("disk workspace: create its image: %w", err)
 	}
-	err = f.Truncate(int64(DiskWorkspace))
+	err = f.Truncate(int64(max(l.WorkspaceSize, 16<<20))) // the workspace's size, as on tmpfs (sparse: disk is taken as written)
 	f.Close()
 	if err != nil {
 		return s, nil, fmt.Errorf("disk workspace: size its image: %w", err)
@@ -115,10 +110,10 @@ func (e *Engine) newScratch(name string, l cronium.Limits) (s *scratch, notes []
 		return s, nil, fmt.Errorf("disk workspace: mount it: %w", err)
 	}
 	os.Remove(filepath.Join(s.dir, "lost+found"))
-	if err := os.Chmod(s.dir, 0o1777); err != nil {
+	if err := unix.Chmod(s.dir, 0o1777); err != nil { // os.Chmod would drop the sticky bit
 		return s, nil, err
 	}
-	notes = append(notes, fmt.Sprintf("disk I/O caps: /workspace is a %s file system on disk (not memory) whose reads and writes are capped; /tmp stays memory and is not capped", DiskWorkspace))
+	notes = append(notes, fmt.Sprintf("disk I/O caps: /workspace is a %s file system on disk (not memory), mounted sync, whose reads and writes are capped; /tmp stays memory and is not capped", l.WorkspaceSize))
 	return s, notes, nil
 }
 
@@ -156,6 +151,33 @@ func (s *scratch) remove() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// privateDir makes dir (created if need be, 0700) a mount point of its
+// own with private propagation, so that the file systems mounted under it
+// are not copied into mount namespaces made meanwhile (a container
+// starting, a kubelet), which would hold their devices busy.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if !mounted(dir) {
+		if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("make %s a mount point: %w", dir, err)
+		}
+	}
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("make %s private: %w", dir, err)
+	}
+	return nil
+}
+
+// releaseScratchDir unmounts the disk workspaces' directory (privateDir)
+// once it holds none: a workspace in use keeps it.
+func releaseScratchDir(dir string) {
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 && mounted(dir) {
+		unix.Unmount(dir, unix.MNT_DETACH)
+	}
 }
 
 // writeSys writes v into a kernel file.

@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 
+	"golang.org/x/sys/unix"
+
 	cronium "github.com/cronium/executor"
 )
 
@@ -65,7 +67,7 @@ func (e *Engine) workspaceDir(ws *cronium.Volume) (string, error) {
 		return "", fmt.Errorf("mount workspace %s (needs root and loop devices): %v: %s", ws.Name, err, strings.TrimSpace(string(out)))
 	}
 	os.RemoveAll(filepath.Join(dir, "lost+found"))
-	if err := os.Chmod(dir, 0o1777); err != nil {
+	if err := unix.Chmod(dir, 0o1777); err != nil { // os.Chmod would drop the sticky bit
 		return "", err
 	}
 	return dir, nil

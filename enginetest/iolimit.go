@@ -63,7 +63,9 @@ func testDiskWriteCap(t *testing.T) {
 	// measured here is the cap, on a disk that is not flushing a backlog.
 	syscall.Sync()
 	begin := time.Now()
-	res, out := run(t, cronium.Bash, script, func(s *cronium.Spec) { s.Limits.IOWriteBPS = 10 << 20 })
+	res, out := run(t, cronium.Bash, script, func(s *cronium.Spec) {
+		s.Limits.IOWriteBPS, s.Limits.Memory, s.Limits.WorkspaceSize = 10<<20, 512<<20, 200<<20 // a workspace with room for 100Mi
+	})
 	took := time.Since(begin)
 	wantOutcome(t, res, out, cronium.Succeeded)
 	if !eng.Capabilities().DiskIO {
