@@ -338,6 +338,18 @@ func (e *Event) Normalize(tier Tier) error {
 	default:
 		return Invalid("audit", e.Audit, "is not an audit: want strict (record what the strict profile would stop), or leave it out")
 	}
+	if e.Strategy == StrategyUser {
+		// The user strategy's persistent workspace cannot be kept, audited
+		// or capped: say so now rather than run without it.
+		for _, c := range []struct {
+			set   bool
+			field string
+		}{{e.Debug.KeepFailed != 0, "debug.keep_failed"}, {e.Audit != "", "audit"}, {e.Resources.IORead != "" || e.Resources.IOWrite != "", "resources.io_read/io_write"}} {
+			if c.set {
+				return Invalid("strategy", e.Strategy, "keeps a persistent workspace, which "+c.field+" cannot go with (it needs a sandbox of the run's own): use strategy reuse or cold, or drop "+c.field)
+			}
+		}
+	}
 	if k := e.Debug.KeepFailed.D(); k != 0 {
 		max := tier.KeepFailedCap()
 		switch {

@@ -24,7 +24,7 @@ execution.json  the execution and its result: outcome, error, limits, network po
                 usage (and its timeline of samples), hints, audit, the agent's trail, where
                 the sandbox was kept, notifications, debug sessions
 event.json      the event as it is now (secrets by name only; their values never appear)
-logs.txt        the stored output, stdout and stderr as they came ("[stderr] " marks stderr)
+logs.txt        the stored output, stdout and stderr as they came ("--- stderr ---" where it changes)
 trail.txt       what the agent saw happen: start, stops and why, signals, the exit
 timeline.tsv    the usage samples taken while the script ran
 oom.txt         the kernel's report of the out-of-memory kill, when there was one
@@ -40,6 +40,13 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, u *cronium.User)
 	x, err := s.execution(r, u)
 	if err != nil {
 		return err
+	}
+	// A bundle is built in memory (a few MiB at most): a few at a time.
+	select {
+	case bundles <- struct{}{}:
+		defer func() { <-bundles }()
+	default:
+		return &Error{Status: http.StatusTooManyRequests, Code: "busy", Message: "other trace bundles are being built: try again in a moment"}
 	}
 	ctx := r.Context()
 	ns, _ := s.cfg.Store.NotificationsFor(ctx, x.ID)
@@ -62,22 +69,22 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, u *cronium.User)
 		j, _ := json.MarshalIndent(ev, "", "  ")
 		add("event.json", j)
 	}
-	var logs strings.Builder
+	var logs bytes.Buffer
+	stream := cronium.Stdout
 	for after := uint64(0); ; {
 		chunks, err := s.cfg.Store.Logs(ctx, x.ID, after, 500)
 		if err != nil {
 			return err
 		}
 		for _, c := range chunks {
-			if c.Stream == cronium.Stderr {
-				for _, line := range strings.SplitAfter(string(c.Data), "\n") {
-					if line != "" {
-						logs.WriteString("[stderr] " + line)
-					}
+			if c.Stream != stream { // a marker where the stream changes: the log grows by lines, not by a prefix on each
+				stream = c.Stream
+				if logs.Len() > 0 && logs.Bytes()[logs.Len()-1] != '\n' {
+					logs.WriteByte('\n')
 				}
-			} else {
-				logs.Write(c.Data)
+				fmt.Fprintf(&logs, "--- %s ---\n", stream)
 			}
+			logs.Write(c.Data)
 			after = c.Seq
 		}
 		if len(chunks) < 500 {
@@ -101,7 +108,7 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, u *cronium.User)
 	}
 	if view, err := s.cfg.Dispatcher.Inspect(ctx, x.UserID, x.ID); err == nil {
 		var b bytes.Buffer
-		red := redact.JSON(view, secrets) // compact
+		red := redact.JSON(trimEngineView(view), secrets) // compact
 		if json.Indent(&b, red, "", "  ") != nil {
 			b.Reset()
 			b.Write(red)
@@ -132,6 +139,42 @@ func (s *Server) bundle(w http.ResponseWriter, r *http.Request, u *cronium.User)
 		return err
 	}
 	return gz.Close()
+}
+
+// bundles bounds the trace bundles built at once.
+var bundles = make(chan struct{}, 2)
+
+// hostDetails are the fields of an engine's view that only say where
+// things are on the host (paths, the engine's own files).
+var hostDetails = []string{"GraphDriver", "HostnamePath", "HostsPath", "LogPath", "ResolvConfPath", "Mounts"}
+
+// trimEngineView drops an engine view's host details, and the sources of
+// its mounts, keeping what the sandbox was.
+func trimEngineView(b []byte) []byte {
+	var v map[string]any
+	if json.Unmarshal(b, &v) != nil {
+		return b
+	}
+	for _, k := range hostDetails {
+		delete(v, k)
+	}
+	if hc, ok := v["HostConfig"].(map[string]any); ok {
+		if ms, ok := hc["Mounts"].([]any); ok {
+			for _, m := range ms {
+				if mm, ok := m.(map[string]any); ok {
+					delete(mm, "Source")
+				}
+			}
+		}
+	}
+	if ns, ok := v["NetworkSettings"].(map[string]any); ok {
+		delete(ns, "SandboxKey")
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return b
+	}
+	return out
 }
 
 // secretValues are the values of the execution's event's secrets, to

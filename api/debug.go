@@ -144,14 +144,19 @@ type writerFunc func(p []byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-// releaseKept removes an execution's kept sandbox before its time (its owner only).
+// releaseKept removes an execution's kept sandbox before its time.
 func (s *Server) releaseKept(w http.ResponseWriter, r *http.Request, u *cronium.User) error {
-	id := r.PathValue("id")
-	if err := s.cfg.Dispatcher.Release(r.Context(), u.ID, id); err != nil {
+	// The owner, or an admin (who may free a user's slots, never open their shell).
+	x, err := s.execution(r, u)
+	if err != nil {
+		return err
+	}
+	id := x.ID
+	if err := s.cfg.Dispatcher.Release(r.Context(), x.UserID, id); err != nil {
 		return err
 	}
 	noteAudit(r, debugTarget(id), "kept sandbox removed")
-	x, err := s.cfg.Store.Execution(r.Context(), u.ID, id)
+	x, err = s.cfg.Store.Execution(r.Context(), x.UserID, id)
 	if err != nil {
 		return err
 	}

@@ -134,6 +134,7 @@ type runInfo struct {
 	pooled, hit bool
 	queue, late time.Duration // negative: unknown, not scheduled
 	ran         bool          // the event was read and its script handed to a sandbox
+	forcedCold  bool          // cold because keep_failed or an audit needs it (no cold-start hint)
 	perMinute   float64       // how often the event runs on schedule
 }
 
@@ -602,6 +603,9 @@ func (d *Dispatcher) setReasons(ctx context.Context, now time.Time, round store.
 		tier := d.tierNamed(x.User, round.Tiers[u])
 		if over, _ := d.overBudget(u); over != "" {
 			reasons[u] = "waiting: " + over
+		} else if perUser[u] >= tier.Concurrency && round.KeptByUser[u] > 0 {
+			reasons[u] = fmt.Sprintf("waiting: %d of %d concurrent executions for your tier (%s) are running or held by failed runs' sandboxes kept for debugging (%d; `cronium exec debug ID --remove` frees one)",
+				perUser[u], tier.Concurrency, tier.Name, round.KeptByUser[u])
 		} else if perUser[u] >= tier.Concurrency {
 			reasons[u] = fmt.Sprintf("waiting: %d of %d concurrent executions for your tier (%s) are running", perUser[u], tier.Concurrency, tier.Name)
 		} else {
@@ -778,6 +782,7 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 		spec.Audit = true
 		if strategy != cronium.StrategyCold {
 			strategy, why = cronium.StrategyCold, why+"; audit: strict observes the run in a sandbox of its own: cold instead"
+			info.forcedCold = true
 		}
 	}
 	if keep := ev.Debug.KeepFailed.D(); keep > 0 {
@@ -785,13 +790,11 @@ func (d *Dispatcher) execute(ctx context.Context, x cronium.Execution, re *croni
 			spec.KeepFailed = keep
 			if strategy != cronium.StrategyCold {
 				strategy, why = cronium.StrategyCold, why+"; debug.keep_failed keeps a failed run's sandbox, which a warm pool would reuse: cold instead"
+				info.forcedCold = true
 			}
 		} else {
 			why += "; the " + caps.Name + " engine keeps no failed sandboxes: debug.keep_failed does nothing here"
 		}
-	}
-	if limits.IOLimited() && strategy == cronium.StrategyUser {
-		strategy, why = cronium.StrategyReuse, why+"; disk I/O caps need the sandbox's own disk workspace, not the user's persistent one: reuse instead"
 	}
 	switch {
 	case strategy == cronium.StrategyCold:
@@ -875,6 +878,10 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInf
 		res.Kept.Node = d.cfg.Node
 	}
 	res.Timeline = d.timeline(x.ID)
+	if info.queue < 0 && x.StartedAt != nil && !res.EndedAt.IsZero() {
+		// Re-attached: the run began before this process took it over.
+		res.Phases.Run = max(res.Phases.Run, res.EndedAt.Sub(*x.StartedAt)-res.Phases.Cleanup)
+	}
 	if !d.cfg.Prices.Zero() {
 		res.Usage.CostMicros = d.cfg.Prices.Cost(cronium.Meter(res), res.Outcome != cronium.EngineError)
 		res.Usage.Currency = d.cfg.Prices.Unit()
@@ -907,7 +914,7 @@ func (d *Dispatcher) finish(x cronium.Execution, res cronium.Result, info runInf
 	}
 	if k := res.Kept; k != nil {
 		if finished {
-			d.keep(x.ID, x.UserID, k.Until)
+			d.keep(x.ID, x.UserID, x.EventID, k.Until)
 		} else {
 			d.work.Go(func() { d.discard(x.ID, "its result was not recorded here") })
 		}
@@ -962,6 +969,9 @@ func auditUsage(res *cronium.Result, ev cronium.Event, tier cronium.Tier) {
 // runs of the last 7 days (without them when the store cannot say).
 func (d *Dispatcher) hints(ctx context.Context, x cronium.Execution, res cronium.Result, info runInfo) []cronium.Hint {
 	in := cronium.HintInput{Strategy: info.strategy, PerMinute: info.perMinute, Prices: d.cfg.Prices}
+	if info.forcedCold {
+		in.Strategy = "" // cold for a reason of its own: no warm strategy to suggest
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	rows, err := d.cfg.Store.Usage(ctx, store.UsageFilter{UserID: x.UserID, EventID: x.EventID, Since: time.Now().AddDate(0, 0, -7)})

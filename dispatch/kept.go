@@ -8,26 +8,39 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/store"
 )
 
 // keptBox is a failed run's sandbox this node keeps for debugging.
 type keptBox struct {
-	userID int64
-	until  time.Time
-	timer  *time.Timer // discards it at until
+	userID  int64
+	eventID int64
+	until   time.Time
+	timer   *time.Timer // discards it at until
 }
 
 // keep tracks a kept sandbox until its time is up, then discards it. A
-// sandbox whose time is up already is discarded at once.
-func (d *Dispatcher) keep(id string, userID int64, until time.Time) {
+// sandbox whose time is up already is discarded at once. An event keeps
+// its latest failed run's sandbox: an earlier one of the event is
+// discarded (it would hold one more of its owner's slots).
+func (d *Dispatcher) keep(id string, userID, eventID int64, until time.Time) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if old := d.kept[id]; old != nil {
 		old.timer.Stop()
 	}
-	k := &keptBox{userID: userID, until: until}
+	var replaced []string
+	for other, k := range d.kept {
+		if other != id && eventID != 0 && k.eventID == eventID {
+			replaced = append(replaced, other)
+		}
+	}
+	k := &keptBox{userID: userID, eventID: eventID, until: until}
 	k.timer = time.AfterFunc(max(0, time.Until(until)), func() { d.discard(id, "its time was up") })
 	d.kept[id] = k
+	d.mu.Unlock()
+	for _, other := range replaced {
+		d.work.Go(func() { d.discard(other, "a later failed run of its event is kept instead") })
+	}
 }
 
 // discard removes a kept sandbox and records that it is gone.
@@ -64,7 +77,7 @@ func (d *Dispatcher) reloadKept(ctx context.Context) error {
 		return fmt.Errorf("read the kept sandboxes: %w", err)
 	}
 	for id, k := range kept {
-		d.keep(id, k.UserID, k.Until)
+		d.keep(id, k.UserID, 0, k.Until)
 	}
 	return nil
 }
@@ -80,10 +93,10 @@ func (d *Dispatcher) stopKept() {
 	d.kept = map[string]*keptBox{}
 }
 
-// CheckDebug returns the execution whose kept sandbox user may debug on this
+// checkKept returns the execution whose kept sandbox user may debug on this
 // node, or an error that says why not: another user's execution is not
 // found, as everywhere in the API.
-func (d *Dispatcher) CheckDebug(ctx context.Context, userID int64, id string) (cronium.Execution, error) {
+func (d *Dispatcher) checkKept(ctx context.Context, userID int64, id string) (cronium.Execution, error) {
 	x, err := d.cfg.Store.Execution(ctx, userID, id)
 	if err != nil {
 		return x, err
@@ -116,6 +129,29 @@ func (d *Dispatcher) CheckDebug(ctx context.Context, userID int64, id string) (c
 	return x, nil
 }
 
+// CheckDebug is checkKept, and the owner not past their budget (a shell
+// is compute too).
+func (d *Dispatcher) CheckDebug(ctx context.Context, userID int64, id string) (cronium.Execution, error) {
+	x, err := d.checkKept(ctx, userID, id)
+	if err != nil {
+		return x, err
+	}
+	if tier := d.tierOf(ctx, x); tier.Budget.Set() {
+		rows, err := d.cfg.Store.Usage(ctx, store.UsageFilter{UserID: x.UserID, Since: cronium.MonthStart(time.Now())})
+		if err != nil {
+			return x, err
+		}
+		var month store.UsageRow
+		for _, r := range rows {
+			month.Add(r)
+		}
+		if over := tier.Budget.Exceeded(month.CPUMicros, month.CostMicros, d.cfg.Prices.Unit(), time.Now()); over != "" {
+			return x, fmt.Errorf("%w: no debug shell: %s", cronium.ErrForbidden, over)
+		}
+	}
+	return x, nil
+}
+
 // Debug opens a shell in the kept sandbox of userID's execution id on t,
 // and returns its exit code. The caller records the session.
 func (d *Dispatcher) Debug(ctx context.Context, userID int64, id string, t cronium.Terminal) (int, error) {
@@ -126,17 +162,26 @@ func (d *Dispatcher) Debug(ctx context.Context, userID int64, id string, t croni
 	if !ok || !d.cfg.Engine.Capabilities().Debug {
 		return -1, fmt.Errorf("%w: the %s engine opens no debug shells", cronium.ErrUnsupported, d.cfg.Engine.Capabilities().Name)
 	}
+	x, _ := d.cfg.Store.Execution(ctx, userID, id)
+	tier := d.tierOf(ctx, x) // a shell lasts no longer than the longest run the tier allows
 	d.mu.Lock()
 	until := d.kept[id].until
 	d.mu.Unlock()
-	ctx, cancel := context.WithDeadline(ctx, until) // the shell ends with the sandbox's time
+	if limit := time.Now().Add(tier.MaxTimeout.D()); tier.MaxTimeout > 0 && limit.Before(until) {
+		until = limit
+	}
+	ctx, cancel := context.WithDeadline(ctx, until) // the shell ends with the sandbox's time, or the tier's longest run
 	defer cancel()
-	return dbg.Debug(ctx, id, t)
+	code, err := dbg.Debug(ctx, id, t)
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("the session reached its end at %s (the sandbox's kept time, or the tier's longest run)", until.UTC().Format(time.RFC3339))
+	}
+	return code, err
 }
 
 // Release removes userID's kept sandbox of execution id before its time.
 func (d *Dispatcher) Release(ctx context.Context, userID int64, id string) error {
-	if _, err := d.CheckDebug(ctx, userID, id); err != nil {
+	if _, err := d.checkKept(ctx, userID, id); err != nil {
 		return err
 	}
 	return d.discard(id, "released by its owner")

@@ -183,7 +183,7 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 	res = r.result(res, rep, err)
 	res.Usage.Network = box.Usage(ctx)
 	if spec.Audit {
-		res.Audit = audit(ctx, box, res.Usage.Network)
+		res.Audit = audit(ctx, box, spec, res.Usage.Network)
 	}
 	if k, ok := box.(Keeper); ok && spec.KeepFailed > 0 && err == nil && cronium.Keeps(res.Outcome) {
 		if kerr := keep(ctx, sess, k, spec); kerr != nil {
@@ -206,7 +206,7 @@ func Cold(ctx context.Context, t Timing, box Box, spec cronium.Spec) (res croniu
 // files written outside the mounts strict leaves writable, connections
 // (strict has no network). The caller adds what the usage says (memory,
 // processes).
-func audit(ctx context.Context, box Box, net *cronium.NetworkUsage) *cronium.Audit {
+func audit(ctx context.Context, box Box, spec cronium.Spec, net *cronium.NetworkUsage) *cronium.Audit {
 	a := &cronium.Audit{Profile: cronium.AuditStrict, Findings: []cronium.Finding{}}
 	if c, ok := box.(interface {
 		Changes(ctx context.Context) ([]string, error)
@@ -223,8 +223,14 @@ func audit(ctx context.Context, box Box, net *cronium.NetworkUsage) *cronium.Aud
 	}
 	if net != nil {
 		for _, d := range net.Destinations {
-			a.Findings = append(a.Findings, cronium.Finding{Kind: "network", Message: "connected to " + d + ": strict has no network (set network.mode egress, with allow_domains, when moving to strict)"})
+			a.Findings = append(a.Findings, cronium.Finding{Kind: "network", Message: "opened a connection to " + d + ": strict has no network (set network.mode egress, with allow_domains, when moving to strict)"})
 		}
+	}
+	if spec.Network.Allowlist() {
+		a.NotObserved = append(a.NotObserved, "network: connections through the allow_domains proxy are not listed")
+	}
+	if spec.Profile.UID == 0 {
+		a.NotObserved = append(a.NotObserved, "root: strict runs the script as nobody; what only root may do (chown, files of other users, low ports) is not observed")
 	}
 	a.NotObserved = append(a.NotObserved, "seccomp: both profiles use the same seccomp filter, so strict refuses no more system calls; its refusals are not logged")
 	return a
@@ -238,7 +244,7 @@ func strictWrites(changes []string) []string {
 	for _, ch := range changes {
 		_, path, _ := strings.Cut(ch, " ")
 		ignored := false
-		for _, p := range []string{"/tmp", "/workspace", "/run", "/dev", "/proc", "/sys", "/.cronium", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"} {
+		for _, p := range []string{"/tmp", "/workspace", "/run/cronium", "/run/secrets", "/dev", "/proc", "/sys", "/.cronium", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf"} {
 			if path == p || strings.HasPrefix(path, p+"/") {
 				ignored = true
 			}

@@ -58,7 +58,7 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 		// an execution recorded as started then was admitted against counts
 		// no older than its start.
 		claimAt := time.Now()
-		r.RunningByUser, r.Tiers = map[int64]int{}, map[int64]string{}
+		r.RunningByUser, r.KeptByUser, r.Tiers = map[int64]int{}, map[int64]int{}, map[int64]string{}
 		// Running executions, and sandboxes kept for debugging, which hold
 		// their owners' slots and their nodes' too.
 		for _, q := range []struct{ what, query string }{
@@ -69,7 +69,11 @@ func (s *Store) AdmitRound(ctx context.Context, node string, now time.Time, perU
 			if strings.Contains(q.query, "?") {
 				args = append(args, claimAt.UnixNano())
 			}
-			if err := countRunning(ctx, tx, q.query, args, node, &r); err != nil {
+			var kept map[int64]int
+			if len(args) > 0 {
+				kept = r.KeptByUser
+			}
+			if err := countRunning(ctx, tx, q.query, args, node, &r, kept); err != nil {
 				return fmt.Errorf("count %s: %w", q.what, err)
 			}
 		}
@@ -136,8 +140,9 @@ var errNodeDown = errors.New("this node's lease ran out and the other nodes took
 // not taken for dead.
 const notDown = `NOT EXISTS (SELECT 1 FROM nodes WHERE name = ? AND state = 'down')`
 
-// countRunning adds the (user, node, count) rows of query to r's running counts.
-func countRunning(ctx context.Context, tx *Tx, query string, args []any, node string, r *store.Round) error {
+// countRunning adds the (user, node, count) rows of query to r's running
+// counts, and to also when it is not nil.
+func countRunning(ctx context.Context, tx *Tx, query string, args []any, node string, r *store.Round, also map[int64]int) error {
 	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return err
@@ -151,6 +156,9 @@ func countRunning(ctx context.Context, tx *Tx, query string, args []any, node st
 			return err
 		}
 		r.RunningByUser[u] += n
+		if also != nil {
+			also[u] += n
+		}
 		r.Running += n
 		if on == node {
 			r.NodeRunning += n

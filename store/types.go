@@ -197,8 +197,10 @@ type Round struct {
 	Heads []cronium.Execution
 	// Tiers are the heads' users' tier names, by user ID.
 	Tiers map[int64]string
-	// RunningByUser counts running executions per user on every node.
-	RunningByUser map[int64]int
+	// RunningByUser counts running executions per user on every node, and
+	// failed runs' sandboxes kept for debugging (which hold a slot);
+	// KeptByUser counts those kept sandboxes alone.
+	RunningByUser, KeptByUser map[int64]int
 	// NodeRunning is how many executions this node runs.
 	NodeRunning int
 	// Running is how many executions run on every node.

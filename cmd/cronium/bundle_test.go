@@ -67,8 +67,8 @@ func TestTraceBundleOfAnOOMKill(t *testing.T) {
 		"README.txt":     "trace bundle",
 		"execution.json": `"outcome": "oom_killed"`,
 		"event.json":     `"API_KEY"`,
-		"logs.txt":       "[stderr] allocating",
-		"trail.txt":      "killed by",
+		"logs.txt":       "--- stderr ---\nallocating",
+		"trail.txt":      "ended by signal 9",
 		"timeline.tsv":   "elapsed_s",
 		"oom.txt":        "",
 	} {

@@ -836,8 +836,10 @@ func newExecCmd() *cobra.Command {
 						fmt.Fprintf(w, "  not seen:  %s\n", n)
 					}
 				}
-				if k := r.Kept; k != nil {
+				if k := r.Kept; k != nil && time.Now().Before(k.Until) {
 					fmt.Fprintf(w, "  kept:      until %s on node %s: `cronium exec debug %s` opens a shell in it\n", k.Until.Local().Format(time.DateTime), k.Node, x.ID)
+				} else if k != nil {
+					fmt.Fprintf(w, "  kept:      until %s (gone, or removed sooner)\n", k.Until.Local().Format(time.DateTime))
 				}
 			}
 			for _, d := range view.DebugSessions {

@@ -64,7 +64,7 @@ func TestLiveUsageTopAndHints(t *testing.T) {
 		t.Errorf("exec get: %v\n%s", err, out)
 	}
 	out, err = s.cli("exec", "top", "--once")
-	if err != nil || !strings.Contains(out, x.ID) || !strings.Contains(out, "busy") || !strings.Contains(out, "1 running executions") {
+	if err != nil || !strings.Contains(out, x.ID) || !strings.Contains(out, "busy") || !strings.Contains(out, "running: 1,") {
 		t.Errorf("exec top --once: %v\n%s", err, out)
 	}
 	if _, stderr, err := s.run("exec", "top", "--interval", "1ms"); err == nil || !strings.Contains(stderr, "--interval") {

@@ -115,7 +115,7 @@ func printTop(w io.Writer, rows []topRow, note string) {
 		}
 		table_ = append(table_, row)
 	}
-	fmt.Fprintf(w, "%d running executions at %s %s\n", len(rows), time.Now().Format(time.TimeOnly), note)
+	fmt.Fprintf(w, "running: %d, at %s %s\n", len(rows), time.Now().Format(time.TimeOnly), note)
 	table(w, "ID\tUSER\tEVENT\tSTRATEGY\tNODE\tRAN\tCPU-S\tMEMORY\tPEAK\tPIDS\tDISK R/W\tNET IN/OUT", table_)
 	if elsewhere {
 		fmt.Fprintln(w, "- : no sample yet, or the execution runs on another node than the one answering (ask that node's server)")
