@@ -92,3 +92,30 @@ func TestErrorKindIsClosed(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkFinished is what recording one execution costs (bench observe
+// measures the whole, against throughput).
+func BenchmarkFinished(b *testing.B) {
+	m := New(Sources{})
+	x := Execution{Language: cronium.Bash, Strategy: "reuse", Pooled: true, PoolHit: true, Queue: time.Millisecond, Late: -1,
+		Result: cronium.Result{Outcome: cronium.Succeeded, Limits: cronium.Limits{Memory: 256 << 20}, Phases: cronium.Phases{Run: 40 * time.Millisecond},
+			Usage: cronium.Usage{CPUSeconds: 0.01, PeakMemory: 8 << 20}}}
+	for b.Loop() {
+		m.Finished(x)
+	}
+}
+
+// BenchmarkGather is what one scrape costs the server.
+func BenchmarkGather(b *testing.B) {
+	m := New(Sources{Pools: func() []PoolStats { return []PoolStats{{Mode: "reuse", Idle: 2}} }})
+	for _, o := range cronium.Outcomes {
+		for _, l := range []cronium.Language{cronium.Bash, cronium.Python, cronium.Node} {
+			m.Finished(Execution{Language: l, Strategy: "reuse", Queue: time.Millisecond, Late: -1, Result: cronium.Result{Outcome: o}})
+		}
+	}
+	for b.Loop() {
+		if _, err := m.Registry().Gather(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
