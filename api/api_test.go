@@ -39,7 +39,10 @@ type env struct {
 	alice, bob, root string // API keys
 }
 
-func setup(t *testing.T) *env {
+func setup(t *testing.T) *env { return setupTiers(t, nil) }
+
+// setupTiers is setup with the server's tiers (nil: the defaults).
+func setupTiers(t *testing.T, tiers map[string]cronium.Tier) *env {
 	t.Helper()
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "db"))
@@ -55,7 +58,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Store: st, Dispatcher: disp, Scheduler: sched, MaxBody: 64 << 10})
+	h, err := api.New(api.Config{Store: st, Dispatcher: disp, Scheduler: sched, MaxBody: 64 << 10, Tiers: tiers})
 	if err != nil {
 		t.Fatal(err)
 	}
