@@ -44,9 +44,12 @@ func newExecTopCmd(cl *apiClient) *cobra.Command {
 					cl.printJSON(w, map[string]any{"items": rows})
 				} else {
 					if tty && !once {
-						io.WriteString(w, "\x1b[H\x1b[2J") // home, clear
+						io.WriteString(w, "\x1b[H") // home: the new table over the old, no flicker
 					}
 					printTop(w, rows, note)
+					if tty && !once {
+						io.WriteString(w, "\x1b[J") // and what the old one had below it goes
+					}
 				}
 				if once {
 					return nil
