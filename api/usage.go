@@ -117,16 +117,11 @@ func (s *Server) refuseOverBudget(ctx context.Context, owner cronium.User) error
 	if !t.Budget.Set() || t.Budget.OnExceed != cronium.BudgetRefuse {
 		return nil
 	}
-	now := time.Now()
-	rows, err := s.cfg.Store.Usage(ctx, store.UsageFilter{UserID: owner.ID, Since: cronium.MonthStart(now)})
+	over, err := store.OverBudget(ctx, s.cfg.Store, owner.ID, t.Budget, s.cfg.Prices.Unit(), time.Now())
 	if err != nil {
 		return err
 	}
-	var month store.UsageRow
-	for _, r := range rows {
-		month.Add(r)
-	}
-	if over := t.Budget.Exceeded(month.CPUMicros, month.CostMicros, s.cfg.Prices.Unit(), now); over != "" {
+	if over != "" {
 		return &Error{Status: http.StatusForbidden, Code: "budget_exceeded", Message: "refused: " + over}
 	}
 	return nil

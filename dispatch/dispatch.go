@@ -539,15 +539,11 @@ func (d *Dispatcher) budget(ctx context.Context, now time.Time, round store.Roun
 		c, ok := d.budgets[u]
 		d.mu.Unlock()
 		if !ok || now.Sub(c.at) >= budgetTTL {
-			rows, err := d.cfg.Store.Usage(ctx, store.UsageFilter{UserID: u, Since: cronium.MonthStart(now)})
+			over, err := store.OverBudget(ctx, d.cfg.Store, u, tier.Budget, d.cfg.Prices.Unit(), now)
 			if err != nil {
 				return fmt.Errorf("read %s's usage for the tier's budget: %w", x.User, err)
 			}
-			var month store.UsageRow
-			for _, r := range rows {
-				month.Add(r)
-			}
-			c = cachedBudget{over: tier.Budget.Exceeded(month.CPUMicros, month.CostMicros, d.cfg.Prices.Unit(), now), at: now}
+			c = cachedBudget{over: over, at: now}
 			d.mu.Lock()
 			d.budgets[u] = c
 			d.mu.Unlock()

@@ -136,18 +136,12 @@ func (d *Dispatcher) CheckDebug(ctx context.Context, userID int64, id string) (c
 	if err != nil {
 		return x, err
 	}
-	if tier := d.tierOf(ctx, x); tier.Budget.Set() {
-		rows, err := d.cfg.Store.Usage(ctx, store.UsageFilter{UserID: x.UserID, Since: cronium.MonthStart(time.Now())})
-		if err != nil {
-			return x, err
-		}
-		var month store.UsageRow
-		for _, r := range rows {
-			month.Add(r)
-		}
-		if over := tier.Budget.Exceeded(month.CPUMicros, month.CostMicros, d.cfg.Prices.Unit(), time.Now()); over != "" {
-			return x, fmt.Errorf("%w: no debug shell: %s", cronium.ErrForbidden, over)
-		}
+	over, err := store.OverBudget(ctx, d.cfg.Store, x.UserID, d.tierOf(ctx, x).Budget, d.cfg.Prices.Unit(), time.Now())
+	if err != nil {
+		return x, err
+	}
+	if over != "" {
+		return x, fmt.Errorf("%w: no debug shell: %s", cronium.ErrForbidden, over)
 	}
 	return x, nil
 }

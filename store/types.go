@@ -5,6 +5,7 @@
 package store
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"time"
@@ -263,4 +264,23 @@ func Day(t time.Time) int64 { return t.UnixNano() / int64(24*time.Hour) }
 type KeptSandbox struct {
 	UserID int64
 	Until  time.Time
+}
+
+// OverBudget says how userID's usage this month (UTC, at now) passes
+// budget, read from u ("" when it does not, or budget bounds nothing).
+func OverBudget(ctx context.Context, u interface {
+	Usage(ctx context.Context, f UsageFilter) ([]UsageRow, error)
+}, userID int64, budget cronium.Budget, currency string, now time.Time) (string, error) {
+	if !budget.Set() {
+		return "", nil
+	}
+	rows, err := u.Usage(ctx, UsageFilter{UserID: userID, Since: cronium.MonthStart(now)})
+	if err != nil {
+		return "", err
+	}
+	var month UsageRow
+	for _, r := range rows {
+		month.Add(r)
+	}
+	return budget.Exceeded(month.CPUMicros, month.CostMicros, currency, now), nil
 }
