@@ -108,6 +108,8 @@ type Dispatcher struct {
 	// leaseStop ends the lease loop, which closes leaseDone.
 	leaseStop, leaseDone chan struct{}
 	self                 store.Node // this node on the store
+	// cancelErrSaid: reading cancel requests failed and was said (loop-owned).
+	cancelErrSaid bool
 	// storeDownSince is when heartbeats started failing (zero: they work).
 	storeDownSince time.Time
 	// reapAfter is when this node may take other nodes for dead again

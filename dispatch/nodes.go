@@ -177,9 +177,15 @@ func (d *Dispatcher) pollCancels() {
 	defer cancel()
 	reqs, err := d.cfg.Store.CancelRequests(ctx, d.cfg.Node)
 	if err != nil {
-		d.log.Warn("read cancel requests", "err", err)
+		// Said once per failing streak: until the heartbeat notices the
+		// store is down, every poll would fail the same way.
+		if !d.cancelErrSaid {
+			d.cancelErrSaid = true
+			d.log.Warn("read cancel requests: retrying every poll", "err", err)
+		}
 		return
 	}
+	d.cancelErrSaid = false
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id, why := range reqs {

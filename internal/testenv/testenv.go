@@ -36,6 +36,9 @@ func RemoveContainers(node string) error {
 		return nil
 	}
 	if out, err := exec.Command("docker", append([]string{"rm", "-f", "-v"}, ids...)...).CombinedOutput(); err != nil {
+		if strings.Contains(string(out), "is already in progress") {
+			return nil // the engine removes it already
+		}
 		return fmt.Errorf("remove the containers of node %s: %v: %s", node, err, out)
 	}
 	return nil
