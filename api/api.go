@@ -824,8 +824,8 @@ func (s *Server) triggerEvent(w http.ResponseWriter, r *http.Request, u *cronium
 		return err
 	}
 	trigger := cronium.TriggerAPI
-	if r.Header.Get("X-Cronium-Client") == "cli" {
-		trigger = cronium.TriggerManual
+	if c := r.Header.Get("X-Cronium-Client"); c == "cli" || c == "dashboard" {
+		trigger = cronium.TriggerManual // a person asked
 	}
 	x := cronium.Execution{EventID: ev.ID, UserID: owner.ID, Trigger: trigger, Attempt: 1, Strategy: ev.Strategy, Priority: ev.Priority, Input: b.Input,
 		Reason: "waiting: queued for admission"}

@@ -54,6 +54,13 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, u *cronium.User) e
 		return cronium.Invalid("follow", q.Get("follow"), "is not a yes or no: want true or false")
 	}
 	follow := q.Get("follow") == "true" || q.Get("follow") == "1" || r.Header.Get("Accept") == "text/event-stream"
+	if v := q.Get("tail"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > maxLogTail || follow || q.Get("after") != "" {
+			return cronium.Invalid("tail", v, fmt.Sprintf("is not a byte count from 1 to %d without follow or after: it asks for the newest logs, as one page", maxLogTail))
+		}
+		return s.logTail(w, r, x, n)
+	}
 	if !follow {
 		chunks, err := s.cfg.Store.Logs(r.Context(), x.ID, after, 1000)
 		if err != nil {
@@ -78,6 +85,35 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request, u *cronium.User) e
 		})
 	}
 	return s.follow(w, r, x.ID, after)
+}
+
+// maxLogTail bounds ?tail=: the newest logs a page holds.
+const maxLogTail = 1 << 20
+
+// logTail answers ?tail=N: the newest chunks holding at most n bytes (the
+// newest one whole, however long), oldest first; "earlier" says whether
+// older logs exist, and next_after is where a follower goes on.
+func (s *Server) logTail(w http.ResponseWriter, r *http.Request, x cronium.Execution, n int) error {
+	chunks, err := s.cfg.Store.LastLogs(r.Context(), x.ID, 1000)
+	if err != nil {
+		return err
+	}
+	first, size := len(chunks), 0
+	for first > 0 && (first == len(chunks) || size+len(chunks[first-1].Data) <= n) {
+		size += len(chunks[first-1].Data)
+		first--
+	}
+	items := make([]logChunk, 0, len(chunks)-first)
+	var after uint64
+	for _, c := range chunks[first:] {
+		items = append(items, toChunk(c))
+		after = c.Seq
+	}
+	earlier := first > 0 || (len(chunks) > 0 && chunks[0].Seq > 1)
+	return writeJSON(w, http.StatusOK, map[string]any{
+		"items": items, "next_after": after, "truncated": x.LogTruncated, "earlier": earlier,
+		"done": x.Status == cronium.StatusFinished,
+	})
 }
 
 // remotePoll is how often a follower of an execution on another node

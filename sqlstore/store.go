@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -766,6 +767,21 @@ func (s *Store) Logs(ctx context.Context, id string, after uint64, limit int) ([
 	if err != nil {
 		return nil, fmt.Errorf("read logs of %s: %w", id, err)
 	}
+	return scanChunks(rows)
+}
+
+// LastLogs returns an execution's newest chunks, at most limit, oldest first.
+func (s *Store) LastLogs(ctx context.Context, id string, limit int) ([]store.LogChunk, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, stream, data, at FROM logs WHERE execution_id = ? ORDER BY seq DESC LIMIT ?`, id, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read the last logs of %s: %w", id, err)
+	}
+	out, err := scanChunks(rows)
+	slices.Reverse(out)
+	return out, err
+}
+
+func scanChunks(rows *sql.Rows) ([]store.LogChunk, error) {
 	defer rows.Close()
 	var out []store.LogChunk
 	for rows.Next() {

@@ -140,6 +140,8 @@ type API interface {
 	Executions(ctx context.Context, f ExecutionFilter) ([]cronium.Execution, error)
 	// Logs returns an execution's chunks after seq after, at most limit.
 	Logs(ctx context.Context, id string, after uint64, limit int) ([]LogChunk, error)
+	// LastLogs returns an execution's newest chunks, at most limit, in order.
+	LastLogs(ctx context.Context, id string, limit int) ([]LogChunk, error)
 	NotificationsFor(ctx context.Context, executionID string) ([]notify.Delivery, error)
 	// Nodes lists the nodes on the store, by name.
 	Nodes(ctx context.Context) ([]Node, error)

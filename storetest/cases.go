@@ -79,6 +79,10 @@ func testQueueExactlyOnce(t *testing.T, h Harness) {
 	if len(got) != 2 || x.LogBytes != 3 || !x.LogTruncated {
 		t.Errorf("logs %v, bytes %d truncated %v; want 2 chunks, 3 bytes, truncated", got, x.LogBytes, x.LogTruncated)
 	}
+	st.AppendLogs(ctx, id, []store.LogChunk{{Seq: 3, Stream: 1, Data: []byte("d")}, {Seq: 4, Stream: 1, Data: []byte("e")}}, true)
+	if last, err := st.LastLogs(ctx, id, 2); err != nil || len(last) != 2 || last[0].Seq != 3 || string(last[1].Data) != "e" {
+		t.Errorf("the last 2 chunks: %+v %v, want seq 3 and 4, oldest first", last, err)
+	}
 	if _, err := st.Execution(ctx, u.ID+1, id); !errors.Is(err, cronium.ErrNotFound) {
 		t.Errorf("another user's execution: %v, want not found", err)
 	}

@@ -543,32 +543,6 @@ func readFolder(dir string, data []byte) ([]map[string]any, error) {
 	return []map[string]any{m}, nil
 }
 
-// yamlDocs decodes every document of a YAML stream (separated by "---",
-// with or without a comment or content after it) to JSON, skipping empty
-// ones.
-func yamlDocs(data []byte) ([][]byte, error) {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	var out [][]byte
-	for i := 1; ; i++ {
-		var v any
-		err := dec.Decode(&v)
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("document %d is not valid YAML: %v", i, err)
-		}
-		if v == nil {
-			continue // an empty document
-		}
-		j, err := json.Marshal(normalizeYAML(v))
-		if err != nil {
-			return nil, fmt.Errorf("document %d: %v", i, err)
-		}
-		out = append(out, j)
-	}
-}
-
 // ---- trigger
 
 func newTriggerCmd() *cobra.Command {

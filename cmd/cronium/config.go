@@ -16,10 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/cronium/executor/secrets"
 	"github.com/cronium/executor/strictjson"
+	"github.com/cronium/executor/yamljson"
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/imagepolicy"
@@ -85,9 +84,19 @@ type serverConfig struct {
 	Images imagesConfig `json:"images"`
 	// Metrics configures GET /metrics.
 	Metrics metricsConfig `json:"metrics"`
+	// Dashboard configures the web dashboard at /.
+	Dashboard dashboardConfig `json:"dashboard"`
 	// Prices is the price table executions' costs are computed with
 	// (cronium usage, tier budgets). Default: none, executions cost nothing.
 	Prices cronium.Prices `json:"prices"`
+}
+
+// dashboardConfig is the web dashboard's settings.
+type dashboardConfig struct {
+	// Disabled turns the dashboard off (/ answers the API's 404). Default: on.
+	Disabled bool `json:"disabled,omitempty"`
+	// SessionTTL is how long a sign-in lasts (5m to 30d). Default 12h.
+	SessionTTL cronium.Duration `json:"session_ttl,omitempty"`
 }
 
 // metricsConfig is the Prometheus endpoint's settings.
@@ -242,37 +251,12 @@ func defaultServerConfig() serverConfig {
 	}
 }
 
-// yamlToJSON decodes YAML and re-encodes it as JSON, so one strict JSON
-// decoder (with field names in its errors) serves files and API bodies alike.
-func yamlToJSON(data []byte) ([]byte, error) {
-	var v any
-	if err := yaml.Unmarshal(data, &v); err != nil {
-		return nil, err
-	}
-	return json.Marshal(normalizeYAML(v))
-}
-
-func normalizeYAML(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		for k, x := range t {
-			t[k] = normalizeYAML(x)
-		}
-		return t
-	case map[any]any:
-		m := map[string]any{}
-		for k, x := range t {
-			m[fmt.Sprint(k)] = normalizeYAML(x)
-		}
-		return m
-	case []any:
-		for i, x := range t {
-			t[i] = normalizeYAML(x)
-		}
-		return t
-	}
-	return v
-}
+// yamlToJSON, normalizeYAML and yamlDocs are package yamljson's, by their old names.
+var (
+	yamlToJSON    = yamljson.ToJSON
+	normalizeYAML = yamljson.Normalize
+	yamlDocs      = yamljson.Docs
+)
 
 // strictJSON decodes b (a file, as JSON) into v strictly (see package
 // strictjson): an error names the setting by its path, after the file.
@@ -452,6 +436,9 @@ func (c *serverConfig) merge(f serverConfig) {
 	if f.Metrics != (metricsConfig{}) {
 		c.Metrics = f.Metrics
 	}
+	if f.Dashboard != (dashboardConfig{}) {
+		c.Dashboard = f.Dashboard
+	}
 	if f.Prices != (cronium.Prices{}) {
 		c.Prices = f.Prices
 	}
@@ -496,6 +483,9 @@ func (c *serverConfig) validate() error {
 	}
 	if err := c.Prices.Validate("prices"); err != nil {
 		return err
+	}
+	if t := c.Dashboard.SessionTTL.D(); t != 0 && (t < 5*time.Minute || t > 30*24*time.Hour) {
+		return cronium.Invalid("dashboard.session_ttl", c.Dashboard.SessionTTL.D().String(), "is out of range: want 5m to 720h (30 days)")
 	}
 	if c.Metrics.Token != "" && c.Metrics.TokenFile != "" {
 		return cronium.Invalid("metrics.token", "(hidden)", "is set with metrics.token_file: keep one of them")

@@ -29,6 +29,7 @@ import (
 	"github.com/cronium/executor/pool"
 	"github.com/cronium/executor/runtimeapi"
 	"github.com/cronium/executor/scheduler"
+	"github.com/cronium/executor/web"
 )
 
 type serveFlags struct {
@@ -352,7 +353,20 @@ func serve(g *globals, cfg serverConfig) error {
 	// are not bound by it.
 	// A client that reads its response slowly is cut off too: responses are
 	// small (log pages are bounded), and streams set their own deadlines.
-	httpSrv := &http.Server{Handler: srv, ReadHeaderTimeout: min(10*time.Second, cfg.RequestTimeout.D()),
+	var handler http.Handler = srv
+	if !cfg.Dashboard.Disabled {
+		dash, err := web.New(web.Config{API: srv, Logger: log.With("part", "dashboard"), SessionTTL: cfg.Dashboard.SessionTTL.D()})
+		if err != nil {
+			return err
+		}
+		// The API keeps /v1/ and /metrics; the dashboard has the rest.
+		root := http.NewServeMux()
+		root.Handle("/v1/", srv)
+		root.Handle("/metrics", srv)
+		root.Handle("/", dash)
+		handler = root
+	}
+	httpSrv := &http.Server{Handler: handler, ReadHeaderTimeout: min(10*time.Second, cfg.RequestTimeout.D()),
 		ReadTimeout: cfg.RequestTimeout.D(), WriteTimeout: 2 * cfg.RequestTimeout.D(), IdleTimeout: 2 * cfg.RequestTimeout.D()}
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- httpSrv.Serve(ln) }()
