@@ -1,0 +1,432 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/internal/browsertest"
+)
+
+// screenshotDir is where the browser tests write their screenshots
+// (.ci/run keeps them): $CRONIUM_SCREENSHOTS, or artifacts/screenshots at
+// the top of the repository.
+func screenshotDir() string {
+	if d := os.Getenv("CRONIUM_SCREENSHOTS"); d != "" {
+		return d
+	}
+	abs, _ := filepath.Abs(filepath.Join("..", "..", "artifacts", "screenshots"))
+	return abs
+}
+
+// Screen sizes every main page is checked and photographed at.
+var screens = []struct {
+	name          string
+	width, height int
+}{{"desktop", 1280, 800}, {"phone", 390, 844}}
+
+// dash drives one tab against one server.
+type dash struct {
+	t   *testing.T
+	s   *server
+	tab *browsertest.Tab
+}
+
+// eval runs JavaScript in the page and returns its value.
+func eval[T any](d *dash, js string) T {
+	d.t.Helper()
+	v, err := browsertest.RunValue(d.tab, chromedp.Evaluate[T](js))
+	if err != nil {
+		d.t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript condition (across navigations) until it holds.
+func (d *dash) waitFor(what, js string, timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for time.Now().Before(deadline) {
+		ok, err := browsertest.RunValue(d.tab, chromedp.Evaluate[bool](js))
+		if err == nil && ok {
+			return
+		}
+		last = err
+		time.Sleep(100 * time.Millisecond)
+	}
+	html, _ := browsertest.RunValue(d.tab, chromedp.Evaluate[string](`document.location.href + "\n" + (document.querySelector("main") || document.body).innerText`))
+	d.t.Fatalf("%s: not within %v (last error %v); the page:\n%s", what, timeout, last, html)
+}
+
+// open loads a path and waits for its main element.
+func (d *dash) open(path string) {
+	d.t.Helper()
+	if err := d.tab.Run(chromedp.Navigate(d.s.url + path)); err != nil {
+		d.t.Fatalf("open %s: %v", path, err)
+	}
+	d.waitFor("the page "+path+" loads", `document.readyState === "complete" && !!document.querySelector("main")`, 20*time.Second)
+}
+
+// submit submits a form as a person would (its submit button).
+func (d *dash) submit(form string) {
+	d.t.Helper()
+	eval[bool](d, `(() => { const f = document.querySelector(`+jsString(form)+`); f.requestSubmit(); return true })()`)
+}
+
+// setValue fills a field.
+func (d *dash) setValue(sel, v string) {
+	d.t.Helper()
+	eval[bool](d, `(() => { const f = document.querySelector(`+jsString(sel)+`); f.value = `+jsString(v)+`; f.dispatchEvent(new Event("input")); return true })()`)
+}
+
+func (d *dash) text(sel string) string {
+	d.t.Helper()
+	return eval[string](d, `(document.querySelector(`+jsString(sel)+`) || {innerText: ""}).innerText`)
+}
+
+func jsString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\n", `\n`).Replace(s) + "'"
+}
+
+// check photographs the page at both sizes and runs the accessibility
+// check on each.
+func (d *dash) check(name string) {
+	d.t.Helper()
+	for _, sc := range screens {
+		d.tab.Screenshot(d.t, screenshotDir(), name+"-"+sc.name, sc.width, sc.height)
+		d.tab.AssertAccessible(d.t, name+" at "+sc.name)
+		if sc.width < 600 {
+			// Nothing may stick out sideways on a phone (tables scroll in their own box).
+			if w := eval[float64](d, `document.documentElement.scrollWidth`); w > float64(sc.width)+1 {
+				d.t.Errorf("%s on a phone is %v px wide, more than the %d px screen", name, w, sc.width)
+			}
+		}
+	}
+	if err := d.tab.SetViewport(1280, 800); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// expectStatus accepts the browser's log line for an error page the test
+// asked for (the page's own HTTP status), and only that: every other
+// problem fails the test. The problems are then forgotten.
+func (d *dash) expectStatus(status int, path string) {
+	d.t.Helper()
+	want := fmt.Sprintf("status of %d", status)
+	for _, p := range d.tab.Problems() {
+		if !strings.Contains(p, want) || !strings.Contains(p, path+")") {
+			d.t.Errorf("a problem on the page (expected only its %d for %s): %s", status, path, p)
+		}
+	}
+	d.tab.ResetProblems()
+}
+
+func (d *dash) signIn(key string) {
+	d.t.Helper()
+	d.open("/events")
+	d.waitFor("the sign-in page", `location.pathname === "/login"`, 10*time.Second)
+	d.setValue("#key", key)
+	d.submit("main form")
+	d.waitFor("signed in, the events page", `location.pathname === "/events" && document.querySelector("h1").innerText === "Events"`, 20*time.Second)
+}
+
+// TestDashboardInARealBrowser drives the dashboard in headless Chromium
+// against a real server with real sandboxes: sign in, create an event from
+// YAML (a bad one first), trigger it, watch its logs arrive live, see its
+// outcome and usage, cancel a long run, another user's execution is not
+// found, sign out. Pages are photographed at both screen sizes and checked
+// with axe-core; no page may log an error or open a dialog.
+func TestDashboardInARealBrowser(t *testing.T) {
+	s := newServer(t, 4)
+	s.start()
+	ada := s.user("ada", "pro")
+	bob := s.user("bob", "pro")
+	b := browsertest.New(t)
+	d := &dash{t: t, s: s, tab: b.Tab(t)}
+
+	d.open("/events")
+	d.waitFor("the sign-in page", `location.pathname === "/login"`, 10*time.Second)
+	d.check("login")
+	d.setValue("#key", "crn_not-a-key")
+	d.submit("main form")
+	d.waitFor("a wrong key is refused", `!!document.querySelector("#key-error")`, 10*time.Second)
+	if msg := d.text("#key-error"); !strings.Contains(msg, "api key") {
+		t.Errorf("the error for a wrong key: %q", msg)
+	}
+	d.expectStatus(401, "/login")
+	d.signIn(ada)
+	d.check("events-empty")
+	d.tab.AssertClean(t)
+
+	// A bad event: the API's field-named error, shown inline; nothing saved.
+	d.open("/events/new")
+	d.setValue("#yaml", "name: ticker\nlanguage: bash\nscript: echo hi\nresources:\n  memory: 12\n")
+	d.submit("main form")
+	d.waitFor("the field-named error", `!!document.querySelector("#yaml-error")`, 10*time.Second)
+	if msg := d.text("#yaml-error"); !strings.Contains(msg, "resources.memory") || !strings.Contains(msg, "512Mi") {
+		t.Errorf("the error of a bad memory size: %q, want it to name resources.memory and the form", msg)
+	}
+	if v := eval[string](d, `document.querySelector("#yaml").value`); !strings.Contains(v, "memory: 12") {
+		t.Errorf("the form lost what was typed: %q", v)
+	}
+	if eval[string](d, `document.querySelector("#yaml").getAttribute("aria-invalid")`) != "true" {
+		t.Error("the field with the error is not marked aria-invalid")
+	}
+	d.check("new-event-error")
+	d.expectStatus(400, "/events/new")
+
+	// A good one, whose output tries to inject markup.
+	script := `for i in $(seq 1 12); do echo "tick $i"; sleep 0.5; done
+echo '<script>alert("logs")</script><img src=x onerror=alert(2)>'
+echo '</pre><b id="injected">bold</b>' >&2`
+	d.setValue("#yaml", "name: ticker\nlanguage: bash\nenv:\n  GREETING: '<img src=x onerror=alert(3)>'\nschedule: \"*/5 * * * *\"\ntimezone: Europe/Berlin\nscript: |\n"+indent(script)+"\nresources:\n  memory: 64Mi\n")
+	d.submit("main form")
+	d.waitFor("the new event's page", `location.pathname === "/events/ticker"`, 15*time.Second)
+	if st := d.text("#event-state"); st != "scheduled" {
+		t.Errorf("the new event's state: %q", st)
+	}
+	d.check("event")
+
+	// Trigger it with an input, and watch the logs arrive on the open page.
+	d.setValue("#input", `{"who": "<b>ada</b>"}`)
+	d.submit("#trigger")
+	d.waitFor("the execution page", `location.pathname.startsWith("/executions/")`, 15*time.Second)
+	id := strings.TrimPrefix(eval[string](d, `location.pathname`), "/executions/")
+	eval[bool](d, `window.sameDocument = true`)
+	d.waitFor("a first log line, live", `document.querySelector("#logs").innerText.includes("tick 2")`, 60*time.Second)
+	first := d.text("#logs")
+	if strings.Contains(first, "tick 12") {
+		t.Fatalf("the run was over before the page showed it: %q", first)
+	}
+	d.waitFor("more log lines on the same page", `window.sameDocument === true && document.querySelector("#logs").innerText.includes("tick 6")`, 30*time.Second)
+	d.waitFor("live usage while it runs", `!!document.querySelector('#usage li[data-key="memory"] .used')`, 20*time.Second)
+	d.check("execution-running")
+	// The end reloads the page with the result.
+	d.waitFor("the outcome", `document.querySelector("#status").innerText === "succeeded"`, 60*time.Second)
+	logs := d.text("#logs")
+	for _, want := range []string{"tick 1\n", "tick 12\n", `<script>alert("logs")</script>`, `</pre><b id="injected">bold</b>`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the logs lack %q:\n%s", want, logs)
+		}
+	}
+	if n := eval[int](d, `document.querySelectorAll("#logs script, #logs img, #injected").length`); n != 0 {
+		t.Errorf("log text became %d elements", n)
+	}
+	for _, key := range []string{"memory", "cpu", "pids", "output", "time"} {
+		if d.text(`#usage li[data-key="`+key+`"] .used`) == "" {
+			t.Errorf("no %s usage against its limit", key)
+		}
+	}
+	if lim := d.text(`#usage li[data-key="memory"] .limit`); lim != "64Mi" {
+		t.Errorf("the memory limit shown: %q, want 64Mi", lim)
+	}
+	if n := eval[int](d, `document.querySelectorAll(".timeline .phase").length`); n != 5 {
+		t.Errorf("phases on the timeline: %d, want queued, create, start, run, cleanup", n)
+	}
+	if w := eval[string](d, `document.querySelector(".timeline .phase-run").style.width`); w == "" || w == "0%" {
+		t.Errorf("the run phase has no width: %q", w)
+	}
+	d.check("execution")
+
+	// The events list: schedule in words, next run, last outcome, success rate.
+	d.open("/events")
+	row := d.text("#events tbody tr")
+	for _, want := range []string{"ticker", "every 5 minutes", "succeeded", "100% of 1", "scheduled"} {
+		if !strings.Contains(row, want) {
+			t.Errorf("the events row lacks %q: %q", want, row)
+		}
+	}
+	d.check("events")
+
+	// A long run, cancelled from its page.
+	if st := s.api(ada, "POST", "/v1/events", map[string]any{"name": "long", "language": "bash", "script": "echo started; sleep 300"}, nil); st != 201 {
+		t.Fatalf("create long: %d", st)
+	}
+	d.open("/events/long")
+	d.submit("#trigger")
+	d.waitFor("the long run's page", `location.pathname.startsWith("/executions/")`, 15*time.Second)
+	d.waitFor("the long run starts", `document.querySelector("#logs").innerText.includes("started")`, 60*time.Second)
+	d.submit("#cancel")
+	d.waitFor("the long run is cancelled", `document.querySelector("#status") && document.querySelector("#status").innerText === "cancelled"`, 60*time.Second)
+
+	// Usage: charts and pools, variables and secret names.
+	if st := s.api(ada, "PUT", "/v1/secrets/db-password", map[string]any{"value": "hunter2-secret-value"}, nil); st != 200 && st != 201 && st != 204 {
+		t.Fatalf("put secret: %d", st)
+	}
+	d.open("/usage")
+	page := eval[string](d, `document.body.innerHTML`)
+	if !strings.Contains(page, "db-password") || strings.Contains(page, "hunter2") {
+		t.Errorf("the usage page shows secret names, never values: name shown %v, value shown %v", strings.Contains(page, "db-password"), strings.Contains(page, "hunter2"))
+	}
+	if n := eval[int](d, `document.querySelectorAll(".chart").length`); n != 4 {
+		t.Errorf("charts: %d, want executions, outcomes, CPU and cost", n)
+	}
+	d.check("usage")
+
+	// Another user's execution is not found, exactly as a missing one.
+	var bx cronium.Execution
+	s.api(bob, "POST", "/v1/events", map[string]any{"name": "bobs", "language": "bash", "script": "echo bob"}, nil)
+	if st := s.api(bob, "POST", "/v1/events/bobs/trigger", map[string]any{}, &bx); st != 202 {
+		t.Fatalf("bob's trigger: %d", st)
+	}
+	for _, p := range []string{"/executions/" + bx.ID, "/executions/nonexistent", "/events/bobs"} {
+		d.open(p)
+		if h := d.text("h1"); h != "Not found" {
+			t.Errorf("%s as ada: %q, want the not-found page", p, h)
+		}
+		d.check("not-found")
+		d.expectStatus(404, p)
+	}
+
+	// Sign out: the session key is revoked, and pages ask to sign in again.
+	d.submit("form.signout")
+	d.waitFor("signed out", `location.pathname === "/login"`, 10*time.Second)
+	d.open("/executions/" + id)
+	d.waitFor("signed-out pages ask to sign in", `location.pathname === "/login"`, 10*time.Second)
+	d.tab.AssertClean(t)
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
+}
+
+// TestDashboardRefusesForgedForms: a state-changing request without the
+// session's CSRF token, or from another origin, is refused and changes
+// nothing; the session cookie is HttpOnly and SameSite=Strict.
+func TestDashboardRefusesForgedForms(t *testing.T) {
+	s := newServer(t, 2)
+	s.start()
+	ada := s.user("ada", "pro")
+	if st := s.api(ada, "POST", "/v1/events", map[string]any{"name": "e", "language": "bash", "script": "echo", "schedule": "0 * * * *"}, nil); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// Sign in needs the sign-in form's own token too.
+	resp, err := client.PostForm(s.url+"/login", url.Values{"key": {ada}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 403 {
+		t.Errorf("sign-in without its form's token: %d, want 403", resp.StatusCode)
+	}
+	resp, _ = client.Get(s.url + "/login")
+	body := readAll(resp)
+	tok := between(body, `name="csrf" value="`, `"`)
+	resp, _ = client.PostForm(s.url+"/login", url.Values{"key": {ada}, "csrf": {tok}})
+	resp.Body.Close()
+	if resp.StatusCode != 303 {
+		t.Fatalf("sign in: %d", resp.StatusCode)
+	}
+	var sess *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == "cronium_session" {
+			sess = c
+		}
+	}
+	if sess == nil || !sess.HttpOnly || sess.SameSite != http.SameSiteStrictMode || sess.MaxAge <= 0 {
+		t.Fatalf("the session cookie: %+v, want HttpOnly, SameSite=Strict, expiring", sess)
+	}
+	resp, _ = client.Get(s.url + "/events/e")
+	page := readAll(resp)
+	csrf := between(page, `name="csrf" value="`, `"`)
+	if csrf == "" {
+		t.Fatal("no CSRF token on the event page")
+	}
+	post := func(path string, form url.Values, origin string) int {
+		req, _ := http.NewRequest("POST", s.url+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		name   string
+		form   url.Values
+		origin string
+	}{
+		{"no token", url.Values{}, ""},
+		{"a wrong token", url.Values{"csrf": {strings.Repeat("0", len(csrf))}}, ""},
+		{"another user's token", url.Values{"csrf": {"x" + csrf[1:]}}, ""},
+		{"the right token from another site", url.Values{"csrf": {csrf}}, "http://evil.example"},
+	} {
+		if st := post("/events/e/pause", c.form, c.origin); st != 403 {
+			t.Errorf("pause with %s: %d, want 403", c.name, st)
+		}
+		if st := post("/events/e/delete", url.Values{"csrf": c.form["csrf"], "confirm": {"e"}}, c.origin); st != 403 {
+			t.Errorf("delete with %s: %d, want 403", c.name, st)
+		}
+	}
+	var ev struct {
+		Enabled *bool `json:"enabled"`
+	}
+	if st := s.api(ada, "GET", "/v1/events/e", nil, &ev); st != 200 || (ev.Enabled != nil && !*ev.Enabled) {
+		t.Errorf("after forged forms the event is %d, enabled %v: want there and not paused", st, ev.Enabled)
+	}
+	if st := post("/events/e/pause", url.Values{"csrf": {csrf}}, s.url); st != 303 {
+		t.Errorf("pause with the token from this site: %d, want 303", st)
+	}
+	if st := s.api(ada, "GET", "/v1/events/e", nil, &ev); st != 200 || ev.Enabled == nil || *ev.Enabled {
+		t.Errorf("a real pause did not pause: %d %v", st, ev.Enabled)
+	}
+	// Sign-out revokes the session's key.
+	key := sess.Value[strings.Index(sess.Value, "~")+1:]
+	if st := s.api(key, "GET", "/v1/me", nil, nil); st != 200 {
+		t.Fatalf("the session key before sign-out: %d", st)
+	}
+	if st := post("/logout", url.Values{"csrf": {csrf}}, ""); st != 303 {
+		t.Errorf("sign out: %d", st)
+	}
+	if st := s.api(key, "GET", "/v1/me", nil, nil); st != 401 {
+		t.Errorf("the session key after sign-out: %d, want 401 (revoked)", st)
+	}
+	// A redirect after sign-in stays on this site.
+	for _, next := range []string{"//evil.example/x", "https://evil.example", "/\\evil.example"} {
+		resp, _ := client.Get(s.url + "/login?next=" + url.QueryEscape(next))
+		if b := readAll(resp); strings.Contains(b, "evil.example") {
+			t.Errorf("next=%s is kept on the sign-in form", next)
+		}
+	}
+}
+
+func between(s, a, b string) string {
+	i := strings.Index(s, a)
+	if i < 0 {
+		return ""
+	}
+	s = s[i+len(a):]
+	if j := strings.Index(s, b); j >= 0 {
+		return s[:j]
+	}
+	return ""
+}
+
+func readAll(resp *http.Response) string {
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			return b.String()
+		}
+	}
+}
