@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts what Cronium needs on a fresh Debian machine: Docker
 # (docker.io), Podman, mmdebstrap for the offline image builds, and
-# PostgreSQL for the store tests.
+# PostgreSQL for the store tests, and Chromium for the dashboard's browser tests.
 # Idempotent; needs root.
 set -euo pipefail
 
@@ -28,6 +28,8 @@ command -v podman >/dev/null 2>&1 || need+=(podman)
 [ -x /usr/libexec/podman/catatonit ] || need+=(catatonit)
 # The store tests start a PostgreSQL server of their own (internal/pgtest).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# The dashboard's browser tests drive a real headless Chromium.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The schedule tests compare two sources of zone data: the host's and Go's.
 [ -f /usr/share/zoneinfo/Europe/Berlin ] || need+=(tzdata)
 if [ ${#need[@]} -gt 0 ]; then

@@ -263,15 +263,17 @@ func (rc *recorder) Write(b []byte) (int, error) {
 }
 
 // call makes an API request in-process as the session's user (for an
-// admin viewing as another user, with ?user=), decoding a JSON answer into
+// admin, with ?user= naming whose view it is), decoding a JSON answer into
 // out; an error answer is an *apiError.
 func (h *Handler) call(r *http.Request, s *session, method, path string, body, out any) error {
-	if s.ViewAs != "" {
+	if s.User.Admin {
+		// An admin's view is one user's: their own, or the one they view as
+		// (without ?user= an admin's lists hold everyone's).
 		sep := "?"
 		if strings.Contains(path, "?") {
 			sep = "&"
 		}
-		path += sep + "user=" + url.QueryEscape(s.ViewAs)
+		path += sep + "user=" + url.QueryEscape(s.Name())
 	}
 	return h.callKey(r, s.key, method, path, body, out)
 }

@@ -36,7 +36,7 @@ var screens = []struct {
 
 // dash drives one tab against one server.
 type dash struct {
-	t   *testing.T
+	t   testing.TB
 	s   *server
 	tab *browsertest.Tab
 }
@@ -403,6 +403,97 @@ func TestDashboardRefusesForgedForms(t *testing.T) {
 		if b := readAll(resp); strings.Contains(b, "evil.example") {
 			t.Errorf("next=%s is kept on the sign-in form", next)
 		}
+	}
+}
+
+// httpSignIn signs in over plain HTTP and returns the client (with its
+// cookies) and the session's CSRF token.
+func httpSignIn(t *testing.T, s *server, key string) (*http.Client, string) {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(s.url + "/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := between(readAll(resp), `name="csrf" value="`, `"`)
+	resp, err = client.PostForm(s.url+"/login", url.Values{"key": {key}, "csrf": {tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 303 {
+		t.Fatalf("sign in: %d", resp.StatusCode)
+	}
+	resp, _ = client.Get(s.url + "/events")
+	csrf := between(readAll(resp), `name="csrf" value="`, `"`)
+	if csrf == "" {
+		t.Fatal("no CSRF token on the events page")
+	}
+	return client, csrf
+}
+
+// TestDashboardAdminViewsAsAUser: an admin switches to a user's view (the
+// user's events, executions and usage, with a banner) and back; a user
+// cannot.
+func TestDashboardAdminViewsAsAUser(t *testing.T) {
+	s := newServer(t, 2)
+	s.start()
+	ada := s.user("ada", "pro")
+	root, err := s.cli("user", "create", "root", "--admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	root = strings.TrimSpace(root)
+	if st := s.api(ada, "POST", "/v1/events", map[string]any{"name": "adas-event", "language": "bash", "script": "echo"}, nil); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	get := func(c *http.Client, path string) (int, string) {
+		resp, err := c.Get(s.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readAll(resp)
+	}
+	admin, csrf := httpSignIn(t, s, root)
+	if _, page := get(admin, "/events"); strings.Contains(page, "adas-event") {
+		t.Error("the admin's own view shows ada's event")
+	}
+	if st, page := get(admin, "/users"); st != 200 || !strings.Contains(page, "View as") || !strings.Contains(page, ">ada<") {
+		t.Errorf("the users page: %d", st)
+	}
+	view := func(c *http.Client, csrf, user string) int {
+		resp, err := c.PostForm(s.url+"/view", url.Values{"csrf": {csrf}, "user": {user}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if st := view(admin, csrf, "nobody"); st != 404 {
+		t.Errorf("view as a user that does not exist: %d, want 404", st)
+	}
+	if st := view(admin, csrf, "ada"); st != 303 {
+		t.Fatalf("view as ada: %d", st)
+	}
+	if _, page := get(admin, "/events"); !strings.Contains(page, "adas-event") || !strings.Contains(page, "Viewing as <strong>ada</strong>") {
+		t.Errorf("viewing as ada: her event and the banner are not shown:\n%s", page)
+	}
+	if st, _ := get(admin, "/events/adas-event"); st != 200 {
+		t.Errorf("ada's event page as the admin viewing as ada: %d", st)
+	}
+	if st := view(admin, csrf, ""); st != 303 {
+		t.Fatalf("back to the admin's view: %d", st)
+	}
+	if _, page := get(admin, "/events"); strings.Contains(page, "adas-event") || strings.Contains(page, "Viewing as") {
+		t.Error("back in the admin's own view, ada's event or the banner is still shown")
+	}
+	user, ucsrf := httpSignIn(t, s, ada)
+	if st := view(user, ucsrf, "root"); st != 403 {
+		t.Errorf("a user asking to view as another: %d, want 403", st)
+	}
+	if st, _ := get(user, "/users"); st != 404 {
+		t.Errorf("the users page for a user: %d, want 404", st)
 	}
 }
 

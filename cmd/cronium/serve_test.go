@@ -23,7 +23,7 @@ import (
 
 // server is a `cronium serve` process under test, on its own data dir, port and node id.
 type server struct {
-	t       *testing.T
+	t       testing.TB
 	dir     string
 	url     string
 	node    string
@@ -34,7 +34,7 @@ type server struct {
 	stopped bool
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +43,7 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func newServer(t *testing.T, capacity int) *server {
+func newServer(t testing.TB, capacity int) *server {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "crs")
 	if err != nil {

@@ -22,16 +22,18 @@ function applyShares(root) {
   });
 }
 
-// Times are rendered in UTC; show them in the viewer's zone.
+// Times are rendered in UTC; show them in the viewer's zone (one formatter
+// for all: making one per element is slow on a page of 1,000 events).
 function localTimes(root) {
+  const fmt = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "short", day: "numeric",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
+  });
   root.querySelectorAll("time[data-local]").forEach(function (el) {
     const d = new Date(el.getAttribute("datetime"));
     if (isNaN(d)) { return; }
-    el.title = el.textContent + " (UTC: " + d.toISOString() + ")";
-    el.textContent = d.toLocaleString(undefined, {
-      year: "numeric", month: "short", day: "numeric",
-      hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short",
-    });
+    el.title = "UTC: " + d.toISOString();
+    el.textContent = fmt.format(d);
   });
 }
 
