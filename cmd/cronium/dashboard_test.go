@@ -521,3 +521,62 @@ func readAll(resp *http.Response) string {
 		}
 	}
 }
+
+// TestDashboardLogStreamResumes: the page's log stream resumes after the
+// last event it saw (the browser's Last-Event-ID), without gaps or
+// repeats, and ends with the outcome.
+func TestDashboardLogStreamResumes(t *testing.T) {
+	s := newServer(t, 2)
+	s.start()
+	ada := s.user("ada", "pro")
+	if st := s.api(ada, "POST", "/v1/events", map[string]any{"name": "five", "language": "bash", "script": "for i in 1 2 3 4 5; do echo line $i; sleep 0.2; done"}, nil); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	var x cronium.Execution
+	if st := s.api(ada, "POST", "/v1/events/five/trigger", map[string]any{}, &x); st != 202 {
+		t.Fatalf("trigger: %d", st)
+	}
+	s.waitAll(ada, 60*time.Second)
+	client, _ := httpSignIn(t, s, ada)
+	stream := func(lastID string) string {
+		req, _ := http.NewRequest("GET", s.url+"/executions/"+x.ID+"/stream", nil)
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ct := resp.Header.Get("Content-Type"); resp.StatusCode != 200 || ct != "text/event-stream" {
+			t.Fatalf("the stream: %d %s", resp.StatusCode, ct)
+		}
+		return readAll(resp)
+	}
+	all := stream("")
+	var ids []string
+	for _, l := range strings.Split(all, "\n") {
+		if id, ok := strings.CutPrefix(l, "id: "); ok {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) < 2 || !strings.Contains(all, `"line 5\n"`) || !strings.Contains(all, "event: end") {
+		t.Fatalf("the whole stream:\n%s", all)
+	}
+	rest := stream(ids[0])
+	if strings.Contains(rest, "id: "+ids[0]+"\n") || !strings.Contains(rest, "id: "+ids[1]+"\n") || !strings.Contains(rest, "event: end") {
+		t.Errorf("resumed after %s:\n%s", ids[0], rest)
+	}
+	if strings.Count(all, "line ") != 5 {
+		t.Errorf("the stream repeats or loses lines:\n%s", all)
+	}
+	// Another user's stream is not found.
+	bob := s.user("bob", "pro")
+	other, _ := httpSignIn(t, s, bob)
+	resp, err := other.Get(s.url + "/executions/" + x.ID + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(resp); resp.StatusCode != 404 || strings.Contains(b, "line 1") {
+		t.Errorf("bob's view of ada's stream: %d %q", resp.StatusCode, b)
+	}
+}
