@@ -216,6 +216,9 @@ func New(cfg Config) (*Server, error) {
 			var key store.KeyInfo
 			if !rt.Public {
 				user, k, err := s.authenticate(r)
+				if err == nil && k.Name == DashboardKeyName && !FromDashboard(r.Context()) {
+					err = &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "this is a dashboard session's key: it works only in the dashboard; create an API key with `cronium key create USER`"}
+				}
 				if err != nil {
 					s.fail(w, r, err)
 					return
@@ -269,6 +272,25 @@ func (t *trackingWriter) Flush() {
 	if f, ok := t.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// DashboardKeyName names the API keys the dashboard makes for its
+// sessions: they work only through the dashboard (see WithDashboard), so
+// that a session cookie cannot be used as an API key.
+const DashboardKeyName = "dashboard session"
+
+type dashboardKey struct{}
+
+// WithDashboard marks a request context as the dashboard's own, in-process
+// call (no request from the network carries it).
+func WithDashboard(ctx context.Context) context.Context {
+	return context.WithValue(ctx, dashboardKey{}, true)
+}
+
+// FromDashboard says whether ctx is marked by WithDashboard.
+func FromDashboard(ctx context.Context) bool {
+	v, _ := ctx.Value(dashboardKey{}).(bool)
+	return v
 }
 
 // Error is the JSON error body: {"error": {"code", "message", "field"}}.

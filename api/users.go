@@ -228,6 +228,9 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, u *cronium.Us
 	if len(b.Name) > 64 {
 		return cronium.Invalid("name", b.Name, "is too long: at most 64 characters")
 	}
+	if b.Name == DashboardKeyName && !FromDashboard(r.Context()) {
+		return cronium.Invalid("name", b.Name, "is reserved for the dashboard's session keys: choose another name")
+	}
 	var expires *time.Time
 	if b.ExpiresIn != "" {
 		d, err := cronium.ParseKeyLife("expires_in", b.ExpiresIn)

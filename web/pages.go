@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ type eventRow struct {
 	NextUTC string // RFC 3339, for the browser to show in the viewer's zone
 	Next    string // in the event's zone
 	Rate    string // success rate of its stored runs
+	Error   string // a form's problem (the delete page)
 }
 
 func rowOf(v api.EventView) eventRow {
@@ -68,8 +70,9 @@ func (h *Handler) eventsPage(w http.ResponseWriter, r *http.Request, s *session)
 // newEventTemplate is what the new-event form starts with.
 const newEventTemplate = `name: hello
 language: bash
-schedule: "*/15 * * * *"
-timezone: UTC
+# Runs when triggered; to run on a schedule too, uncomment:
+# schedule: "*/15 * * * *"
+# timezone: Europe/Berlin
 script: |
   echo "hello from $(hostname)"
 resources:
@@ -95,10 +98,14 @@ func eventJSON(text string) (json.RawMessage, error) {
 	if strings.TrimSpace(text) == "" {
 		return nil, &apiError{Status: http.StatusBadRequest, Field: "yaml", Message: "yaml: is empty: write the event's definition"}
 	}
-	j, err := yamljson.ToJSON([]byte(text))
+	docs, err := yamljson.Docs([]byte(text))
 	if err != nil {
 		return nil, &apiError{Status: http.StatusBadRequest, Field: "yaml", Message: "yaml: is not valid YAML: " + err.Error()}
 	}
+	if len(docs) != 1 {
+		return nil, &apiError{Status: http.StatusBadRequest, Field: "yaml", Message: fmt.Sprintf("yaml: holds %d documents: the form takes one event (apply several with `cronium event apply -f FILE`)", len(docs))}
+	}
+	j := docs[0]
 	if !strings.HasPrefix(string(j), "{") {
 		return nil, &apiError{Status: http.StatusBadRequest, Field: "yaml", Message: "yaml: is not a mapping of fields: want name:, language:, script: and the rest"}
 	}
@@ -123,7 +130,13 @@ func (h *Handler) createEvent(w http.ResponseWriter, r *http.Request, s *session
 		err = h.call(r, s, "POST", "/v1/events", body, &created)
 	}
 	if fe := formError(err); fe != nil {
-		h.render(w, r, s, fe.Status, "new", "New event", editData{YAML: text, Error: fe.Error(), Field: fe.Field})
+		msg := fe.Error()
+		if fe.Status == http.StatusConflict {
+			var ev struct{ Name string }
+			json.Unmarshal(body, &ev)
+			msg = "name: an event named " + ev.Name + " exists already: open it from the events page to change it, or choose another name"
+		}
+		h.render(w, r, s, fe.Status, "new", "New event", editData{YAML: text, Error: msg, Field: fe.Field})
 		return nil
 	}
 	if err != nil {
@@ -140,6 +153,7 @@ type eventData struct {
 	Input   string
 	InputEr string
 	History []cronium.Execution
+	Saved   bool
 }
 
 // serverFields are what the server sets on an event: not part of what the
@@ -183,7 +197,7 @@ func (h *Handler) loadEvent(r *http.Request, s *session, d *eventData) error {
 }
 
 func (h *Handler) eventPage(w http.ResponseWriter, r *http.Request, s *session) error {
-	var d eventData
+	d := eventData{Saved: r.URL.Query().Get("saved") == "1"}
 	if err := h.loadEvent(r, s, &d); err != nil {
 		return err
 	}
@@ -210,7 +224,7 @@ func (h *Handler) saveEvent(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	http.Redirect(w, r, "/events/"+url.PathEscape(name)+"#saved", http.StatusSeeOther)
+	http.Redirect(w, r, "/events/"+url.PathEscape(name)+"?saved=1", http.StatusSeeOther)
 	return nil
 }
 
@@ -283,7 +297,9 @@ func (h *Handler) deleteEvent(w http.ResponseWriter, r *http.Request, s *session
 		if err := h.call(r, s, "GET", "/v1/events/"+url.PathEscape(name), nil, &v); err != nil {
 			return err
 		}
-		h.render(w, r, s, http.StatusBadRequest, "delete", "Delete "+v.Name, rowOf(v))
+		row := rowOf(v)
+		row.Error = "confirm: type the event's name, " + name + ", to delete it"
+		h.render(w, r, s, http.StatusBadRequest, "delete", "Delete "+v.Name, row)
 		return nil
 	}
 	if err := h.call(r, s, "DELETE", "/v1/events/"+url.PathEscape(name), nil, nil); err != nil {
@@ -347,10 +363,24 @@ type usageBar struct {
 	Unit                   string  // "bytes", "cpu", "count"
 }
 
+// execution reads an execution of this view's user: an admin sees any
+// execution by id through the API, but the dashboard shows one user's.
+func (h *Handler) execution(r *http.Request, s *session, id string) (api.ExecutionView, error) {
+	var x api.ExecutionView
+	if err := h.call(r, s, "GET", "/v1/executions/"+url.PathEscape(id), nil, &x); err != nil {
+		return x, err
+	}
+	if s.User.Admin && x.User != s.Name() {
+		return x, &apiError{Status: http.StatusNotFound, Message: "not found"}
+	}
+	return x, nil
+}
+
 func (h *Handler) executionPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	id := r.PathValue("id")
 	var d executionData
-	if err := h.call(r, s, "GET", "/v1/executions/"+url.PathEscape(id), nil, &d.X); err != nil {
+	var err error
+	if d.X, err = h.execution(r, s, id); err != nil {
 		return err
 	}
 	var logs struct {
@@ -379,13 +409,31 @@ func (h *Handler) executionPage(w http.ResponseWriter, r *http.Request, s *sessi
 	return nil
 }
 
+// indentJSON shows a JSON value indented, with <, > and & as they are
+// (the template escapes them for the page).
 func indentJSON(b []byte) string {
 	var v any
 	if json.Unmarshal(b, &v) != nil {
 		return string(b)
 	}
-	j, _ := json.MarshalIndent(v, "", "  ")
-	return string(j)
+	return plainJSON(v, "  ")
+}
+
+func plainJSON(v any, indent string) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", indent)
+	enc.Encode(v)
+	return strings.TrimSuffix(buf.String(), "\n")
+}
+
+// cut shortens s to at most n bytes, at a character boundary.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…" // a character cut in two is dropped
 }
 
 // phases is the timeline: waiting in the queue, then the engine's phases.
@@ -413,6 +461,19 @@ func phases(x cronium.Execution) []phaseBar {
 	return out
 }
 
+// human says a byte count in the unit that suits it, like 17.4 MiB.
+func human(n int64) string {
+	units := []string{"bytes", "KiB", "MiB", "GiB", "TiB"}
+	f, i := float64(n), 0
+	for f >= 1024 && i < len(units)-1 {
+		f, i = f/1024, i+1
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d bytes", n)
+	}
+	return fmt.Sprintf("%.1f %s", f, units[i])
+}
+
 func pct(used, limit float64) float64 {
 	if limit <= 0 {
 		return 0
@@ -424,7 +485,7 @@ func pct(used, limit float64) float64 {
 func bars(l cronium.Limits, u cronium.Usage, run time.Duration) []usageBar {
 	var out []usageBar
 	if l.Memory > 0 {
-		out = append(out, usageBar{Name: "Memory (peak)", Key: "memory", Used: cronium.Size(u.PeakMemory).String(), Limit: l.Memory.String(),
+		out = append(out, usageBar{Name: "Memory (peak)", Key: "memory", Used: human(u.PeakMemory), Limit: human(int64(l.Memory)),
 			Share: pct(float64(u.PeakMemory), float64(l.Memory)), LimitValue: float64(l.Memory), Unit: "bytes"})
 	}
 	if l.CPUs > 0 && run > 0 {
@@ -437,7 +498,7 @@ func bars(l cronium.Limits, u cronium.Usage, run time.Duration) []usageBar {
 			Share: pct(float64(u.PidsPeak), float64(l.Pids)), LimitValue: float64(l.Pids), Unit: "count"})
 	}
 	if l.Output > 0 {
-		out = append(out, usageBar{Name: "Output", Key: "output", Used: cronium.Size(u.OutputBytes).String(), Limit: l.Output.String(),
+		out = append(out, usageBar{Name: "Output", Key: "output", Used: human(u.OutputBytes), Limit: human(int64(l.Output)),
 			Share: pct(float64(u.OutputBytes), float64(l.Output)), LimitValue: float64(l.Output), Unit: "bytes"})
 	}
 	if l.Timeout > 0 && run > 0 {
@@ -451,7 +512,7 @@ func bars(l cronium.Limits, u cronium.Usage, run time.Duration) []usageBar {
 // it ends: the bars fill as shares of the peak so far).
 func liveBars(u *cronium.UsageSample) []usageBar {
 	return []usageBar{
-		{Name: "Memory", Key: "memory", Used: cronium.Size(u.MemoryBytes).String(), Limit: "peak " + cronium.Size(u.PeakMemory).String(), Share: pct(float64(u.MemoryBytes), float64(u.PeakMemory)), Unit: "bytes"},
+		{Name: "Memory", Key: "memory", Used: human(u.MemoryBytes), Limit: "peak " + human(u.PeakMemory), Share: pct(float64(u.MemoryBytes), float64(u.PeakMemory)), Unit: "bytes"},
 		{Name: "CPU", Key: "cpu", Used: fmt.Sprintf("%.2f s", u.CPUSeconds), Limit: "in " + u.Elapsed.D().String(), Unit: "cpu"},
 		{Name: "Processes", Key: "pids", Used: fmt.Sprint(u.Pids), Unit: "count"},
 	}
@@ -459,6 +520,9 @@ func liveBars(u *cronium.UsageSample) []usageBar {
 
 func (h *Handler) cancelExecution(w http.ResponseWriter, r *http.Request, s *session) error {
 	id := r.PathValue("id")
+	if _, err := h.execution(r, s, id); err != nil {
+		return err
+	}
 	if err := h.call(r, s, "POST", "/v1/executions/"+url.PathEscape(id)+"/cancel", map[string]string{"reason": "cancelled from the dashboard by " + s.User.Name}, nil); err != nil {
 		if fe := formError(err); fe != nil && fe.Status == http.StatusConflict {
 			http.Redirect(w, r, "/executions/"+url.PathEscape(id), http.StatusSeeOther)
@@ -473,6 +537,14 @@ func (h *Handler) cancelExecution(w http.ResponseWriter, r *http.Request, s *ses
 // streamLogs passes the API's log stream (Server-Sent Events, resumable
 // with Last-Event-ID) through to the page.
 func (h *Handler) streamLogs(w http.ResponseWriter, r *http.Request, s *session) error {
+	if _, err := h.execution(r, s, r.PathValue("id")); err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+			http.Error(w, "not found", http.StatusNotFound)
+			return nil
+		}
+		return err
+	}
 	q := url.Values{"follow": {"true"}}
 	if a := r.URL.Query().Get("after"); a != "" {
 		q.Set("after", a)
@@ -480,7 +552,7 @@ func (h *Handler) streamLogs(w http.ResponseWriter, r *http.Request, s *session)
 	if s.ViewAs != "" {
 		q.Set("user", s.ViewAs)
 	}
-	req, err := http.NewRequestWithContext(r.Context(), "GET", "/v1/executions/"+url.PathEscape(r.PathValue("id"))+"/logs?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(api.WithDashboard(r.Context()), "GET", "/v1/executions/"+url.PathEscape(r.PathValue("id"))+"/logs?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
@@ -497,6 +569,9 @@ func (h *Handler) streamLogs(w http.ResponseWriter, r *http.Request, s *session)
 // logsText is an execution's whole log as plain text (a download).
 func (h *Handler) logsText(w http.ResponseWriter, r *http.Request, s *session) error {
 	id := r.PathValue("id")
+	if _, err := h.execution(r, s, id); err != nil {
+		return err
+	}
 	var after uint64
 	first := true
 	for {
@@ -513,6 +588,7 @@ func (h *Handler) logsText(w http.ResponseWriter, r *http.Request, s *session) e
 		}
 		if first {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
 			w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", id+".log"))
 			first = false
 		}
@@ -601,12 +677,7 @@ func (h *Handler) usagePage(w http.ResponseWriter, r *http.Request, s *session) 
 		vars = items
 	}
 	for k, v := range vars {
-		j, _ := json.Marshal(v)
-		val := string(j)
-		if len(val) > 200 {
-			val = val[:200] + "…"
-		}
-		d.Variables = append(d.Variables, variableRow{k, val})
+		d.Variables = append(d.Variables, variableRow{k, cut(plainJSON(v, ""), 200)})
 	}
 	slices.SortFunc(d.Variables, func(a, b variableRow) int { return strings.Compare(a.Key, b.Key) })
 	var secs struct {

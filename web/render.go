@@ -2,8 +2,11 @@ package web
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"html/template"
+	"io/fs"
 	"net/http"
 	"strings"
 	"time"
@@ -94,6 +97,7 @@ var funcs = template.FuncMap{
 	},
 	"add":      func(a, b int) int { return a + b },
 	"outcomes": func() []cronium.Outcome { return cronium.Outcomes },
+	"static":   staticURL,
 }
 
 // badge is the CSS class of an outcome or status.
@@ -186,3 +190,19 @@ func newChart(title string, days []string, value func(string) float64, format st
 	}
 	return c
 }
+
+// staticVersion is a hash of the embedded static files: their URLs carry
+// it, so that a browser fetches them anew after an upgrade.
+var staticVersion = func() string {
+	h := sha256.New()
+	fs.WalkDir(staticFS, "static", func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := staticFS.ReadFile(p)
+			h.Write(b)
+		}
+		return nil
+	})
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}()
+
+func staticURL(name string) string { return "/static/" + name + "?v=" + staticVersion }

@@ -35,6 +35,8 @@ import (
 	"time"
 
 	cronium "github.com/cronium/executor"
+	"github.com/cronium/executor/api"
+	"github.com/cronium/executor/store"
 )
 
 //go:embed templates/*.html
@@ -52,6 +54,11 @@ type Config struct {
 	Logger *slog.Logger
 	// SessionTTL is how long a sign-in lasts. Default 12h.
 	SessionTTL time.Duration
+	// PublicURL is the dashboard's address as browsers reach it (behind a
+	// proxy that rewrites Host, say): forms posted from it pass the Origin
+	// check, and an https address makes cookies Secure. Empty: the
+	// request's own Host (and X-Forwarded-Host and -Proto) are trusted.
+	PublicURL string
 }
 
 // Handler serves the dashboard. It is safe for concurrent use.
@@ -62,12 +69,16 @@ type Handler struct {
 	pages *pages
 }
 
-// Cookie names.
+// Cookie names; over https they take the __Host- prefix (Secure, this
+// host only, path /), so that no sibling domain can set them.
 const (
 	sessionCookie = "cronium_session"
 	viewCookie    = "cronium_view"
 	loginCookie   = "cronium_login"
 )
+
+// maxForm caps a form's body.
+const maxForm = 4 << 20
 
 // New returns a Handler.
 func New(cfg Config) (*Handler, error) {
@@ -139,21 +150,46 @@ func cacheFor(d time.Duration, next http.Handler) http.Handler {
 
 // handle routes a page that needs a session: without one, GETs go to the
 // sign-in page and other methods answer 401; state-changing requests must
-// pass the CSRF check.
+// pass the CSRF check. A store that does not answer is a 503 page, not a
+// sign-out.
 func (h *Handler) handle(pattern string, fn func(h *Handler, w http.ResponseWriter, r *http.Request, s *session) error) {
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		s, err := h.session(r)
-		if err != nil {
-			if r.Method == http.MethodGet {
-				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		for _, name := range []string{"name", "id"} {
+			if v := r.PathValue(name); v == "." || v == ".." || strings.ContainsAny(v, "/\\") {
+				s, _ := h.session(r)
+				h.notFound(w, r, s)
 				return
 			}
-			h.render(w, r, nil, http.StatusUnauthorized, "error", "Signed out", errorData{Message: "Your session ended: sign in again."})
+		}
+		s, err := h.session(r)
+		if err != nil {
+			var ae *apiError
+			switch {
+			case errors.As(err, &ae) && ae.Status >= 500:
+				h.render(w, r, nil, ae.Status, "error", "Unavailable", errorData{Message: ae.Error()})
+			case strings.HasSuffix(r.URL.Path, "/stream") || strings.HasSuffix(r.URL.Path, ".txt"):
+				http.Error(w, "signed out: sign in to the dashboard again", http.StatusUnauthorized)
+			case r.Method == http.MethodGet:
+				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+			default:
+				h.render(w, r, nil, http.StatusUnauthorized, "error", "Signed out", errorData{Message: "Your session ended: sign in again.", SignIn: true})
+			}
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if err := checkCSRF(r, s.csrf); err != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+			if err := r.ParseForm(); err != nil {
+				msg := "the form could not be read: " + err.Error()
+				status := http.StatusBadRequest
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					msg, status = fmt.Sprintf("the form is larger than %d MiB: nothing was saved", maxForm>>20), http.StatusRequestEntityTooLarge
+				}
+				h.render(w, r, s, status, "error", "Refused", errorData{Message: msg})
+				return
+			}
+			if err := h.checkCSRF(r, s.csrf); err != nil {
 				h.render(w, r, s, http.StatusForbidden, "error", "Refused", errorData{Message: err.Error()})
 				return
 			}
@@ -189,34 +225,71 @@ func csrfToken(key string) string {
 	return hex.EncodeToString(sum[:16])
 }
 
-// session reads the session cookie and checks its key with the API.
+// errNoSession is a request without a (readable) session cookie.
+var errNoSession = &apiError{Status: http.StatusUnauthorized, Message: "not signed in"}
+
+// session reads the session cookie and checks its key with the API (an
+// *apiError: 401 when the key is no good, 5xx when the store does not answer).
 func (h *Handler) session(r *http.Request) (*session, error) {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(h.cookieName(r, sessionCookie))
 	if err != nil {
-		return nil, err
+		return nil, errNoSession
 	}
 	idText, key, ok := strings.Cut(c.Value, "~")
 	id, err := strconv.ParseInt(idText, 10, 64)
 	if !ok || err != nil || key == "" {
-		return nil, errors.New("malformed session cookie")
+		return nil, errNoSession
 	}
 	s := &session{key: key, keyID: id, csrf: csrfToken(key)}
 	if err := h.call(r, s, "GET", "/v1/me", nil, &s.User); err != nil {
 		return nil, err
 	}
-	if v, err := r.Cookie(viewCookie); err == nil && s.User.Admin && v.Value != "" && v.Value != s.User.Name {
+	if v, err := r.Cookie(h.cookieName(r, viewCookie)); err == nil && s.User.Admin && v.Value != "" && v.Value != s.User.Name {
 		s.ViewAs = v.Value
 	}
 	return s, nil
 }
 
+// public is the scheme and host browsers reach the dashboard at.
+func (h *Handler) public(r *http.Request) (scheme, host string) {
+	if h.cfg.PublicURL != "" {
+		if u, err := url.Parse(h.cfg.PublicURL); err == nil && u.Host != "" {
+			return u.Scheme, u.Host
+		}
+	}
+	scheme, host = "http", r.Host
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		scheme = "https"
+	}
+	if fh := r.Header.Get("X-Forwarded-Host"); fh != "" {
+		host = strings.TrimSpace(strings.Split(fh, ",")[0])
+	}
+	return scheme, host
+}
+
+// secure says whether cookies are Secure: over TLS, behind a proxy that
+// says https, or with an https PublicURL.
+func (h *Handler) secure(r *http.Request) bool {
+	scheme, _ := h.public(r)
+	return scheme == "https"
+}
+
+func (h *Handler) cookieName(r *http.Request, base string) string {
+	if h.secure(r) {
+		return "__Host-" + base
+	}
+	return base
+}
+
 // checkCSRF refuses a state-changing request without the session's token
-// (a form field "csrf" or an X-CSRF-Token header) or from another origin.
-func checkCSRF(r *http.Request, want string) error {
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+// (a form field "csrf" or an X-CSRF-Token header) or from another origin
+// than the dashboard's own.
+func (h *Handler) checkCSRF(r *http.Request, want string) error {
+	if o := r.Header.Get("Origin"); o != "" {
+		scheme, host := h.public(r)
 		u, err := url.Parse(o)
-		if err != nil || u.Host != r.Host {
-			return fmt.Errorf("this request came from another site (%s): refused", o)
+		if err != nil || o == "null" || u.Host != host || u.Scheme != scheme {
+			return fmt.Errorf("this request came from another site (%s, not %s://%s): refused (behind a proxy, set dashboard.public_url)", o, scheme, host)
 		}
 	}
 	got := r.Header.Get("X-CSRF-Token")
@@ -291,7 +364,7 @@ func (h *Handler) callKey(r *http.Request, key, method, path string, body, out a
 		}
 		rd = bytes.NewReader(j)
 	}
-	req, err := http.NewRequestWithContext(r.Context(), method, path, rd)
+	req, err := http.NewRequestWithContext(api.WithDashboard(r.Context()), method, path, rd)
 	if err != nil {
 		return fmt.Errorf("request %s: %w", path, err)
 	}
@@ -308,7 +381,11 @@ func (h *Handler) callKey(r *http.Request, key, method, path string, body, out a
 	if rec.status == 0 {
 		rec.status = http.StatusOK
 	}
-	if rec.status >= 300 {
+	if rec.status >= 300 && rec.status < 400 {
+		// The API redirects only paths it does not serve (like "..").
+		return &apiError{Status: http.StatusNotFound, Message: "not found"}
+	}
+	if rec.status >= 400 {
 		var e struct {
 			Error apiError `json:"error"`
 		}
@@ -351,6 +428,7 @@ func (h *Handler) notFound(w http.ResponseWriter, r *http.Request, s *session) {
 type errorData struct {
 	Message  string
 	NotFound bool
+	SignIn   bool // offer to sign in again
 }
 
 // ---- sign-in
@@ -361,10 +439,8 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-func secure(r *http.Request) bool { return r.TLS != nil }
-
-func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {
-	c := &http.Cookie{Name: name, Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: secure(r)}
+func (h *Handler) setCookie(w http.ResponseWriter, r *http.Request, base, value string, maxAge time.Duration) {
+	c := &http.Cookie{Name: h.cookieName(r, base), Value: value, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: h.secure(r)}
 	switch {
 	case maxAge < 0:
 		c.MaxAge = -1
@@ -385,32 +461,50 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, safeNext(r.URL.Query().Get("next")), http.StatusSeeOther)
 		return
 	}
-	tok := randomToken()
-	setCookie(w, r, loginCookie, tok, 30*time.Minute)
-	h.render(w, r, nil, http.StatusOK, "login", "Sign in", loginData{Token: tok, Next: safeNext(r.URL.Query().Get("next"))})
+	h.render(w, r, nil, http.StatusOK, "login", "Sign in", loginData{Token: h.loginToken(w, r), Next: safeNext(r.URL.Query().Get("next"))})
 }
 
-// safeNext keeps a redirect after sign-in on this site.
+// loginToken is the sign-in form's CSRF token: the one in its cookie if
+// there is one (two sign-in tabs share it), else a new one.
+func (h *Handler) loginToken(w http.ResponseWriter, r *http.Request) string {
+	if c, err := r.Cookie(h.cookieName(r, loginCookie)); err == nil && len(c.Value) == 32 {
+		if _, err := hex.DecodeString(c.Value); err == nil {
+			return c.Value
+		}
+	}
+	tok := randomToken()
+	h.setCookie(w, r, loginCookie, tok, time.Hour)
+	return tok
+}
+
+// safeNext keeps a redirect after sign-in on this site: a path, with no
+// host, no control characters (browsers drop tabs and newlines, turning
+// "/\t/evil" into "//evil") and no backslash.
 func safeNext(n string) string {
-	if !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || strings.HasPrefix(n, "/\\") || strings.ContainsAny(n, "\r\n") {
+	for _, c := range n {
+		if c < 0x20 || c == 0x7f || c == '\\' {
+			return "/events"
+		}
+	}
+	u, err := url.Parse(n)
+	if err != nil || !strings.HasPrefix(n, "/") || strings.HasPrefix(n, "//") || u.Scheme != "" || u.Host != "" {
 		return "/events"
 	}
 	return n
 }
 
-// login exchanges an API key for a session key of the same user.
+// login exchanges an API key for a session key of the same user, which
+// expires no later than the key signed in with.
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	next := safeNext(r.PostFormValue("next"))
-	c, err := r.Cookie(loginCookie)
+	c, err := r.Cookie(h.cookieName(r, loginCookie))
 	if err != nil || c.Value == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(r.PostFormValue("csrf"))) != 1 {
-		h.render(w, r, nil, http.StatusForbidden, "error", "Refused", errorData{Message: "this sign-in form has no valid CSRF token (it may be old or from another site): open the sign-in page again"})
+		h.render(w, r, nil, http.StatusForbidden, "error", "Refused", errorData{Message: "this sign-in form has no valid CSRF token (it may be old or from another site): open the sign-in page again", SignIn: true})
 		return
 	}
 	again := func(status int, msg string) {
-		tok := randomToken()
-		setCookie(w, r, loginCookie, tok, 30*time.Minute)
-		h.render(w, r, nil, status, "login", "Sign in", loginData{Token: tok, Next: next, Error: msg})
+		h.render(w, r, nil, status, "login", "Sign in", loginData{Token: h.loginToken(w, r), Next: next, Error: msg})
 	}
 	key := strings.TrimSpace(r.PostFormValue("key"))
 	if key == "" {
@@ -421,10 +515,29 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	if err := h.callKey(r, key, "GET", "/v1/me", nil, &u); err != nil {
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
-			again(http.StatusUnauthorized, "api key: unknown, revoked or expired: check it, or create one with `cronium key create "+"USER`")
+			again(http.StatusUnauthorized, "api key: unknown, revoked or expired: check it, or ask an admin for one (`cronium key create USER`)")
 			return
 		}
 		again(http.StatusServiceUnavailable, "signing in failed: "+err.Error())
+		return
+	}
+	ttl := h.cfg.SessionTTL
+	var keys []store.KeyInfo
+	var page struct {
+		Items []store.KeyInfo `json:"items"`
+	}
+	if err := h.callKey(r, key, "GET", "/v1/users/"+url.PathEscape(u.Name)+"/keys", nil, &page); err == nil {
+		keys = page.Items
+	}
+	for _, k := range keys {
+		// The key signed in with (by its prefix; the earliest expiry of
+		// any that share it): the session does not outlive it.
+		if k.Prefix != "" && strings.HasPrefix(key, k.Prefix) && k.ExpiresAt != nil {
+			ttl = min(ttl, time.Until(*k.ExpiresAt))
+		}
+	}
+	if ttl < time.Minute {
+		again(http.StatusUnauthorized, "api key: expires within a minute: use a key that lasts longer")
 		return
 	}
 	var created struct {
@@ -433,24 +546,42 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 			ID int64 `json:"id"`
 		} `json:"info"`
 	}
-	life := strconv.Itoa(int(h.cfg.SessionTTL.Seconds())) + "s"
-	if err := h.callKey(r, key, "POST", "/v1/users/"+url.PathEscape(u.Name)+"/keys", map[string]string{"name": "dashboard session", "expires_in": life}, &created); err != nil {
+	life := strconv.Itoa(int(ttl.Seconds())) + "s"
+	if err := h.callKey(r, key, "POST", "/v1/users/"+url.PathEscape(u.Name)+"/keys", map[string]string{"name": api.DashboardKeyName, "expires_in": life}, &created); err != nil {
 		again(http.StatusServiceUnavailable, "signing in failed: "+err.Error())
 		return
 	}
-	setCookie(w, r, loginCookie, "", -1)
-	setCookie(w, r, viewCookie, "", -1)
-	setCookie(w, r, sessionCookie, strconv.FormatInt(created.Info.ID, 10)+"~"+created.Key, h.cfg.SessionTTL)
+	h.setCookie(w, r, loginCookie, "", -1)
+	h.setCookie(w, r, viewCookie, "", -1)
+	h.setCookie(w, r, sessionCookie, strconv.FormatInt(created.Info.ID, 10)+"~"+created.Key, ttl)
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// logout revokes the session's key and drops the cookies.
+// logout revokes the session's key (the one the cookie names, if it is
+// this session's) and drops the cookies, whatever the store says.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, s *session) error {
-	if err := h.callKey(r, s.key, "DELETE", "/v1/users/"+url.PathEscape(s.User.Name)+"/keys/"+strconv.FormatInt(s.keyID, 10), nil, nil); err != nil {
-		return err
+	h.setCookie(w, r, sessionCookie, "", -1)
+	h.setCookie(w, r, viewCookie, "", -1)
+	var page struct {
+		Items []store.KeyInfo `json:"items"`
 	}
-	setCookie(w, r, sessionCookie, "", -1)
-	setCookie(w, r, viewCookie, "", -1)
+	path := "/v1/users/" + url.PathEscape(s.User.Name) + "/keys"
+	err := h.callKey(r, s.key, "GET", path, nil, &page)
+	if err == nil {
+		err = errors.New("the session's key was not found")
+		for _, k := range page.Items {
+			if k.ID == s.keyID && k.Name == api.DashboardKeyName && k.Prefix != "" && strings.HasPrefix(s.key, k.Prefix) {
+				err = h.callKey(r, s.key, "DELETE", path+"/"+strconv.FormatInt(k.ID, 10), nil, nil)
+				break
+			}
+		}
+	}
+	if err != nil {
+		h.log.Warn("sign-out: the session key was not revoked", "user", s.User.Name, "key_id", s.keyID, "err", err)
+		h.render(w, r, nil, http.StatusOK, "error", "Signed out here", errorData{SignIn: true,
+			Message: fmt.Sprintf("This browser is signed out, but the session's key (id %d) could not be revoked (%v): revoke it with `cronium key revoke %s %d`.", s.keyID, err, s.User.Name, s.keyID)})
+		return nil
+	}
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 	return nil
 }
@@ -462,7 +593,7 @@ func (h *Handler) viewAs(w http.ResponseWriter, r *http.Request, s *session) err
 		return &apiError{Status: http.StatusForbidden, Message: "only admins view the dashboard as another user"}
 	}
 	if name == "" || name == s.User.Name {
-		setCookie(w, r, viewCookie, "", -1)
+		h.setCookie(w, r, viewCookie, "", -1)
 		http.Redirect(w, r, "/events", http.StatusSeeOther)
 		return nil
 	}
@@ -470,7 +601,7 @@ func (h *Handler) viewAs(w http.ResponseWriter, r *http.Request, s *session) err
 	if err := h.callKey(r, s.key, "GET", "/v1/users/"+url.PathEscape(name), nil, &u); err != nil {
 		return err
 	}
-	setCookie(w, r, viewCookie, u.Name, 0)
+	h.setCookie(w, r, viewCookie, u.Name, 0)
 	http.Redirect(w, r, "/events", http.StatusSeeOther)
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -97,6 +98,10 @@ type dashboardConfig struct {
 	Disabled bool `json:"disabled,omitempty"`
 	// SessionTTL is how long a sign-in lasts (5m to 30d). Default 12h.
 	SessionTTL cronium.Duration `json:"session_ttl,omitempty"`
+	// PublicURL is the dashboard's address as browsers reach it, like
+	// https://cron.example.com (behind a proxy): forms from it pass the
+	// Origin check, and https makes the cookies Secure.
+	PublicURL string `json:"public_url,omitempty"`
 }
 
 // metricsConfig is the Prometheus endpoint's settings.
@@ -486,6 +491,11 @@ func (c *serverConfig) validate() error {
 	}
 	if t := c.Dashboard.SessionTTL.D(); t != 0 && (t < 5*time.Minute || t > 30*24*time.Hour) {
 		return cronium.Invalid("dashboard.session_ttl", c.Dashboard.SessionTTL.D().String(), "is out of range: want 5m to 720h (30 days)")
+	}
+	if p := c.Dashboard.PublicURL; p != "" {
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return cronium.Invalid("dashboard.public_url", p, "is not an address like https://cron.example.com (scheme and host, no path)")
+		}
 	}
 	if c.Metrics.Token != "" && c.Metrics.TokenFile != "" {
 		return cronium.Invalid("metrics.token", "(hidden)", "is set with metrics.token_file: keep one of them")

@@ -186,14 +186,18 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	d.expectStatus(400, "/events/new")
 
 	// A good one, whose output tries to inject markup.
-	script := `for i in $(seq 1 12); do echo "tick $i"; sleep 0.5; done
-echo '<script>alert("logs")</script><img src=x onerror=alert(2)>'
-echo '</pre><b id="injected">bold</b>' >&2`
-	d.setValue("#yaml", "name: ticker\nlanguage: bash\nenv:\n  GREETING: '<img src=x onerror=alert(3)>'\nschedule: \"*/5 * * * *\"\ntimezone: Europe/Berlin\nscript: |\n"+indent(script)+"\nresources:\n  memory: 64Mi\n")
+	script := `echo '<script>alert("logs")</script><img src=x onerror=alert(2)>'
+echo '</pre><b id="injected">bold</b>' >&2
+for i in $(seq 1 12); do echo "tick $i"; sleep 0.5; done
+echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
+	d.setValue("#yaml", "name: ticker\nlanguage: bash\ndata_mode: stdio\nenv:\n  GREETING: '</textarea><img src=x onerror=alert(3)>'\nschedule: \"*/5 * * * *\"\ntimezone: Europe/Berlin\nscript: |\n"+indent(script)+"\nresources:\n  memory: 64Mi\n")
 	d.submit("main form")
 	d.waitFor("the new event's page", `location.pathname === "/events/ticker"`, 15*time.Second)
 	if st := d.text("#event-state"); st != "scheduled" {
 		t.Errorf("the new event's state: %q", st)
+	}
+	if v := eval[string](d, `document.querySelector("#yaml").value`); !strings.Contains(v, "</textarea><img src=x onerror=alert(3)>") {
+		t.Errorf("the definition's YAML lost or changed the env value:\n%s", v)
 	}
 	d.check("event")
 
@@ -209,6 +213,12 @@ echo '</pre><b id="injected">bold</b>' >&2`
 		t.Fatalf("the run was over before the page showed it: %q", first)
 	}
 	d.waitFor("more log lines on the same page", `window.sameDocument === true && document.querySelector("#logs").innerText.includes("tick 6")`, 30*time.Second)
+	if n := eval[int](d, `document.querySelectorAll("#logs script, #logs img, #injected").length`); n != 0 {
+		t.Errorf("live log text became %d elements", n)
+	}
+	if live := d.text("#logs"); !strings.Contains(live, `<script>alert("logs")</script>`) {
+		t.Errorf("the live logs lack the markup as text:\n%s", live)
+	}
 	d.waitFor("live usage while it runs", `!!document.querySelector('#usage li[data-key="memory"] .used')`, 20*time.Second)
 	d.check("execution-running")
 	// The end reloads the page with the result.
@@ -227,8 +237,23 @@ echo '</pre><b id="injected">bold</b>' >&2`
 			t.Errorf("no %s usage against its limit", key)
 		}
 	}
-	if lim := d.text(`#usage li[data-key="memory"] .limit`); lim != "64Mi" {
-		t.Errorf("the memory limit shown: %q, want 64Mi", lim)
+	if lim := d.text(`#usage li[data-key="memory"] .limit`); lim != "64.0 MiB" {
+		t.Errorf("the memory limit shown: %q, want 64.0 MiB", lim)
+	}
+	if out := d.text("#output"); !strings.Contains(out, `"<script>alert(5)</script> & more"`) {
+		t.Errorf("the output is not shown as the script set it: %q", out)
+	}
+	if n := eval[int](d, `document.querySelectorAll("#output *").length`); n != 0 {
+		t.Errorf("the output became %d elements", n)
+	}
+	// The whole log, as a download.
+	whole, err := browsertest.RunValue(d.tab, chromedp.Evaluate[string](`fetch("/executions/`+id+`/logs.txt").then(r => r.status + " " + r.headers.get("Content-Type"))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := browsertest.RunValue(d.tab, chromedp.Evaluate[string](`fetch("/executions/`+id+`/logs.txt").then(r => r.text())`, chromedp.EvalAwaitPromise))
+	if err != nil || !strings.HasPrefix(whole, "200 text/plain") || !strings.Contains(body, "tick 1\n") || !strings.Contains(body, "tick 12\n") || !strings.Contains(body, "</pre><b") {
+		t.Errorf("the logs download: %q %v\n%s", whole, err, body)
 	}
 	if n := eval[int](d, `document.querySelectorAll(".timeline .phase").length`); n != 5 {
 		t.Errorf("phases on the timeline: %d, want queued, create, start, run, cleanup", n)
@@ -357,6 +382,7 @@ func TestDashboardRefusesForgedForms(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
+	_, bobCSRF := httpSignIn(t, s, s.user("bob", "pro"))
 	for _, c := range []struct {
 		name   string
 		form   url.Values
@@ -364,8 +390,10 @@ func TestDashboardRefusesForgedForms(t *testing.T) {
 	}{
 		{"no token", url.Values{}, ""},
 		{"a wrong token", url.Values{"csrf": {strings.Repeat("0", len(csrf))}}, ""},
-		{"another user's token", url.Values{"csrf": {"x" + csrf[1:]}}, ""},
+		{"another user's token", url.Values{"csrf": {bobCSRF}}, ""},
 		{"the right token from another site", url.Values{"csrf": {csrf}}, "http://evil.example"},
+		{"the right token from this host over https", url.Values{"csrf": {csrf}}, strings.Replace(s.url, "http:", "https:", 1)},
+		{"the right token from a look-alike host", url.Values{"csrf": {csrf}}, s.url + ".evil.example"},
 	} {
 		if st := post("/events/e/pause", c.form, c.origin); st != 403 {
 			t.Errorf("pause with %s: %d, want 403", c.name, st)
@@ -373,6 +401,17 @@ func TestDashboardRefusesForgedForms(t *testing.T) {
 		if st := post("/events/e/delete", url.Values{"csrf": c.form["csrf"], "confirm": {"e"}}, c.origin); st != 403 {
 			t.Errorf("delete with %s: %d, want 403", c.name, st)
 		}
+	}
+	// A form past 4 MiB is refused as too large (not as a bad token), and nothing is saved.
+	if st := post("/events/new", url.Values{"csrf": {csrf}, "yaml": {"name: big\nlanguage: bash\nscript: |\n  " + strings.Repeat("x", 5<<20)}}, ""); st != 413 {
+		t.Errorf("a 5 MiB form: %d, want 413", st)
+	}
+	// Two events in one form: refused with a reason, neither created.
+	if st := post("/events/new", url.Values{"csrf": {csrf}, "yaml": {"name: m1\nlanguage: bash\nscript: echo\n---\nname: m2\nlanguage: bash\nscript: echo\n"}}, ""); st != 400 {
+		t.Errorf("two events in one form: %d, want 400", st)
+	}
+	if st := s.api(ada, "GET", "/v1/events/m1", nil, nil); st != 404 {
+		t.Errorf("the first of two events in one form was created: %d", st)
 	}
 	var ev struct {
 		Enabled *bool `json:"enabled"`
@@ -386,23 +425,69 @@ func TestDashboardRefusesForgedForms(t *testing.T) {
 	if st := s.api(ada, "GET", "/v1/events/e", nil, &ev); st != 200 || ev.Enabled == nil || *ev.Enabled {
 		t.Errorf("a real pause did not pause: %d %v", st, ev.Enabled)
 	}
-	// Sign-out revokes the session's key.
+	// The session's key works only through the dashboard, and sign-out revokes it.
 	key := sess.Value[strings.Index(sess.Value, "~")+1:]
-	if st := s.api(key, "GET", "/v1/me", nil, nil); st != 200 {
-		t.Fatalf("the session key before sign-out: %d", st)
+	if st := s.api(key, "GET", "/v1/me", nil, nil); st != 401 {
+		t.Errorf("the session key used as an API key: %d, want 401", st)
+	}
+	if st := s.api(ada, "POST", "/v1/users/ada/keys", map[string]any{"name": "dashboard session"}, nil); st != 400 {
+		t.Errorf("an API key named as the dashboard's: %d, want 400 (reserved)", st)
+	}
+	// A hand-made view cookie gives a user nothing.
+	u, _ := url.Parse(s.url)
+	jar.SetCookies(u, []*http.Cookie{{Name: "cronium_view", Value: "bob", Path: "/"}})
+	if resp, _ := client.Get(s.url + "/events"); !strings.Contains(readAll(resp), "/events/e\"") {
+		t.Error("with a hand-made view cookie, the user's own events are not shown")
 	}
 	if st := post("/logout", url.Values{"csrf": {csrf}}, ""); st != 303 {
 		t.Errorf("sign out: %d", st)
 	}
-	if st := s.api(key, "GET", "/v1/me", nil, nil); st != 401 {
-		t.Errorf("the session key after sign-out: %d, want 401 (revoked)", st)
+	var keys struct {
+		Items []struct {
+			Name      string     `json:"name"`
+			RevokedAt *time.Time `json:"revoked_at"`
+		} `json:"items"`
+	}
+	s.api(ada, "GET", "/v1/users/ada/keys", nil, &keys)
+	revoked := 0
+	for _, k := range keys.Items {
+		if k.Name == "dashboard session" && k.RevokedAt != nil {
+			revoked++
+		}
+	}
+	if revoked != 1 {
+		t.Errorf("after sign-out, %d revoked session keys, want 1: %+v", revoked, keys.Items)
+	}
+	jar.SetCookies(u, []*http.Cookie{sess})
+	if resp, _ := client.Get(s.url + "/events"); resp.StatusCode != 303 || !strings.HasPrefix(resp.Header.Get("Location"), "/login") {
+		t.Errorf("the old session cookie after sign-out: %d %s, want the sign-in page", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	// A redirect after sign-in stays on this site.
-	for _, next := range []string{"//evil.example/x", "https://evil.example", "/\\evil.example"} {
+	for _, next := range []string{"//evil.example/x", "https://evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example"} {
+		jar, _ := cookiejar.New(nil) // signed out
+		client := &http.Client{Jar: jar, CheckRedirect: client.CheckRedirect}
 		resp, _ := client.Get(s.url + "/login?next=" + url.QueryEscape(next))
-		if b := readAll(resp); strings.Contains(b, "evil.example") {
-			t.Errorf("next=%s is kept on the sign-in form", next)
+		page := readAll(resp)
+		if strings.Contains(page, "evil.example") {
+			t.Errorf("next=%q is kept on the sign-in form", next)
 		}
+		tok := between(page, `name="csrf" value="`, `"`)
+		resp, _ = client.PostForm(s.url+"/login", url.Values{"key": {ada}, "csrf": {tok}, "next": {next}})
+		resp.Body.Close()
+		if loc := resp.Header.Get("Location"); resp.StatusCode != 303 || loc != "/events" {
+			t.Errorf("signing in with next=%q goes to %d %q, want /events", next, resp.StatusCode, loc)
+		}
+	}
+	// Behind a proxy that says https, cookies are Secure and __Host- prefixed.
+	req, _ := http.NewRequest("GET", s.url+"/login", nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); len(cs) != 1 || cs[0].Name != "__Host-cronium_login" || !cs[0].Secure {
+		t.Errorf("the sign-in cookie over https: %+v, want __Host-cronium_login, Secure", cs)
 	}
 }
 
@@ -578,5 +663,12 @@ func TestDashboardLogStreamResumes(t *testing.T) {
 	}
 	if b := readAll(resp); resp.StatusCode != 404 || strings.Contains(b, "line 1") {
 		t.Errorf("bob's view of ada's stream: %d %q", resp.StatusCode, b)
+	}
+	resp, err = other.Get(s.url + "/executions/" + x.ID + "/logs.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(resp); resp.StatusCode != 404 || strings.Contains(b, "line 1") {
+		t.Errorf("bob's download of ada's logs: %d %q", resp.StatusCode, b)
 	}
 }

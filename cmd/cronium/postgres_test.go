@@ -193,6 +193,7 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 			t.Fatalf("the script did not start:\n%s", s.log)
 		}
 	}
+	dashboard, _ := httpSignIn(t, s, key)
 	pg.Kill()
 	var page nodesPage
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -218,6 +219,12 @@ func TestDatabaseGoesAwayAndComesBack(t *testing.T) {
 	}
 	if st := s.api(key, "POST", "/v1/events/slow/trigger", map[string]any{}, nil); st != 503 {
 		t.Errorf("a trigger without the store: %d, want 503", st)
+	}
+	// The dashboard says the store is away; it does not sign anybody out.
+	if resp, err := dashboard.Get(s.url + "/events"); err != nil {
+		t.Error(err)
+	} else if page := readAll(resp); resp.StatusCode != 503 || !strings.Contains(page, "store") {
+		t.Errorf("the dashboard without the store: %d, want a 503 page about the store:\n%s", resp.StatusCode, page)
 	}
 	time.Sleep(5 * time.Second) // the script ends meanwhile; its result waits
 	if err := pg.Restart(context.Background()); err != nil {

@@ -355,7 +355,7 @@ func serve(g *globals, cfg serverConfig) error {
 	// small (log pages are bounded), and streams set their own deadlines.
 	var handler http.Handler = srv
 	if !cfg.Dashboard.Disabled {
-		dash, err := web.New(web.Config{API: srv, Logger: log.With("part", "dashboard"), SessionTTL: cfg.Dashboard.SessionTTL.D()})
+		dash, err := web.New(web.Config{API: srv, Logger: log.With("part", "dashboard"), SessionTTL: cfg.Dashboard.SessionTTL.D(), PublicURL: cfg.Dashboard.PublicURL})
 		if err != nil {
 			return err
 		}

@@ -86,6 +86,11 @@ function setStatus(text) {
   if (st && st.textContent !== text && (st.textContent === "queued" || st.textContent === "claimed")) {
     st.textContent = text;
     st.className = "badge info";
+    // It no longer waits.
+    ["reason", "reason-label"].forEach(function (id) {
+      const el = document.getElementById(id);
+      if (el) { el.remove(); }
+    });
   }
 }
 
