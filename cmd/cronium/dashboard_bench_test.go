@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -18,6 +19,8 @@ import (
 // own time (its Server-Timing header), the time to the first byte, to
 // DOMContentLoaded and to load, the page's size, and how long the loaded
 // page takes to answer a click (a frame after it: "stays responsive").
+// Beside them, as the baseline, the API calls the pages are built from,
+// timed from Go (request to decoded answer).
 //
 //	go test -run '^$' -bench DashboardPages -benchtime 20x ./cmd/cronium
 func BenchmarkDashboardPages(b *testing.B) {
@@ -54,6 +57,24 @@ func BenchmarkDashboardPages(b *testing.B) {
 	}
 	if x.LogBytes < 10<<20 {
 		b.Fatalf("the loud run kept %d bytes of logs, want 10 MiB", x.LogBytes)
+	}
+	// The baseline: the API calls the pages make, over HTTP from Go.
+	for _, call := range []struct{ name, path string }{
+		{"api-events-1000", "/v1/events"},
+		{"api-logs-tail-256KiB", "/v1/executions/" + x.ID + "/logs?tail=262144"},
+	} {
+		b.Run(call.name, func(b *testing.B) {
+			var ms []float64
+			for b.Loop() {
+				start := time.Now()
+				var body json.RawMessage // read whole
+				if st := s.api(key, "GET", call.path, nil, &body); st != 200 {
+					b.Fatalf("%s: %d", call.path, st)
+				}
+				ms = append(ms, float64(time.Since(start).Microseconds())/1000)
+			}
+			b.ReportMetric(median(ms), "server-ms")
+		})
 	}
 	br := browsertest.New(b)
 	d := &dash{t: b, s: s, tab: br.Tab(b)}
