@@ -83,8 +83,7 @@ timeout: 30s
 // editData is the new-event page's and the event page's form.
 type editData struct {
 	YAML  string
-	Error string
-	Field string
+	Error string // the API's message, which names the field
 }
 
 func (h *Handler) newEventPage(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -136,7 +135,7 @@ func (h *Handler) createEvent(w http.ResponseWriter, r *http.Request, s *session
 			json.Unmarshal(body, &ev)
 			msg = "name: an event named " + ev.Name + " exists already: open it from the events page to change it, or choose another name"
 		}
-		h.render(w, r, s, fe.Status, "new", "New event", editData{YAML: text, Error: msg, Field: fe.Field})
+		h.render(w, r, s, fe.Status, "new", "New event", editData{YAML: text, Error: msg})
 		return nil
 	}
 	if err != nil {
@@ -214,7 +213,7 @@ func (h *Handler) saveEvent(w http.ResponseWriter, r *http.Request, s *session) 
 		err = h.call(r, s, "PUT", "/v1/events/"+url.PathEscape(name), body, nil)
 	}
 	if fe := formError(err); fe != nil {
-		d := eventData{Edit: editData{YAML: text, Error: fe.Error(), Field: fe.Field}}
+		d := eventData{Edit: editData{YAML: text, Error: fe.Error()}}
 		if err := h.loadEvent(r, s, &d); err != nil {
 			return err
 		}
@@ -241,7 +240,7 @@ func (h *Handler) triggerEvent(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	var x cronium.Execution
 	if err == nil {
-		err = h.callTrigger(r, s, name, body, &x)
+		err = h.call(r, s, "POST", "/v1/events/"+url.PathEscape(name)+"/trigger", body, &x) // manual: callKey says the dashboard asks
 	}
 	if fe := formError(err); fe != nil {
 		d := eventData{Input: input, InputEr: fe.Error()}
@@ -256,12 +255,6 @@ func (h *Handler) triggerEvent(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	http.Redirect(w, r, "/executions/"+url.PathEscape(x.ID), http.StatusSeeOther)
 	return nil
-}
-
-// callTrigger triggers an event (a manual trigger: the API is told the
-// dashboard asks, as a person).
-func (h *Handler) callTrigger(r *http.Request, s *session, name string, body any, out any) error {
-	return h.call(r, s, "POST", "/v1/events/"+url.PathEscape(name)+"/trigger", body, out)
 }
 
 func (h *Handler) setPaused(w http.ResponseWriter, r *http.Request, s *session, action string) error {
@@ -617,7 +610,6 @@ type usageData struct {
 	Sampled    bool
 	Currency   string
 	Total      api.UsageItem
-	Pools      json.RawMessage
 	PoolRows   []map[string]any
 	Variables  []variableRow
 	Secrets    []string
@@ -748,7 +740,7 @@ func (h *Handler) usersPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if !s.User.Admin {
 		return &apiError{Status: http.StatusNotFound}
 	}
-	users, err := items[cronium.User](h, r, &session{key: s.key}, "/v1/users")
+	users, err := items[cronium.User](h, r, &session{key: s.key}, "/v1/users") // no ?user=: every user
 	if err != nil {
 		return err
 	}
