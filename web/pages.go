@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,18 +54,85 @@ func items[T any](h *Handler, r *http.Request, s *session, path string) ([]T, er
 	return page.Items, err
 }
 
+// eventsPerPage is how many events one page of the list shows.
+const eventsPerPage = 100
+
+// eventsData is the events page's: one page of the events that match the
+// filter, sorted by name.
+type eventsData struct {
+	Rows     []eventRow
+	Q        string // the filter, as typed
+	Total    int    // the user's events
+	Matched  int    // of them, those the filter matches
+	From, To int    // the rows shown, counted from 1
+	Page     int
+	Pages    int
+	Prev     string // the previous page's URL; "" on the first
+	Next     string // the next page's URL; "" on the last
+}
+
 func (h *Handler) eventsPage(w http.ResponseWriter, r *http.Request, s *session) error {
+	q := r.URL.Query()
+	filter := strings.TrimSpace(q.Get("q"))
+	page := 1
+	if p := q.Get("page"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 {
+			return &apiError{Status: http.StatusBadRequest, Field: "page", Message: fmt.Sprintf("page: %q is not a page number: want 1 or more", p)}
+		}
+		page = n
+	}
 	evs, err := items[api.EventView](h, r, s, "/v1/events")
 	if err != nil {
 		return err
 	}
-	rows := make([]eventRow, 0, len(evs))
+	d := eventsData{Q: filter, Total: len(evs)}
+	want := strings.ToLower(filter)
 	for _, v := range evs {
-		rows = append(rows, rowOf(v))
+		row := rowOf(v)
+		if want == "" || row.matches(want) {
+			d.Rows = append(d.Rows, row)
+		}
 	}
-	slices.SortFunc(rows, func(a, b eventRow) int { return strings.Compare(a.Name, b.Name) })
-	h.render(w, r, s, http.StatusOK, "events", "Events", rows)
+	slices.SortFunc(d.Rows, func(a, b eventRow) int { return strings.Compare(a.Name, b.Name) })
+	d.Matched = len(d.Rows)
+	d.Pages = max(1, (d.Matched+eventsPerPage-1)/eventsPerPage)
+	d.Page = min(page, d.Pages) // past the end: the last page
+	from := (d.Page - 1) * eventsPerPage
+	d.Rows = d.Rows[from:min(from+eventsPerPage, d.Matched)]
+	d.From, d.To = from+1, from+len(d.Rows)
+	link := func(p int) string {
+		v := url.Values{}
+		if filter != "" {
+			v.Set("q", filter)
+		}
+		if p > 1 {
+			v.Set("page", strconv.Itoa(p))
+		}
+		if len(v) == 0 {
+			return "/events"
+		}
+		return "/events?" + v.Encode()
+	}
+	if d.Page > 1 {
+		d.Prev = link(d.Page - 1)
+	}
+	if d.Page < d.Pages {
+		d.Next = link(d.Page + 1)
+	}
+	h.render(w, r, s, http.StatusOK, "events", "Events", d)
 	return nil
+}
+
+// matches reports whether the row shows want (lower case) in its name,
+// language, schedule (as written or in words) or state.
+func (row eventRow) matches(want string) bool {
+	for _, f := range []string{row.Name, string(row.Language), row.Schedule, row.Words, row.Status.State} {
+		if strings.Contains(strings.ToLower(f), want) {
+			return true
+		}
+	}
+	return false
 }
 
 // newEventTemplate is what the new-event form starts with.

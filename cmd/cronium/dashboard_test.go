@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -134,10 +135,10 @@ func (d *dash) expectStatus(status int, path string) {
 func (d *dash) signIn(key string) {
 	d.t.Helper()
 	d.open("/events")
-	d.waitFor("the sign-in page", `location.pathname === "/login"`, 10*time.Second)
+	d.waitFor("the sign-in page", `location.pathname === "/login" && document.readyState === "complete" && !!document.querySelector("main")`, 10*time.Second)
 	d.setValue("#key", key)
 	d.submit("main form")
-	d.waitFor("signed in, the events page", `location.pathname === "/events" && document.querySelector("h1").innerText === "Events"`, 20*time.Second)
+	d.waitFor("signed in, the events page", `location.pathname === "/events" && document.querySelector("h1").innerText === "Events" && document.readyState === "complete" && !!document.querySelector("main")`, 20*time.Second)
 }
 
 // TestDashboardInARealBrowser drives the dashboard in headless Chromium
@@ -155,7 +156,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	d := &dash{t: t, s: s, tab: b.Tab(t)}
 
 	d.open("/events")
-	d.waitFor("the sign-in page", `location.pathname === "/login"`, 10*time.Second)
+	d.waitFor("the sign-in page", `location.pathname === "/login" && document.readyState === "complete" && !!document.querySelector("main")`, 10*time.Second)
 	d.check("login")
 	d.setValue("#key", "crn_not-a-key")
 	d.submit("main form")
@@ -192,7 +193,7 @@ for i in $(seq 1 12); do echo "tick $i"; sleep 0.5; done
 echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 	d.setValue("#yaml", "name: ticker\nlanguage: bash\ndata_mode: stdio\nenv:\n  GREETING: '</textarea><img src=x onerror=alert(3)>'\nschedule: \"*/5 * * * *\"\ntimezone: Europe/Berlin\nscript: |\n"+indent(script)+"\nresources:\n  memory: 64Mi\n")
 	d.submit("main form")
-	d.waitFor("the new event's page", `location.pathname === "/events/ticker"`, 15*time.Second)
+	d.waitFor("the new event's page", `location.pathname === "/events/ticker" && document.readyState === "complete" && !!document.querySelector("main")`, 15*time.Second)
 	if st := d.text("#event-state"); st != "scheduled" {
 		t.Errorf("the new event's state: %q", st)
 	}
@@ -204,7 +205,7 @@ echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 	// Trigger it with an input, and watch the logs arrive on the open page.
 	d.setValue("#input", `{"who": "<b>ada</b>"}`)
 	d.submit("#trigger")
-	d.waitFor("the execution page", `location.pathname.startsWith("/executions/")`, 15*time.Second)
+	d.waitFor("the execution page", `location.pathname.startsWith("/executions/") && document.readyState === "complete" && !!document.querySelector("main")`, 15*time.Second)
 	id := strings.TrimPrefix(eval[string](d, `location.pathname`), "/executions/")
 	eval[bool](d, `window.sameDocument = true`)
 	d.waitFor("a first log line, live", `document.querySelector("#logs").innerText.includes("tick 2")`, 60*time.Second)
@@ -271,7 +272,17 @@ echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 			t.Errorf("the events row lacks %q: %q", want, row)
 		}
 	}
+	if got := d.text("#events-summary"); got != "1 event." {
+		t.Errorf("the events summary: %q, want %q", got, "1 event.")
+	}
 	d.check("events")
+	// The filter, used as a person would: it keeps what was typed.
+	d.setValue("#q", "TICK")
+	d.submit("form.filter")
+	d.waitFor("the filtered list", `location.search === "?q=TICK" && document.readyState === "complete" && !!document.querySelector("#events-summary")`, 20*time.Second)
+	if got, field := d.text("#events-summary"), eval[string](d, `document.querySelector("#q").value`); got != "1 of 1 events matches “TICK”." || field != "TICK" {
+		t.Errorf("filtered by TICK: %q, the field holds %q", got, field)
+	}
 
 	// A long run, cancelled from its page.
 	if st := s.api(ada, "POST", "/v1/events", map[string]any{"name": "long", "language": "bash", "script": "echo started; sleep 300"}, nil); st != 201 {
@@ -279,7 +290,7 @@ echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 	}
 	d.open("/events/long")
 	d.submit("#trigger")
-	d.waitFor("the long run's page", `location.pathname.startsWith("/executions/")`, 15*time.Second)
+	d.waitFor("the long run's page", `location.pathname.startsWith("/executions/") && document.readyState === "complete" && !!document.querySelector("main")`, 15*time.Second)
 	d.waitFor("the long run starts", `document.querySelector("#logs").innerText.includes("started")`, 60*time.Second)
 	d.submit("#cancel")
 	d.waitFor("the long run is cancelled", `document.querySelector("#status") && document.querySelector("#status").innerText === "cancelled"`, 60*time.Second)
@@ -315,9 +326,9 @@ echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 
 	// Sign out: the session key is revoked, and pages ask to sign in again.
 	d.submit("form.signout")
-	d.waitFor("signed out", `location.pathname === "/login"`, 10*time.Second)
+	d.waitFor("signed out", `location.pathname === "/login" && document.readyState === "complete" && !!document.querySelector("main")`, 10*time.Second)
 	d.open("/executions/" + id)
-	d.waitFor("signed-out pages ask to sign in", `location.pathname === "/login"`, 10*time.Second)
+	d.waitFor("signed-out pages ask to sign in", `location.pathname === "/login" && document.readyState === "complete" && !!document.querySelector("main")`, 10*time.Second)
 	d.tab.AssertClean(t)
 }
 
@@ -670,5 +681,87 @@ func TestDashboardLogStreamResumes(t *testing.T) {
 	}
 	if b := readAll(resp); resp.StatusCode != 404 || strings.Contains(b, "line 1") {
 		t.Errorf("bob's download of ada's logs: %d %q", resp.StatusCode, b)
+	}
+}
+
+// TestDashboardEventsFilterAndPages: the events page shows 100 events a
+// page, sorted by name, with links between pages that keep the filter; the
+// filter matches name, language, schedule and state without regard to case;
+// a bad page number is refused by name; what was typed is shown escaped.
+func TestDashboardEventsFilterAndPages(t *testing.T) {
+	s := newServer(t, 1)
+	s.start()
+	ada := s.user("ada", "pro")
+	for i := range 205 {
+		ev := map[string]any{"name": fmt.Sprintf("job-%03d", i), "language": "bash", "script": "echo"}
+		if i%10 == 0 {
+			ev["schedule"] = "0 3 * * *"
+		}
+		if st := s.api(ada, "POST", "/v1/events", ev, nil); st != 201 {
+			t.Fatalf("create event %d: %d", i, st)
+		}
+	}
+	client, _ := httpSignIn(t, s, ada)
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := client.Get(s.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readAll(resp)
+	}
+	rows := regexp.MustCompile(`<td data-label="Event"><a href="/events/([^"]+)">`)
+	names := func(page string) []string {
+		var out []string
+		for _, m := range rows.FindAllStringSubmatch(page, -1) {
+			out = append(out, m[1])
+		}
+		return out
+	}
+	for _, c := range []struct {
+		path        string
+		first, last string
+		n           int
+		says        []string
+		hasNot      []string
+	}{
+		{"/events", "job-000", "job-099", 100,
+			[]string{"205 events: 1–100 shown.", `href="/events?page=2" rel="next"`, "Page 1 of 3"}, []string{`rel="prev"`}},
+		{"/events?page=2", "job-100", "job-199", 100,
+			[]string{`href="/events" rel="prev"`, `href="/events?page=3" rel="next"`, "101–200 shown"}, nil},
+		{"/events?page=3", "job-200", "job-204", 5,
+			[]string{`href="/events?page=2" rel="prev"`, "Page 3 of 3"}, []string{`rel="next"`}},
+		{"/events?page=9", "job-200", "job-204", 5, []string{"Page 3 of 3"}, nil}, // past the end: the last page
+		{"/events?q=JOB-01", "job-010", "job-019", 10,
+			[]string{"10 of 205 events match “JOB-01”", `value="JOB-01"`, `href="/events">Show all`}, []string{`class="pager"`}},
+		{"/events?q=" + url.QueryEscape("0 3 * * *"), "job-000", "job-200", 21, []string{"21 of 205 events match"}, nil},
+		{"/events?q=job-204", "job-204", "job-204", 1, []string{"1 of 205 events matches “job-204”."}, nil},
+		{"/events?q=job&page=2", "job-100", "job-199", 100,
+			[]string{`href="/events?q=job" rel="prev"`, `href="/events?page=3&amp;q=job" rel="next"`}, nil},
+		{"/events?q=BASH", "job-000", "job-099", 100, []string{"205 of 205 events match “BASH”: 1–100 shown"}, nil},
+		{"/events?q=" + url.QueryEscape(`"><script>x</script>`), "", "", 0,
+			[]string{"No event matches “&#34;&gt;&lt;script&gt;x&lt;/script&gt;”; you have 205 in all."}, []string{"<script>x"}},
+	} {
+		st, page := get(c.path)
+		got := names(page)
+		if st != 200 || len(got) != c.n || (c.n > 0 && (got[0] != c.first || got[len(got)-1] != c.last)) {
+			t.Errorf("%s: %d with %d events %v, want 200 with %d from %s to %s", c.path, st, len(got), got, c.n, c.first, c.last)
+			continue
+		}
+		for _, want := range c.says {
+			if !strings.Contains(page, want) {
+				t.Errorf("%s does not say %q", c.path, want)
+			}
+		}
+		for _, not := range c.hasNot {
+			if strings.Contains(page, not) {
+				t.Errorf("%s says %q", c.path, not)
+			}
+		}
+	}
+	for _, p := range []string{"0", "-1", "two", "1e3"} {
+		if st, page := get("/events?page=" + p); st != 400 || !strings.Contains(page, "page: &#34;"+p+"&#34; is not a page number: want 1 or more") {
+			t.Errorf("page=%s: %d, want 400 naming the page", p, st)
+		}
 	}
 }
