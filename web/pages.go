@@ -87,19 +87,17 @@ func (h *Handler) eventsPage(w http.ResponseWriter, r *http.Request, s *session)
 		return err
 	}
 	d := eventsData{Q: filter, Total: len(evs)}
-	want := strings.ToLower(filter)
-	for _, v := range evs {
-		row := rowOf(v)
-		if want == "" || row.matches(want) {
-			d.Rows = append(d.Rows, row)
-		}
+	if want := strings.ToLower(filter); want != "" {
+		evs = slices.DeleteFunc(evs, func(v api.EventView) bool { return !matches(v, want) })
 	}
-	slices.SortFunc(d.Rows, func(a, b eventRow) int { return strings.Compare(a.Name, b.Name) })
-	d.Matched = len(d.Rows)
+	slices.SortFunc(evs, func(a, b api.EventView) int { return strings.Compare(a.Name, b.Name) })
+	d.Matched = len(evs)
 	d.Pages = max(1, (d.Matched+eventsPerPage-1)/eventsPerPage)
 	d.Page = min(page, d.Pages) // past the end: the last page
 	from := (d.Page - 1) * eventsPerPage
-	d.Rows = d.Rows[from:min(from+eventsPerPage, d.Matched)]
+	for _, v := range evs[from:min(from+eventsPerPage, d.Matched)] {
+		d.Rows = append(d.Rows, rowOf(v)) // only the rows shown: their next run and schedule in words
+	}
 	d.From, d.To = from+1, from+len(d.Rows)
 	link := func(p int) string {
 		v := url.Values{}
@@ -124,15 +122,15 @@ func (h *Handler) eventsPage(w http.ResponseWriter, r *http.Request, s *session)
 	return nil
 }
 
-// matches reports whether the row shows want (lower case) in its name,
-// language, schedule (as written or in words) or state.
-func (row eventRow) matches(want string) bool {
-	for _, f := range []string{row.Name, string(row.Language), row.Schedule, row.Words, row.Status.State} {
+// matches reports whether the event's row shows want (lower case) in its
+// name, language, schedule (as written or in words) or state.
+func matches(v api.EventView, want string) bool {
+	for _, f := range []string{v.Name, string(v.Language), v.Schedule, v.Status.State} {
 		if strings.Contains(strings.ToLower(f), want) {
 			return true
 		}
 	}
-	return false
+	return v.Schedule != "" && strings.Contains(strings.ToLower(schedule.Describe(v.Schedule)), want)
 }
 
 // newEventTemplate is what the new-event form starts with.

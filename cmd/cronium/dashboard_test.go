@@ -735,6 +735,7 @@ func TestDashboardEventsFilterAndPages(t *testing.T) {
 		{"/events?q=JOB-01", "job-010", "job-019", 10,
 			[]string{"10 of 205 events match “JOB-01”", `value="JOB-01"`, `href="/events">Show all`}, []string{`class="pager"`}},
 		{"/events?q=" + url.QueryEscape("0 3 * * *"), "job-000", "job-200", 21, []string{"21 of 205 events match"}, nil},
+		{"/events?q=" + url.QueryEscape("At 03:00 every"), "job-000", "job-200", 21, []string{"21 of 205 events match"}, nil}, // in words
 		{"/events?q=job-204", "job-204", "job-204", 1, []string{"1 of 205 events matches “job-204”."}, nil},
 		{"/events?q=job&page=2", "job-100", "job-199", 100,
 			[]string{`href="/events?q=job" rel="prev"`, `href="/events?page=3&amp;q=job" rel="next"`}, nil},
