@@ -116,6 +116,9 @@ func (s *Server) logTail(w http.ResponseWriter, r *http.Request, x cronium.Execu
 	})
 }
 
+// streamAuthCheck is how often a log stream checks that its key still works.
+const streamAuthCheck = 5 * time.Second
+
 // remotePoll is how often a follower of an execution on another node
 // reads the store.
 const remotePoll = 300 * time.Millisecond
@@ -163,6 +166,12 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 	}
 	ping := time.NewTicker(15 * time.Second)
 	defer ping.Stop()
+	// The key a stream was opened with is checked again every
+	// streamAuthCheck: revoking it (or signing out of the dashboard, or
+	// deleting its user) ends its streams too. A store that does not
+	// answer ends nothing.
+	recheck := time.NewTicker(streamAuthCheck)
+	defer recheck.Stop()
 	// An execution another node runs publishes nothing here: its follower
 	// reads the store again every remotePoll, by sequence number as after
 	// a drop, so nothing is lost or sent twice.
@@ -214,6 +223,15 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 				rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
 				fmt.Fprint(w, ": keep-alive\n\n")
 				flush()
+			case <-recheck.C:
+				if _, _, err := s.authenticate(r); err == errUnauthorized {
+					cancel()
+					b, _ := json.Marshal(map[string]string{"code": "unauthorized", "message": "the key this stream was opened with was revoked or expired, or its user deleted: the stream ends"})
+					rc.SetWriteDeadline(time.Now().Add(streamWriteWait))
+					fmt.Fprintf(w, "event: unauthorized\ndata: %s\n\n", b)
+					flush()
+					return nil
+				}
 			case c, ok := <-sub:
 				if !ok {
 					break live // ended, or we fell behind: go round and resume from the store

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
@@ -16,6 +17,7 @@ import (
 
 	cronium "github.com/cronium/executor"
 	"github.com/cronium/executor/internal/browsertest"
+	"github.com/cronium/executor/store"
 )
 
 // screenshotDir is where the browser tests write their screenshots
@@ -765,4 +767,86 @@ func TestDashboardEventsFilterAndPages(t *testing.T) {
 			t.Errorf("page=%s: %d, want 400 naming the page", p, st)
 		}
 	}
+}
+
+// TestLogStreamsEndWithTheirKey: a live log stream checks its key again
+// while it runs: revoking an API key ends the streams opened with it, and
+// signing out of the dashboard ends the page's stream, each with an
+// "unauthorized" event, while the execution runs on.
+func TestLogStreamsEndWithTheirKey(t *testing.T) {
+	s := newServer(t, 2)
+	s.start()
+	ada := s.user("ada", "pro")
+	if st := s.api(ada, "POST", "/v1/events", map[string]any{"name": "long", "language": "bash", "script": "for i in $(seq 1 600); do echo tick $i; sleep 0.1; done", "timeout": "120s"}, nil); st != 201 {
+		t.Fatalf("create: %d", st)
+	}
+	var x cronium.Execution
+	if st := s.api(ada, "POST", "/v1/events/long/trigger", map[string]any{}, &x); st != 202 {
+		t.Fatalf("trigger: %d", st)
+	}
+	var created struct {
+		Key  string        `json:"key"`
+		Info store.KeyInfo `json:"info"`
+	}
+	if st := s.api(ada, "POST", "/v1/users/ada/keys", map[string]any{"name": "follower"}, &created); st != 201 {
+		t.Fatalf("create a key: %d", st)
+	}
+	dash, csrf := httpSignIn(t, s, ada)
+	// open follows a stream until its first line of output.
+	open := func(c *http.Client, path, key string) *bufio.Reader {
+		req, _ := http.NewRequest("GET", s.url+path, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, readAll(resp))
+		}
+		body := bufio.NewReader(resp.Body)
+		if evs := sseUntil(t, body, func(e sseEvent) bool { return e.event == "stdout" }); len(evs) == 0 || evs[len(evs)-1].event != "stdout" {
+			t.Fatalf("%s: no output: %v", path, evs)
+		}
+		return body
+	}
+	// ends reads the rest of a stream: it must end with "unauthorized",
+	// soon after the key stopped working, with no output after it.
+	ends := func(what string, body *bufio.Reader, since time.Time) {
+		evs := sseUntil(t, body, func(sseEvent) bool { return false })
+		took := time.Since(since)
+		if len(evs) == 0 || evs[len(evs)-1].event != "unauthorized" || !strings.Contains(evs[len(evs)-1].data, "revoked or expired") {
+			t.Errorf("%s: the stream ended with %v, want an unauthorized event", what, evs[max(0, len(evs)-2):])
+		}
+		if took > 15*time.Second {
+			t.Errorf("%s: the stream ended %s after its key stopped working, want within the 5 s check", what, took)
+		}
+		t.Logf("%s: the stream ended %s after its key stopped working", what, took.Round(time.Millisecond))
+	}
+	api := open(http.DefaultClient, "/v1/executions/"+x.ID+"/logs?follow=true", created.Key)
+	page := open(dash, "/executions/"+x.ID+"/stream", "")
+	kept := open(http.DefaultClient, "/v1/executions/"+x.ID+"/logs?follow=true", ada)
+
+	revoked := time.Now()
+	if st := s.api(ada, "DELETE", fmt.Sprintf("/v1/users/ada/keys/%d", created.Info.ID), nil, nil); st != 200 && st != 204 {
+		t.Fatalf("revoke: %d", st)
+	}
+	ends("revoked API key", api, revoked)
+	resp, err := dash.PostForm(s.url+"/logout", url.Values{"csrf": {csrf}})
+	if err != nil || resp.StatusCode != 303 {
+		t.Fatalf("sign out: %v %v", err, resp)
+	}
+	resp.Body.Close()
+	ends("signed-out dashboard", page, time.Now())
+	// The execution runs on, and a stream with a key that still works follows it.
+	if evs := sseUntil(t, kept, func(e sseEvent) bool { return e.event == "stdout" }); len(evs) == 0 || evs[len(evs)-1].event != "stdout" {
+		t.Errorf("the stream of the key still valid: %v", evs)
+	}
+	if st := s.api(ada, "GET", "/v1/executions/"+x.ID, nil, &x); st != 200 || x.Status != cronium.StatusRunning {
+		t.Errorf("the execution after its followers were cut off: %d %s", st, x.Status)
+	}
+	s.api(ada, "POST", "/v1/executions/"+x.ID+"/cancel", map[string]any{}, nil)
 }

@@ -126,6 +126,10 @@ function followLogs() {
     state.textContent = "Finished: loading the result…";
     window.location.reload();
   });
+  es.addEventListener("unauthorized", function () {
+    es.close();
+    state.textContent = "Signed out: the live log stopped. Sign in again to follow it.";
+  });
   es.addEventListener("shutdown", function () {
     state.textContent = "The server is restarting: reconnecting…";
   });
