@@ -77,6 +77,9 @@ func (h *Handler) eventsPage(w http.ResponseWriter, r *http.Request, s *session)
 	page := 1
 	if p := q.Get("page"); p != "" {
 		n, err := strconv.Atoi(p)
+		if errors.Is(err, strconv.ErrRange) && n > 0 {
+			err = nil // a page past any list: the last
+		}
 		if err != nil || n < 1 {
 			return &apiError{Status: http.StatusBadRequest, Field: "page", Message: fmt.Sprintf("page: %q is not a page number: want 1 or more", p)}
 		}
@@ -118,7 +121,14 @@ func (h *Handler) eventsPage(w http.ResponseWriter, r *http.Request, s *session)
 	if d.Page < d.Pages {
 		d.Next = link(d.Page + 1)
 	}
-	h.render(w, r, s, http.StatusOK, "events", "Events", d)
+	title := "Events"
+	if filter != "" {
+		title += " matching “" + filter + "”"
+	}
+	if d.Pages > 1 {
+		title += fmt.Sprintf(", page %d of %d", d.Page, d.Pages)
+	}
+	h.render(w, r, s, http.StatusOK, "events", title, d)
 	return nil
 }
 

@@ -54,13 +54,15 @@ func eval[T any](d *dash, js string) T {
 	return v
 }
 
-// waitFor polls a JavaScript condition (across navigations) until it holds.
+// waitFor polls a JavaScript condition (across navigations) until it holds
+// on a loaded page: an element may show before the rest of its page is
+// parsed and its script has run.
 func (d *dash) waitFor(what, js string, timeout time.Duration) {
 	d.t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last error
 	for time.Now().Before(deadline) {
-		ok, err := browsertest.RunValue(d.tab, chromedp.Evaluate[bool](js))
+		ok, err := browsertest.RunValue(d.tab, chromedp.Evaluate[bool](`document.readyState === "complete" && (`+js+`)`))
 		if err == nil && ok {
 			return
 		}
@@ -77,7 +79,7 @@ func (d *dash) open(path string) {
 	if err := d.tab.Run(chromedp.Navigate(d.s.url + path)); err != nil {
 		d.t.Fatalf("open %s: %v", path, err)
 	}
-	d.waitFor("the page "+path+" loads", `document.readyState === "complete" && !!document.querySelector("main")`, 20*time.Second)
+	d.waitFor("the page "+path+" loads", `!!document.querySelector("main")`, 20*time.Second)
 }
 
 // submit submits a form as a person would (its submit button).
@@ -137,10 +139,10 @@ func (d *dash) expectStatus(status int, path string) {
 func (d *dash) signIn(key string) {
 	d.t.Helper()
 	d.open("/events")
-	d.waitFor("the sign-in page", `location.pathname === "/login" && document.readyState === "complete" && !!document.querySelector("main")`, 10*time.Second)
+	d.waitFor("the sign-in page", `location.pathname === "/login"`, 10*time.Second)
 	d.setValue("#key", key)
 	d.submit("main form")
-	d.waitFor("signed in, the events page", `location.pathname === "/events" && document.querySelector("h1").innerText === "Events" && document.readyState === "complete" && !!document.querySelector("main")`, 20*time.Second)
+	d.waitFor("signed in, the events page", `location.pathname === "/events" && document.querySelector("h1").innerText === "Events"`, 20*time.Second)
 }
 
 // TestDashboardInARealBrowser drives the dashboard in headless Chromium
@@ -158,7 +160,7 @@ func TestDashboardInARealBrowser(t *testing.T) {
 	d := &dash{t: t, s: s, tab: b.Tab(t)}
 
 	d.open("/events")
-	d.waitFor("the sign-in page", `location.pathname === "/login" && document.readyState === "complete" && !!document.querySelector("main")`, 10*time.Second)
+	d.waitFor("the sign-in page", `location.pathname === "/login"`, 10*time.Second)
 	d.check("login")
 	d.setValue("#key", "crn_not-a-key")
 	d.submit("main form")
@@ -195,7 +197,7 @@ for i in $(seq 1 12); do echo "tick $i"; sleep 0.5; done
 echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 	d.setValue("#yaml", "name: ticker\nlanguage: bash\ndata_mode: stdio\nenv:\n  GREETING: '</textarea><img src=x onerror=alert(3)>'\nschedule: \"*/5 * * * *\"\ntimezone: Europe/Berlin\nscript: |\n"+indent(script)+"\nresources:\n  memory: 64Mi\n")
 	d.submit("main form")
-	d.waitFor("the new event's page", `location.pathname === "/events/ticker" && document.readyState === "complete" && !!document.querySelector("main")`, 15*time.Second)
+	d.waitFor("the new event's page", `location.pathname === "/events/ticker"`, 15*time.Second)
 	if st := d.text("#event-state"); st != "scheduled" {
 		t.Errorf("the new event's state: %q", st)
 	}
@@ -207,7 +209,7 @@ echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 	// Trigger it with an input, and watch the logs arrive on the open page.
 	d.setValue("#input", `{"who": "<b>ada</b>"}`)
 	d.submit("#trigger")
-	d.waitFor("the execution page", `location.pathname.startsWith("/executions/") && document.readyState === "complete" && !!document.querySelector("main")`, 15*time.Second)
+	d.waitFor("the execution page", `location.pathname.startsWith("/executions/")`, 15*time.Second)
 	id := strings.TrimPrefix(eval[string](d, `location.pathname`), "/executions/")
 	eval[bool](d, `window.sameDocument = true`)
 	d.waitFor("a first log line, live", `document.querySelector("#logs").innerText.includes("tick 2")`, 60*time.Second)
@@ -281,10 +283,13 @@ echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 	// The filter, used as a person would: it keeps what was typed.
 	d.setValue("#q", "TICK")
 	d.submit("form.filter")
-	d.waitFor("the filtered list", `location.search === "?q=TICK" && document.readyState === "complete" && !!document.querySelector("#events-summary")`, 20*time.Second)
-	if got, field := d.text("#events-summary"), eval[string](d, `document.querySelector("#q").value`); got != "1 of 1 events matches “TICK”." || field != "TICK" {
+	d.waitFor("the filtered list", `location.search === "?q=TICK" && !!document.querySelector("#events-summary")`, 20*time.Second)
+	if got, field := d.text("#events-summary"), eval[string](d, `document.querySelector("#q").value`); got != "1 of 1 event matches “TICK”." || field != "TICK" {
 		t.Errorf("filtered by TICK: %q, the field holds %q", got, field)
 	}
+	// A long filter that matches nothing still fits a phone's screen.
+	d.open("/events?q=sync_customer_invoices_from_billing_into_the_warehouse_nightly_v2")
+	d.check("events-filtered")
 
 	// A long run, cancelled from its page.
 	if st := s.api(ada, "POST", "/v1/events", map[string]any{"name": "long", "language": "bash", "script": "echo started; sleep 300"}, nil); st != 201 {
@@ -292,7 +297,7 @@ echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 	}
 	d.open("/events/long")
 	d.submit("#trigger")
-	d.waitFor("the long run's page", `location.pathname.startsWith("/executions/") && document.readyState === "complete" && !!document.querySelector("main")`, 15*time.Second)
+	d.waitFor("the long run's page", `location.pathname.startsWith("/executions/")`, 15*time.Second)
 	d.waitFor("the long run starts", `document.querySelector("#logs").innerText.includes("started")`, 60*time.Second)
 	d.submit("#cancel")
 	d.waitFor("the long run is cancelled", `document.querySelector("#status") && document.querySelector("#status").innerText === "cancelled"`, 60*time.Second)
@@ -328,9 +333,9 @@ echo '::cronium-output::{"html": "<script>alert(5)</script> & more"}'`
 
 	// Sign out: the session key is revoked, and pages ask to sign in again.
 	d.submit("form.signout")
-	d.waitFor("signed out", `location.pathname === "/login" && document.readyState === "complete" && !!document.querySelector("main")`, 10*time.Second)
+	d.waitFor("signed out", `location.pathname === "/login"`, 10*time.Second)
 	d.open("/executions/" + id)
-	d.waitFor("signed-out pages ask to sign in", `location.pathname === "/login" && document.readyState === "complete" && !!document.querySelector("main")`, 10*time.Second)
+	d.waitFor("signed-out pages ask to sign in", `location.pathname === "/login"`, 10*time.Second)
 	d.tab.AssertClean(t)
 }
 
@@ -696,11 +701,19 @@ func TestDashboardEventsFilterAndPages(t *testing.T) {
 	ada := s.user("ada", "pro")
 	for i := range 205 {
 		ev := map[string]any{"name": fmt.Sprintf("job-%03d", i), "language": "bash", "script": "echo"}
-		if i%10 == 0 {
+		switch {
+		case i%10 == 0:
 			ev["schedule"] = "0 3 * * *"
+		case i >= 50:
+			ev["schedule"] = "0 0 1 1 *" // not to fire during the test
 		}
 		if st := s.api(ada, "POST", "/v1/events", ev, nil); st != 201 {
 			t.Fatalf("create event %d: %d", i, st)
+		}
+	}
+	for _, name := range []string{"job-010", "job-020"} {
+		if st := s.api(ada, "POST", "/v1/events/"+name+"/pause", nil, nil); st != 200 {
+			t.Fatalf("pause %s: %d", name, st)
 		}
 	}
 	client, _ := httpSignIn(t, s, ada)
@@ -735,15 +748,20 @@ func TestDashboardEventsFilterAndPages(t *testing.T) {
 			[]string{`href="/events?page=2" rel="prev"`, "Page 3 of 3"}, []string{`rel="next"`}},
 		{"/events?page=9", "job-200", "job-204", 5, []string{"Page 3 of 3"}, nil}, // past the end: the last page
 		{"/events?q=JOB-01", "job-010", "job-019", 10,
-			[]string{"10 of 205 events match “JOB-01”", `value="JOB-01"`, `href="/events">Show all`}, []string{`class="pager"`}},
+			[]string{`10 of 205 events match “<bdi class="q">JOB-01</bdi>”`, `value="JOB-01"`, `href="/events">Show all`, "<title>Events matching “JOB-01” · Cronium</title>"}, []string{`class="pager"`}},
+		{"/events?q=PAUSED", "job-010", "job-020", 2, []string{"2 of 205 events match"}, nil}, // by state
+		{"/events?q=" + url.QueryEscape("0 0 1 1 *"), "job-051", "job-161", 100,
+			[]string{"139 of 205 events match", `href="/events?page=2&amp;q=0&#43;0&#43;1&#43;1&#43;%2A" rel="next"`}, nil},
+		{"/events?q=" + url.QueryEscape("  job-204 "), "job-204", "job-204", 1, []string{`value="job-204"`}, nil},
+		{"/events?page=99999999999999999999", "job-200", "job-204", 5, []string{"Page 3 of 3"}, nil},
 		{"/events?q=" + url.QueryEscape("0 3 * * *"), "job-000", "job-200", 21, []string{"21 of 205 events match"}, nil},
 		{"/events?q=" + url.QueryEscape("At 03:00 every"), "job-000", "job-200", 21, []string{"21 of 205 events match"}, nil}, // in words
-		{"/events?q=job-204", "job-204", "job-204", 1, []string{"1 of 205 events matches “job-204”."}, nil},
+		{"/events?q=job-204", "job-204", "job-204", 1, []string{`1 of 205 events matches “<bdi class="q">job-204</bdi>”.`}, nil},
 		{"/events?q=job&page=2", "job-100", "job-199", 100,
-			[]string{`href="/events?q=job" rel="prev"`, `href="/events?page=3&amp;q=job" rel="next"`}, nil},
-		{"/events?q=BASH", "job-000", "job-099", 100, []string{"205 of 205 events match “BASH”: 1–100 shown"}, nil},
+			[]string{`href="/events?q=job" rel="prev"`, `href="/events?page=3&amp;q=job" rel="next"`, "<title>Events matching “job”, page 2 of 3 · Cronium</title>"}, nil},
+		{"/events?q=BASH", "job-000", "job-099", 100, []string{`205 of 205 events match “<bdi class="q">BASH</bdi>”: 1–100 shown`}, nil},
 		{"/events?q=" + url.QueryEscape(`"><script>x</script>`), "", "", 0,
-			[]string{"No event matches “&#34;&gt;&lt;script&gt;x&lt;/script&gt;”; you have 205 in all."}, []string{"<script>x"}},
+			[]string{`No event matches “<bdi class="q">&#34;&gt;&lt;script&gt;x&lt;/script&gt;</bdi>”, of 205 in all.`}, []string{"<script>x"}},
 	} {
 		st, page := get(c.path)
 		got := names(page)
@@ -762,7 +780,14 @@ func TestDashboardEventsFilterAndPages(t *testing.T) {
 			}
 		}
 	}
-	for _, p := range []string{"0", "-1", "two", "1e3"} {
+	// A user with no events is told how to make one, with no filter.
+	bob, _ := httpSignIn(t, s, s.user("bob", "pro"))
+	if resp, err := bob.Get(s.url + "/events"); err != nil {
+		t.Fatal(err)
+	} else if page := readAll(resp); !strings.Contains(page, "No events yet.") || strings.Contains(page, `id="q"`) || strings.Contains(page, "job-") {
+		t.Errorf("the events page of a user with none:\n%s", page)
+	}
+	for _, p := range []string{"0", "-1", "two", "1e3", "-99999999999999999999"} {
 		if st, page := get("/events?page=" + p); st != 400 || !strings.Contains(page, "page: &#34;"+p+"&#34; is not a page number: want 1 or more") {
 			t.Errorf("page=%s: %d, want 400 naming the page", p, st)
 		}
