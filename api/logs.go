@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -119,6 +120,9 @@ func (s *Server) logTail(w http.ResponseWriter, r *http.Request, x cronium.Execu
 // streamAuthCheck is how often a log stream checks that its key still works.
 const streamAuthCheck = 5 * time.Second
 
+// streamAuthWait bounds each of those checks.
+const streamAuthWait = time.Second
+
 // remotePoll is how often a follower of an execution on another node
 // reads the store.
 const remotePoll = 300 * time.Millisecond
@@ -224,7 +228,12 @@ func (s *Server) follow(w http.ResponseWriter, r *http.Request, id string, after
 				fmt.Fprint(w, ": keep-alive\n\n")
 				flush()
 			case <-recheck.C:
-				if _, _, err := s.authenticate(r); err == errUnauthorized {
+				// Bounded: a store that hangs holds the stream up for at
+				// most streamAuthWait, and a timeout is not a refusal.
+				ctx, stop := context.WithTimeout(r.Context(), streamAuthWait)
+				_, _, err := s.authenticate(r.WithContext(ctx))
+				stop()
+				if err == errUnauthorized {
 					cancel()
 					b, _ := json.Marshal(map[string]string{"code": "unauthorized", "message": "the key this stream was opened with was revoked or expired, or its user deleted: the stream ends"})
 					rc.SetWriteDeadline(time.Now().Add(streamWriteWait))

@@ -989,7 +989,7 @@ func cancelled(x cronium.Execution) string {
 // follow streams logs over Server-Sent Events, reconnecting with
 // Last-Event-ID so nothing is missed or repeated.
 func (cl *apiClient) follow(ctx context.Context, id string, stdout, stderr io.Writer) error {
-	var last string
+	var last, refused string
 	for attempt := 0; ; attempt++ {
 		req, _ := http.NewRequestWithContext(ctx, "GET", strings.TrimRight(cl.server, "/")+"/v1/executions/"+url.PathEscape(id)+"/logs?follow=true", nil)
 		req.Header.Set("Accept", "text/event-stream")
@@ -1024,9 +1024,22 @@ func (cl *apiClient) follow(ctx context.Context, id string, stdout, stderr io.Wr
 				io.WriteString(stderr, text)
 			case "end":
 				fmt.Fprintf(stderr, "[cronium] execution ended: %s\n", data)
+			case "unauthorized":
+				var e struct {
+					Message string `json:"message"`
+				}
+				if json.Unmarshal([]byte(data), &e) != nil || e.Message == "" {
+					e.Message = "this key no longer works"
+				}
+				refused = e.Message
 			}
 		})
 		resp.Body.Close()
+		if refused != "" {
+			// The key was revoked or expired while following: reconnecting
+			// would only be refused.
+			return &exitError{code: 1, err: fmt.Errorf("follow logs: %s", refused)}
+		}
 		if ended || ctx.Err() != nil {
 			return nil
 		}

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -794,6 +797,9 @@ func TestDashboardEventsFilterAndPages(t *testing.T) {
 	}
 }
 
+// streamCheck is how often a log stream checks its key (api's streamAuthCheck).
+const streamCheck = 5 * time.Second
+
 // TestLogStreamsEndWithTheirKey: a live log stream checks its key again
 // while it runs: revoking an API key ends the streams opened with it, and
 // signing out of the dashboard ends the page's stream, each with an
@@ -854,6 +860,19 @@ func TestLogStreamsEndWithTheirKey(t *testing.T) {
 	api := open(http.DefaultClient, "/v1/executions/"+x.ID+"/logs?follow=true", created.Key)
 	page := open(dash, "/executions/"+x.ID+"/stream", "")
 	kept := open(http.DefaultClient, "/v1/executions/"+x.ID+"/logs?follow=true", ada)
+	// The CLI follows with the key that will be revoked: it stops with the
+	// server's reason and fails, without reconnecting.
+	cli := exec.Command(bin, "exec", "logs", "-f", x.ID)
+	cli.Env = append(slices.Clone(s.env), "CRONIUM_TOKEN="+created.Key)
+	var cliOut, cliErr bytes.Buffer
+	cli.Stdout, cli.Stderr = &cliOut, &cliErr
+	if err := cli.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cliDone := make(chan error, 1)
+	go func() { cliDone <- cli.Wait() }()
+	t.Cleanup(func() { cli.Process.Kill(); <-cliDone })
+	time.Sleep(time.Second) // the CLI is following
 
 	revoked := time.Now()
 	if st := s.api(ada, "DELETE", fmt.Sprintf("/v1/users/ada/keys/%d", created.Info.ID), nil, nil); st != 200 && st != 204 {
@@ -866,9 +885,24 @@ func TestLogStreamsEndWithTheirKey(t *testing.T) {
 	}
 	resp.Body.Close()
 	ends("signed-out dashboard", page, time.Now())
-	// The execution runs on, and a stream with a key that still works follows it.
-	if evs := sseUntil(t, kept, func(e sseEvent) bool { return e.event == "stdout" }); len(evs) == 0 || evs[len(evs)-1].event != "stdout" {
-		t.Errorf("the stream of the key still valid: %v", evs)
+	select {
+	case err := <-cliDone:
+		cliDone <- err // for the cleanup
+		if err == nil || !strings.Contains(cliErr.String(), "follow logs: the key this stream was opened with was revoked") || !strings.Contains(cliOut.String(), "tick 1\n") {
+			t.Errorf("cronium exec logs -f with a revoked key: %v\n%s", err, cliErr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Errorf("cronium exec logs -f still follows 15 s after its key was revoked:\n%s", cliErr.String())
+	}
+	// The execution runs on, and a stream with a key that still works
+	// follows it, live, for more than two checks after the others ended.
+	var last sseEvent
+	sseUntil(t, kept, func(e sseEvent) bool {
+		last = e
+		return e.event == "unauthorized" || e.event == "stdout" && time.Since(revoked) > 2*streamCheck+time.Second
+	})
+	if last.event != "stdout" || time.Since(revoked) < 2*streamCheck {
+		t.Errorf("the stream of the key still valid ended %s after the revoke, with %v", time.Since(revoked), last)
 	}
 	if st := s.api(ada, "GET", "/v1/executions/"+x.ID, nil, &x); st != 200 || x.Status != cronium.StatusRunning {
 		t.Errorf("the execution after its followers were cut off: %d %s", st, x.Status)

@@ -128,7 +128,7 @@ function followLogs() {
   });
   es.addEventListener("unauthorized", function () {
     es.close();
-    state.textContent = "Signed out: the live log stopped. Sign in again to follow it.";
+    state.textContent = "The live log stopped: this session ended (signed out, revoked or expired). Reload the page to sign in again.";
   });
   es.addEventListener("shutdown", function () {
     state.textContent = "The server is restarting: reconnecting…";
